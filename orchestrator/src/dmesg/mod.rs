@@ -1,0 +1,1 @@
+//! Classifies kernel logs into findings (pure: text in, findings out).

@@ -1,0 +1,1 @@
+//! The guest channel: SSH exec, kmsg cursor, slab snapshot, kmemleak, taint.

@@ -1,0 +1,1 @@
+//! The guest initramfs: init, sshd, module tools, the kernel's modules.

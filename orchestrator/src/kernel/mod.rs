@@ -1,0 +1,1 @@
+//! Guest kernel build and its cache.

@@ -1,0 +1,18 @@
+//! kcycle: catch kernel drivers that do not undo what they set up.
+//!
+//! The crate is split into a pure core that takes values and returns values
+//! (`dmesg`, `suite`, `status`, `report`, the argv builder in `vm`) and thin
+//! shells that touch processes, sockets and files (`kernel`, `image`, `vm`,
+//! `guest`, `run`). The binary in `main.rs`/`cli.rs` only parses arguments,
+//! calls into these modules and maps errors to exit codes.
+
+pub mod dmesg;
+pub mod exit;
+pub mod guest;
+pub mod image;
+pub mod kernel;
+pub mod report;
+pub mod run;
+pub mod status;
+pub mod suite;
+pub mod vm;

@@ -1,0 +1,18 @@
+//! The `kcycle` binary: parse arguments, run a subcommand, map the result to
+//! an exit code. All work happens in the library; this is the only place
+//! that uses `anyhow`.
+
+mod cli;
+
+use clap::Parser;
+
+fn main() -> std::process::ExitCode {
+    let args = cli::Cli::parse();
+    match cli::run(args) {
+        Ok(status) => status.into(),
+        Err(failure) => {
+            eprintln!("kcycle: error: {:#}", failure.error);
+            failure.status.into()
+        }
+    }
+}

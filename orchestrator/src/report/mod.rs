@@ -1,0 +1,1 @@
+//! Report writers: JUnit XML, IGT results.json, terminal output.

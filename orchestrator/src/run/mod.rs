@@ -1,0 +1,1 @@
+//! The executor: suites to guests to steps, emitting events for reporters.

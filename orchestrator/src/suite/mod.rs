@@ -1,0 +1,1 @@
+//! The suite model: TOML suites parsed and validated into plans.

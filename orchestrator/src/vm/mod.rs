@@ -1,0 +1,1 @@
+//! QEMU: argv builder, accel probe, QMP, serial console, VFIO.
