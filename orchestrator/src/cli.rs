@@ -211,6 +211,7 @@ pub struct Failure {
 }
 
 /// Attach the exit status to an error where its meaning is known.
+#[allow(dead_code)] // the subcommands that use it land one by one
 pub trait ExitOnError<T> {
     /// The user gave something wrong: exit 2.
     fn bad_input(self) -> Result<T, Failure>;
