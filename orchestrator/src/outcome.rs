@@ -143,7 +143,10 @@ mod tests {
     fn known_issues_do_not_fail_the_run() {
         let known = result("a", Status::DmesgWarn, vec![finding(Some("bug 1"))]);
         assert!(!known.fails_run());
-        assert_eq!(exit_status(&[known.clone()]), ExitStatus::Passed);
+        assert_eq!(
+            exit_status(std::slice::from_ref(&known)),
+            ExitStatus::Passed
+        );
 
         let mixed = result(
             "b",
