@@ -1,0 +1,90 @@
+//! Snapshots of guest kernel state, taken around each step: slab caches,
+//! taint, loaded modules. Pure: the runner fetches the text in one SSH round
+//! trip ([`COMMAND`]) and these functions parse and compare it.
+
+mod modules;
+mod slab;
+mod taint;
+
+pub use modules::loaded_modules;
+pub use slab::{SlabCache, SlabCaches};
+pub use taint::{Taint, TaintFlag};
+
+/// One shell command that prints everything [`Snapshot::parse`] reads, in sections.
+pub const COMMAND: &str = "echo @@slab; ls -1 /sys/kernel/slab 2>/dev/null; \
+echo @@slabinfo; cat /proc/slabinfo 2>/dev/null; \
+echo @@taint; cat /proc/sys/kernel/tainted; \
+echo @@modules; cat /proc/modules";
+
+/// Guest kernel state at one moment.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Snapshot {
+    pub slab: SlabCaches,
+    pub taint: Taint,
+    /// Names of loaded modules, as /proc/modules spells them.
+    pub modules: Vec<String>,
+}
+
+impl Snapshot {
+    /// Parse the output of [`COMMAND`]. Missing sections give empty values
+    /// (a kernel without SLUB sysfs simply has no slab names).
+    pub fn parse(text: &str) -> Snapshot {
+        let mut sections: [(&str, String); 4] = [
+            ("@@slab", String::new()),
+            ("@@slabinfo", String::new()),
+            ("@@taint", String::new()),
+            ("@@modules", String::new()),
+        ];
+        let mut current: Option<usize> = None;
+        for line in text.lines() {
+            if let Some(i) = sections
+                .iter()
+                .position(|(marker, _)| line.trim() == *marker)
+            {
+                current = Some(i);
+            } else if let Some(i) = current {
+                sections[i].1.push_str(line);
+                sections[i].1.push('\n');
+            }
+        }
+        let [(_, names), (_, slabinfo), (_, taint), (_, modules)] = sections;
+        Snapshot {
+            slab: SlabCaches::parse(&names, &slabinfo),
+            taint: Taint::parse(&taint).unwrap_or_default(),
+            modules: loaded_modules(&modules),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_all_sections() {
+        let text = "@@slab\nkmalloc-64\nrust_i915_vma\n:0000128\n@@slabinfo\n\
+slabinfo - version: 2.1\n\
+# name            <active_objs> <num_objs> <objsize> <objperslab> <pagesperslab> : tunables <limit> <batchcount> <sharedfactor> : slabdata <active_slabs> <num_slabs> <sharedavail>\n\
+rust_i915_vma         12     32    128   32    1 : tunables    0    0    0 : slabdata      1      1      0\n\
+@@taint\n4160\n@@modules\nrust_i915_table 16384 0 - Live 0xffffffffc0000000 (O)\n";
+        let snap = Snapshot::parse(text);
+        assert_eq!(
+            snap.slab.names().collect::<Vec<_>>(),
+            ["kmalloc-64", "rust_i915_vma"]
+        );
+        assert_eq!(
+            snap.slab.get("rust_i915_vma").unwrap().active_objects,
+            Some(12)
+        );
+        assert_eq!(snap.taint.flags(), [TaintFlag::User, TaintFlag::OotModule]);
+        assert_eq!(snap.modules, ["rust_i915_table"]);
+    }
+
+    #[test]
+    fn garbage_gives_empty_state() {
+        assert_eq!(
+            Snapshot::parse("\0\0garbage\n@@taint\nnot a number"),
+            Snapshot::default()
+        );
+    }
+}
