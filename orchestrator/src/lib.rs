@@ -14,6 +14,7 @@ pub mod kernel;
 pub mod outcome;
 pub mod report;
 pub mod run;
+pub mod selftest;
 pub mod snapshot;
 pub mod status;
 pub mod suite;
