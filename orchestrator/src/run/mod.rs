@@ -1,1 +1,3 @@
 //! The executor: suites to guests to steps, emitting events for reporters.
+
+pub mod command;
