@@ -1,0 +1,212 @@
+//! One log line: strip whatever prefix the log's source added and say where
+//! the line came from.
+//!
+//! Kernel text reaches us through many pipes: raw `dmesg` (`[   12.345678] `),
+//! `dmesg` with `CONFIG_PRINTK_CALLER` (`[   12.345678][  T123] `), `/dev/kmsg`
+//! dumps and IGT (`<4>[   12.345678] `, `<3> [513.235] `), syslog
+//! (`Jun  2 06:00:57 host kernel: `), journalctl (`06:00:57 kernel: `,
+//! `2024-06-02T06:00:57+0000 host kernel: `), consoles that glue a login prompt
+//! in front of a kernel line, and files with no prefix at all (kmemleak). The
+//! classifier only ever looks at [`Line::text`].
+
+use std::sync::LazyLock;
+
+use regex::Regex;
+
+/// A log line with its transport prefix removed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Line<'a> {
+    /// The message as the kernel printed it (leading indentation kept: stack
+    /// frames and hex dumps are indented).
+    pub text: &'a str,
+    /// The printk caller id (`T123` or `C1`) when the log has one. Lines of
+    /// one report share it, so it separates interleaved reports.
+    pub caller: Option<&'a str>,
+    /// Where the line came from.
+    pub origin: Origin,
+}
+
+/// Where a line came from, as far as its prefix tells.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// A kernel prefix (timestamp, log level or syslog `kernel:` tag).
+    Kernel,
+    /// A syslog/journal line of some other program: never a kernel report.
+    Userspace,
+    /// No prefix: could be either (kmemleak files, plain console captures).
+    Unknown,
+}
+
+/// `Jun  2 06:00:57 host kernel: `, `2024-06-02T06:00:57.1+00:00 host kernel: `,
+/// `06:00:57 kernel: ` and the same with another program's tag (`sshd[12]: `).
+/// Group 1 is the tag.
+static SYSLOG: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(concat!(
+        r"^(?:[A-Z][a-z]{2} +\d{1,2} +|\d{4}-\d{2}-\d{2}[T ])?",
+        r"\d{2}:\d{2}:\d{2}(?:[.,]\d+)?(?:Z|[+-]\d{2}:?\d{2})?",
+        r"(?: +[A-Za-z0-9_.-]+)?",
+        r" +([A-Za-z0-9_./-]+(?:\[\d+\])?): ",
+    ))
+    .expect("static regex")
+});
+
+/// `2018/01/09 14:28:48 ` in front of lines from tools that log with Go's
+/// default logger (syzkaller executor logs).
+static TOOL_TIME: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"^\d{4}/\d{2}/\d{2} \d{2}:\d{2}:\d{2}(?:\.\d+)? ").expect("static regex")
+});
+
+/// The kernel's own prefix: optional `<level>`, optional `[ seconds]`,
+/// optional `[ T123]`/`[C1]` caller id. Group 1 is the caller id.
+static KERNEL: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(concat!(
+        r"^(?:<\d{1,3}>)? ?\[ *\d+\.\d+\]",
+        r"(?:\[ *([TC]\d+)\])? ?",
+    ))
+    .expect("static regex")
+});
+
+/// `<4>` alone (kmsg records without timestamps).
+static LEVEL_ONLY: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"^<\d{1,3}>").expect("static regex"));
+
+/// The caller id alone, `[  T123] ` (logs printed without timestamps).
+static CALLER_ONLY: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"^\[ *([TC]\d+)\] ").expect("static regex"));
+
+/// Consoles print `host login: ` and the next kernel line on one line.
+const LOGIN: &str = " login: ";
+
+/// Lines longer than this are cut before matching: no kernel line is this
+/// long, and it bounds the work per line on garbage input.
+pub const MAX_LINE: usize = 4096;
+
+/// Strip the transport prefix from one line (without its `\n`).
+pub fn parse(raw: &str) -> Line<'_> {
+    let mut text = cut(raw.strip_suffix('\r').unwrap_or(raw));
+    let mut origin = Origin::Unknown;
+
+    if let Some(rest) = text.strip_prefix('\u{feff}') {
+        text = rest;
+    }
+    if let Some(m) = TOOL_TIME.find(text) {
+        text = &text[m.end()..];
+    }
+    if let Some(c) = SYSLOG.captures(text) {
+        let tag = c.get(1).map_or("", |m| m.as_str());
+        text = &text[c.get(0).map_or(0, |m| m.end())..];
+        if tag != "kernel" {
+            return Line {
+                text,
+                caller: None,
+                origin: Origin::Userspace,
+            };
+        }
+        origin = Origin::Kernel;
+    }
+    if let Some(pos) = text.find(LOGIN) {
+        let after = &text[pos + LOGIN.len()..];
+        if KERNEL.is_match(after) {
+            text = after;
+        }
+    }
+    let mut caller = None;
+    if let Some(c) = KERNEL.captures(text) {
+        caller = c.get(1).map(|m| m.as_str());
+        text = &text[c.get(0).map_or(0, |m| m.end())..];
+        origin = Origin::Kernel;
+    } else if let Some(m) = LEVEL_ONLY.find(text) {
+        text = &text[m.end()..];
+        origin = Origin::Kernel;
+    }
+    if caller.is_none() {
+        if let Some(c) = CALLER_ONLY.captures(text) {
+            caller = c.get(1).map(|m| m.as_str());
+            text = &text[c.get(0).map_or(0, |m| m.end())..];
+            origin = Origin::Kernel;
+        }
+    }
+    Line {
+        text,
+        caller,
+        origin,
+    }
+}
+
+/// Cut `s` to at most [`MAX_LINE`] bytes on a character boundary.
+fn cut(s: &str) -> &str {
+    if s.len() <= MAX_LINE {
+        return s;
+    }
+    let mut end = MAX_LINE;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Synthetic prefix variants around one real message (fs/debugfs/inode.c).
+    const MSG: &str = "debugfs: Directory 'i915_vma' with parent 'slab' already present!";
+
+    fn text_of(raw: &str) -> &str {
+        parse(raw).text
+    }
+
+    #[test]
+    fn strips_every_kernel_prefix_seen_in_the_wild() {
+        let variants = [
+            MSG.to_string(),
+            format!("[   12.345678] {MSG}"),
+            format!("[   12.345678][  T123] {MSG}"),
+            format!("[   12.345678][    C1] {MSG}"),
+            format!("[ 9320.075571][T22160] {MSG}"),
+            format!("<4>[   12.345678] {MSG}"),
+            format!("<3> [513.235] {MSG}"),
+            format!("<3>{MSG}"),
+            format!("Jun  2 06:00:57 host kernel: {MSG}"),
+            format!("Jun  2 06:00:57 host kernel: [48216.757622] {MSG}"),
+            format!("06:00:57 kernel: {MSG}"),
+            format!("2024-06-02T06:00:57.123456+00:00 host kernel: {MSG}"),
+            format!("Nov 24 14:07:01 host kernel: [   12.3][ T1] {MSG}"),
+            format!("syzkaller login: [   36.852785][ T3615] {MSG}"),
+            format!("[   12.345678] {MSG}\r"),
+            format!("[  T123] {MSG}"),
+        ];
+        for v in &variants {
+            assert_eq!(text_of(v), MSG, "prefix not stripped: {v:?}");
+        }
+    }
+
+    #[test]
+    fn keeps_the_caller_id() {
+        assert_eq!(parse("[   1.0][  T123] x").caller, Some("T123"));
+        assert_eq!(parse("[   1.0][    C1] x").caller, Some("C1"));
+        assert_eq!(parse("[   1.0] x").caller, None);
+    }
+
+    #[test]
+    fn keeps_indentation_of_stack_frames() {
+        assert_eq!(
+            text_of("[   1.0]  dump_stack+0x1/0x2"),
+            " dump_stack+0x1/0x2"
+        );
+    }
+
+    #[test]
+    fn marks_other_programs_in_syslog_as_userspace() {
+        let line = parse("Jun  2 06:00:57 host sshd[812]: WARNING: CPU: 0 PID: 1 at x");
+        assert_eq!(line.origin, Origin::Userspace);
+        assert_eq!(parse(&format!("[ 1.0] {MSG}")).origin, Origin::Kernel);
+        assert_eq!(parse(MSG).origin, Origin::Unknown);
+    }
+
+    #[test]
+    fn cuts_overlong_lines_on_a_char_boundary() {
+        let long = "é".repeat(MAX_LINE);
+        assert!(parse(&long).text.len() <= MAX_LINE);
+    }
+}

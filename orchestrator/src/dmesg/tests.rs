@@ -1,0 +1,264 @@
+//! Unit tests of the walk with small synthetic logs. Each message line is
+//! the kernel's format string (cited) with made-up values; real logs are in
+//! `tests/fixtures/dmesg` and `../shared/corpus/dmesg`.
+
+use super::*;
+
+fn kinds_and_titles(log: &str) -> Vec<(Kind, String)> {
+    classify(log)
+        .into_iter()
+        .map(|f| (f.kind, f.title))
+        .collect()
+}
+
+#[test]
+fn empty_and_clean_logs_have_no_findings() {
+    assert!(classify("").is_empty());
+    assert!(classify("\n\n").is_empty());
+    let clean = "\
+[    0.000000] Linux version 6.12.0 (root@host) #1 SMP
+[    1.234567] i915: Performing mock selftests with st_random_seed=0x1 st_timeout=500
+[    1.234568] i915: Running i915_gem_object_mock_selftests/igt_gem_huge
+[    2.000000] Setting dangerous option mock_selftests - tainting kernel
+[    2.100000] i915 0000:00:02.0: [drm] GT0: GUC: timed out waiting for reply
+[    2.200000] i915 0000:00:02.0: Direct firmware load for i915/tgl_dmc.bin failed with error -2
+[    3.000000] traps: a.out[3615] general protection fault ip:7feb96eb56a1 sp:20000fd0 error:0 in a.out
+";
+    assert_eq!(classify(clean), vec![]);
+}
+
+#[test]
+fn debugfs_duplicates_old_and_new_wording_get_one_title() {
+    // fs/debugfs/inode.c, 5.3-6.16 and 6.17+.
+    let log = "\
+[   10.1] debugfs: Directory 'i915_vma' with parent 'slab' already present!
+[   10.2] debugfs: File 'total_objects' in directory 'i915_vma' already present!
+[   10.3] debugfs: 'i915_vma' already exists in 'slab'
+";
+    assert_eq!(
+        kinds_and_titles(log),
+        vec![
+            (
+                Kind::DebugfsDuplicate,
+                "debugfs: duplicate 'i915_vma' in 'slab'".into()
+            ),
+            (
+                Kind::DebugfsDuplicate,
+                "debugfs: duplicate 'total_objects' in 'i915_vma'".into()
+            ),
+            (
+                Kind::DebugfsDuplicate,
+                "debugfs: duplicate 'i915_vma' in 'slab'".into()
+            ),
+        ]
+    );
+    let first = &classify(log)[0];
+    assert_eq!((first.line, first.severity), (1, Severity::Warn));
+    assert_eq!(
+        first.report,
+        "debugfs: Directory 'i915_vma' with parent 'slab' already present!"
+    );
+}
+
+#[test]
+fn slab_leak_warn_takes_in_its_warning_line() {
+    // mm/slab_common.c (6.12): WARN(err, "%s %s: Slab cache still has objects when called from %pS", ...)
+    let log = "\
+[   20.0] ------------[ cut here ]------------
+[   20.1] kmem_cache_destroy i915_vma: Slab cache still has objects when called from i915_vma_module_exit+0x15/0x30 [i915]
+[   20.2] WARNING: CPU: 0 PID: 77 at mm/slab_common.c:529 kmem_cache_destroy+0x10d/0x130
+[   20.3] Modules linked in: i915(-)
+[   20.4] CPU: 0 UID: 0 PID: 77 Comm: rmmod Tainted: G     U             6.12.0 #1
+[   20.5] RIP: 0010:kmem_cache_destroy+0x10d/0x130
+[   20.6] Call Trace:
+[   20.7]  <TASK>
+[   20.8]  i915_exit+0x2a/0x40 [i915]
+[   20.9]  __do_sys_delete_module+0x1a1/0x2b0
+[   21.0]  </TASK>
+[   21.1] ---[ end trace 0000000000000000 ]---
+[   21.2] i915: unloaded
+";
+    let findings = classify(log);
+    assert_eq!(findings.len(), 1, "{findings:#?}");
+    let f = &findings[0];
+    assert_eq!(f.kind, Kind::SlabLeak);
+    assert_eq!(
+        f.title,
+        "kmem_cache_destroy i915_vma: Slab cache still has objects"
+    );
+    assert_eq!(f.line, 2);
+    assert!(f.report.ends_with("---[ end trace 0000000000000000 ]---"));
+}
+
+#[test]
+fn lockdep_warning_is_lockdep_not_warning() {
+    let log = "\
+======================================================
+WARNING: possible circular locking dependency detected
+------------------------------------------------------
+modprobe/123 is trying to acquire lock:
+ffff8880 (&dev->lock){+.+.}, at: foo_unbind+0x1/0x2
+";
+    assert_eq!(
+        kinds_and_titles(log),
+        vec![(Kind::Lockdep, "possible deadlock in foo_unbind".into())]
+    );
+}
+
+#[test]
+fn warning_first_line_before_and_after_6_19() {
+    // kernel/panic.c __warn(): before 6.19 and since 28ea295f941e (6.19-rc1).
+    let old = "WARNING: CPU: 3 PID: 9 at drivers/gpu/drm/i915/i915_vma.c:12 i915_vma_unpin+0x1/0x2 [i915]";
+    let new = "WARNING: drivers/gpu/drm/i915/i915_vma.c:12 at i915_vma_unpin+0x1/0x2 [i915], CPU#3: modprobe/9";
+    let no_file = "WARNING: at i915_vma_unpin+0x1/0x2 [i915], CPU#3: modprobe/9";
+    let cond = "WARNING: [!vma->pin] drivers/gpu/drm/i915/i915_vma.c:12 at i915_vma_unpin+0x1/0x2, CPU#3: modprobe/9";
+    let ancient = "WARNING: at drivers/gpu/drm/i915/i915_vma.c:12 i915_vma_unpin+0x1/0x2()";
+    for l in [old, new, no_file, cond, ancient] {
+        assert_eq!(
+            kinds_and_titles(l),
+            vec![(Kind::Warning, "WARNING in i915_vma_unpin".into())],
+            "{l}"
+        );
+    }
+}
+
+#[test]
+fn banner_warnings_are_not_findings() {
+    let log = "\
+Spectre V2 : WARNING: Unprivileged eBPF is enabled with eIBRS on, data leaks possible via Spectre v2 BHB attacks!
+WARNING: the mand mount option is being deprecated and
+XFS (loop4): WARNING: Reset corrupted AGFL on AG 0.
+";
+    assert_eq!(classify(log), vec![]);
+}
+
+#[test]
+fn panic_after_a_report_is_part_of_it() {
+    let log = "\
+[ 5.0] BUG: kernel NULL pointer dereference, address: 0000000000000008
+[ 5.1] #PF: supervisor read access in kernel mode
+[ 5.2] Oops: 0000 [#1] PREEMPT SMP NOPTI
+[ 5.3] RIP: 0010:i915_gem_object_put+0x5/0x20 [i915]
+[ 5.4] Call Trace:
+[ 5.5]  i915_exit+0x2a/0x40 [i915]
+[ 5.6] ---[ end trace 0000000000000000 ]---
+[ 5.7] Kernel panic - not syncing: Fatal exception
+[ 5.8] Kernel Offset: disabled
+";
+    let findings = classify(log);
+    assert_eq!(
+        findings
+            .iter()
+            .map(|f| (f.kind, f.title.as_str()))
+            .collect::<Vec<_>>(),
+        vec![(
+            Kind::Oops,
+            "BUG: unable to handle kernel NULL pointer dereference in i915_gem_object_put"
+        )]
+    );
+    assert!(findings[0]
+        .report
+        .contains("Kernel panic - not syncing: Fatal exception"));
+}
+
+#[test]
+fn a_panic_alone_is_a_finding_with_numbers_normalized() {
+    assert_eq!(
+        kinds_and_titles(
+            "Kernel panic - not syncing: VFS: Unable to mount root fs on unknown-block(0,0)"
+        ),
+        vec![(
+            Kind::Panic,
+            "kernel panic: VFS: Unable to mount root fs on unknown-block(NUM,NUM)".into()
+        )]
+    );
+}
+
+#[test]
+fn i915_selftest_failures_and_ktap() {
+    // drivers/gpu/drm/i915/selftests/i915_selftest.c, lib/kunit (KTAP).
+    let log = "\
+[ 1.0] i915: Running i915_gem_object_mock_selftests/igt_gem_huge
+[ 1.1] i915/i915_gem_object_mock_selftests: igt_gem_huge failed with error -22
+[ 2.0]     ok 1 test_a
+[ 2.1]     not ok 2 test_b
+[ 2.2]     not ok 3 test_c # SKIP needs hardware
+[ 2.3] not ok 1 example # FAIL
+";
+    assert_eq!(
+        kinds_and_titles(log),
+        vec![
+            (
+                Kind::SelftestFail,
+                "i915/i915_gem_object_mock_selftests: igt_gem_huge failed with error -22".into()
+            ),
+            (Kind::SelftestFail, "KTAP: not ok test_b".into()),
+            (Kind::SelftestFail, "KTAP: not ok example".into()),
+        ]
+    );
+    assert_eq!(
+        i915_selftest_running("[ 1.0] i915: Running i915_gem_object_mock_selftests/igt_gem_huge"),
+        Some("i915_gem_object_mock_selftests/igt_gem_huge")
+    );
+}
+
+#[test]
+fn interleaved_lines_of_other_callers_stay_out_of_a_report() {
+    let log = "\
+[ 1.0][ T10] sysfs: cannot create duplicate filename '/kernel/slab/i915_vma'
+[ 1.1][ T10] CPU: 0 PID: 10 Comm: modprobe
+[ 1.1][ T11] usb 1-1: new high-speed USB device number 2
+[ 1.2][ T10] Call Trace:
+[ 1.3][ T10]  dump_stack_lvl+0x1/0x2
+[ 1.4][ T10]  sysfs_warn_dup+0x1/0x2
+[ 1.5][ T10] kobject_add_internal failed for i915_vma with -EEXIST
+";
+    let findings = classify(log);
+    assert_eq!(findings.len(), 1);
+    assert_eq!(findings[0].kind, Kind::SysfsDuplicate);
+    assert_eq!(
+        findings[0].title,
+        "sysfs: cannot create duplicate filename '/kernel/slab/i915_vma'"
+    );
+    assert!(!findings[0].report.contains("usb"));
+    assert!(!findings[0].report.contains("kobject_add_internal failed"));
+}
+
+#[test]
+fn userspace_lines_in_syslog_are_ignored() {
+    let log = "\
+Jun  2 06:00:57 host myapp[12]: BUG: this is not the kernel
+Jun  2 06:00:58 host kernel: [  1.0] debugfs: Directory 'x' with parent 'y' already present!
+";
+    assert_eq!(
+        kinds_and_titles(log),
+        vec![(
+            Kind::DebugfsDuplicate,
+            "debugfs: duplicate 'x' in 'y'".into()
+        )]
+    );
+}
+
+#[test]
+fn reports_are_cut_at_the_size_limits() {
+    let mut log = String::from("BUG: soft lockup - CPU#0 stuck for 22s! [a:1]\nCall Trace:\n");
+    for i in 0..1000 {
+        log.push_str(&format!(" frame_{i}+0x1/0x2\n"));
+    }
+    let findings = classify(&log);
+    assert_eq!(findings.len(), 1);
+    assert!(findings[0].report.lines().count() <= MAX_REPORT_LINES);
+    assert!(findings[0].report.len() <= MAX_REPORT_BYTES);
+}
+
+#[test]
+fn kinds_serialize_as_the_issue_names() {
+    for kind in Kind::ALL {
+        let json = serde_json::to_string(&kind).expect("serialize");
+        assert_eq!(json, format!("\"{}\"", kind.name()));
+    }
+    assert_eq!(
+        serde_json::to_string(&Severity::Warn).expect("json"),
+        "\"warn\""
+    );
+}

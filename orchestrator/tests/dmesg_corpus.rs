@@ -1,0 +1,68 @@
+//! The classifier against the shared corpus of real kernel logs
+//! (`../shared/corpus/dmesg`, syzkaller test data): the first finding of each
+//! log must have the kind and title `EXPECTED.tsv` gives; `clean` logs must
+//! have none.
+
+use std::path::{Path, PathBuf};
+
+use kcycle::dmesg::{classify_bytes, Kind};
+
+fn corpus_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/corpus/dmesg")
+}
+
+/// The corpus lives outside the repository; without it there is nothing to
+/// check, which is a failure in CI and a notice elsewhere.
+fn corpus_or_skip() -> Option<PathBuf> {
+    let dir = corpus_dir();
+    if dir.join("EXPECTED.tsv").is_file() {
+        return Some(dir);
+    }
+    let message = format!("shared dmesg corpus not found at {}", dir.display());
+    assert!(std::env::var_os("CI").is_none(), "{message}");
+    eprintln!("skipping: {message}");
+    None
+}
+
+#[test]
+fn first_finding_of_every_corpus_log_matches_expected() {
+    let Some(dir) = corpus_or_skip() else { return };
+    let expected = std::fs::read_to_string(dir.join("EXPECTED.tsv")).expect("read EXPECTED.tsv");
+    let mut checked = 0;
+    let mut wrong = Vec::new();
+    for row in expected.lines().skip(1).filter(|l| !l.trim().is_empty()) {
+        let fields: Vec<&str> = row.split('\t').collect();
+        let (file, class, title) = (fields[0], fields[1], fields.get(2).copied().unwrap_or(""));
+        let bytes = std::fs::read(dir.join(file)).expect("read corpus log");
+        let findings = classify_bytes(&bytes);
+        let got = findings
+            .first()
+            .map(|f| (f.kind.name().to_string(), f.title.clone()));
+        let want = (class != "clean").then(|| (class.to_string(), title.to_string()));
+        if got != want {
+            wrong.push(format!("{file}: want {want:?}, got {got:?}"));
+        }
+        checked += 1;
+    }
+    assert!(checked >= 30, "only {checked} corpus logs checked");
+    assert!(
+        wrong.is_empty(),
+        "{} of {checked} wrong:\n{}",
+        wrong.len(),
+        wrong.join("\n")
+    );
+}
+
+#[test]
+fn every_kind_name_in_the_corpus_is_a_kind() {
+    let Some(dir) = corpus_or_skip() else { return };
+    let expected = std::fs::read_to_string(dir.join("EXPECTED.tsv")).expect("read EXPECTED.tsv");
+    let names: Vec<&str> = Kind::ALL.iter().map(|k| k.name()).collect();
+    for row in expected.lines().skip(1) {
+        let class = row.split('\t').nth(1).unwrap_or("");
+        assert!(
+            class == "clean" || names.contains(&class),
+            "unknown kind {class}"
+        );
+    }
+}
