@@ -42,7 +42,7 @@ pub enum Origin {
 /// Group 1 is the tag.
 static SYSLOG: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(concat!(
-        r"^(?:[A-Z][a-z]{2} +\d{1,2} +|\d{4}-\d{2}-\d{2}[T ])?",
+        r"^(?:[A-Za-z]{3} +\d{1,2} +|\d{4}-\d{2}-\d{2}[T ])?",
         r"\d{2}:\d{2}:\d{2}(?:[.,]\d+)?(?:Z|[+-]\d{2}:?\d{2})?",
         r"(?: +[A-Za-z0-9_.-]+)?",
         r" +([A-Za-z0-9_./-]+(?:\[\d+\])?): ",
@@ -56,11 +56,12 @@ static TOOL_TIME: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"^\d{4}/\d{2}/\d{2} \d{2}:\d{2}:\d{2}(?:\.\d+)? ").expect("static regex")
 });
 
-/// The kernel's own prefix: optional `<level>`, optional `[ seconds]`,
-/// optional `[ T123]`/`[C1]` caller id. Group 1 is the caller id.
+/// The kernel's own prefix: optional `<level>`, `[ seconds]` or `dmesg -T`'s
+/// `[Fri Apr 17 01:44:46 2026]`, optional `[ T123]`/`[C1]` caller id.
+/// Group 1 is the caller id.
 static KERNEL: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(concat!(
-        r"^(?:<\d{1,3}>)? ?\[ *\d+\.\d+\]",
+        r"^(?:<\d{1,3}>)? ?\[(?: *\d+\.\d+|[A-Z][a-z]{2} [A-Z][a-z]{2} [ \d]\d \d{2}:\d{2}:\d{2} \d{4})\]",
         r"(?:\[ *([TC]\d+)\])? ?",
     ))
     .expect("static regex")
@@ -170,6 +171,8 @@ mod tests {
             format!("Jun  2 06:00:57 host kernel: {MSG}"),
             format!("Jun  2 06:00:57 host kernel: [48216.757622] {MSG}"),
             format!("06:00:57 kernel: {MSG}"),
+            format!("sep 20 11:53:55 biskvi kernel: {MSG}"),
+            format!("[Fri Apr 17 01:44:46 2026] {MSG}"),
             format!("2024-06-02T06:00:57.123456+00:00 host kernel: {MSG}"),
             format!("Nov 24 14:07:01 host kernel: [   12.3][ T1] {MSG}"),
             format!("syzkaller login: [   36.852785][ T3615] {MSG}"),

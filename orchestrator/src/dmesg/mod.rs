@@ -249,7 +249,15 @@ impl<'a> Walk<'a> {
             .open
             .as_ref()
             .is_some_and(|open| matches!((open.caller, line.caller), (Some(a), Some(b)) if a != b));
-        if let Some(index) = TABLE.start(line.text) {
+        // Logs pasted into mails and issues are often indented; between
+        // reports an indented start line is still a start line.
+        let start = TABLE.start(line.text).or_else(|| {
+            let trimmed = line.text.trim_start();
+            (self.open.is_none() && trimmed.len() < line.text.len())
+                .then(|| TABLE.start(trimmed))
+                .flatten()
+        });
+        if let Some(index) = start {
             let rule = &RULES[index];
             if let Some(open) = &mut self.open {
                 if open.absorbs(rule, foreign) {
@@ -258,11 +266,16 @@ impl<'a> Walk<'a> {
                 }
             }
             self.close();
+            if rule.kind == Kind::Panic && !self.findings.is_empty() && is_aftermath(line.text) {
+                // The panic that panic_on_warn/panic_on_oops/hung_task_panic
+                // adds to a report already found: not a finding of its own.
+                return;
+            }
             let open = Open {
                 rule: index,
                 line: number,
                 caller: line.caller,
-                lines: vec![line.text],
+                lines: vec![line.text.trim_start()],
                 in_trace: false,
             };
             if rule.body == Body::Line {
@@ -360,6 +373,21 @@ impl<'a> Open<'a> {
         }
         Step::Take
     }
+}
+
+/// Panic messages that only say another report made the kernel panic.
+const AFTERMATH: &[&str] = &[
+    "panic_on_warn set",
+    "Fatal exception",
+    "hung_task: blocked tasks",
+    "softlockup: hung tasks",
+    "hardlockup: ",
+    "RCU Stall",
+    "panic_on_oops",
+];
+
+fn is_aftermath(text: &str) -> bool {
+    text.starts_with("Kernel panic - not syncing: ") && AFTERMATH.iter().any(|a| text.contains(a))
 }
 
 /// `=====...` closes KASAN and UBSAN reports.

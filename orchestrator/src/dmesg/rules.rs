@@ -323,9 +323,17 @@ pub static RULES: &[Rule] = &[
         Kind::Warning,
         3,
     ),
+    // SLUB debug's report of the same leak (printed first when slub_debug is on).
     rule(
         Kind::SlabLeak,
-        r"^BUG (\S+) \((?:Not tainted|Tainted:[^)]*)\): Objects remaining in \S+ on __kmem_cache_shutdown",
+        r"^BUG (\S+) \((?:Not tainted|Tainted:[^)]*)\): Objects remaining in ",
+        Title::Text("kmem_cache_destroy {1}: Slab cache still has objects"),
+        Body::Trace,
+    ),
+    // The SLAB allocator's wording (before SLAB was removed in 6.8).
+    rule(
+        Kind::SlabLeak,
+        r"^slab error in kmem_cache_destroy\(\): cache `([^']+)': Can't free all objects",
         Title::Text("kmem_cache_destroy {1}: Slab cache still has objects"),
         Body::Trace,
     ),
@@ -348,11 +356,16 @@ pub static RULES: &[Rule] = &[
         Title::Text("debugfs: duplicate '{1}' in '{2}'"),
         Body::Line,
     ),
-    rule(
-        Kind::SysfsDuplicate,
-        r"^sysfs: cannot create duplicate filename '(.*)'",
-        Title::Text("sysfs: cannot create duplicate filename '{1}'"),
-        Body::Trace,
+    // Before 4.15 sysfs_warn_dup() also WARN()ed: the WARNING belongs to it.
+    absorbing(
+        rule(
+            Kind::SysfsDuplicate,
+            r"^sysfs: cannot create duplicate filename '(.*)'",
+            Title::Text("sysfs: cannot create duplicate filename '{1}'"),
+            Body::Trace,
+        ),
+        Kind::Warning,
+        3,
     ),
     // --- selftests.
     rule(
@@ -637,6 +650,7 @@ const KEYWORDS: &[&str] = &[
     "unreferenced object",
     "kmemleak",
     "kmem_cache_destroy",
+    "slab error",
     "debugfs:",
     "sysfs:",
     "i915/",
@@ -690,6 +704,7 @@ mod tests {
             "debugfs: Directory 'x' with parent 'slab' already present!",
             "debugfs: 'x' already exists in 'y'",
             "sysfs: cannot create duplicate filename '/kernel/slab/x'",
+            "slab error in kmem_cache_destroy(): cache `x': Can't free all objects",
             "i915/i915_mock_selftests: mock_vma failed with error -22",
             "    not ok 3 test_x",
             "Kernel panic - not syncing: Fatal exception",

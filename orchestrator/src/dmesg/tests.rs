@@ -262,3 +262,21 @@ fn kinds_serialize_as_the_issue_names() {
         "\"warn\""
     );
 }
+
+#[test]
+fn panic_on_warn_after_a_closed_report_is_not_a_new_finding() {
+    let log = "\
+==================================================================
+BUG: KASAN: use-after-free in foo+0x1/0x2
+Read of size 8 at addr ffff888000000000 by task a/1
+Call Trace:
+ foo+0x1/0x2
+==================================================================
+Kernel panic - not syncing: panic_on_warn set ...
+CPU: 0 PID: 1 Comm: a
+";
+    assert_eq!(
+        kinds_and_titles(log),
+        vec![(Kind::Kasan, "KASAN: use-after-free Read in foo".into())]
+    );
+}
