@@ -229,6 +229,11 @@ struct Open<'a> {
     lines: Vec<&'a str>,
     /// A stack trace has started, so the dump ends with the trace.
     in_trace: bool,
+    /// Lines before the trace that look like no part of an oops dump.
+    stray: usize,
+    /// How many lines the report had at its last dump line: stray lines
+    /// after it are dropped if the report ends without a trace.
+    dump_lines: usize,
 }
 
 /// What an open report does with the next line.
@@ -277,6 +282,8 @@ impl<'a> Walk<'a> {
                 caller: line.caller,
                 lines: vec![line.text.trim_start()],
                 in_trace: false,
+                stray: 0,
+                dump_lines: 1,
             };
             if rule.body == Body::Line {
                 self.finish(open);
@@ -297,7 +304,12 @@ impl<'a> Walk<'a> {
                 open.take(line.text);
                 self.close();
             }
-            Step::Close => self.close(),
+            Step::Close => {
+                if !open.in_trace {
+                    open.lines.truncate(open.dump_lines);
+                }
+                self.close();
+            }
         }
     }
 
@@ -366,14 +378,29 @@ impl<'a> Open<'a> {
         }
         if stack::is_trace_start(text) || (body == Body::Trace && stack::is_frame(text)) {
             self.in_trace = true;
+            self.dump_lines = self.lines.len() + 1;
             return Step::Take;
         }
-        if self.in_trace && !is_dump_line(text) {
-            return Step::Close;
+        if is_dump_line(text) {
+            self.dump_lines = self.lines.len() + 1;
+        } else {
+            if self.in_trace {
+                return Step::Close;
+            }
+            // An oops dump has few free-form lines before its trace (a WARN
+            // message, a task state line); more mean the report was cut
+            // short and ordinary log lines follow.
+            self.stray += 1;
+            if body == Body::Trace && self.stray > MAX_STRAY_LINES {
+                return Step::Close;
+            }
         }
         Step::Take
     }
 }
+
+/// Free-form lines an oops-style report may have before its stack trace.
+const MAX_STRAY_LINES: usize = 3;
 
 /// Panic messages that only say another report made the kernel panic.
 const AFTERMATH: &[&str] = &[
@@ -497,6 +524,8 @@ const DUMP_PREFIXES: &[&str] = &[
     "LR is at",
     "psr:",
     "unreferenced object",
+    "rcu:",
+    "All QSes seen",
 ];
 
 /// Register dumps (`r10: 81de5c68  r9 : ...`, `x29: ffff...`, `R13: ...`) and

@@ -240,6 +240,24 @@ Jun  2 06:00:58 host kernel: [  1.0] debugfs: Directory 'x' with parent 'y' alre
 }
 
 #[test]
+fn a_report_without_a_trace_ends_at_ordinary_log_lines() {
+    let log = "\
+WARNING: CPU: 0 PID: 1 at drivers/a.c:1 f+0x1/0x2
+Modules linked in: i915
+usb 1-1: new high-speed USB device number 2
+EXT4-fs (sda1): mounted filesystem
+systemd[1]: Started foo.
+e1000e: link up
+";
+    let findings = classify(log);
+    assert_eq!(findings.len(), 1);
+    assert_eq!(
+        findings[0].report,
+        "WARNING: CPU: 0 PID: 1 at drivers/a.c:1 f+0x1/0x2\nModules linked in: i915"
+    );
+}
+
+#[test]
 fn reports_are_cut_at_the_size_limits() {
     let mut log = String::from("BUG: soft lockup - CPU#0 stuck for 22s! [a:1]\nCall Trace:\n");
     for i in 0..1000 {
