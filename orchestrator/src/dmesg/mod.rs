@@ -659,6 +659,10 @@ fn function<'a>(
         }
         From::Stall => stack::stall_function(lines),
         From::HungTask => stack::hung_task_function(lines),
+        From::Workqueue => lines.iter().find_map(|l| {
+            let rest = l.trim_start().strip_prefix("Workqueue: ")?;
+            rest.split_whitespace().nth(1).map(stack::clean)
+        }),
     }
 }
 

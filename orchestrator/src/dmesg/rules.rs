@@ -45,6 +45,9 @@ pub enum From {
     Stall,
     /// The blocked task's stack (see [`stack::hung_task_function`]).
     HungTask,
+    /// The work function of the first `Workqueue: <name> <function>` line
+    /// (a workqueue lockup names the work item it is stuck on).
+    Workqueue,
 }
 
 /// How a title is built. `{1}`, `{2}` ... are the start line's captures.
@@ -147,7 +150,7 @@ pub static RULES: &[Rule] = &[
     ),
     rule(
         Kind::Lockdep,
-        r"^(?:\[ )?(?:WARNING|INFO): (?:SOFT|HARD)IRQ-safe -> (?:SOFT|HARD)IRQ-unsafe lock order detected",
+        r"^(?:\[ )?(?:WARNING|INFO): .*-safe -> .*-unsafe lock order detected",
         in_func(
             "possible deadlock in {func}",
             From::LockAt(1),
@@ -200,6 +203,33 @@ pub static RULES: &[Rule] = &[
             NONE,
         ),
         Body::Text,
+    ),
+    rule(
+        Kind::Lockdep,
+        r"^(?:\[ )?BUG: Invalid wait context",
+        in_func(
+            "BUG: invalid wait context in {func}",
+            From::Trace,
+            &["lock_sock", "release_sock"],
+        ),
+        Body::Text,
+    ),
+    rule(
+        Kind::Lockdep,
+        r"^(?:WARNING|BUG): .*still has locks held!",
+        in_func("BUG: still has locks held in {func}", From::LockAt(1), NONE),
+        Body::Text,
+    ),
+    // DEBUG_LOCKS_WARN_ON() inside lockdep itself.
+    rule(
+        Kind::Lockdep,
+        r"^WARNING: .*kernel/locking/lockdep\.c.*lock_",
+        in_func(
+            "WARNING: locking bug in {func}",
+            From::Pc,
+            &["lock_sock", "release_sock"],
+        ),
+        Body::Trace,
     ),
     rule(
         Kind::Lockdep,
@@ -392,6 +422,22 @@ pub static RULES: &[Rule] = &[
     // --- BUG: reports.
     rule(
         Kind::Bug,
+        r"^kernel BUG at lib/list_debug\.c",
+        in_func("BUG: corrupted list in {func}", From::Pc, &["list_"]),
+        Body::Trace,
+    ),
+    rule(
+        Kind::Bug,
+        r"^kernel BUG at mm/usercopy\.c",
+        in_func(
+            "BUG: bad usercopy in {func}",
+            From::Pc,
+            &["usercopy", "__check"],
+        ),
+        Body::Trace,
+    ),
+    rule(
+        Kind::Bug,
         r"^kernel BUG at (\S+?)!?\s*$",
         in_func("kernel BUG in {func}", From::Pc, NONE),
         Body::Trace,
@@ -430,8 +476,12 @@ pub static RULES: &[Rule] = &[
     ),
     rule(
         Kind::Bug,
-        r"^BUG: spinlock (lockup suspected|already unlocked|recursion|bad magic|wrong owner|wrong CPU)",
-        in_func("BUG: spinlock {1} in {func}", From::Trace, &["spin_"]),
+        r"^BUG: (spinlock|rwlock) (lockup suspected|already unlocked|recursion|cpu recursion|bad magic|wrong owner|wrong CPU|trylock failure on UP)",
+        in_func(
+            "BUG: {1} {2} in {func}",
+            From::Trace,
+            &["spin_", "_lock", "_unlock"],
+        ),
         Body::Trace,
     ),
     rule(
@@ -447,8 +497,8 @@ pub static RULES: &[Rule] = &[
     rule(
         Kind::Bug,
         r"^BUG: workqueue lockup",
-        Title::Text("BUG: workqueue lockup"),
-        Body::Trace,
+        in_func("BUG: workqueue lockup in {func}", From::Workqueue, NONE),
+        Body::Text,
     ),
     rule(
         Kind::Bug,
@@ -464,7 +514,7 @@ pub static RULES: &[Rule] = &[
     ),
     rule(
         Kind::Bug,
-        r"^BUG: stack guard page was hit",
+        r"^BUG: .*stack guard page was hit",
         in_func("BUG: stack guard page was hit in {func}", From::Pc, NONE),
         Body::Trace,
     ),
@@ -542,7 +592,7 @@ pub static RULES: &[Rule] = &[
     // --- stalls and hangs.
     rule(
         Kind::HungTask,
-        r"^INFO: task \S+ blocked for more than \d+ seconds",
+        r"^INFO: task \S+ blocked (?:in I/O wait )?for more than \d+ seconds",
         in_func("INFO: task hung in {func}", From::HungTask, NONE),
         Body::Trace,
     ),
@@ -593,6 +643,52 @@ pub static RULES: &[Rule] = &[
         in_func("PANIC: double fault in {func}", From::Pc, NONE),
         Body::Trace,
     ),
+    // --- WARN()s of kernel checkers: named after the check, "in" the caller.
+    rule(
+        Kind::Warning,
+        r"^WARNING: .*lib/refcount\.c.* refcount_",
+        in_func(
+            "WARNING: refcount bug in {func}",
+            From::Pc,
+            &["refcount", "kobject_"],
+        ),
+        Body::Trace,
+    ),
+    rule(
+        Kind::Warning,
+        r"^WARNING: .*lib/debugobjects\.c.* (?:debug_print|debug_check)",
+        in_func(
+            "WARNING: ODEBUG bug in {func}",
+            From::Pc,
+            &[
+                "debug_", "rcu", "hrtimer_", "timer_", "work_", "percpu_", "kmem_", "slab_",
+                "kfree", "vunmap", "vfree", "__free_", "kobject_",
+            ],
+        ),
+        Body::Trace,
+    ),
+    rule(
+        Kind::Warning,
+        r"^WARNING: .*lib/kobject\.c.* kobject_",
+        in_func("WARNING: kobject bug in {func}", From::Pc, &["kobject_"]),
+        Body::Trace,
+    ),
+    rule(
+        Kind::Warning,
+        r"^WARNING: .*mm/usercopy\.c.* usercopy_",
+        in_func(
+            "WARNING: bad usercopy in {func}",
+            From::Pc,
+            &["usercopy", "__check"],
+        ),
+        Body::Trace,
+    ),
+    rule(
+        Kind::Warning,
+        r"^WARNING: .*lib/list_debug\.c",
+        in_func("WARNING: corrupted list in {func}", From::Pc, &["list_"]),
+        Body::Trace,
+    ),
     // --- WARN(): every spelling of the first line since 2.6.
     rule(
         Kind::Warning,
@@ -604,6 +700,13 @@ pub static RULES: &[Rule] = &[
         Kind::Warning,
         r"^WARNING: (?:\[.*\] )?(?:\S+:\d+ )?at (?P<func>[\w.$]+)\+0x[0-9a-f]+/0x[0-9a-f]+(?: \[[\w-]+\])?,? CPU#\d+",
         in_func("WARNING in {func}", From::Start, stack::SKIP_WARNING),
+        Body::Trace,
+    ),
+    // The 6.19+ spelling without a function (file:line and a raw address).
+    rule(
+        Kind::Warning,
+        r"^WARNING: (?:\[.*\] )?\S+:\d+ at 0x[0-9a-f]+,? CPU#\d+",
+        in_func("WARNING in {func}", From::Pc, stack::SKIP_WARNING),
         Body::Trace,
     ),
     rule(

@@ -49,6 +49,13 @@ const SKIP_PATTERNS: &[&str] = &[
     "kmem_cache",
     "allocate_slab",
     "folio_(?:alloc|unlock)",
+    "filemap_alloc_folio",
+    "__filemap_get_folio",
+    "find_or_create_page",
+    "do_read_cache_folio",
+    "read_cache_page",
+    "pagecache_get_page",
+    "grab_cache_page_write_begin",
     "slab_",
     "debug_object",
     "timer_is_static_object",
@@ -523,7 +530,9 @@ pub fn hung_task_function<'a>(lines: &[&'a str]) -> Option<&'a str> {
         "cancel_delayed_work",
         "rcu_barrier",
     ];
-    frames.into_iter().find(|f| !skipped(f, WAITING))
+    frames
+        .into_iter()
+        .find(|f| !SKIP.is_match(f) && !skipped(f, WAITING))
 }
 
 #[cfg(test)]

@@ -298,3 +298,29 @@ CPU: 0 PID: 1 Comm: a
         vec![(Kind::Kasan, "KASAN: use-after-free Read in foo".into())]
     );
 }
+
+#[test]
+fn checker_warnings_are_named_after_the_check() {
+    // lib/refcount.c refcount_warn_saturate(), old and 6.19 first lines.
+    for first in [
+        "WARNING: CPU: 0 PID: 9 at lib/refcount.c:28 refcount_warn_saturate+0x1/0x2",
+        "WARNING: lib/refcount.c:28 at refcount_warn_saturate+0x1/0x2, CPU#0: rmmod/9",
+    ] {
+        let log = format!(
+            "refcount_t: underflow; use-after-free.\n{first}\nRIP: 0010:refcount_warn_saturate+0x1/0x2\nCall Trace:\n <TASK>\n i915_vma_put+0x1/0x2 [i915]\n"
+        );
+        assert_eq!(
+            kinds_and_titles(&log),
+            vec![(
+                Kind::Warning,
+                "WARNING: refcount bug in i915_vma_put".into()
+            )],
+            "{first}"
+        );
+    }
+    let list = "kernel BUG at lib/list_debug.c:30!\nRIP: 0010:__list_add_valid+0x1/0x2\nCall Trace:\n intel_foo+0x1/0x2\n";
+    assert_eq!(
+        kinds_and_titles(list),
+        vec![(Kind::Bug, "BUG: corrupted list in intel_foo".into())]
+    );
+}
