@@ -90,10 +90,18 @@ pub fn parse(raw: &str) -> Line<'_> {
     if let Some(rest) = text.strip_prefix('\u{feff}') {
         text = rest;
     }
-    if let Some(m) = TOOL_TIME.find(text) {
-        text = &text[m.end()..];
+    // Cheap byte checks first: most lines start with `[` and need no regex
+    // but the kernel prefix's.
+    let first = text.as_bytes().first().copied().unwrap_or(b' ');
+    if first.is_ascii_digit() && text.as_bytes().get(4) == Some(&b'/') {
+        if let Some(m) = TOOL_TIME.find(text) {
+            text = &text[m.end()..];
+        }
     }
-    if let Some(c) = SYSLOG.captures(text) {
+    let first = text.as_bytes().first().copied().unwrap_or(b' ');
+    let maybe_syslog =
+        first.is_ascii_alphanumeric() && text.as_bytes().iter().take(40).any(|&b| b == b':');
+    if let Some(c) = maybe_syslog.then(|| SYSLOG.captures(text)).flatten() {
         let tag = c.get(1).map_or("", |m| m.as_str());
         text = &text[c.get(0).map_or(0, |m| m.end())..];
         if tag != "kernel" {
@@ -112,6 +120,14 @@ pub fn parse(raw: &str) -> Line<'_> {
         }
     }
     let mut caller = None;
+    let first = text.as_bytes().first().copied().unwrap_or(b' ');
+    if !matches!(first, b'[' | b'<') {
+        return Line {
+            text,
+            caller,
+            origin,
+        };
+    }
     if let Some(c) = KERNEL.captures(text) {
         caller = c.get(1).map(|m| m.as_str());
         text = &text[c.get(0).map_or(0, |m| m.end())..];

@@ -6,6 +6,7 @@
 
 use std::sync::LazyLock;
 
+use aho_corasick::AhoCorasick;
 use regex::{Regex, RegexSet};
 
 use super::stack;
@@ -720,6 +721,7 @@ pub static RULES: &[Rule] = &[
 /// The compiled table: one pass of a [`RegexSet`] finds the candidates of a
 /// line; the first candidate in table order whose `unless` does not match wins.
 pub struct Table {
+    keywords: AhoCorasick,
     set: RegexSet,
     starts: Vec<Regex>,
     unless: Vec<Option<Regex>>,
@@ -736,7 +738,9 @@ pub static TABLE: LazyLock<Table> = LazyLock::new(|| {
         .iter()
         .map(|r| r.unless.map(|u| Regex::new(u).expect("static regex")))
         .collect();
+    let keywords = AhoCorasick::new(KEYWORDS).expect("static keywords");
     Table {
+        keywords,
         set,
         starts,
         unless,
@@ -772,7 +776,7 @@ const KEYWORDS: &[&str] = &[
 impl Table {
     /// The index into [`RULES`] of the format `text` starts, if any.
     pub fn start(&self, text: &str) -> Option<usize> {
-        if !KEYWORDS.iter().any(|k| text.contains(k)) {
+        if !self.keywords.is_match(text) {
             return None;
         }
         let matches = self.set.matches(text);
