@@ -37,12 +37,13 @@ pub enum Origin {
     Unknown,
 }
 
-/// `Jun  2 06:00:57 host kernel: `, `2024-06-02T06:00:57.1+00:00 host kernel: `,
+/// `Jun  2 06:00:57 host kernel: ` (month names in any locale: `июл 27`),
+/// `2024-06-02T06:00:57.1+00:00 host kernel: `,
 /// `06:00:57 kernel: ` and the same with another program's tag (`sshd[12]: `).
 /// Group 1 is the tag.
 static SYSLOG: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(concat!(
-        r"^(?:[A-Za-z]{3} +\d{1,2} +|\d{4}-\d{2}-\d{2}[T ])?",
+        r"^(?:\p{L}{2,5}\.? +\d{1,2} +|\d{4}-\d{2}-\d{2}[T ])?",
         r"\d{2}:\d{2}:\d{2}(?:[.,]\d+)?(?:Z|[+-]\d{2}:?\d{2})?",
         r"(?: +[A-Za-z0-9_.-]+)?",
         r" +([A-Za-z0-9_./-]+(?:\[\d+\])?): ",
@@ -99,8 +100,8 @@ pub fn parse(raw: &str) -> Line<'_> {
         }
     }
     let first = text.as_bytes().first().copied().unwrap_or(b' ');
-    let maybe_syslog =
-        first.is_ascii_alphanumeric() && text.as_bytes().iter().take(40).any(|&b| b == b':');
+    let maybe_syslog = (first.is_ascii_alphanumeric() || !first.is_ascii())
+        && text.as_bytes().iter().take(40).any(|&b| b == b':');
     if let Some(c) = maybe_syslog.then(|| SYSLOG.captures(text)).flatten() {
         let tag = c.get(1).map_or("", |m| m.as_str());
         text = &text[c.get(0).map_or(0, |m| m.end())..];
@@ -188,6 +189,7 @@ mod tests {
             format!("Jun  2 06:00:57 host kernel: [48216.757622] {MSG}"),
             format!("06:00:57 kernel: {MSG}"),
             format!("sep 20 11:53:55 biskvi kernel: {MSG}"),
+            format!("июл 27 14:08:04 laptop kernel: {MSG}"),
             format!("[Fri Apr 17 01:44:46 2026] {MSG}"),
             format!("2024-06-02T06:00:57.123456+00:00 host kernel: {MSG}"),
             format!("Nov 24 14:07:01 host kernel: [   12.3][ T1] {MSG}"),
