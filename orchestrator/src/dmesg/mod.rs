@@ -188,9 +188,11 @@ pub fn classify_bytes(bytes: &[u8]) -> Vec<Finding> {
     classify(&String::from_utf8_lossy(bytes))
 }
 
-/// Is this line an i915 selftest progress line (`i915: Running ...`,
-/// `i915: Performing ... selftests`)? They are not findings; the runner may
-/// use them to attribute findings to the subtest that was running.
+/// The subtest an i915 selftest progress line announces
+/// (`i915: Running i915_vma_mock_selftests/igt_vma_create` gives
+/// `i915_vma_mock_selftests/igt_vma_create`). Progress lines are not
+/// findings; the runner may use them to attribute findings to the subtest
+/// that was running.
 pub fn i915_selftest_running(text: &str) -> Option<&str> {
     let text = line::parse(text).text;
     text.strip_prefix("i915: Running ")
@@ -234,6 +236,8 @@ struct Open<'a> {
     /// How many lines the report had at its last dump line: stray lines
     /// after it are dropped if the report ends without a trace.
     dump_lines: usize,
+    /// Lines of other callers since this report's last line.
+    gap: usize,
 }
 
 /// What an open report does with the next line.
@@ -284,6 +288,7 @@ impl<'a> Walk<'a> {
                 in_trace: false,
                 stray: 0,
                 dump_lines: 1,
+                gap: 0,
             };
             if rule.body == Body::Line {
                 self.finish(open);
@@ -296,8 +301,14 @@ impl<'a> Walk<'a> {
             return;
         };
         if foreign {
+            // Its caller went quiet: the report is over.
+            open.gap += 1;
+            if open.gap > MAX_FOREIGN_GAP {
+                self.close();
+            }
             return;
         }
+        open.gap = 0;
         match open.step(line.text) {
             Step::Take => open.take(line.text),
             Step::TakeAndClose => {
@@ -398,6 +409,9 @@ impl<'a> Open<'a> {
         Step::Take
     }
 }
+
+/// Lines of other callers after which a report with a caller id is over.
+const MAX_FOREIGN_GAP: usize = 200;
 
 /// Free-form lines an oops-style report may have before its stack trace.
 const MAX_STRAY_LINES: usize = 3;

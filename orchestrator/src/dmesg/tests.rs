@@ -324,3 +324,21 @@ fn checker_warnings_are_named_after_the_check() {
         vec![(Kind::Bug, "BUG: corrupted list in intel_foo".into())]
     );
 }
+
+#[test]
+fn a_report_ends_when_its_caller_stays_quiet() {
+    let mut log = String::from(
+        "[ 1.0][ T10] WARNING: CPU: 0 PID: 10 at a.c:1 f+0x1/0x2\n[ 1.0][ T10] Call Trace:\n[ 1.0][ T10]  g+0x1/0x2\n",
+    );
+    for _ in 0..300 {
+        log.push_str("[ 2.0][ T11] usb 1-1: chatter\n");
+    }
+    log.push_str("[ 3.0][ T10]  much_later+0x1/0x2\n");
+    let findings = classify(&log);
+    assert_eq!(findings.len(), 1);
+    assert!(
+        !findings[0].report.contains("much_later"),
+        "{}",
+        findings[0].report
+    );
+}
