@@ -421,6 +421,18 @@ pub static RULES: &[Rule] = &[
         r"#\s*(?i:skip|todo)\b",
     ),
     // --- BUG: reports.
+    // Rust's panic handler (rust/kernel/lib.rs) prints the panic, then BUG()s:
+    // the `kernel BUG at rust/helpers/bug.c` that follows belongs to it.
+    absorbing(
+        rule(
+            Kind::Bug,
+            r"^rust_kernel: panicked at (.+?):\d+:\d+",
+            Title::Text("Rust panic at {1}"),
+            Body::Trace,
+        ),
+        Kind::Bug,
+        6,
+    ),
     rule(
         Kind::Bug,
         r"^kernel BUG at lib/list_debug\.c",

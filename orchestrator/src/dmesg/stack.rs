@@ -194,6 +194,10 @@ const SKIP_PATTERNS: &[&str] = &[
     "el1_abort",
     "el1h_64_sync",
     "print_tainted",
+    // Rust's panic path: the helper BUG() and core::panicking (v0-mangled).
+    "rust_helper_BUG",
+    "rust_begin_unwind",
+    "9panicking",
     "__phys_addr",
     "__fortify_report",
     "^put_device$",

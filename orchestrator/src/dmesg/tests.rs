@@ -342,3 +342,31 @@ fn a_report_ends_when_its_caller_stays_quiet() {
         findings[0].report
     );
 }
+
+#[test]
+fn a_rust_panic_takes_in_the_bug_it_raises() {
+    // rust/kernel/lib.rs panic handler: pr_emerg!("{}\n", info); BUG().
+    let log = "\
+[ 5.0] rust_kernel: panicked at drivers/gpu/drm/i915/rust/table.rs:42:9:
+[ 5.0] init_progress out of range
+[ 5.1] ------------[ cut here ]------------
+[ 5.1] kernel BUG at rust/helpers/bug.c:7!
+[ 5.1] Oops: invalid opcode: 0000 [#1] PREEMPT SMP NOPTI
+[ 5.1] RIP: 0010:rust_helper_BUG+0x8/0x10
+[ 5.1] Call Trace:
+[ 5.1]  _RNvCs1234_4core9panicking9panic_fmt+0x30/0x40
+[ 5.1]  rust_i915_table_exit+0x20/0x30 [rust_i915_table]
+";
+    assert_eq!(
+        kinds_and_titles(log),
+        vec![(
+            Kind::Bug,
+            "Rust panic at drivers/gpu/drm/i915/rust/table.rs".into()
+        )]
+    );
+    let bug = "kernel BUG at rust/helpers/bug.c:7!\nRIP: 0010:rust_helper_BUG+0x8/0x10\nCall Trace:\n _RNvCs1234_4core9panicking9panic_fmt+0x30/0x40\n rust_i915_table_exit+0x20/0x30 [rust_i915_table]\n";
+    assert_eq!(
+        kinds_and_titles(bug),
+        vec![(Kind::Bug, "kernel BUG in rust_i915_table_exit".into())]
+    );
+}
