@@ -66,3 +66,41 @@ fn every_kind_name_in_the_corpus_is_a_kind() {
         );
     }
 }
+
+/// The same real logs, as syslog, journalctl and `/dev/kmsg` readers would
+/// have stored them: the first finding must not change.
+#[test]
+fn first_finding_survives_every_transport_prefix() {
+    let Some(dir) = corpus_or_skip() else { return };
+    let transports: [(&str, fn(&str) -> String); 4] = [
+        ("syslog", |l| format!("Jun  2 06:00:57 host kernel: {l}")),
+        ("journal", |l| format!("06:00:57 kernel: {l}")),
+        ("rsyslog", |l| format!("2024-06-02T06:00:57.123+00:00 host kernel: {l}")),
+        ("kmsg level", |l| format!("<4>{l}")),
+    ];
+    let mut logs: Vec<_> = std::fs::read_dir(&dir)
+        .expect("read corpus")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "log"))
+        .collect();
+    logs.sort();
+    let mut wrong = Vec::new();
+    for path in &logs {
+        let text = String::from_utf8_lossy(&std::fs::read(path).expect("read log")).into_owned();
+        let first = |t: &str| {
+            kcycle::dmesg::classify(t)
+                .first()
+                .map(|f| (f.kind, f.title.clone()))
+        };
+        let want = first(&text);
+        for (name, prefix) in transports {
+            let prefixed: String = text.lines().map(|l| prefix(l) + "\n").collect();
+            let got = first(&prefixed);
+            if got != want {
+                let file = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+                wrong.push(format!("{file} as {name}: want {want:?}, got {got:?}"));
+            }
+        }
+    }
+    assert!(wrong.is_empty(), "{} wrong:\n{}", wrong.len(), wrong.join("\n"));
+}
