@@ -75,7 +75,9 @@ fn first_finding_survives_every_transport_prefix() {
     let transports: [(&str, fn(&str) -> String); 4] = [
         ("syslog", |l| format!("Jun  2 06:00:57 host kernel: {l}")),
         ("journal", |l| format!("06:00:57 kernel: {l}")),
-        ("rsyslog", |l| format!("2024-06-02T06:00:57.123+00:00 host kernel: {l}")),
+        ("rsyslog", |l| {
+            format!("2024-06-02T06:00:57.123+00:00 host kernel: {l}")
+        }),
         ("kmsg level", |l| format!("<4>{l}")),
     ];
     let mut logs: Vec<_> = std::fs::read_dir(&dir)
@@ -97,10 +99,18 @@ fn first_finding_survives_every_transport_prefix() {
             let prefixed: String = text.lines().map(|l| prefix(l) + "\n").collect();
             let got = first(&prefixed);
             if got != want {
-                let file = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+                let file = path
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .unwrap_or_default();
                 wrong.push(format!("{file} as {name}: want {want:?}, got {got:?}"));
             }
         }
     }
-    assert!(wrong.is_empty(), "{} wrong:\n{}", wrong.len(), wrong.join("\n"));
+    assert!(
+        wrong.is_empty(),
+        "{} wrong:\n{}",
+        wrong.len(),
+        wrong.join("\n")
+    );
 }

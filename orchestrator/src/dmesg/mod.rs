@@ -216,6 +216,9 @@ struct Walk<'a> {
     open: Option<Open<'a>>,
     findings: Vec<Finding>,
     work: usize,
+    /// KTAP `# Subtest: <name>` lines seen, innermost last, with their
+    /// indentation: a `not ok` at that indentation is a test of that suite.
+    suites: Vec<(usize, &'a str)>,
 }
 
 /// A report whose end has not been seen yet.
@@ -254,6 +257,7 @@ impl<'a> Walk<'a> {
         if line.origin == Origin::Userspace {
             return;
         }
+        self.note_ktap_suite(line.text);
         let foreign = self
             .open
             .as_ref()
@@ -290,7 +294,10 @@ impl<'a> Walk<'a> {
                 dump_lines: 1,
                 gap: 0,
             };
-            if rule.body == Body::Line {
+            if matches!(rule.title, Title::Ktap) {
+                let suite = self.ktap_suite(line.text);
+                self.finish_ktap(open, suite);
+            } else if rule.body == Body::Line {
                 self.finish(open);
             } else {
                 self.open = Some(open);
@@ -328,6 +335,48 @@ impl<'a> Walk<'a> {
         if let Some(open) = self.open.take() {
             self.finish(open);
         }
+    }
+
+    /// Track KTAP's nesting: `# Subtest: name` opens a suite whose tests are
+    /// printed at the same indentation.
+    fn note_ktap_suite(&mut self, text: &'a str) {
+        let trimmed = text.trim_start();
+        let Some(name) = trimmed.strip_prefix("# Subtest: ") else {
+            return;
+        };
+        let indent = text.len() - trimmed.len();
+        self.suites.retain(|&(i, _)| i < indent);
+        self.suites.push((indent, name.trim_end()));
+    }
+
+    /// The suite of a KTAP test line, if one is open at its indentation.
+    fn ktap_suite(&self, text: &str) -> Option<&'a str> {
+        let indent = text.len() - text.trim_start().len();
+        self.suites
+            .iter()
+            .rev()
+            .find(|&&(i, _)| i == indent)
+            .map(|&(_, name)| name)
+    }
+
+    fn finish_ktap(&mut self, open: Open<'a>, suite: Option<&str>) {
+        let first = open.lines.first().copied().unwrap_or("");
+        let test = TABLE
+            .captures(open.rule, first)
+            .and_then(|c| c.get(1))
+            .map_or("", |m| m.as_str());
+        let title = match suite {
+            Some(suite) => format!("KTAP: not ok {suite}/{test}"),
+            None => format!("KTAP: not ok {test}"),
+        };
+        self.work += 1;
+        self.findings.push(Finding {
+            kind: Kind::SelftestFail,
+            title,
+            line: open.line,
+            severity: Kind::SelftestFail.severity(),
+            report: report_text(&open.lines),
+        });
     }
 
     fn finish(&mut self, open: Open<'a>) {
@@ -621,6 +670,8 @@ fn title(index: usize, lines: &[&str]) -> String {
             let func = function(from, start_func(), lines, skip);
             with_func(&fill(fmt), func)
         }
+        // Named in `Walk::finish_ktap`, which knows the enclosing suite.
+        Title::Ktap => fill("KTAP: not ok {1}"),
         Title::Kasan => {
             let kind = captures
                 .as_ref()

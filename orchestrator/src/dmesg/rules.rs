@@ -69,6 +69,9 @@ pub enum Title {
     },
     /// `KASAN: <type> <Read|Write> in <func>`.
     Kasan,
+    /// `KTAP: not ok <suite>/<test>`: the suite is the `# Subtest:` open at
+    /// the test's indentation (see [`super::Walk`]).
+    Ktap,
 }
 
 /// Whether a start line may continue a report that is already open.
@@ -415,7 +418,7 @@ pub static RULES: &[Rule] = &[
         rule(
             Kind::SelftestFail,
             r"^\s*not ok \d+(?: -)? ([^#]*?)\s*(?:#.*)?$",
-            Title::Text("KTAP: not ok {1}"),
+            Title::Ktap,
             Body::Line,
         ),
         r"#\s*(?i:skip|todo)\b",

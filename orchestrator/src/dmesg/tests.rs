@@ -370,3 +370,33 @@ fn a_rust_panic_takes_in_the_bug_it_raises() {
         vec![(Kind::Bug, "kernel BUG in rust_i915_table_exit".into())]
     );
 }
+
+#[test]
+fn ktap_failures_are_named_with_their_suite() {
+    // lib/kunit output (KTAP v1), made-up names.
+    let log = "\
+[ 1.0] KTAP version 1
+[ 1.0] 1..1
+[ 1.0]     KTAP version 1
+[ 1.0]     # Subtest: outer
+[ 1.0]     1..2
+[ 1.0]         KTAP version 1
+[ 1.0]         # Subtest: param_case
+[ 1.0]         not ok 1 \"a\"
+[ 1.0]     not ok 1 param_case
+[ 1.0]     not ok 2 plain_case
+[ 1.0] not ok 1 outer
+";
+    assert_eq!(
+        kinds_and_titles(log)
+            .into_iter()
+            .map(|(_, t)| t)
+            .collect::<Vec<_>>(),
+        vec![
+            "KTAP: not ok param_case/\"a\"",
+            "KTAP: not ok outer/param_case",
+            "KTAP: not ok outer/plain_case",
+            "KTAP: not ok outer",
+        ]
+    );
+}
