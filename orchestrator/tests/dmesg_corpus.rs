@@ -67,12 +67,15 @@ fn every_kind_name_in_the_corpus_is_a_kind() {
     }
 }
 
+/// A transport's name and how it prefixes a line.
+type Transport = (&'static str, fn(&str) -> String);
+
 /// The same real logs, as syslog, journalctl and `/dev/kmsg` readers would
 /// have stored them: the first finding must not change.
 #[test]
 fn first_finding_survives_every_transport_prefix() {
     let Some(dir) = corpus_or_skip() else { return };
-    let transports: [(&str, fn(&str) -> String); 4] = [
+    let transports: [Transport; 4] = [
         ("syslog", |l| format!("Jun  2 06:00:57 host kernel: {l}")),
         ("journal", |l| format!("06:00:57 kernel: {l}")),
         ("rsyslog", |l| {
