@@ -75,13 +75,15 @@ type Transport = (&'static str, fn(&str) -> String);
 #[test]
 fn first_finding_survives_every_transport_prefix() {
     let Some(dir) = corpus_or_skip() else { return };
-    let transports: [Transport; 4] = [
+    let transports: [Transport; 6] = [
         ("syslog", |l| format!("Jun  2 06:00:57 host kernel: {l}")),
         ("journal", |l| format!("06:00:57 kernel: {l}")),
         ("rsyslog", |l| {
             format!("2024-06-02T06:00:57.123+00:00 host kernel: {l}")
         }),
         ("kmsg level", |l| format!("<4>{l}")),
+        ("dmesg -x", |l| format!("kern  :warn  : {l}")),
+        ("dmesg iso", |l| format!("2024-06-02T06:00:57,123456+00:00 {l}")),
     ];
     let mut logs: Vec<_> = std::fs::read_dir(&dir)
         .expect("read corpus")

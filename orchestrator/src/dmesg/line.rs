@@ -2,12 +2,14 @@
 //! the line came from.
 //!
 //! Kernel text reaches us through many pipes: raw `dmesg` (`[   12.345678] `),
-//! `dmesg` with `CONFIG_PRINTK_CALLER` (`[   12.345678][  T123] `), `/dev/kmsg`
-//! dumps and IGT (`<4>[   12.345678] `, `<3> [513.235] `), syslog
+//! `dmesg` with `CONFIG_PRINTK_CALLER` (`[   12.345678][  T123] `), `dmesg -T`,
+//! `-x` and `--time-format iso`, `/dev/kmsg` dumps and IGT
+//! (`<4>[   12.345678] `, `<3> [513.235] `), syslog
 //! (`Jun  2 06:00:57 host kernel: `), journalctl (`06:00:57 kernel: `,
-//! `2024-06-02T06:00:57+0000 host kernel: `), consoles that glue a login prompt
-//! in front of a kernel line, and files with no prefix at all (kmemleak). The
-//! classifier only ever looks at [`Line::text`].
+//! `2024-06-02T06:00:57+0000 host kernel: `, `[  12.3] host kernel: `),
+//! consoles that glue a login prompt in front of a kernel line, and files
+//! with no prefix at all (kmemleak). The classifier only ever looks at
+//! [`Line::text`].
 
 use std::sync::LazyLock;
 
@@ -40,13 +42,14 @@ pub enum Origin {
 /// `Jun  2 06:00:57 host kernel: ` (month names in any locale: `июл 27`),
 /// `2024-06-02T06:00:57.1+00:00 host kernel: `,
 /// `06:00:57 kernel: ` and the same with another program's tag (`sshd[12]: `).
-/// Group 1 is the tag.
+/// Without a host only the `kernel` tag counts: `<time> debugfs: ...` is a
+/// kernel line with a timestamp (`dmesg --time-format iso`).
 static SYSLOG: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(concat!(
         r"^(?:\p{L}{2,5}\.? +\d{1,2} +|\d{4}-\d{2}-\d{2}[T ])?",
         r"\d{2}:\d{2}:\d{2}(?:[.,]\d+)?(?:Z|[+-]\d{2}:?\d{2})?",
-        r"(?: +[A-Za-z0-9_.-]+)?",
-        r" +([A-Za-z0-9_./-]+(?:\[\d+\])?): ",
+        r"(?: +(?P<host>[A-Za-z0-9_.-]+))?",
+        r" +(?P<tag>[A-Za-z0-9_./-]+(?:\[\d+\])?): ",
     ))
     .expect("static regex")
 });
@@ -67,6 +70,27 @@ static KERNEL: LazyLock<Regex> = LazyLock::new(|| {
     ))
     .expect("static regex")
 });
+
+/// `dmesg -x`: `kern  :warn  : ` (facility and level). Group 1 is the facility.
+static FACILITY: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(concat!(
+        r"^(kern|user|mail|daemon|auth|syslog|lpr|news|uucp|cron|authpriv|ftp|local[0-7]) *:",
+        r"(?:emerg|alert|crit|err|warn|notice|info|debug) *: ",
+    ))
+    .expect("static regex")
+});
+
+/// `dmesg --time-format iso`: `2024-06-02T06:00:57,123456+00:00 `. The comma
+/// tells it from rsyslog's ISO time (a dot), which a host and tag follow.
+static ISO_TIME: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2},\d+(?:Z|[+-]\d{2}:?\d{2}) ")
+        .expect("static regex")
+});
+
+/// `journalctl -o short-monotonic`: `[   12.345678] host kernel: ` - the host
+/// and tag after the kernel's own prefix.
+static HOST_KERNEL: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"^[A-Za-z0-9_.-]+ kernel: ").expect("static regex"));
 
 /// `<4>` alone (kmsg records without timestamps).
 static LEVEL_ONLY: LazyLock<Regex> =
@@ -100,10 +124,41 @@ pub fn parse(raw: &str) -> Line<'_> {
         }
     }
     let first = text.as_bytes().first().copied().unwrap_or(b' ');
-    let maybe_syslog = (first.is_ascii_alphanumeric() || !first.is_ascii())
+    if first.is_ascii_lowercase() {
+        if let Some(c) = FACILITY.captures(text) {
+            let kernel = c.get(1).is_some_and(|m| m.as_str() == "kern");
+            text = &text[c.get(0).map_or(0, |m| m.end())..];
+            if !kernel {
+                return Line {
+                    text,
+                    caller: None,
+                    origin: Origin::Userspace,
+                };
+            }
+            origin = Origin::Kernel;
+        }
+    }
+    let first = text.as_bytes().first().copied().unwrap_or(b' ');
+    let mut dmesg_iso = false;
+    if first.is_ascii_digit() {
+        if let Some(m) = ISO_TIME.find(text) {
+            text = &text[m.end()..];
+            origin = Origin::Kernel;
+            dmesg_iso = true;
+        }
+    }
+    let first = text.as_bytes().first().copied().unwrap_or(b' ');
+    let maybe_syslog = !dmesg_iso
+        && (first.is_ascii_alphanumeric() || !first.is_ascii())
         && text.as_bytes().iter().take(40).any(|&b| b == b':');
-    if let Some(c) = maybe_syslog.then(|| SYSLOG.captures(text)).flatten() {
-        let tag = c.get(1).map_or("", |m| m.as_str());
+    let syslog = maybe_syslog
+        .then(|| SYSLOG.captures(text))
+        .flatten()
+        .filter(|c| {
+            c.name("host").is_some() || c.name("tag").is_some_and(|t| t.as_str() == "kernel")
+        });
+    if let Some(c) = syslog {
+        let tag = c.name("tag").map_or("", |m| m.as_str());
         text = &text[c.get(0).map_or(0, |m| m.end())..];
         if tag != "kernel" {
             return Line {
@@ -133,6 +188,9 @@ pub fn parse(raw: &str) -> Line<'_> {
         caller = c.get(1).map(|m| m.as_str());
         text = &text[c.get(0).map_or(0, |m| m.end())..];
         origin = Origin::Kernel;
+        if let Some(m) = HOST_KERNEL.find(text) {
+            text = &text[m.end()..];
+        }
     } else if let Some(m) = LEVEL_ONLY.find(text) {
         text = &text[m.end()..];
         origin = Origin::Kernel;
@@ -196,10 +254,23 @@ mod tests {
             format!("syzkaller login: [   36.852785][ T3615] {MSG}"),
             format!("[   12.345678] {MSG}\r"),
             format!("[  T123] {MSG}"),
+            format!("kern  :err   : [   12.345678] {MSG}"),
+            format!("kern  :warn  : {MSG}"),
+            format!("2024-06-02T06:00:57,123456+00:00 {MSG}"),
+            format!("[   12.345678] host kernel: {MSG}"),
         ];
         for v in &variants {
             assert_eq!(text_of(v), MSG, "prefix not stripped: {v:?}");
         }
+    }
+
+    #[test]
+    fn dmesg_iso_lines_are_kernel_lines_whatever_their_words() {
+        // `<word> <word>: ` after a time must not pass for syslog's host and tag.
+        let line =
+            parse("2024-06-02T06:00:57,123456+00:00 kmem_cache_destroy i915_vma: Slab cache");
+        assert_eq!(line.origin, Origin::Kernel);
+        assert_eq!(line.text, "kmem_cache_destroy i915_vma: Slab cache");
     }
 
     #[test]
@@ -221,6 +292,10 @@ mod tests {
     fn marks_other_programs_in_syslog_as_userspace() {
         let line = parse("Jun  2 06:00:57 host sshd[812]: WARNING: CPU: 0 PID: 1 at x");
         assert_eq!(line.origin, Origin::Userspace);
+        assert_eq!(
+            parse("user  :warn  : BUG: not the kernel").origin,
+            Origin::Userspace
+        );
         assert_eq!(parse(&format!("[ 1.0] {MSG}")).origin, Origin::Kernel);
         assert_eq!(parse(MSG).origin, Origin::Unknown);
     }
