@@ -83,7 +83,9 @@ fn first_finding_survives_every_transport_prefix() {
         }),
         ("kmsg level", |l| format!("<4>{l}")),
         ("dmesg -x", |l| format!("kern  :warn  : {l}")),
-        ("dmesg iso", |l| format!("2024-06-02T06:00:57,123456+00:00 {l}")),
+        ("dmesg iso", |l| {
+            format!("2024-06-02T06:00:57,123456+00:00 {l}")
+        }),
     ];
     let mut logs: Vec<_> = std::fs::read_dir(&dir)
         .expect("read corpus")

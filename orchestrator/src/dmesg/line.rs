@@ -109,7 +109,8 @@ pub const MAX_LINE: usize = 4096;
 
 /// Strip the transport prefix from one line (without its `\n`).
 pub fn parse(raw: &str) -> Line<'_> {
-    let mut text = cut(raw.strip_suffix('\r').unwrap_or(raw));
+    // Serial consoles end lines with `\r\r\n`.
+    let mut text = cut(raw.trim_end_matches('\r'));
     let mut origin = Origin::Unknown;
 
     if let Some(rest) = text.strip_prefix('\u{feff}') {

@@ -202,6 +202,14 @@ pub fn i915_selftest_running(text: &str) -> Option<&str> {
 /// lines handed to title extraction (which makes a fixed number of passes
 /// over them). Tests use it to check the cost stays linear.
 pub fn classify_with_work(text: &str) -> (Vec<Finding>, usize) {
+    // `dmesg --color=always` output: drop the colours first.
+    let uncoloured;
+    let text = if text.contains('\x1b') {
+        uncoloured = ANSI.replace_all(text, "");
+        uncoloured.as_ref()
+    } else {
+        text
+    };
     let mut walk = Walk::default();
     for (index, raw) in text.split('\n').enumerate() {
         walk.line(index + 1, raw);
@@ -628,6 +636,10 @@ fn report_text(lines: &[&str]) -> String {
     }
     out
 }
+
+/// ANSI colour and cursor sequences (`ESC [ ... m`).
+static ANSI: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new("\x1b\\[[0-9;?]*[A-Za-z]").expect("static regex"));
 
 /// `, at: func+0x..` in lockdep's lock descriptions.
 static LOCK_AT: LazyLock<Regex> = LazyLock::new(|| {

@@ -400,3 +400,16 @@ fn ktap_failures_are_named_with_their_suite() {
         ]
     );
 }
+
+#[test]
+fn coloured_dmesg_and_serial_line_ends_are_read() {
+    // `dmesg --color=always` and a serial console's `\r\r\n`.
+    let log = "\x1b[32m[   12.345678] \x1b[0m\x1b[33mdebugfs: Directory 'i915_vma' with parent 'slab' already present!\x1b[0m\r\r\n";
+    assert_eq!(
+        kinds_and_titles(log),
+        vec![(
+            Kind::DebugfsDuplicate,
+            "debugfs: duplicate 'i915_vma' in 'slab'".into()
+        )]
+    );
+}
