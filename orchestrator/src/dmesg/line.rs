@@ -116,6 +116,14 @@ pub fn parse(raw: &str) -> Line<'_> {
     if let Some(rest) = text.strip_prefix('\u{feff}') {
         text = rest;
     }
+    // Logs quoted in mails (`> > [  12.3] ...`); KASAN's `>ffff...` shadow
+    // line has no space after its `>`.
+    while let Some(rest) = text.strip_prefix("> ").or_else(|| text.strip_prefix(">> ")) {
+        text = rest;
+    }
+    if text == ">" {
+        text = "";
+    }
     // Cheap byte checks first: most lines start with `[` and need no regex
     // but the kernel prefix's.
     let first = text.as_bytes().first().copied().unwrap_or(b' ');
@@ -259,6 +267,8 @@ mod tests {
             format!("kern  :warn  : {MSG}"),
             format!("2024-06-02T06:00:57,123456+00:00 {MSG}"),
             format!("[   12.345678] host kernel: {MSG}"),
+            format!("> [   12.345678] {MSG}"),
+            format!("> > Jun  2 06:00:57 host kernel: {MSG}"),
         ];
         for v in &variants {
             assert_eq!(text_of(v), MSG, "prefix not stripped: {v:?}");

@@ -600,10 +600,14 @@ const DUMP_PREFIXES: &[&str] = &[
 ];
 
 /// Register dumps (`r10: 81de5c68  r9 : ...`, `x29: ffff...`, `R13: ...`) and
-/// raw stack words (`de20: 8067b314 ...`).
+/// raw stack words (`de20: 8067b314 ...`, or unindented `ffff8817... ffff...`
+/// once syslog has eaten the indentation).
 static DUMP_SHAPE: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"^(?:[A-Za-z]{1,3}[0-9]{0,2} ?: ?[0-9a-f]{8}|[0-9a-f]{4}: |\d+ locks? held by )")
-        .expect("static regex")
+    Regex::new(concat!(
+        r"^(?:[A-Za-z]{1,3}[0-9]{0,2} ?: ?[0-9a-f]{8}|[0-9a-f]{4}: |\d+ locks? held by ",
+        r"|[0-9a-f]{8,16}(?: [0-9a-f]{8,16})+\s*$)",
+    ))
+    .expect("static regex")
 });
 
 /// Is this line part of an oops dump (registers, frames, headers)?

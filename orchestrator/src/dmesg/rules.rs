@@ -620,7 +620,7 @@ pub static RULES: &[Rule] = &[
     ),
     rule(
         Kind::RcuStall,
-        r"^(?:rcu: )?INFO: rcu_(?:preempt|sched|bh) (?:self-)?detected(?: expedited)? stall",
+        r"^(?:rcu: )?INFO: rcu_(?:preempt|sched|bh)(?:_state)? (?:self-)?detected(?: expedited)? stall",
         in_func("INFO: rcu detected stall in {func}", From::Stall, NONE),
         Body::Trace,
     ),

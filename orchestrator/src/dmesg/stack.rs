@@ -334,14 +334,18 @@ pub fn clean(name: &str) -> &str {
 
 /// `func+0x12/0x34` (optionally after `[<addr>]`s, `<IRQ>` markers, a `? `
 /// for unreliable frames), `func file.c:12 [inline]` (symbolized inline
-/// frames) and ARM's `[<addr>] (func) from [<addr>] (caller+0x1/0x2)`.
+/// frames), `func (file.c:12)` (decode_stacktrace.sh), ARM's
+/// `[<addr>] (func) from [<addr>] (caller+0x1/0x2)` and newer ARM's
+/// `func from caller+0x1/0x2`.
 static FRAME: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(concat!(
         r"^\s*(?:<(?:IRQ|EOI|NMI|TASK|/IRQ|/TASK|/NMI)>\s*)*",
         r"(?:\[<?(?:0x)?[0-9a-f]+>?\]\s*){0,2}",
         r"(\?\s+)?",
         r"(?:\(([A-Za-z0-9_.$]+)(?:\+0x[0-9a-f]+/0x[0-9a-f]+)?\) from ",
-        r"|(?:[0-9]+:)?([A-Za-z_][A-Za-z0-9_.$]*)(?:\+0x[0-9a-f]+/0x[0-9a-f]+|\s+\S+\.\w+:\d+\s+\[inline\]))",
+        r"|([A-Za-z_][A-Za-z0-9_.$]*) from [A-Za-z_][A-Za-z0-9_.$]*\+0x",
+        r"|(?:[0-9]+:)?([A-Za-z_][A-Za-z0-9_.$]*)",
+        r"(?:\+0x[0-9a-f]+/0x[0-9a-f]+|\s+\S+\.\w+:\d+\s+\[inline\]|\s+\([\w/.-]+\.\w+:\d+\)))",
     ))
     .expect("static regex")
 });
@@ -359,10 +363,14 @@ static PC: LazyLock<Regex> = LazyLock::new(|| {
 /// A stack frame's function, unless the frame is marked unreliable (`? `).
 pub fn frame(text: &str) -> Option<&str> {
     let c = FRAME.captures(text)?;
-    if c.get(1).is_some() {
+    // `? func` (x86) and `func (unreliable)` (powerpc) are guesses.
+    if c.get(1).is_some() || text.trim_end().ends_with("(unreliable)") {
         return None;
     }
-    c.get(2).or_else(|| c.get(3)).map(|m| clean(m.as_str()))
+    c.get(2)
+        .or_else(|| c.get(3))
+        .or_else(|| c.get(4))
+        .map(|m| clean(m.as_str()))
 }
 
 /// Is this line a stack frame (reliable or not)?
@@ -570,6 +578,18 @@ mod tests {
         assert_eq!(
             frame("  lkdtm_ARRAY_BOUNDS.cold.2+0x3c1/0x52e [lkdtm]"),
             Some("lkdtm_ARRAY_BOUNDS")
+        );
+        assert_eq!(
+            frame(" __schedule from schedule+0x20/0xac"),
+            Some("__schedule")
+        );
+        assert_eq!(
+            frame("dump_stack_lvl (lib/dump_stack.c:107) "),
+            Some("dump_stack_lvl")
+        );
+        assert_eq!(
+            frame("[c7363c70] [c0631338] schedule+0x30/0xbc (unreliable)"),
+            None
         );
         assert_eq!(frame("CPU: 1 PID: 48 Comm: kworker/u5:0"), None);
         assert_eq!(frame("Hardware name: QEMU Standard PC"), None);
