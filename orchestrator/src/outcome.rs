@@ -8,13 +8,8 @@ use serde::{Deserialize, Serialize};
 use crate::exit::ExitStatus;
 use crate::status::Status;
 
-/// How bad a finding is: warnings make a passing test `dmesg-warn`, failures `dmesg-fail`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Severity {
-    Warn,
-    Fail,
-}
+/// How bad a finding is: the classifier's scale serves the runner's own findings too.
+pub use crate::dmesg::Severity;
 
 /// Something wrong that a test turned up.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -9,6 +9,7 @@ pub mod igt_json;
 pub mod junit;
 pub mod results_dir;
 pub mod summary;
+pub mod terminal;
 
 #[cfg(test)]
 mod tests;

@@ -108,6 +108,11 @@ pub fn read_selftest_result(module: &str, kind: SelftestKind) -> Option<String> 
         .map(|param| format!("cat /sys/module/{}/parameters/{param}", canonical(module)))
 }
 
+/// Scan for leaks, print the report, and forget what was reported. kmemleak
+/// only reports objects older than a few seconds, hence the pause.
+pub const KMEMLEAK_SCAN: &str = "sleep 5; echo scan > /sys/kernel/debug/kmemleak && \
+cat /sys/kernel/debug/kmemleak && echo clear > /sys/kernel/debug/kmemleak";
+
 /// Read and clear the kernel log: each step's log is what was printed since the previous read.
 pub const TAKE_DMESG: &str = "dmesg -c";
 

@@ -67,6 +67,18 @@ pub fn status(fault: Option<Status>, findings: &[Finding]) -> Status {
     }
 }
 
+/// Whether `name` is a finding kind some check can produce.
+pub fn is_known_kind(name: &str) -> bool {
+    kind::ALL.contains(&name) || crate::dmesg::Kind::ALL.iter().any(|k| k.name() == name)
+}
+
+/// Every finding kind, for error messages.
+pub fn known_kinds() -> Vec<&'static str> {
+    let mut all: Vec<&str> = crate::dmesg::Kind::ALL.iter().map(|k| k.name()).collect();
+    all.extend(kind::ALL);
+    all
+}
+
 fn glob_matches(glob: &str, text: &str) -> bool {
     Glob::new(glob).is_ok_and(|g| g.compile_matcher().is_match(text))
 }
@@ -143,6 +155,14 @@ mod tests {
             attribution: None,
             known_issue: None,
         }
+    }
+
+    #[test]
+    fn kinds_of_both_sources_are_known() {
+        assert!(is_known_kind("sysfs-duplicate"));
+        assert!(is_known_kind(kind::LEAKED_SLAB_CACHE));
+        assert!(!is_known_kind("leaked-slab"));
+        assert_eq!(known_kinds().len(), 14 + kind::ALL.len());
     }
 
     #[test]

@@ -1,0 +1,199 @@
+//! The terminal view of a run, fed by events.
+//!
+//! On a terminal: one spinner line per guest (current test, step, elapsed)
+//! and a totals line by status. Otherwise (CI logs, pipes): one plain line
+//! per finished result, `[n/m] name status time`, plus guest boots and
+//! notices. Failures are printed with their finding titles as they happen.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::time::Duration;
+
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use crate::outcome::TestResult;
+use crate::run::Event;
+use crate::status::Status;
+
+pub struct Terminal {
+    bars: Option<Bars>,
+    planned: usize,
+    finished: usize,
+    totals: BTreeMap<Status, usize>,
+    /// Emit GitHub Actions workflow commands (`::error`) for failures.
+    github: bool,
+}
+
+struct Bars {
+    multi: MultiProgress,
+    guests: BTreeMap<usize, ProgressBar>,
+    totals: ProgressBar,
+}
+
+impl Terminal {
+    /// `fancy`: draw progress bars (stderr is a terminal and --progress allows it).
+    pub fn new(fancy: bool, github: bool) -> Self {
+        let bars = fancy.then(|| {
+            let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
+            let totals = multi.add(ProgressBar::new_spinner());
+            totals.set_style(
+                ProgressStyle::with_template("{msg}")
+                    .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+            );
+            Bars {
+                multi,
+                guests: BTreeMap::new(),
+                totals,
+            }
+        });
+        Terminal {
+            bars,
+            planned: 0,
+            finished: 0,
+            totals: BTreeMap::new(),
+            github,
+        }
+    }
+
+    pub fn event(&mut self, event: &Event) {
+        match event {
+            Event::RunStarted { tests, info } => {
+                self.planned = tests.len();
+                self.line(&format!(
+                    "kcycle: {} tests on kernel {} ({})",
+                    tests.len(),
+                    if info.kernel_release.is_empty() {
+                        "?"
+                    } else {
+                        &info.kernel_release
+                    },
+                    if info.accel.is_empty() {
+                        "accel ?"
+                    } else {
+                        &info.accel
+                    },
+                ));
+            }
+            Event::GuestBooting { guest, reason } => {
+                self.guest_message(*guest, &format!("booting ({reason})"));
+                if self.bars.is_none() {
+                    self.line(&format!("guest {guest}: booting ({reason})"));
+                }
+            }
+            Event::GuestReady { guest, seconds } => {
+                self.guest_message(*guest, &format!("ready after {seconds:.1}s"));
+                if self.bars.is_none() {
+                    self.line(&format!("guest {guest}: ready after {seconds:.1}s"));
+                }
+            }
+            Event::TestStarted { guest, test } => self.guest_message(*guest, test),
+            Event::StepStarted { guest, test, step } => {
+                self.guest_message(*guest, &format!("{test}: {step}"))
+            }
+            Event::TestFinished { result, .. } => self.finished(result),
+            Event::Notice { message } => self.line(&format!("kcycle: {message}")),
+            Event::RunFinished => {
+                if let Some(bars) = self.bars.take() {
+                    for bar in bars.guests.values() {
+                        bar.finish_and_clear();
+                    }
+                    bars.totals.finish_and_clear();
+                }
+            }
+        }
+    }
+
+    fn finished(&mut self, result: &TestResult) {
+        self.finished += 1;
+        *self.totals.entry(result.status).or_default() += 1;
+        let width = self.planned.max(self.finished).to_string().len();
+        let mut line = format!(
+            "[{:>width$}/{}] {} {} {}",
+            self.finished,
+            self.planned.max(self.finished),
+            result.name,
+            result.status,
+            seconds(result.duration),
+        );
+        if result.fails_run() {
+            for finding in &result.findings {
+                line.push_str(&format!("\n      {}: {}", finding.kind, finding.title));
+                if let Some(attribution) = &finding.attribution {
+                    line.push_str(&format!(" ({attribution})"));
+                }
+            }
+            if self.github {
+                let title = result
+                    .headline()
+                    .map_or(result.status.as_str(), |f| f.title.as_str());
+                line.push_str(&format!(
+                    "\n::error title={}::{}",
+                    workflow_property(&result.name),
+                    workflow_data(title)
+                ));
+            }
+        }
+        self.line(&line);
+        if let Some(bars) = &self.bars {
+            bars.totals.set_message(self.totals_line());
+        }
+    }
+
+    fn totals_line(&self) -> String {
+        let parts: Vec<String> = self
+            .totals
+            .iter()
+            .rev()
+            .map(|(status, n)| format!("{n} {status}"))
+            .collect();
+        format!(
+            "{}/{} done: {}",
+            self.finished,
+            self.planned,
+            parts.join(", ")
+        )
+    }
+
+    fn guest_message(&mut self, guest: usize, message: &str) {
+        let Some(bars) = &mut self.bars else { return };
+        let bar = bars.guests.entry(guest).or_insert_with(|| {
+            let bar = bars.multi.insert(0, ProgressBar::new_spinner());
+            bar.set_style(
+                ProgressStyle::with_template("{spinner} guest {prefix}: {msg} [{elapsed}]")
+                    .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+            );
+            bar.set_prefix(guest.to_string());
+            bar.enable_steady_tick(Duration::from_millis(200));
+            bar
+        });
+        bar.reset_elapsed();
+        bar.set_message(message.to_string());
+    }
+
+    fn line(&self, text: &str) {
+        match &self.bars {
+            Some(bars) => {
+                let _ = bars.multi.println(text);
+            }
+            None => {
+                let _ = writeln!(std::io::stderr(), "{text}");
+            }
+        }
+    }
+}
+
+fn seconds(duration: Duration) -> String {
+    format!("{:.1}s", duration.as_secs_f64())
+}
+
+/// GitHub workflow command data ends at a newline and treats '%' specially.
+fn workflow_data(text: &str) -> String {
+    text.replace('%', "%25")
+        .replace('\r', "%0D")
+        .replace('\n', "%0A")
+}
+
+/// Property values also end at ':' and ','.
+fn workflow_property(text: &str) -> String {
+    workflow_data(text).replace(':', "%3A").replace(',', "%2C")
+}
