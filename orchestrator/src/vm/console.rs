@@ -192,6 +192,10 @@ mod tests {
         writeln!(writer, "---[ end Kernel panic - not syncing: Fatal exception ]---").unwrap();
         // wait_for returns early (false) once a panic shows.
         assert!(!console.wait_for("never printed", mark, Duration::from_secs(5)));
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while console.line_count() < 5 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
         let panic = console.panic().unwrap();
         assert!(panic.iter().any(|l| l.contains("Oops")), "{panic:?}");
         assert!(panic.last().unwrap().contains("end Kernel panic"));
