@@ -24,7 +24,10 @@ impl Drop for Dropbear {
 }
 
 fn skip_or_fail(why: &str) -> Option<Dropbear> {
-    assert!(std::env::var_os("CI").is_none(), "cannot run loopback dropbear: {why}");
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "cannot run loopback dropbear: {why}"
+    );
     eprintln!("skipping: cannot run loopback dropbear: {why}");
     None
 }
@@ -98,7 +101,9 @@ fn connect(server: &Dropbear) -> Ssh {
 
 #[test]
 fn exec_returns_status_stdout_and_stderr() {
-    let Some(server) = start_dropbear() else { return };
+    let Some(server) = start_dropbear() else {
+        return;
+    };
     let mut ssh = connect(&server);
     let out = ssh
         .exec(ExecRequest::new("echo out; echo err >&2; exit 3"))
@@ -118,7 +123,9 @@ fn exec_returns_status_stdout_and_stderr() {
 /// once the stderr window fills.
 #[test]
 fn large_stderr_does_not_stall() {
-    let Some(server) = start_dropbear() else { return };
+    let Some(server) = start_dropbear() else {
+        return;
+    };
     let mut ssh = connect(&server);
     let out = ssh
         .exec(
@@ -132,14 +139,24 @@ fn large_stderr_does_not_stall() {
 
 #[test]
 fn inactivity_and_deadline_end_commands() {
-    let Some(server) = start_dropbear() else { return };
+    let Some(server) = start_dropbear() else {
+        return;
+    };
     let mut ssh = connect(&server);
     let err = ssh
         .exec(ExecRequest::new("echo hi; sleep 30").inactivity(Duration::from_millis(500)))
         .unwrap_err();
-    assert!(matches!(&err, SshError::Inactive { stdout_tail, .. } if stdout_tail == "hi\n"), "{err}");
+    assert!(
+        matches!(&err, SshError::Inactive { stdout_tail, .. } if stdout_tail == "hi\n"),
+        "{err}"
+    );
     // The session survives an inactivity timeout.
-    assert_eq!(ssh.exec(ExecRequest::new("echo again")).unwrap().stdout_text(), "again\n");
+    assert_eq!(
+        ssh.exec(ExecRequest::new("echo again"))
+            .unwrap()
+            .stdout_text(),
+        "again\n"
+    );
 
     let started = Instant::now();
     let err = ssh
@@ -149,16 +166,24 @@ fn inactivity_and_deadline_end_commands() {
         )
         .unwrap_err();
     assert!(matches!(err, SshError::Deadline { .. }), "{err}");
-    assert!(started.elapsed() < Duration::from_secs(10), "deadline enforced");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "deadline enforced"
+    );
     // After a deadline the session is closed; a new one works.
-    assert!(matches!(ssh.exec(ExecRequest::new("true")), Err(SshError::Gone)));
+    assert!(matches!(
+        ssh.exec(ExecRequest::new("true")),
+        Err(SshError::Gone)
+    ));
     let mut again = connect(&server);
     assert!(again.exec(ExecRequest::new("true")).unwrap().success());
 }
 
 #[test]
 fn refused_login_is_a_clear_error() {
-    let Some(server) = start_dropbear() else { return };
+    let Some(server) = start_dropbear() else {
+        return;
+    };
     let other = tempfile::tempdir().unwrap();
     let stranger = KeyPair::generate(other.path()).unwrap();
     let target = SshTarget {
@@ -166,6 +191,8 @@ fn refused_login_is_a_clear_error() {
         user: "root".into(),
         key: stranger.private,
     };
-    let err = ssh::connect_once(&target, Duration::from_secs(10)).err().unwrap();
+    let err = ssh::connect_once(&target, Duration::from_secs(10))
+        .err()
+        .unwrap();
     assert!(err.to_string().contains("public key auth"), "{err}");
 }

@@ -21,6 +21,8 @@ use crate::vm::{self, console_block, Accel, GuestState, QemuConfig, Shutdown, Vm
 /// Files in a run directory besides the VM's logs.
 pub const KEY_FILE: &str = "id_ed25519";
 pub const INITRD_FILE: &str = "initrd.cpio";
+/// Console line from images/init when dropbear did not start.
+const SSHD_FAILED: &str = "kcycle-init: sshd failed";
 
 #[derive(Debug, thiserror::Error)]
 pub enum GuestError {
@@ -30,7 +32,9 @@ pub enum GuestError {
         #[source]
         source: std::io::Error,
     },
-    #[error("failed to generate the SSH key {path} with ssh-keygen (install openssh-client): {detail}")]
+    #[error(
+        "failed to generate the SSH key {path} with ssh-keygen (install openssh-client): {detail}"
+    )]
     KeyGen { path: PathBuf, detail: String },
     #[error("failed to write the run's initrd")]
     Initrd(#[source] ImageError),
@@ -40,6 +44,8 @@ pub enum GuestError {
     Panicked { lines: Vec<String> },
     #[error("QEMU exited ({status}) before the guest was ready or while it was used{}", console_block(.lines))]
     Exited { status: String, lines: Vec<String> },
+    #[error("the guest's init could not start sshd (is dropbear in the image?){}", console_block(.lines))]
+    SshdFailed { lines: Vec<String> },
     #[error("the guest's sshd did not accept a login within {waited:?} (last attempt: {last}){}", console_block(.lines))]
     NotReady {
         waited: Duration,
@@ -140,11 +146,10 @@ impl KeyPair {
                 });
             }
         }
-        let public_line =
-            std::fs::read_to_string(&public).map_err(|err| GuestError::KeyGen {
-                path: public.clone(),
-                detail: err.to_string(),
-            })?;
+        let public_line = std::fs::read_to_string(&public).map_err(|err| GuestError::KeyGen {
+            path: public.clone(),
+            detail: err.to_string(),
+        })?;
         Ok(KeyPair {
             private,
             public_line,
@@ -234,7 +239,12 @@ impl Guest {
     }
 
     /// Write `data` to `remote_path` in the guest (mode `mode`), e.g. a `.ko`.
-    pub fn copy_in(&mut self, data: Vec<u8>, remote_path: &str, mode: u32) -> Result<(), GuestError> {
+    pub fn copy_in(
+        &mut self,
+        data: Vec<u8>,
+        remote_path: &str,
+        mode: u32,
+    ) -> Result<(), GuestError> {
         let quoted = shell_quote(remote_path);
         let command = format!("cat > {quoted} && chmod {mode:o} {quoted}");
         let output = self.exec(ExecRequest::new(command.clone()).stdin(data))?;
@@ -354,6 +364,12 @@ impl Guest {
     }
 
     fn fail_if_dead(&mut self) -> Result<(), GuestError> {
+        // images/init prints this when dropbear is missing or exits at once.
+        if self.vm.console().wait_for(SSHD_FAILED, 0, Duration::ZERO) {
+            return Err(GuestError::SshdFailed {
+                lines: self.vm.console().tail(25),
+            });
+        }
         match self.vm.state() {
             GuestState::Running => Ok(()),
             GuestState::Panicked { lines } => Err(GuestError::Panicked { lines }),
@@ -362,7 +378,10 @@ impl Guest {
     }
 
     fn explain(&mut self, err: SshError) -> GuestError {
-        if matches!(err, SshError::Io { .. } | SshError::Deadline { .. } | SshError::Gone) {
+        if matches!(
+            err,
+            SshError::Io { .. } | SshError::Deadline { .. } | SshError::Gone
+        ) {
             // Give a dying guest a moment to print its panic before deciding.
             let _ = self.vm.wait_exit(Duration::from_millis(500));
             if let Err(dead) = self.fail_if_dead() {
@@ -426,7 +445,10 @@ mod tests {
         assert_eq!(mode & 0o777, 0o700);
         match KeyPair::generate(dir.path()) {
             Ok(key) => {
-                let mode = std::fs::metadata(&key.private).unwrap().permissions().mode();
+                let mode = std::fs::metadata(&key.private)
+                    .unwrap()
+                    .permissions()
+                    .mode();
                 assert_eq!(mode & 0o777, 0o600);
                 assert!(key.public_line.starts_with("ssh-ed25519 "));
             }

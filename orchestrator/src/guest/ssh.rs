@@ -119,7 +119,10 @@ impl Output {
 }
 
 /// Try once: TCP connect, SSH handshake, public-key auth.
-pub fn connect_once(target: &SshTarget, timeout: Duration) -> Result<(ssh2::Session, TcpStream), SshError> {
+pub fn connect_once(
+    target: &SshTarget,
+    timeout: Duration,
+) -> Result<(ssh2::Session, TcpStream), SshError> {
     let fail = |step: String, source: Option<ssh2::Error>| SshError::Connect {
         addr: target.addr,
         step,
@@ -272,7 +275,9 @@ fn run(session: &ssh2::Session, request: &ExecRequest) -> Result<Output, SshErro
     };
     session.set_blocking(true);
     session.set_timeout(request.inactivity.as_millis().min(u32::MAX as u128) as u32);
-    let mut channel = session.channel_session().map_err(map_lost(command, "open a channel"))?;
+    let mut channel = session
+        .channel_session()
+        .map_err(map_lost(command, "open a channel"))?;
     channel.exec(command).map_err(exec_err("exec"))?;
     if let Some(data) = &request.stdin {
         channel.write_all(data).map_err(|source| SshError::Io {
@@ -289,7 +294,10 @@ fn run(session: &ssh2::Session, request: &ExecRequest) -> Result<Output, SshErro
     let mut buf = vec![0u8; 64 * 1024];
     while !(out_done && err_done) {
         let mut progressed = false;
-        for (done, sink, stream_id) in [(&mut out_done, &mut stdout, 0), (&mut err_done, &mut stderr, 1)] {
+        for (done, sink, stream_id) in [
+            (&mut out_done, &mut stdout, 0),
+            (&mut err_done, &mut stderr, 1),
+        ] {
             if *done {
                 continue;
             }
@@ -333,7 +341,9 @@ fn run(session: &ssh2::Session, request: &ExecRequest) -> Result<Output, SshErro
         wait_readable(session, Duration::from_millis(50));
     }
     session.set_blocking(true);
-    channel.wait_close().map_err(exec_err("close the channel"))?;
+    channel
+        .wait_close()
+        .map_err(exec_err("close the channel"))?;
     let signal = channel
         .exit_signal()
         .ok()
@@ -341,7 +351,9 @@ fn run(session: &ssh2::Session, request: &ExecRequest) -> Result<Output, SshErro
     let status = if signal.is_some() {
         -1
     } else {
-        channel.exit_status().map_err(exec_err("read the exit status"))?
+        channel
+            .exit_status()
+            .map_err(exec_err("read the exit status"))?
     };
     Ok(Output {
         status,

@@ -11,12 +11,23 @@ use std::collections::BTreeMap;
 /// What one path in the archive is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Node {
-    Dir { mode: u32 },
-    File { mode: u32, data: Vec<u8> },
-    Symlink { target: String },
+    Dir {
+        mode: u32,
+    },
+    File {
+        mode: u32,
+        data: Vec<u8>,
+    },
+    Symlink {
+        target: String,
+    },
     /// A character device, e.g. `/dev/console` (5, 1): the kernel opens it for
     /// init's stdio before anything could create it.
-    CharDevice { mode: u32, major: u32, minor: u32 },
+    CharDevice {
+        mode: u32,
+        major: u32,
+        minor: u32,
+    },
 }
 
 /// An archive being assembled: paths (absolute or relative, `/` separated)
@@ -250,9 +261,17 @@ mod tests {
         let listing = String::from_utf8(out.stdout).unwrap();
         let lines: Vec<&str> = listing.lines().collect();
         assert_eq!(lines.len(), 7, "{listing}");
-        assert!(lines.iter().any(|l| l.starts_with("-rwxr-xr-x") && l.ends_with("bin/busybox")));
-        assert!(lines.iter().any(|l| l.starts_with("lrwxrwxrwx") && l.ends_with("bin/sh -> busybox")));
-        assert!(lines.iter().any(|l| l.starts_with("crw-------") && l.ends_with("dev/console")));
-        assert!(lines.iter().any(|l| l.starts_with("drwx------") && l.ends_with("root")));
+        assert!(lines
+            .iter()
+            .any(|l| l.starts_with("-rwxr-xr-x") && l.ends_with("bin/busybox")));
+        assert!(lines
+            .iter()
+            .any(|l| l.starts_with("lrwxrwxrwx") && l.ends_with("bin/sh -> busybox")));
+        assert!(lines
+            .iter()
+            .any(|l| l.starts_with("crw-------") && l.ends_with("dev/console")));
+        assert!(lines
+            .iter()
+            .any(|l| l.starts_with("drwx------") && l.ends_with("root")));
     }
 }

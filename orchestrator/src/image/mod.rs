@@ -27,11 +27,31 @@ pub const IMAGE_FILE: &str = "initramfs.cpio";
 /// The recipe files compiled in: (guest path, mode, contents).
 const RECIPE: &[(&str, u32, &str)] = &[
     ("init", 0o755, include_str!("../../../images/init")),
-    ("etc/passwd", 0o644, include_str!("../../../images/etc/passwd")),
-    ("etc/group", 0o644, include_str!("../../../images/etc/group")),
-    ("etc/shells", 0o644, include_str!("../../../images/etc/shells")),
-    ("etc/profile", 0o644, include_str!("../../../images/etc/profile")),
-    ("etc/inittab", 0o644, include_str!("../../../images/etc/inittab")),
+    (
+        "etc/passwd",
+        0o644,
+        include_str!("../../../images/etc/passwd"),
+    ),
+    (
+        "etc/group",
+        0o644,
+        include_str!("../../../images/etc/group"),
+    ),
+    (
+        "etc/shells",
+        0o644,
+        include_str!("../../../images/etc/shells"),
+    ),
+    (
+        "etc/profile",
+        0o644,
+        include_str!("../../../images/etc/profile"),
+    ),
+    (
+        "etc/inittab",
+        0o644,
+        include_str!("../../../images/etc/inittab"),
+    ),
     (
         "etc/acpi/PWRF/00000080",
         0o755,
@@ -179,7 +199,9 @@ fn base_archive() -> Archive {
     }
     archive.dir("tmp", 0o1777).dir("root", 0o700);
     archive.char_device("dev/console", 0o600, 5, 1);
-    archive.symlink("usr/bin", "../bin").symlink("usr/sbin", "../sbin");
+    archive
+        .symlink("usr/bin", "../bin")
+        .symlink("usr/sbin", "../sbin");
     for (path, mode, text) in RECIPE {
         archive.file(path, *mode, text.as_bytes().to_vec());
     }
@@ -300,7 +322,7 @@ pub fn parse_ldd(output: &str) -> Vec<String> {
         .filter_map(|line| {
             let line = line.trim();
             let path = match line.split_once("=>") {
-                Some((_, rest)) => rest.trim().split_whitespace().next()?,
+                Some((_, rest)) => rest.split_whitespace().next()?,
                 None => line.split_whitespace().next()?,
             };
             path.starts_with('/').then(|| path.to_string())
@@ -311,10 +333,11 @@ pub fn parse_ldd(output: &str) -> Vec<String> {
 /// A second archive with root's authorized_keys for one run.
 pub fn authorized_keys_archive(public_key: &str) -> Vec<u8> {
     let mut archive = Archive::new();
-    archive
-        .dir("root", 0o700)
-        .dir("root/.ssh", 0o700)
-        .file("root/.ssh/authorized_keys", 0o600, public_key.as_bytes().to_vec());
+    archive.dir("root", 0o700).dir("root/.ssh", 0o700).file(
+        "root/.ssh/authorized_keys",
+        0o600,
+        public_key.as_bytes().to_vec(),
+    );
     archive.to_bytes()
 }
 

@@ -38,7 +38,11 @@ pub struct ProbeGuest<'a> {
 }
 
 /// `requested` wins; `None` (auto) uses the cached probe result or probes.
-pub fn resolve_accel(requested: Option<Accel>, guest: &ProbeGuest<'_>, cache: &Path) -> AccelChoice {
+pub fn resolve_accel(
+    requested: Option<Accel>,
+    guest: &ProbeGuest<'_>,
+    cache: &Path,
+) -> AccelChoice {
     if let Some(accel) = requested {
         return AccelChoice {
             accel,
@@ -123,7 +127,12 @@ fn cache_entry(cache: &Path, guest: &ProbeGuest<'_>) -> Option<PathBuf> {
     let mut hasher = Sha256::new();
     hasher.update(std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default());
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    hasher.update(cpuinfo.lines().find(|l| l.starts_with("model name")).unwrap_or(""));
+    hasher.update(
+        cpuinfo
+            .lines()
+            .find(|l| l.starts_with("model name"))
+            .unwrap_or(""),
+    );
     let qemu = std::process::Command::new(guest.qemu)
         .arg("--version")
         .output()

@@ -156,7 +156,9 @@ impl Drop for Console {
 
 /// A panicking console thread must not take the VM's cleanup down with it.
 fn lock_ignoring_poison<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 #[cfg(test)]
@@ -168,7 +170,9 @@ mod tests {
         assert!(is_panic_line(
             "[    1.2] Kernel panic - not syncing: Attempted to kill init! exitcode=0x00000100"
         ));
-        assert!(is_panic_line("[    1.3] ---[ end Kernel panic - not syncing: VFS ]---"));
+        assert!(is_panic_line(
+            "[    1.3] ---[ end Kernel panic - not syncing: VFS ]---"
+        ));
         assert!(!is_panic_line("[    1.2] kcycle-init: sshd started"));
         assert!(!is_panic_line("panic=-1 console=ttyS0"));
     }
@@ -189,7 +193,11 @@ mod tests {
 
         writeln!(writer, "Oops: general protection fault").unwrap();
         writeln!(writer, "Kernel panic - not syncing: Fatal exception").unwrap();
-        writeln!(writer, "---[ end Kernel panic - not syncing: Fatal exception ]---").unwrap();
+        writeln!(
+            writer,
+            "---[ end Kernel panic - not syncing: Fatal exception ]---"
+        )
+        .unwrap();
         // wait_for returns early (false) once a panic shows.
         assert!(!console.wait_for("never printed", mark, Duration::from_secs(5)));
         let deadline = Instant::now() + Duration::from_secs(5);
@@ -208,6 +216,9 @@ mod tests {
         assert!(console.closed());
         let text = std::fs::read_to_string(&log).unwrap();
         assert!(text.starts_with("Linux version 6.12.0\nkcycle-init"));
-        assert_eq!(console.tail(1), ["---[ end Kernel panic - not syncing: Fatal exception ]---"]);
+        assert_eq!(
+            console.tail(1),
+            ["---[ end Kernel panic - not syncing: Fatal exception ]---"]
+        );
     }
 }

@@ -83,9 +83,14 @@ pub fn console_block(lines: &[String]) -> String {
 pub enum GuestState {
     Running,
     /// The console showed a kernel panic: these lines from it.
-    Panicked { lines: Vec<String> },
+    Panicked {
+        lines: Vec<String>,
+    },
     /// QEMU exited: its status and the last console lines.
-    Exited { status: String, lines: Vec<String> },
+    Exited {
+        status: String,
+        lines: Vec<String>,
+    },
 }
 
 /// How [`Vm::shutdown`] ended the VM.
@@ -271,7 +276,9 @@ impl Vm {
 /// A free TCP port on 127.0.0.1 (free now; QEMU may still lose a race for
 /// it, which [`VmError::PortInUse`] reports so the caller can retry).
 pub fn free_port() -> std::io::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
 }
 
 /// `QEMU emulator version 7.2.22 (Debian ...)` → (7, 2).
@@ -317,7 +324,10 @@ mod tests {
             parse_qemu_version("QEMU emulator version 7.2.22 (Debian 1:7.2+dfsg-7)\nCopyright"),
             Some((7, 2))
         );
-        assert_eq!(parse_qemu_version("QEMU emulator version 10.1.0"), Some((10, 1)));
+        assert_eq!(
+            parse_qemu_version("QEMU emulator version 10.1.0"),
+            Some((10, 1))
+        );
         assert_eq!(parse_qemu_version("garbage"), None);
         assert!((5, 2) < MIN_QEMU && (7, 2) >= MIN_QEMU);
     }
@@ -350,7 +360,9 @@ mod tests {
         assert!(matches!(err, VmError::QemuMissing { .. }), "{err}");
 
         let old = fake_qemu(dir.path(), "echo 'QEMU emulator version 5.2.0'");
-        let err = Vm::launch(config(dir.path(), old), dir.path()).err().unwrap();
+        let err = Vm::launch(config(dir.path(), old), dir.path())
+            .err()
+            .unwrap();
         assert!(err.to_string().contains("version 5.2.0"), "{err}");
 
         let dying = fake_qemu(
@@ -358,7 +370,9 @@ mod tests {
             "case \"$1\" in --version) echo 'QEMU emulator version 7.2.0';; \
              *) echo 'Linux version 6.12 booting'; echo 'qemu: could not load kernel' >&2; exit 1;; esac",
         );
-        let err = Vm::launch(config(dir.path(), dying), dir.path()).err().unwrap();
+        let err = Vm::launch(config(dir.path(), dying), dir.path())
+            .err()
+            .unwrap();
         let text = err.to_string();
         assert!(text.contains("could not load kernel"), "{text}");
 
@@ -367,7 +381,9 @@ mod tests {
             "case \"$1\" in --version) echo 'QEMU emulator version 7.2.0';; \
              *) echo 'qemu-system-x86_64: -netdev user: Could not set up host forwarding rule' >&2; exit 1;; esac",
         );
-        let err = Vm::launch(config(dir.path(), busy), dir.path()).err().unwrap();
+        let err = Vm::launch(config(dir.path(), busy), dir.path())
+            .err()
+            .unwrap();
         assert!(matches!(err, VmError::PortInUse { port: 1, .. }), "{err}");
 
         let long = QemuConfig {

@@ -153,7 +153,11 @@ mod tests {
     /// Exists and is not a zombie (an orphan waits for init to reap it).
     fn alive(pid: u32) -> bool {
         std::fs::read_to_string(format!("/proc/{pid}/stat"))
-            .map(|stat| !stat.rsplit_once(") ").is_some_and(|(_, rest)| rest.starts_with('Z')))
+            .map(|stat| {
+                !stat
+                    .rsplit_once(") ")
+                    .is_some_and(|(_, rest)| rest.starts_with('Z'))
+            })
             .unwrap_or(false)
     }
 

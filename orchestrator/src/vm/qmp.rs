@@ -56,7 +56,10 @@ pub enum QmpError {
 pub enum QmpEvent {
     Known(qmp::Event),
     /// An event this schema does not know: name and the raw line.
-    Unknown { name: String, line: String },
+    Unknown {
+        name: String,
+        line: String,
+    },
 }
 
 /// A negotiated QMP connection.
@@ -129,14 +132,19 @@ impl Qmp {
 
     /// Run one command and wait up to `timeout` for its reply; events that
     /// arrive meanwhile are queued.
-    pub fn execute<C: Command>(&mut self, command: &C, timeout: Duration) -> Result<C::Ok, QmpError> {
-        let line = serde_json::to_string(&qapi::Execute::<&C>::from(command)).map_err(|source| {
-            QmpError::Decode {
-                what: "command",
-                line: C::NAME.to_string(),
-                source,
-            }
-        })?;
+    pub fn execute<C: Command>(
+        &mut self,
+        command: &C,
+        timeout: Duration,
+    ) -> Result<C::Ok, QmpError> {
+        let line =
+            serde_json::to_string(&qapi::Execute::<&C>::from(command)).map_err(|source| {
+                QmpError::Decode {
+                    what: "command",
+                    line: C::NAME.to_string(),
+                    source,
+                }
+            })?;
         self.log("->", &line);
         self.writer
             .write_all(format!("{line}\n").as_bytes())
@@ -306,19 +314,22 @@ mod tests {
 
     #[test]
     fn unknown_events_are_kept_and_skipped() {
-        let (client, server) = fake_server(vec![
-            ("qmp_capabilities", vec![r#"{"return": {}}"#]),
-            (
-                "query-status",
-                vec![
-                    r#"{"event": "KCYCLE_FUTURE_EVENT", "data": {"x": 1}, "timestamp": {"seconds": 1, "microseconds": 2}}"#,
-                    "not json at all",
-                    r#"{"event": "STOP", "timestamp": {"seconds": 1, "microseconds": 3}}"#,
-                    r#"{"return": {"status": "running", "singlestep": false, "running": true}}"#,
-                ],
-            ),
-            ("system_powerdown", vec![r#"{"return": {}}"#]),
-        ], true);
+        let (client, server) = fake_server(
+            vec![
+                ("qmp_capabilities", vec![r#"{"return": {}}"#]),
+                (
+                    "query-status",
+                    vec![
+                        r#"{"event": "KCYCLE_FUTURE_EVENT", "data": {"x": 1}, "timestamp": {"seconds": 1, "microseconds": 2}}"#,
+                        "not json at all",
+                        r#"{"event": "STOP", "timestamp": {"seconds": 1, "microseconds": 3}}"#,
+                        r#"{"return": {"status": "running", "singlestep": false, "running": true}}"#,
+                    ],
+                ),
+                ("system_powerdown", vec![r#"{"return": {}}"#]),
+            ],
+            true,
+        );
         let transcript = tempfile::NamedTempFile::new().unwrap();
         let mut qmp = Qmp::negotiate(client, Some(transcript.path())).unwrap();
         let status = qmp.query_status().unwrap();
@@ -331,7 +342,10 @@ mod tests {
         assert!(
             matches!(&events[0], QmpEvent::Unknown { name, .. } if name == "KCYCLE_FUTURE_EVENT")
         );
-        assert!(matches!(&events[1], QmpEvent::Known(qmp::Event::STOP { .. })));
+        assert!(matches!(
+            &events[1],
+            QmpEvent::Known(qmp::Event::STOP { .. })
+        ));
         drop(qmp);
         assert_eq!(
             server.join().unwrap(),
@@ -343,29 +357,44 @@ mod tests {
 
     #[test]
     fn errors_and_silence_are_reported() {
-        let (client, _server) = fake_server(vec![
-            ("qmp_capabilities", vec![r#"{"return": {}}"#]),
-            (
-                "system_reset",
-                vec![r#"{"error": {"class": "GenericError", "desc": "nope"}}"#],
-            ),
-            ("query-status", vec![]),
-        ], true);
+        let (client, _server) = fake_server(
+            vec![
+                ("qmp_capabilities", vec![r#"{"return": {}}"#]),
+                (
+                    "system_reset",
+                    vec![r#"{"error": {"class": "GenericError", "desc": "nope"}}"#],
+                ),
+                ("query-status", vec![]),
+            ],
+            true,
+        );
         let mut qmp = Qmp::negotiate(client, None).unwrap();
         let err = qmp.system_reset().unwrap_err().to_string();
         assert!(err.contains("rejected system_reset: nope"), "{err}");
         let err = qmp
             .execute(&qmp::query_status {}, Duration::from_millis(200))
             .unwrap_err();
-        assert!(matches!(err, QmpError::Timeout { command: "query-status", .. }), "{err}");
+        assert!(
+            matches!(
+                err,
+                QmpError::Timeout {
+                    command: "query-status",
+                    ..
+                }
+            ),
+            "{err}"
+        );
     }
 
     #[test]
     fn quit_tolerates_the_connection_closing() {
-        let (client, _server) = fake_server(vec![
-            ("qmp_capabilities", vec![r#"{"return": {}}"#]),
-            ("quit", vec![]),
-        ], false);
+        let (client, _server) = fake_server(
+            vec![
+                ("qmp_capabilities", vec![r#"{"return": {}}"#]),
+                ("quit", vec![]),
+            ],
+            false,
+        );
         let mut qmp = Qmp::negotiate(client, None).unwrap();
         // The fake server thread ends after "quit" and closes the socket.
         qmp.quit().unwrap();
