@@ -319,7 +319,8 @@ fn boot_guest(args: &GuestArgs, run_dir: &RunDir) -> Result<Guest, Failure> {
     };
     let choice = vm::resolve_accel(requested, &probe, &cache);
     eprintln!("kcycle: accel {} ({})", choice.accel, choice.reason);
-    let spec = BootSpec::new(artifacts.bzimage(), image.path, choice.accel);
+    let mut spec = BootSpec::new(artifacts.bzimage(), image.path, choice.accel);
+    spec.cancel = Some(std::sync::Arc::clone(interrupt_flag()));
     let guest = Guest::boot(spec, run_dir.path()).infrastructure()?;
     eprintln!(
         "kcycle: guest {} ready in {:.1} s (console: {})",
@@ -409,13 +410,15 @@ fn exec(args: &ExecArgs) -> Result<ExitStatus, Failure> {
 
 /// A flag set by SIGINT/SIGTERM, so that commands can shut QEMU down
 /// themselves instead of dying with it half-way.
-fn interrupt_flag() -> &'static AtomicBool {
-    static FLAG: AtomicBool = AtomicBool::new(false);
+fn interrupt_flag() -> &'static std::sync::Arc<AtomicBool> {
+    static FLAG: std::sync::OnceLock<std::sync::Arc<AtomicBool>> = std::sync::OnceLock::new();
     extern "C" fn on_signal(_: libc::c_int) {
-        FLAG.store(true, Ordering::SeqCst);
+        // Installed only after FLAG is set; get() is an atomic load.
+        if let Some(flag) = FLAG.get() {
+            flag.store(true, Ordering::SeqCst);
+        }
     }
-    static INSTALL: std::sync::Once = std::sync::Once::new();
-    INSTALL.call_once(|| {
+    FLAG.get_or_init(|| {
         // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
         unsafe {
             let mut action: libc::sigaction = std::mem::zeroed();
@@ -424,6 +427,6 @@ fn interrupt_flag() -> &'static AtomicBool {
             libc::sigaction(libc::SIGINT, &action, std::ptr::null_mut());
             libc::sigaction(libc::SIGTERM, &action, std::ptr::null_mut());
         }
-    });
-    &FLAG
+        std::sync::Arc::new(AtomicBool::new(false))
+    })
 }

@@ -11,6 +11,8 @@ pub mod ssh;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 pub use ssh::{ExecRequest, Output, Ssh, SshError, SshTarget};
@@ -54,6 +56,8 @@ pub enum GuestError {
     },
     #[error(transparent)]
     Ssh(#[from] SshError),
+    #[error("interrupted while waiting for the guest; QEMU was stopped")]
+    Cancelled,
 }
 
 /// A 0700 directory for one guest's key, initrd, console log and QMP
@@ -173,6 +177,8 @@ pub struct BootSpec {
     pub vfio: Option<String>,
     /// From QEMU start to a working SSH login.
     pub boot_deadline: Duration,
+    /// Set (e.g. by a Ctrl-C handler) to give up waiting for the guest.
+    pub cancel: Option<Arc<AtomicBool>>,
 }
 
 impl BootSpec {
@@ -187,6 +193,7 @@ impl BootSpec {
             cpus: 2,
             vfio: None,
             boot_deadline: Duration::from_secs(180),
+            cancel: None,
         }
     }
 }
@@ -339,9 +346,18 @@ impl Guest {
         };
         let mut backoff = Duration::from_millis(200);
         loop {
+            if self
+                .spec
+                .cancel
+                .as_ref()
+                .is_some_and(|cancel| cancel.load(Ordering::SeqCst))
+            {
+                self.vm.kill();
+                return Err(GuestError::Cancelled);
+            }
             self.fail_if_dead()?;
             let left = deadline.saturating_sub(started.elapsed());
-            let last = match ssh::connect_once(&target, left.min(Duration::from_secs(10))) {
+            let last = match ssh::connect_once(&target, left.min(Duration::from_secs(5))) {
                 Ok((session, socket)) => {
                     self.ssh = Some(Ssh::start(session, socket)?);
                     return Ok(());

@@ -273,6 +273,14 @@ impl Vm {
     }
 }
 
+impl Drop for Vm {
+    fn drop(&mut self) {
+        // Kill before the console is dropped, so its thread sees EOF and ends.
+        self.qmp = None;
+        self.process.kill();
+    }
+}
+
 /// A free TCP port on 127.0.0.1 (free now; QEMU may still lose a race for
 /// it, which [`VmError::PortInUse`] reports so the caller can retry).
 pub fn free_port() -> std::io::Result<u16> {
