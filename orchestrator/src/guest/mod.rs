@@ -56,6 +56,14 @@ pub enum GuestError {
     },
     #[error(transparent)]
     Ssh(#[from] SshError),
+    #[error("failed to write {path} in the guest: {stderr}")]
+    CopyFailed { path: String, stderr: String },
+    #[error("failed to read {path} to copy it into the guest")]
+    Upload {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("interrupted while waiting for the guest; QEMU was stopped")]
     Cancelled,
 }
@@ -258,15 +266,22 @@ impl Guest {
         if output.success() {
             Ok(())
         } else {
-            Err(GuestError::Ssh(SshError::Exec {
-                command,
-                step: "copy",
-                source: ssh2::Error::new(
-                    ssh2::ErrorCode::Session(-1),
-                    "the guest could not write the file",
-                ),
-            }))
+            Err(GuestError::CopyFailed {
+                path: remote_path.to_string(),
+                stderr: output.stderr_text().trim().to_string(),
+            })
         }
+    }
+
+    /// Copy the host file `host` to `remote_path` in the guest, keeping its mode.
+    pub fn upload(&mut self, host: &Path, remote_path: &str) -> Result<(), GuestError> {
+        let error = |source| GuestError::Upload {
+            path: host.to_path_buf(),
+            source,
+        };
+        let data = std::fs::read(host).map_err(error)?;
+        let mode = std::fs::metadata(host).map_err(error)?.permissions().mode() & 0o7777;
+        self.copy_in(data, remote_path, mode)
     }
 
     /// Running, panicked (with console lines) or exited.

@@ -87,6 +87,13 @@ impl Console {
         &self.path
     }
 
+    /// Everything the console printed since this VM started (the log file).
+    pub fn contents(&self) -> String {
+        std::fs::read(&self.path)
+            .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
+            .unwrap_or_default()
+    }
+
     /// The last `n` lines.
     pub fn tail(&self, n: usize) -> Vec<String> {
         let state = self.lock();
