@@ -4,11 +4,16 @@
 //! the exit status it should end with, so the mapping from "what went wrong"
 //! to exit code is decided where the error is understood, not guessed later.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use kcycle::exit::ExitStatus;
+use kcycle::guest::{BootSpec, ExecRequest, Guest, GuestError, RunDir};
+use kcycle::kernel::Artifacts;
+use kcycle::{image, vm};
 
 const ABOUT: &str = "Catch kernel drivers that do not undo what they set up.";
 
@@ -250,9 +255,9 @@ pub fn run(cli: Cli) -> Result<ExitStatus, Failure> {
     match cli.command {
         Command::Setup(_) => not_built("setup", 3),
         Command::Kernel(KernelCommand::Build(_)) => not_built("kernel build", 3),
-        Command::Image(ImageCommand::Build(_)) => not_built("image build", 5),
-        Command::Boot(_) => not_built("boot", 5),
-        Command::Exec(_) => not_built("exec", 5),
+        Command::Image(ImageCommand::Build(args)) => image_build(&args),
+        Command::Boot(args) => boot(&args.guest),
+        Command::Exec(args) => exec(&args),
         Command::Run(_) => not_built("run", 6),
         Command::Ci(_) => not_built("ci", 7),
         Command::Merge(_) => not_built("merge", 7),
@@ -338,5 +343,172 @@ fn read_log(path: &std::path::Path) -> anyhow::Result<Vec<u8>> {
             "failed to read kernel log {}: check the path and its permissions",
             path.display()
         )
+    })
+}
+
+/// Where the kernel comes from: `--kernel`, else `KCYCLE_KERNEL`.
+fn guest_kernel(kernel: Option<&Path>) -> Result<Artifacts, Failure> {
+    let dir = match kernel {
+        Some(dir) => dir.to_path_buf(),
+        None => match std::env::var_os("KCYCLE_KERNEL") {
+            Some(dir) => PathBuf::from(dir),
+            None => {
+                return Err(anyhow::anyhow!(
+                    "no guest kernel: pass --kernel DIR or set KCYCLE_KERNEL to the artifact \
+                     directory that `kcycle kernel build` prints"
+                ))
+                .bad_input()
+            }
+        },
+    };
+    Artifacts::open(&dir).bad_input()
+}
+
+fn image_build(args: &ImageBuildArgs) -> Result<ExitStatus, Failure> {
+    let artifacts = guest_kernel(args.kernel.as_deref())?;
+    let image = image::build(&artifacts, &image::cache_root()).infrastructure()?;
+    eprintln!(
+        "kcycle: image {} ({})",
+        image.key,
+        if image.cached { "cached" } else { "built" }
+    );
+    println!("{}", image.path.display());
+    Ok(ExitStatus::Passed)
+}
+
+/// Build or reuse the image, pick the accelerator, boot, wait for SSH.
+fn boot_guest(args: &GuestArgs, run_dir: &RunDir) -> Result<Guest, Failure> {
+    let artifacts = guest_kernel(args.kernel.as_deref())?;
+    let cache = image::cache_root();
+    let image = image::build(&artifacts, &cache).infrastructure()?;
+    let requested = match args.accel {
+        Accel::Auto => None,
+        Accel::Kvm => Some(vm::Accel::Kvm),
+        Accel::Tcg => Some(vm::Accel::Tcg),
+    };
+    // The probe boots the same kernel and image under KVM (only for auto).
+    let probe_dir = run_dir.path().join("probe");
+    let probe_initrd = run_dir.path().join("probe-initrd.cpio");
+    if requested.is_none() {
+        std::fs::create_dir_all(&probe_dir).infrastructure()?;
+        image::write_run_initrd(&image.path, "", &probe_initrd).infrastructure()?;
+    }
+    let probe = vm::accel::ProbeGuest {
+        qemu: Path::new("qemu-system-x86_64"),
+        kernel: &artifacts.bzimage(),
+        initrd: &probe_initrd,
+        run_dir: &probe_dir,
+    };
+    let choice = vm::resolve_accel(requested, &probe, &cache);
+    eprintln!("kcycle: accel {} ({})", choice.accel, choice.reason);
+    let mut spec = BootSpec::new(artifacts.bzimage(), image.path, choice.accel);
+    spec.cancel = Some(std::sync::Arc::clone(interrupt_flag()));
+    let guest = Guest::boot(spec, run_dir.path()).infrastructure()?;
+    eprintln!(
+        "kcycle: guest {} ready in {:.1} s (console: {})",
+        artifacts.manifest.kernel_release,
+        guest.boot_time().as_secs_f64(),
+        guest.console().path().display()
+    );
+    Ok(guest)
+}
+
+fn boot(args: &GuestArgs) -> Result<ExitStatus, Failure> {
+    let interrupted = interrupt_flag();
+    let run_dir = RunDir::temporary().infrastructure()?;
+    let mut guest = boot_guest(args, &run_dir)?;
+    println!("{}", guest.ssh_command());
+    eprintln!("kcycle: the guest runs until Ctrl-C");
+    loop {
+        if interrupted.load(Ordering::SeqCst) {
+            eprintln!("kcycle: shutting the guest down");
+            let how = guest.shutdown(Duration::from_secs(10));
+            eprintln!("kcycle: guest stopped ({how:?})");
+            return Ok(ExitStatus::Passed);
+        }
+        match guest.state() {
+            vm::GuestState::Running => std::thread::sleep(Duration::from_millis(200)),
+            vm::GuestState::Panicked { lines } => {
+                return Err(GuestError::Panicked { lines }).infrastructure()
+            }
+            vm::GuestState::Exited { status, lines } => {
+                eprintln!("kcycle: QEMU exited ({status})");
+                if status.contains("exit status: 0") {
+                    return Ok(ExitStatus::Passed);
+                }
+                return Err(GuestError::Exited { status, lines }).infrastructure();
+            }
+        }
+    }
+}
+
+fn exec(args: &ExecArgs) -> Result<ExitStatus, Failure> {
+    let interrupted = interrupt_flag();
+    let run_dir = RunDir::temporary().infrastructure()?;
+    let mut guest = boot_guest(&args.guest, &run_dir)?;
+    // Ctrl-C during the command: kill QEMU, which ends the SSH session and
+    // lets this thread clean up normally.
+    let killer = guest.vm().killer();
+    let done = std::sync::Arc::new(AtomicBool::new(false));
+    let watcher = {
+        let done = std::sync::Arc::clone(&done);
+        std::thread::spawn(move || {
+            while !done.load(Ordering::SeqCst) {
+                if interrupted.load(Ordering::SeqCst) {
+                    killer.kill();
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        })
+    };
+    // Like ssh: the words are joined and the guest's shell parses them.
+    let request = ExecRequest::new(args.command.join(" "))
+        .inactivity(Duration::from_secs(600))
+        .deadline(Duration::from_secs(3600));
+    let result = guest.exec(request);
+    done.store(true, Ordering::SeqCst);
+    let _ = watcher.join();
+    let how = guest.shutdown(Duration::from_secs(5));
+    if interrupted.load(Ordering::SeqCst) {
+        return Err(anyhow::anyhow!("interrupted; the guest was killed")).infrastructure();
+    }
+    let output = result.infrastructure()?;
+    use std::io::Write;
+    let _ = std::io::stdout().write_all(&output.stdout);
+    let _ = std::io::stderr().write_all(&output.stderr);
+    let _ = std::io::stdout().flush();
+    eprintln!("kcycle: guest stopped ({how:?})");
+    match (output.status, &output.signal) {
+        (0, None) => Ok(ExitStatus::Passed),
+        // The command's own status, as `ssh` would return it; QEMU is gone by now.
+        (status, None) => std::process::exit(status),
+        (_, Some(signal)) => {
+            eprintln!("kcycle: the command was killed by SIG{signal}");
+            std::process::exit(255)
+        }
+    }
+}
+
+/// A flag set by SIGINT/SIGTERM, so that commands can shut QEMU down
+/// themselves instead of dying with it half-way.
+fn interrupt_flag() -> &'static std::sync::Arc<AtomicBool> {
+    static FLAG: std::sync::OnceLock<std::sync::Arc<AtomicBool>> = std::sync::OnceLock::new();
+    extern "C" fn on_signal(_: libc::c_int) {
+        // Installed only after FLAG is set; get() is an atomic load.
+        if let Some(flag) = FLAG.get() {
+            flag.store(true, Ordering::SeqCst);
+        }
+    }
+    FLAG.get_or_init(|| {
+        // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+        unsafe {
+            let mut action: libc::sigaction = std::mem::zeroed();
+            action.sa_sigaction = on_signal as *const () as usize;
+            libc::sigemptyset(&mut action.sa_mask);
+            libc::sigaction(libc::SIGINT, &action, std::ptr::null_mut());
+            libc::sigaction(libc::SIGTERM, &action, std::ptr::null_mut());
+        }
+        std::sync::Arc::new(AtomicBool::new(false))
     })
 }

@@ -1,1 +1,492 @@
-//! The guest channel: SSH exec, kmsg cursor, slab snapshot, kmemleak, taint.
+//! A booted guest reachable over SSH: the [`Guest`] the runner drives.
+//!
+//! `Guest::boot` writes the per-run key and initrd into a run directory,
+//! launches QEMU ([`crate::vm::Vm`]) and waits until an SSH login succeeds
+//! (user-net accepts TCP long before sshd runs, so only a finished
+//! handshake and auth count), failing at once if QEMU exits or the console
+//! shows a panic. Commands then go through the SSH worker ([`ssh::Ssh`]).
+
+pub mod ssh;
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+pub use ssh::{ExecRequest, Output, Ssh, SshError, SshTarget};
+
+use crate::image::{self, ImageError};
+use crate::vm::{self, console_block, Accel, GuestState, QemuConfig, Shutdown, Vm, VmError};
+
+/// Files in a run directory besides the VM's logs.
+pub const KEY_FILE: &str = "id_ed25519";
+pub const INITRD_FILE: &str = "initrd.cpio";
+/// Console line from images/init when dropbear did not start.
+const SSHD_FAILED: &str = "kcycle-init: sshd failed";
+
+#[derive(Debug, thiserror::Error)]
+pub enum GuestError {
+    #[error("failed to create the run directory {path}")]
+    RunDir {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "failed to generate the SSH key {path} with ssh-keygen (install openssh-client): {detail}"
+    )]
+    KeyGen { path: PathBuf, detail: String },
+    #[error("failed to write the run's initrd")]
+    Initrd(#[source] ImageError),
+    #[error(transparent)]
+    Vm(#[from] VmError),
+    #[error("the guest kernel panicked{}", console_block(.lines))]
+    Panicked { lines: Vec<String> },
+    #[error("QEMU exited ({status}) before the guest was ready or while it was used{}", console_block(.lines))]
+    Exited { status: String, lines: Vec<String> },
+    #[error("the guest's init could not start sshd (is dropbear in the image?){}", console_block(.lines))]
+    SshdFailed { lines: Vec<String> },
+    #[error("the guest's sshd did not accept a login within {waited:?} (last attempt: {last}){}", console_block(.lines))]
+    NotReady {
+        waited: Duration,
+        last: String,
+        lines: Vec<String>,
+    },
+    #[error(transparent)]
+    Ssh(#[from] SshError),
+    #[error("failed to write {path} in the guest: {stderr}")]
+    CopyFailed { path: String, stderr: String },
+    #[error("failed to read {path} to copy it into the guest")]
+    Upload {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("interrupted while waiting for the guest; QEMU was stopped")]
+    Cancelled,
+}
+
+/// A 0700 directory for one guest's key, initrd, console log and QMP
+/// socket. Temporary ones (under /tmp, short enough for the socket path)
+/// are removed on drop unless kept.
+#[derive(Debug)]
+pub struct RunDir {
+    path: PathBuf,
+    temp: Option<tempfile::TempDir>,
+}
+
+impl RunDir {
+    /// A fresh `/tmp/kcycle-XXXXXX`.
+    pub fn temporary() -> Result<RunDir, GuestError> {
+        let temp = tempfile::Builder::new()
+            .prefix("kcycle-")
+            .tempdir()
+            .map_err(|source| GuestError::RunDir {
+                path: std::env::temp_dir(),
+                source,
+            })?;
+        let path = temp.path().to_path_buf();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o700)).map_err(
+            |source| GuestError::RunDir {
+                path: path.clone(),
+                source,
+            },
+        )?;
+        Ok(RunDir {
+            path,
+            temp: Some(temp),
+        })
+    }
+
+    /// A directory at `path` (created 0700 if missing), never removed.
+    pub fn at(path: &Path) -> Result<RunDir, GuestError> {
+        let error = |source| GuestError::RunDir {
+            path: path.to_path_buf(),
+            source,
+        };
+        std::fs::create_dir_all(path).map_err(error)?;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700)).map_err(error)?;
+        Ok(RunDir {
+            path: path.to_path_buf(),
+            temp: None,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Keep the directory after drop (e.g. to look at the console log).
+    pub fn keep(mut self) -> PathBuf {
+        if let Some(temp) = self.temp.take() {
+            // TempDir::keep is newer than our MSRV's tempfile; into_path does the same.
+            #[allow(deprecated)]
+            let _ = temp.into_path();
+        }
+        self.path.clone()
+    }
+}
+
+/// The run's ed25519 key pair (private key 0600).
+#[derive(Debug, Clone)]
+pub struct KeyPair {
+    pub private: PathBuf,
+    /// The `ssh-ed25519 AAAA... kcycle` line for authorized_keys.
+    pub public_line: String,
+}
+
+impl KeyPair {
+    /// Generate `<dir>/id_ed25519{,.pub}` with ssh-keygen (reused if present).
+    pub fn generate(dir: &Path) -> Result<KeyPair, GuestError> {
+        let private = dir.join(KEY_FILE);
+        let public = dir.join(format!("{KEY_FILE}.pub"));
+        if !private.exists() {
+            let output = std::process::Command::new("ssh-keygen")
+                .args(["-q", "-t", "ed25519", "-N", "", "-C", "kcycle", "-f"])
+                .arg(&private)
+                .output()
+                .map_err(|err| GuestError::KeyGen {
+                    path: private.clone(),
+                    detail: err.to_string(),
+                })?;
+            if !output.status.success() {
+                return Err(GuestError::KeyGen {
+                    path: private,
+                    detail: String::from_utf8_lossy(&output.stderr).trim().to_string(),
+                });
+            }
+        }
+        let public_line = std::fs::read_to_string(&public).map_err(|err| GuestError::KeyGen {
+            path: public.clone(),
+            detail: err.to_string(),
+        })?;
+        Ok(KeyPair {
+            private,
+            public_line,
+        })
+    }
+}
+
+/// How to boot a guest.
+#[derive(Debug, Clone)]
+pub struct BootSpec {
+    pub qemu: PathBuf,
+    /// The bzImage.
+    pub kernel: PathBuf,
+    /// The cached base initramfs ([`crate::image::build`]).
+    pub image: PathBuf,
+    pub accel: Accel,
+    /// Extra kernel parameters.
+    pub cmdline: Vec<String>,
+    pub memory_mib: u32,
+    pub cpus: u32,
+    pub vfio: Option<String>,
+    /// From QEMU start to a working SSH login.
+    pub boot_deadline: Duration,
+    /// Set (e.g. by a Ctrl-C handler) to give up waiting for the guest.
+    pub cancel: Option<Arc<AtomicBool>>,
+}
+
+impl BootSpec {
+    pub fn new(kernel: PathBuf, image: PathBuf, accel: Accel) -> Self {
+        BootSpec {
+            qemu: PathBuf::from("qemu-system-x86_64"),
+            kernel,
+            image,
+            accel,
+            cmdline: Vec::new(),
+            memory_mib: 2048,
+            cpus: 2,
+            vfio: None,
+            boot_deadline: Duration::from_secs(180),
+            cancel: None,
+        }
+    }
+}
+
+/// A running guest with a working SSH session.
+pub struct Guest {
+    spec: BootSpec,
+    run_dir: PathBuf,
+    key: KeyPair,
+    ssh: Option<Ssh>,
+    vm: Vm,
+    boot_time: Duration,
+}
+
+impl Guest {
+    /// Boot and wait until SSH works. `run_dir` must be short (QMP socket path).
+    pub fn boot(spec: BootSpec, run_dir: &Path) -> Result<Guest, GuestError> {
+        let started = Instant::now();
+        let key = KeyPair::generate(run_dir)?;
+        let initrd = run_dir.join(INITRD_FILE);
+        image::write_run_initrd(&spec.image, &key.public_line, &initrd)
+            .map_err(GuestError::Initrd)?;
+        let vm = launch(&spec, run_dir, &initrd)?;
+        let mut guest = Guest {
+            spec,
+            run_dir: run_dir.to_path_buf(),
+            key,
+            ssh: None,
+            vm,
+            boot_time: Duration::ZERO,
+        };
+        guest.wait_ready(guest.spec.boot_deadline)?;
+        guest.boot_time = started.elapsed();
+        Ok(guest)
+    }
+
+    /// Run a command. If SSH fails because the guest died, the error says so
+    /// (with the console) rather than just "connection lost".
+    pub fn exec(&mut self, request: ExecRequest) -> Result<Output, GuestError> {
+        let ssh = self.ssh.as_mut().ok_or(SshError::Gone)?;
+        match ssh.exec(request) {
+            Ok(output) => Ok(output),
+            Err(err) => Err(self.explain(err)),
+        }
+    }
+
+    /// Run a command with default limits; stdout/stderr/status in the Output.
+    pub fn run(&mut self, command: &str) -> Result<Output, GuestError> {
+        self.exec(ExecRequest::new(command))
+    }
+
+    /// Write `data` to `remote_path` in the guest (mode `mode`), e.g. a `.ko`.
+    pub fn copy_in(
+        &mut self,
+        data: Vec<u8>,
+        remote_path: &str,
+        mode: u32,
+    ) -> Result<(), GuestError> {
+        let quoted = shell_quote(remote_path);
+        let command = format!("cat > {quoted} && chmod {mode:o} {quoted}");
+        let output = self.exec(ExecRequest::new(command.clone()).stdin(data))?;
+        if output.success() {
+            Ok(())
+        } else {
+            Err(GuestError::CopyFailed {
+                path: remote_path.to_string(),
+                stderr: output.stderr_text().trim().to_string(),
+            })
+        }
+    }
+
+    /// Copy the host file `host` to `remote_path` in the guest, keeping its mode.
+    pub fn upload(&mut self, host: &Path, remote_path: &str) -> Result<(), GuestError> {
+        let error = |source| GuestError::Upload {
+            path: host.to_path_buf(),
+            source,
+        };
+        let data = std::fs::read(host).map_err(error)?;
+        let mode = std::fs::metadata(host).map_err(error)?.permissions().mode() & 0o7777;
+        self.copy_in(data, remote_path, mode)
+    }
+
+    /// Running, panicked (with console lines) or exited.
+    pub fn state(&mut self) -> GuestState {
+        self.vm.state()
+    }
+
+    /// The serial console: log file, tail, panic lines.
+    pub fn console(&self) -> &vm::Console {
+        self.vm.console()
+    }
+
+    /// The VM: QMP, pid, killer.
+    pub fn vm(&mut self) -> &mut Vm {
+        &mut self.vm
+    }
+
+    pub fn run_dir(&self) -> &Path {
+        &self.run_dir
+    }
+
+    /// Wall time from QEMU start to the first successful SSH login.
+    pub fn boot_time(&self) -> Duration {
+        self.boot_time
+    }
+
+    /// The `ssh` command line that reaches this guest.
+    pub fn ssh_command(&self) -> String {
+        format!(
+            "ssh -i {} -p {} -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR root@127.0.0.1",
+            shell_quote(&self.key.private.to_string_lossy()),
+            self.vm.ssh_port()
+        )
+    }
+
+    /// Drop the SSH session and log in again (after sshd restarted, or a
+    /// deadline closed the session).
+    pub fn reconnect(&mut self, deadline: Duration) -> Result<(), GuestError> {
+        self.ssh = None;
+        self.wait_ready(deadline)
+    }
+
+    /// A fresh boot of the same spec in the same run directory: kills the
+    /// current QEMU first. The previous console log is kept as
+    /// `console.<n>.log`. Use after a panic or hang; QMP `system_reset`
+    /// would just make QEMU exit (`-no-reboot`).
+    pub fn restart(&mut self) -> Result<(), GuestError> {
+        let started = Instant::now();
+        self.ssh = None;
+        self.vm.kill();
+        let log = self.run_dir.join(vm::CONSOLE_LOG);
+        for n in 1.. {
+            let kept = self.run_dir.join(format!("console.{n}.log"));
+            if !kept.exists() {
+                let _ = std::fs::rename(&log, kept);
+                break;
+            }
+        }
+        self.vm = launch(&self.spec, &self.run_dir, &self.run_dir.join(INITRD_FILE))?;
+        self.wait_ready(self.spec.boot_deadline)?;
+        self.boot_time = started.elapsed();
+        Ok(())
+    }
+
+    /// Power off (ACPI button, then QMP quit, then SIGKILL); QEMU is reaped.
+    pub fn shutdown(mut self, grace: Duration) -> Shutdown {
+        self.ssh = None;
+        self.vm.shutdown(grace)
+    }
+
+    fn wait_ready(&mut self, deadline: Duration) -> Result<(), GuestError> {
+        let started = Instant::now();
+        let target = SshTarget {
+            addr: SocketAddr::from((Ipv4Addr::LOCALHOST, self.vm.ssh_port())),
+            user: "root".into(),
+            key: self.key.private.clone(),
+        };
+        let mut backoff = Duration::from_millis(200);
+        loop {
+            if self
+                .spec
+                .cancel
+                .as_ref()
+                .is_some_and(|cancel| cancel.load(Ordering::SeqCst))
+            {
+                self.vm.kill();
+                return Err(GuestError::Cancelled);
+            }
+            self.fail_if_dead()?;
+            let left = deadline.saturating_sub(started.elapsed());
+            let last = match ssh::connect_once(&target, left.min(Duration::from_secs(5))) {
+                Ok((session, socket)) => {
+                    self.ssh = Some(Ssh::start(session, socket)?);
+                    return Ok(());
+                }
+                Err(err) => err.to_string(),
+            };
+            if started.elapsed() + backoff >= deadline {
+                self.fail_if_dead()?;
+                return Err(GuestError::NotReady {
+                    waited: deadline,
+                    last,
+                    lines: self.vm.console().tail(25),
+                });
+            }
+            // Wake early if the console says sshd just started.
+            let mark = self.vm.console().line_count();
+            self.vm.console().wait_for("sshd started", mark, backoff);
+            backoff = (backoff * 3 / 2).min(Duration::from_secs(2));
+        }
+    }
+
+    fn fail_if_dead(&mut self) -> Result<(), GuestError> {
+        // images/init prints this when dropbear is missing or exits at once.
+        if self.vm.console().wait_for(SSHD_FAILED, 0, Duration::ZERO) {
+            return Err(GuestError::SshdFailed {
+                lines: self.vm.console().tail(25),
+            });
+        }
+        match self.vm.state() {
+            GuestState::Running => Ok(()),
+            GuestState::Panicked { lines } => Err(GuestError::Panicked { lines }),
+            GuestState::Exited { status, lines } => Err(GuestError::Exited { status, lines }),
+        }
+    }
+
+    fn explain(&mut self, err: SshError) -> GuestError {
+        if matches!(
+            err,
+            SshError::Io { .. } | SshError::Deadline { .. } | SshError::Gone
+        ) {
+            // Give a dying guest a moment to print its panic before deciding.
+            let _ = self.vm.wait_exit(Duration::from_millis(500));
+            if let Err(dead) = self.fail_if_dead() {
+                return dead;
+            }
+        }
+        GuestError::Ssh(err)
+    }
+}
+
+/// Launch QEMU on a free port; another process can grab the port between
+/// picking and binding it, so a "port in use" start is retried.
+fn launch(spec: &BootSpec, run_dir: &Path, initrd: &Path) -> Result<Vm, GuestError> {
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        let port = vm::free_port().map_err(|source| GuestError::RunDir {
+            path: run_dir.to_path_buf(),
+            source,
+        })?;
+        let config = QemuConfig {
+            qemu: spec.qemu.clone(),
+            accel: spec.accel,
+            memory_mib: spec.memory_mib,
+            cpus: spec.cpus,
+            cmdline: spec.cmdline.clone(),
+            vfio: spec.vfio.clone(),
+            ..QemuConfig::new(
+                spec.kernel.clone(),
+                initrd.to_path_buf(),
+                run_dir.join(vm::QMP_SOCKET),
+                port,
+            )
+        };
+        match Vm::launch(config, run_dir) {
+            Err(VmError::PortInUse { .. }) if attempts < 3 => continue,
+            other => return Ok(other?),
+        }
+    }
+}
+
+/// Single-quote for the guest's /bin/sh.
+pub fn shell_quote(text: &str) -> String {
+    format!("'{}'", text.replace('\'', r"'\''"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quoting_survives_quotes() {
+        assert_eq!(shell_quote("/tmp/a b"), "'/tmp/a b'");
+        assert_eq!(shell_quote("it's"), r"'it'\''s'");
+    }
+
+    #[test]
+    fn key_pair_is_private() {
+        let dir = RunDir::temporary().unwrap();
+        let mode = std::fs::metadata(dir.path()).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o700);
+        match KeyPair::generate(dir.path()) {
+            Ok(key) => {
+                let mode = std::fs::metadata(&key.private)
+                    .unwrap()
+                    .permissions()
+                    .mode();
+                assert_eq!(mode & 0o777, 0o600);
+                assert!(key.public_line.starts_with("ssh-ed25519 "));
+            }
+            Err(err) => {
+                assert!(std::env::var_os("CI").is_none(), "{err}");
+                eprintln!("skipping: {err}");
+            }
+        }
+    }
+}

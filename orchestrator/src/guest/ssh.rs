@@ -1,0 +1,390 @@
+//! SSH to the guest with `ssh2`: one blocking worker thread owns the
+//! session; callers send it commands over a channel and wait for the reply
+//! with a deadline. When the deadline passes the TCP socket is shut down
+//! from the caller's side, which unblocks the worker wherever it is stuck.
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::time::{Duration, Instant};
+
+#[derive(Debug, thiserror::Error)]
+pub enum SshError {
+    #[error("failed to connect to the guest's sshd at {addr}: {step}")]
+    Connect {
+        addr: SocketAddr,
+        step: String,
+        #[source]
+        source: Option<ssh2::Error>,
+    },
+    #[error("failed to run `{command}` in the guest: {step}")]
+    Exec {
+        command: String,
+        step: &'static str,
+        #[source]
+        source: ssh2::Error,
+    },
+    #[error("failed to run `{command}` in the guest: connection lost ({source})")]
+    Io {
+        command: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("`{command}` printed nothing for {after:?} (inactivity timeout); stdout so far: {stdout_tail:?}")]
+    Inactive {
+        command: String,
+        after: Duration,
+        stdout_tail: String,
+    },
+    #[error("`{command}` did not finish within {after:?} (deadline); the SSH session was closed")]
+    Deadline { command: String, after: Duration },
+    #[error("the SSH session to the guest is gone (the guest reset or died); reconnect first")]
+    Gone,
+}
+
+/// Where and as whom to log in.
+#[derive(Debug, Clone)]
+pub struct SshTarget {
+    pub addr: SocketAddr,
+    pub user: String,
+    /// Private key (OpenSSH format); its `.pub` is next to it.
+    pub key: PathBuf,
+}
+
+/// One command to run.
+#[derive(Debug, Clone)]
+pub struct ExecRequest {
+    /// Run by the guest's `/bin/sh -c`.
+    pub command: String,
+    /// Written to the command's stdin, then EOF.
+    pub stdin: Option<Vec<u8>>,
+    /// Fail if neither stdout nor stderr gets a byte for this long.
+    pub inactivity: Duration,
+    /// Fail (and close the session) if the command has not finished by then.
+    pub deadline: Duration,
+}
+
+impl ExecRequest {
+    /// A command with the default limits (60 s quiet, 10 min overall).
+    pub fn new(command: impl Into<String>) -> Self {
+        ExecRequest {
+            command: command.into(),
+            stdin: None,
+            inactivity: Duration::from_secs(60),
+            deadline: Duration::from_secs(600),
+        }
+    }
+
+    pub fn stdin(mut self, data: Vec<u8>) -> Self {
+        self.stdin = Some(data);
+        self
+    }
+
+    pub fn inactivity(mut self, limit: Duration) -> Self {
+        self.inactivity = limit;
+        self
+    }
+
+    pub fn deadline(mut self, limit: Duration) -> Self {
+        self.deadline = limit;
+        self
+    }
+}
+
+/// What a finished command left.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Output {
+    /// The exit status (128 + n when killed by signal n is the shell's
+    /// business; here a signal shows in `signal` and status is -1).
+    pub status: i32,
+    pub signal: Option<String>,
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+}
+
+impl Output {
+    pub fn success(&self) -> bool {
+        self.status == 0 && self.signal.is_none()
+    }
+
+    pub fn stdout_text(&self) -> String {
+        String::from_utf8_lossy(&self.stdout).into_owned()
+    }
+
+    pub fn stderr_text(&self) -> String {
+        String::from_utf8_lossy(&self.stderr).into_owned()
+    }
+}
+
+/// Try once: TCP connect, SSH handshake, public-key auth.
+pub fn connect_once(
+    target: &SshTarget,
+    timeout: Duration,
+) -> Result<(ssh2::Session, TcpStream), SshError> {
+    let fail = |step: String, source: Option<ssh2::Error>| SshError::Connect {
+        addr: target.addr,
+        step,
+        source,
+    };
+    let tcp = TcpStream::connect_timeout(&target.addr, timeout)
+        .map_err(|err| fail(format!("TCP connect: {err}"), None))?;
+    let _ = tcp.set_nodelay(true);
+    let keep = tcp
+        .try_clone()
+        .map_err(|err| fail(format!("clone socket: {err}"), None))?;
+    let mut session =
+        ssh2::Session::new().map_err(|err| fail("create session".into(), Some(err)))?;
+    session.set_timeout(timeout.as_millis().min(u32::MAX as u128) as u32);
+    session.set_tcp_stream(tcp);
+    session
+        .handshake()
+        .map_err(|err| fail("SSH handshake".into(), Some(err)))?;
+    let public = public_key_path(&target.key);
+    session
+        .userauth_pubkey_file(&target.user, Some(&public), &target.key, None)
+        .map_err(|err| fail(format!("public key auth as {}", target.user), Some(err)))?;
+    if !session.authenticated() {
+        return Err(fail("public key auth was not accepted".into(), None));
+    }
+    Ok((session, keep))
+}
+
+fn public_key_path(key: &Path) -> PathBuf {
+    let mut public = key.as_os_str().to_owned();
+    public.push(".pub");
+    PathBuf::from(public)
+}
+
+enum Request {
+    Exec(ExecRequest, Sender<Result<Output, SshError>>),
+}
+
+/// A connected session, owned by its worker thread.
+pub struct Ssh {
+    requests: Option<Sender<Request>>,
+    socket: TcpStream,
+    worker: Option<std::thread::JoinHandle<()>>,
+    gone: bool,
+}
+
+impl Ssh {
+    /// Wrap a session from [`connect_once`] in a worker thread.
+    pub fn start(session: ssh2::Session, socket: TcpStream) -> Result<Ssh, SshError> {
+        let (requests, inbox) = mpsc::channel();
+        let worker = std::thread::Builder::new()
+            .name("ssh".into())
+            .spawn(move || worker(session, inbox))
+            .map_err(|source| SshError::Io {
+                command: "start the SSH worker".into(),
+                source,
+            })?;
+        Ok(Ssh {
+            requests: Some(requests),
+            socket,
+            worker: Some(worker),
+            gone: false,
+        })
+    }
+
+    /// Run a command; returns when it exits, goes quiet for too long, or the
+    /// deadline passes (then the session is closed and [`SshError::Gone`]
+    /// answers until a reconnect).
+    pub fn exec(&mut self, request: ExecRequest) -> Result<Output, SshError> {
+        if self.gone {
+            return Err(SshError::Gone);
+        }
+        let (reply, answer) = mpsc::channel();
+        let (command, deadline) = (request.command.clone(), request.deadline);
+        let sent = self
+            .requests
+            .as_ref()
+            .is_some_and(|requests| requests.send(Request::Exec(request, reply)).is_ok());
+        if !sent {
+            self.gone = true;
+            return Err(SshError::Gone);
+        }
+        // The worker enforces the deadline itself; this is the backstop for a
+        // worker stuck inside libssh2.
+        match answer.recv_timeout(deadline + Duration::from_secs(2)) {
+            Ok(result) => {
+                if matches!(result, Err(SshError::Io { .. } | SshError::Deadline { .. })) {
+                    self.close();
+                }
+                result
+            }
+            Err(RecvTimeoutError::Timeout) => {
+                self.close();
+                Err(SshError::Deadline {
+                    command,
+                    after: deadline,
+                })
+            }
+            Err(RecvTimeoutError::Disconnected) => {
+                self.close();
+                Err(SshError::Gone)
+            }
+        }
+    }
+
+    /// True once the session was lost or closed.
+    pub fn is_gone(&self) -> bool {
+        self.gone
+    }
+
+    /// Shut the socket down (unblocking the worker) and join it.
+    pub fn close(&mut self) {
+        self.gone = true;
+        let _ = self.socket.shutdown(Shutdown::Both);
+        self.requests = None;
+        if let Some(worker) = self.worker.take() {
+            let _ = worker.join();
+        }
+    }
+}
+
+impl Drop for Ssh {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+fn worker(session: ssh2::Session, inbox: Receiver<Request>) {
+    while let Ok(Request::Exec(request, reply)) = inbox.recv() {
+        let result = run(&session, &request);
+        let lost = matches!(result, Err(SshError::Io { .. } | SshError::Deadline { .. }));
+        let _ = reply.send(result);
+        if lost {
+            break;
+        }
+    }
+}
+
+/// Run one command: stdin written blocking, then stdout and stderr read
+/// non-blocking side by side so a chatty stderr can never stall stdout.
+fn run(session: &ssh2::Session, request: &ExecRequest) -> Result<Output, SshError> {
+    let command = &request.command;
+    let started = Instant::now();
+    let exec_err = |step: &'static str| {
+        move |source: ssh2::Error| SshError::Exec {
+            command: command.clone(),
+            step,
+            source,
+        }
+    };
+    session.set_blocking(true);
+    session.set_timeout(request.inactivity.as_millis().min(u32::MAX as u128) as u32);
+    let mut channel = session
+        .channel_session()
+        .map_err(map_lost(command, "open a channel"))?;
+    channel.exec(command).map_err(exec_err("exec"))?;
+    if let Some(data) = &request.stdin {
+        channel.write_all(data).map_err(|source| SshError::Io {
+            command: command.clone(),
+            source,
+        })?;
+    }
+    channel.send_eof().map_err(exec_err("send EOF"))?;
+
+    session.set_blocking(false);
+    let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
+    let (mut out_done, mut err_done) = (false, false);
+    let mut last_data = Instant::now();
+    let mut buf = vec![0u8; 64 * 1024];
+    while !(out_done && err_done) {
+        let mut progressed = false;
+        for (done, sink, stream_id) in [
+            (&mut out_done, &mut stdout, 0),
+            (&mut err_done, &mut stderr, 1),
+        ] {
+            if *done {
+                continue;
+            }
+            match channel.stream(stream_id).read(&mut buf) {
+                Ok(0) => *done = true,
+                Ok(n) => {
+                    sink.extend_from_slice(&buf[..n]);
+                    progressed = true;
+                }
+                Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(source) => {
+                    session.set_blocking(true);
+                    return Err(SshError::Io {
+                        command: command.clone(),
+                        source,
+                    });
+                }
+            }
+        }
+        if progressed {
+            last_data = Instant::now();
+            continue;
+        }
+        if started.elapsed() >= request.deadline {
+            session.set_blocking(true);
+            return Err(SshError::Deadline {
+                command: command.clone(),
+                after: request.deadline,
+            });
+        }
+        if last_data.elapsed() >= request.inactivity {
+            let _ = channel.close();
+            session.set_blocking(true);
+            let tail = String::from_utf8_lossy(&stdout[stdout.len().saturating_sub(200)..]);
+            return Err(SshError::Inactive {
+                command: command.clone(),
+                after: request.inactivity,
+                stdout_tail: tail.into_owned(),
+            });
+        }
+        wait_readable(session, Duration::from_millis(50));
+    }
+    session.set_blocking(true);
+    channel
+        .wait_close()
+        .map_err(exec_err("close the channel"))?;
+    let signal = channel
+        .exit_signal()
+        .ok()
+        .and_then(|signal| signal.exit_signal);
+    let status = if signal.is_some() {
+        -1
+    } else {
+        channel
+            .exit_status()
+            .map_err(exec_err("read the exit status"))?
+    };
+    Ok(Output {
+        status,
+        signal,
+        stdout,
+        stderr,
+    })
+}
+
+/// libssh2 errors on opening a channel mostly mean the transport is gone.
+fn map_lost<'a>(command: &'a str, step: &'static str) -> impl Fn(ssh2::Error) -> SshError + 'a {
+    move |source| SshError::Io {
+        command: command.to_string(),
+        source: std::io::Error::other(format!("{step}: {source}")),
+    }
+}
+
+/// Sleep until the session's socket is readable or `timeout` passes.
+fn wait_readable(session: &ssh2::Session, timeout: Duration) {
+    let fd = session.as_raw_fd();
+    if fd < 0 {
+        std::thread::sleep(timeout);
+        return;
+    }
+    let mut poll = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd, a bounded timeout.
+    unsafe {
+        libc::poll(&mut poll, 1, timeout.as_millis() as i32);
+    }
+}

@@ -1,0 +1,197 @@
+//! The QEMU command line, built by a pure function from a [`QemuConfig`].
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+
+/// The CPU accelerator a guest runs under (after `auto` was resolved).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Accel {
+    Kvm,
+    Tcg,
+}
+
+impl Accel {
+    pub fn name(self) -> &'static str {
+        match self {
+            Accel::Kvm => "kvm",
+            Accel::Tcg => "tcg",
+        }
+    }
+}
+
+impl std::fmt::Display for Accel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Machine {
+    /// PCIe machine: what passthrough of a modern GPU wants.
+    Q35,
+    /// The older i440FX machine.
+    Pc,
+}
+
+/// Everything that decides the QEMU command line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QemuConfig {
+    /// The QEMU binary, normally `qemu-system-x86_64` from PATH.
+    pub qemu: PathBuf,
+    pub accel: Accel,
+    pub machine: Machine,
+    /// Guest memory; 2 GiB by default because i915 mock selftests allocate.
+    pub memory_mib: u32,
+    pub cpus: u32,
+    /// The bzImage.
+    pub kernel: PathBuf,
+    /// The initramfs (image plus the per-run keys archive).
+    pub initrd: PathBuf,
+    /// Extra kernel parameters (the suite's), after the fixed ones.
+    pub cmdline: Vec<String>,
+    /// QMP unix socket; its path must stay under [`SUN_PATH_MAX`] bytes.
+    pub qmp_socket: PathBuf,
+    /// Host port forwarded (127.0.0.1 only) to the guest's sshd.
+    pub ssh_port: u16,
+    /// A PCI device (`0000:03:00.0`) to pass through with vfio-pci.
+    pub vfio: Option<String>,
+}
+
+/// sun_path is 108 bytes including the terminating NUL.
+pub const SUN_PATH_MAX: usize = 107;
+
+/// Kernel parameters every guest gets: serial console, reboot on panic
+/// (which `-no-reboot` turns into QEMU exiting).
+pub const BASE_CMDLINE: &[&str] = &["console=ttyS0", "panic=-1"];
+
+impl QemuConfig {
+    /// Defaults for everything but the files and the port.
+    pub fn new(kernel: PathBuf, initrd: PathBuf, qmp_socket: PathBuf, ssh_port: u16) -> Self {
+        QemuConfig {
+            qemu: PathBuf::from("qemu-system-x86_64"),
+            accel: Accel::Tcg,
+            machine: Machine::Q35,
+            memory_mib: 2048,
+            cpus: 2,
+            kernel,
+            initrd,
+            cmdline: Vec::new(),
+            qmp_socket,
+            ssh_port,
+            vfio: None,
+        }
+    }
+
+    /// The full kernel command line.
+    pub fn kernel_cmdline(&self) -> String {
+        BASE_CMDLINE
+            .iter()
+            .copied()
+            .chain(self.cmdline.iter().map(String::as_str))
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+}
+
+/// True when `path` fits in a unix socket address.
+pub fn socket_path_fits(path: &Path) -> bool {
+    path.as_os_str().len() <= SUN_PATH_MAX
+}
+
+/// The QEMU argv (program first). The serial console goes to QEMU's stdout,
+/// which the console thread copies to the console log and scans.
+pub fn argv(config: &QemuConfig) -> Vec<OsString> {
+    let mut args: Vec<OsString> = Vec::new();
+    let mut push = |parts: &[&str]| args.extend(parts.iter().map(OsString::from));
+    let machine = match config.machine {
+        Machine::Q35 => "q35",
+        Machine::Pc => "pc",
+    };
+    let cpu = match config.accel {
+        Accel::Kvm => "host",
+        Accel::Tcg => "max",
+    };
+    push(&["-name", "kcycle", "-nodefaults", "-no-user-config"]);
+    push(&["-machine", &format!("{machine},accel={}", config.accel)]);
+    push(&["-cpu", cpu, "-smp", &config.cpus.to_string()]);
+    push(&["-m", &format!("{}M", config.memory_mib)]);
+    push(&["-display", "none", "-vga", "none", "-monitor", "none"]);
+    push(&["-no-reboot"]);
+    push(&["-chardev", "stdio,id=console,signal=off"]);
+    push(&["-serial", "chardev:console"]);
+    push(&[
+        "-netdev",
+        &format!("user,id=net0,hostfwd=tcp:127.0.0.1:{}-:22", config.ssh_port),
+        "-device",
+        "virtio-net-pci,netdev=net0",
+    ]);
+    if let Some(bdf) = &config.vfio {
+        push(&["-device", &format!("vfio-pci,host={bdf}")]);
+    }
+    push(&["-append", &config.kernel_cmdline()]);
+
+    let mut qmp = OsString::from("unix:");
+    qmp.push(&config.qmp_socket);
+    qmp.push(",server=on,wait=off");
+    let mut full = vec![config.qemu.clone().into_os_string()];
+    full.extend(args);
+    full.extend([
+        "-kernel".into(),
+        config.kernel.clone().into_os_string(),
+        "-initrd".into(),
+        config.initrd.clone().into_os_string(),
+        "-qmp".into(),
+        qmp,
+    ]);
+    full
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> QemuConfig {
+        QemuConfig::new(
+            "/cache/kernel/bzImage".into(),
+            "/tmp/kcycle-run/initrd".into(),
+            "/tmp/kcycle-run/qmp.sock".into(),
+            40022,
+        )
+    }
+
+    fn render(config: &QemuConfig) -> String {
+        argv(config)
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    #[test]
+    fn default_tcg_argv() {
+        insta::assert_snapshot!(render(&config()));
+    }
+
+    #[test]
+    fn kvm_pc_with_suite_cmdline_and_vfio() {
+        let config = QemuConfig {
+            accel: Accel::Kvm,
+            machine: Machine::Pc,
+            memory_mib: 4096,
+            cpus: 4,
+            cmdline: vec!["slub_debug=U".into(), "kmemleak=on".into()],
+            vfio: Some("0000:03:00.0".into()),
+            ..config()
+        };
+        insta::assert_snapshot!(render(&config));
+    }
+
+    #[test]
+    fn socket_path_limit_is_sun_path() {
+        assert!(socket_path_fits(Path::new("/tmp/kcycle-run/qmp.sock")));
+        let long = format!("/{}", "x".repeat(107));
+        assert!(!socket_path_fits(Path::new(&long)));
+        assert!(socket_path_fits(Path::new(&long[..107])));
+    }
+}

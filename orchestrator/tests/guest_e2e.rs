@@ -1,0 +1,321 @@
+//! The real thing: the built guest kernel in QEMU (TCG), the real image,
+//! real dropbear. Finds the kernel through `KCYCLE_KERNEL` (an artifact
+//! directory from `kcycle kernel build`); without it the tests fail when
+//! `CI` is set and print a skip notice otherwise.
+//!
+//! Tests run one at a time (a lock): each boots a 2 GiB guest on a 2-core
+//! machine, and the "no QEMU left" checks look at all of this test's QEMUs.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use assert_cmd::Command;
+use kcycle::guest::{BootSpec, ExecRequest, Guest, GuestError, RunDir};
+use kcycle::image;
+use kcycle::kernel::Artifacts;
+use kcycle::vm::{self, Accel, QemuConfig, Vm, VmError};
+
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn kernel() -> Option<Artifacts> {
+    let Some(dir) = std::env::var_os("KCYCLE_KERNEL") else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "KCYCLE_KERNEL is not set: point it at a kernel artifact directory (`kcycle kernel build`)"
+        );
+        eprintln!(
+            "skipping: KCYCLE_KERNEL is not set (a `kcycle kernel build` artifact directory)"
+        );
+        return None;
+    };
+    Some(
+        Artifacts::open(Path::new(&dir)).expect("KCYCLE_KERNEL is not a kernel artifact directory"),
+    )
+}
+
+/// PIDs of live QEMU processes whose command line mentions `needle`.
+fn qemus_mentioning(needle: &str) -> Vec<u32> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        let cmdline = String::from_utf8_lossy(&cmdline);
+        let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+        let zombie = stat
+            .rsplit_once(") ")
+            .is_some_and(|(_, rest)| rest.starts_with('Z'));
+        if cmdline.starts_with("qemu-system") && cmdline.contains(needle) && !zombie {
+            found.push(pid);
+        }
+    }
+    found
+}
+
+/// `kcycle` with its temp dir (and so its run dirs) in `tmp`, so leftovers can be found.
+fn kcycle(tmp: &Path, kernel: &Artifacts) -> Command {
+    let mut command = Command::cargo_bin("kcycle").unwrap();
+    command
+        .env("TMPDIR", tmp)
+        .env("KCYCLE_KERNEL", &kernel.dir)
+        .timeout(Duration::from_secs(600));
+    command
+}
+
+#[test]
+fn exec_prints_uname_and_proc_version_and_leaves_nothing() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(kernel) = kernel() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+
+    let out = kcycle(tmp.path(), &kernel)
+        .args(["exec", "--accel", "tcg", "--", "uname", "-r"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "kcycle exec failed: {stderr}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        kernel.manifest.kernel_release
+    );
+    assert!(stderr.contains("accel tcg"), "{stderr}");
+
+    let out = kcycle(tmp.path(), &kernel)
+        .args(["exec", "--accel", "tcg", "--", "cat", "/proc/version"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.starts_with(&format!(
+            "Linux version {} ",
+            kernel.manifest.kernel_release
+        )),
+        "{stdout}"
+    );
+    assert_eq!(
+        qemus_mentioning(&tmp.path().to_string_lossy()),
+        Vec::<u32>::new()
+    );
+}
+
+#[test]
+fn exec_exits_with_the_commands_status_and_streams() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(kernel) = kernel() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let out = kcycle(tmp.path(), &kernel)
+        .args([
+            "exec",
+            "--accel",
+            "tcg",
+            "--",
+            "echo out; echo err >&2; lsmod >/dev/null; exit 7",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(7),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "out\n");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("err\n"));
+    assert_eq!(
+        qemus_mentioning(&tmp.path().to_string_lossy()),
+        Vec::<u32>::new()
+    );
+}
+
+#[test]
+fn missing_kernel_is_bad_input() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = Command::cargo_bin("kcycle")
+        .unwrap()
+        .env_remove("KCYCLE_KERNEL")
+        .args(["exec", "--kernel"])
+        .arg(tmp.path())
+        .args(["--", "true"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("manifest.json is missing"), "{stderr}");
+}
+
+fn base_image(kernel: &Artifacts, cache: &Path) -> PathBuf {
+    image::build(kernel, cache).unwrap().path
+}
+
+/// A kernel that cannot find init panics; the boot fails at once with the
+/// panic in the error, not after the boot deadline.
+#[test]
+fn boot_panic_is_reported_with_console_lines() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(kernel) = kernel() else { return };
+    let run_dir = RunDir::temporary().unwrap();
+    let mut spec = BootSpec::new(
+        kernel.bzimage(),
+        base_image(&kernel, &image::cache_root()),
+        Accel::Tcg,
+    );
+    spec.cmdline = vec!["rdinit=/nonexistent".into(), "root=/dev/nonexistent".into()];
+    spec.memory_mib = 512;
+    let started = std::time::Instant::now();
+    let err = Guest::boot(spec, run_dir.path())
+        .err()
+        .expect("boot must fail");
+    let text = err.to_string();
+    assert!(matches!(err, GuestError::Panicked { .. }), "{text}");
+    assert!(text.contains("Kernel panic - not syncing"), "{text}");
+    assert!(
+        started.elapsed() < Duration::from_secs(170),
+        "noticed before the boot deadline"
+    );
+    assert_eq!(
+        qemus_mentioning(&run_dir.path().to_string_lossy()),
+        Vec::<u32>::new()
+    );
+}
+
+/// An image without dropbear: init says so and boot fails with that, fast.
+#[test]
+fn image_without_sshd_is_reported() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(kernel) = kernel() else { return };
+    let cache = tempfile::tempdir().unwrap();
+    let files = image::resolve_host_files(&[image::HostFile {
+        host: "/usr/bin/busybox".into(),
+        guest: "/bin/busybox".into(),
+    }])
+    .unwrap();
+    let no_sshd = image::build_with(&files, None, cache.path()).unwrap();
+    let run_dir = RunDir::temporary().unwrap();
+    let mut spec = BootSpec::new(kernel.bzimage(), no_sshd.path, Accel::Tcg);
+    spec.memory_mib = 512;
+    let err = Guest::boot(spec, run_dir.path())
+        .err()
+        .expect("boot must fail");
+    let text = err.to_string();
+    assert!(matches!(err, GuestError::SshdFailed { .. }), "{text}");
+    assert!(text.contains("kcycle-init: sshd failed"), "{text}");
+    assert_eq!(
+        qemus_mentioning(&run_dir.path().to_string_lossy()),
+        Vec::<u32>::new()
+    );
+}
+
+/// A host port already taken: QEMU refuses the forward and we say which port.
+#[test]
+fn port_in_use_is_named() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(kernel) = kernel() else { return };
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let run_dir = RunDir::temporary().unwrap();
+    let config = QemuConfig::new(
+        kernel.bzimage(),
+        base_image(&kernel, &image::cache_root()),
+        run_dir.path().join(vm::QMP_SOCKET),
+        port,
+    );
+    let err = Vm::launch(config, run_dir.path())
+        .err()
+        .expect("launch must fail");
+    assert!(
+        matches!(err, VmError::PortInUse { port: p, .. } if p == port),
+        "{err}"
+    );
+    assert!(err.to_string().contains(&format!("127.0.0.1:{port}")));
+}
+
+/// The runner's path: boot once, several commands, copy a file in, QMP
+/// status, restart after a reset, clean shutdown through the power button.
+#[test]
+fn guest_api_exec_copy_qmp_restart_shutdown() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(kernel) = kernel() else { return };
+    let run_dir = RunDir::temporary().unwrap();
+    let spec = BootSpec::new(
+        kernel.bzimage(),
+        base_image(&kernel, &image::cache_root()),
+        Accel::Tcg,
+    );
+    let mut guest = Guest::boot(spec, run_dir.path()).unwrap();
+
+    let out = guest
+        .run("cat /proc/modules | wc -l; ls /lib/modules")
+        .unwrap();
+    assert!(out.success());
+    assert!(
+        out.stdout_text().contains(&kernel.manifest.kernel_release),
+        "{out:?}"
+    );
+    let out = guest.run("mount | grep -c debugfs; modprobe -V").unwrap();
+    assert!(out.stdout_text().starts_with("1\nkmod version"), "{out:?}");
+
+    let payload: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+    guest
+        .copy_in(payload.clone(), "/tmp/payload.bin", 0o600)
+        .unwrap();
+    let out = guest
+        .run("wc -c < /tmp/payload.bin; stat -c %a /tmp/payload.bin")
+        .unwrap();
+    assert_eq!(out.stdout_text(), format!("{}\n600\n", payload.len()));
+
+    let err = guest
+        .exec(ExecRequest::new("sleep 20").inactivity(Duration::from_secs(1)))
+        .unwrap_err();
+    assert!(err.to_string().contains("inactivity"), "{err}");
+
+    let status = guest.vm().qmp().unwrap().query_status().unwrap();
+    assert!(status.running);
+
+    let first_pid = guest.vm().pid();
+    guest.restart().unwrap();
+    assert_ne!(guest.vm().pid(), first_pid);
+    assert!(run_dir.path().join("console.1.log").exists());
+    assert!(guest.run("true").unwrap().success());
+
+    let how = guest.shutdown(Duration::from_secs(30));
+    assert_eq!(
+        how,
+        vm::Shutdown::PoweredOff,
+        "ACPI power button powers the guest off"
+    );
+    assert_eq!(
+        qemus_mentioning(&run_dir.path().to_string_lossy()),
+        Vec::<u32>::new()
+    );
+}
+
+/// A dying guest in the middle of a command is reported as a panic.
+#[test]
+fn panic_during_exec_is_reported() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(kernel) = kernel() else { return };
+    let run_dir = RunDir::temporary().unwrap();
+    let spec = BootSpec::new(
+        kernel.bzimage(),
+        base_image(&kernel, &image::cache_root()),
+        Accel::Tcg,
+    );
+    let mut guest = Guest::boot(spec, run_dir.path()).unwrap();
+    let err = guest
+        .exec(ExecRequest::new("echo c > /proc/sysrq-trigger").deadline(Duration::from_secs(60)))
+        .unwrap_err();
+    assert!(matches!(err, GuestError::Panicked { .. }), "{err}");
+    assert!(matches!(guest.state(), vm::GuestState::Panicked { .. }));
+    drop(guest);
+    assert_eq!(
+        qemus_mentioning(&run_dir.path().to_string_lossy()),
+        Vec::<u32>::new()
+    );
+}
