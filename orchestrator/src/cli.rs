@@ -258,7 +258,7 @@ pub fn run(cli: Cli) -> Result<ExitStatus, Failure> {
         Command::Image(ImageCommand::Build(args)) => image_build(&args),
         Command::Boot(args) => boot(&args.guest),
         Command::Exec(args) => exec(&args),
-        Command::Run(_) => not_built("run", 6),
+        Command::Run(args) => run_suites(&args, cli.progress),
         Command::Ci(_) => not_built("ci", 7),
         Command::Merge(_) => not_built("merge", 7),
         Command::Dmesg(args) => dmesg(&args),
@@ -376,19 +376,19 @@ fn image_build(args: &ImageBuildArgs) -> Result<ExitStatus, Failure> {
     Ok(ExitStatus::Passed)
 }
 
-/// Build or reuse the image, pick the accelerator, boot, wait for SSH.
-fn boot_guest(args: &GuestArgs, run_dir: &RunDir) -> Result<Guest, Failure> {
-    let artifacts = guest_kernel(args.kernel.as_deref())?;
+/// Build or reuse the image and pick the accelerator: everything a boot
+/// needs. `scratch` holds the accel probe's files.
+fn boot_spec(args: &GuestArgs, artifacts: &Artifacts, scratch: &Path) -> Result<BootSpec, Failure> {
     let cache = image::cache_root();
-    let image = image::build(&artifacts, &cache).infrastructure()?;
+    let image = image::build(artifacts, &cache).infrastructure()?;
     let requested = match args.accel {
         Accel::Auto => None,
         Accel::Kvm => Some(vm::Accel::Kvm),
         Accel::Tcg => Some(vm::Accel::Tcg),
     };
     // The probe boots the same kernel and image under KVM (only for auto).
-    let probe_dir = run_dir.path().join("probe");
-    let probe_initrd = run_dir.path().join("probe-initrd.cpio");
+    let probe_dir = scratch.join("probe");
+    let probe_initrd = scratch.join("probe-initrd.cpio");
     if requested.is_none() {
         std::fs::create_dir_all(&probe_dir).infrastructure()?;
         image::write_run_initrd(&image.path, "", &probe_initrd).infrastructure()?;
@@ -403,6 +403,13 @@ fn boot_guest(args: &GuestArgs, run_dir: &RunDir) -> Result<Guest, Failure> {
     eprintln!("kcycle: accel {} ({})", choice.accel, choice.reason);
     let mut spec = BootSpec::new(artifacts.bzimage(), image.path, choice.accel);
     spec.cancel = Some(std::sync::Arc::clone(interrupt_flag()));
+    Ok(spec)
+}
+
+/// Boot one guest and wait for SSH.
+fn boot_guest(args: &GuestArgs, run_dir: &RunDir) -> Result<Guest, Failure> {
+    let artifacts = guest_kernel(args.kernel.as_deref())?;
+    let spec = boot_spec(args, &artifacts, run_dir.path())?;
     let guest = Guest::boot(spec, run_dir.path()).infrastructure()?;
     eprintln!(
         "kcycle: guest {} ready in {:.1} s (console: {})",
@@ -488,6 +495,185 @@ fn exec(args: &ExecArgs) -> Result<ExitStatus, Failure> {
             std::process::exit(255)
         }
     }
+}
+
+/// `kcycle run`: check everything that can be checked before a guest boots,
+/// then run the plan and write reports as results arrive.
+fn run_suites(args: &RunArgs, progress: Progress) -> Result<ExitStatus, Failure> {
+    use kcycle::outcome::RunInfo;
+    use kcycle::report::results_dir::ResultsWriter;
+    use kcycle::report::terminal::Terminal;
+    use kcycle::run::qemu::QemuFactory;
+    use kcycle::suite::{self, Shard, Suite};
+    use std::io::IsTerminal;
+
+    let interrupted = interrupt_flag();
+    let suites = args
+        .suites
+        .iter()
+        .map(|path| Suite::load(path))
+        .collect::<Result<Vec<_>, _>>()
+        .bad_input()?;
+    let shard = args
+        .shard
+        .as_deref()
+        .map(str::parse::<Shard>)
+        .transpose()
+        .bad_input()?;
+    let plan = suite::select(&suites, args.filter.as_deref(), shard).bad_input()?;
+    for file in &args.modules {
+        if kcycle::run::qemu::module_name(file).is_none() || !file.is_file() {
+            return Err(anyhow::anyhow!(
+                "--module {}: not a readable .ko file (build it with `make -C <kernel build dir> M=<dir>`)",
+                file.display()
+            ))
+            .bad_input();
+        }
+    }
+    let sources = QemuFactory::module_sources(&args.modules);
+    let chosen: Vec<Suite> = suites
+        .iter()
+        .filter(|s| plan.iter().any(|(p, _)| p.name == s.name))
+        .cloned()
+        .collect();
+
+    let artifacts = guest_kernel(args.guest.kernel.as_deref())?;
+    let kernel_modules = artifacts.modules().infrastructure()?;
+    kcycle::run::plan::check(&chosen, &kernel_modules, &sources).bad_input()?;
+
+    let results_dir = args.results.clone();
+    kcycle::report::results_dir::create(&results_dir).infrastructure()?;
+    let scratch = tempfile::tempdir().infrastructure()?;
+    let spec = boot_spec(&args.guest, &artifacts, scratch.path())?;
+
+    let info = RunInfo {
+        name: match shard {
+            Some(shard) => format!("kcycle shard {shard}"),
+            None => "kcycle".into(),
+        },
+        kernel_release: artifacts.manifest.kernel_release.clone(),
+        kernel_source: artifacts.manifest.source.clone(),
+        qemu_version: qemu_version(),
+        accel: spec.accel.name().into(),
+        commit: git_commit(),
+        hostname: std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_string())
+            .unwrap_or_default(),
+        cmdline: std::env::args().collect(),
+        shard: shard.map(|s| s.to_string()),
+        started_at: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs_f64())
+            .unwrap_or_default(),
+    };
+    let writer = ResultsWriter::create(&results_dir, info.clone()).infrastructure()?;
+    let fancy = match progress {
+        Progress::Always => true,
+        Progress::Never => false,
+        Progress::Auto => std::io::stderr().is_terminal(),
+    };
+    let github = std::env::var_os("GITHUB_ACTIONS").is_some_and(|v| v == "true");
+    let reporters = std::sync::Mutex::new((Terminal::new(fancy, github), writer, None));
+    let emit = |event: kcycle::run::Event| {
+        let Ok(mut guard) = reporters.lock() else {
+            return;
+        };
+        let (terminal, writer, write_error) = &mut *guard;
+        terminal.event(&event);
+        if let kcycle::run::Event::TestFinished { result, .. } = event {
+            if let Err(error) = writer.record(result) {
+                // Keep running: the previous reports stay valid; say so once.
+                if write_error.is_none() {
+                    eprintln!("kcycle: {:#}", anyhow::Error::from(error));
+                    *write_error = Some(());
+                }
+            }
+        }
+    };
+    emit(kcycle::run::Event::RunStarted {
+        info,
+        tests: plan.iter().map(|(_, t)| t.name.clone()).collect(),
+    });
+
+    let killers = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let factory = QemuFactory {
+        spec,
+        module_files: args.modules.clone(),
+        results_dir: results_dir.clone(),
+        killers: std::sync::Arc::clone(&killers),
+    };
+    // Ctrl-C: kill every QEMU so in-flight commands end; the scheduler then
+    // stops handing out tests and reports the rest as notrun.
+    let done = std::sync::Arc::new(AtomicBool::new(false));
+    let watcher = {
+        let (done, killers) = (
+            std::sync::Arc::clone(&done),
+            std::sync::Arc::clone(&killers),
+        );
+        std::thread::spawn(move || {
+            while !done.load(Ordering::SeqCst) {
+                if interrupted.load(Ordering::SeqCst) {
+                    if let Ok(killers) = killers.lock() {
+                        killers.iter().for_each(|k| k.kill());
+                    }
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        })
+    };
+    kcycle::run::run_plan(&plan, args.jobs, &factory, &sources, interrupted, &emit);
+    done.store(true, Ordering::SeqCst);
+    let _ = watcher.join();
+
+    let Ok((_, writer, _)) = reporters.into_inner() else {
+        return Err(anyhow::anyhow!("a reporter panicked")).infrastructure();
+    };
+    let summary = kcycle::report::summary::render(writer.run_info(), writer.results());
+    eprintln!("\n{summary}");
+    eprintln!("kcycle: results in {}", results_dir.display());
+    if let Some(path) = std::env::var_os("GITHUB_STEP_SUMMARY") {
+        use std::io::Write;
+        if let Ok(mut file) = std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(path)
+        {
+            let _ = writeln!(file, "{summary}");
+        }
+    }
+    if interrupted.load(Ordering::SeqCst) {
+        return Err(anyhow::anyhow!(
+            "interrupted; results so far are in {}",
+            results_dir.display()
+        ))
+        .infrastructure();
+    }
+    Ok(kcycle::outcome::exit_status(writer.results()))
+}
+
+/// `qemu-system-x86_64 --version`'s first line, or empty.
+fn qemu_version() -> String {
+    std::process::Command::new("qemu-system-x86_64")
+        .arg("--version")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|text| text.lines().next().map(str::to_string))
+        .unwrap_or_default()
+}
+
+/// kcycle's own commit, when run from a git checkout.
+fn git_commit() -> String {
+    std::process::Command::new("git")
+        .args(["rev-parse", "--short=12", "HEAD"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
 }
 
 /// A flag set by SIGINT/SIGTERM, so that commands can shut QEMU down

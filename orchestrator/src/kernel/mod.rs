@@ -5,4 +5,4 @@
 
 pub mod artifacts;
 
-pub use artifacts::{Artifacts, ArtifactsError, Manifest};
+pub use artifacts::{Artifacts, ArtifactsError, KernelModules, Manifest};

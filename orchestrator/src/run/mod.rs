@@ -9,6 +9,8 @@ pub mod command;
 pub mod event;
 pub mod executor;
 pub mod machine;
+pub mod plan;
+pub mod qemu;
 pub mod scheduler;
 pub mod verdict;
 
