@@ -11,6 +11,7 @@ pub mod exit;
 pub mod guest;
 pub mod image;
 pub mod kernel;
+pub mod located;
 pub mod outcome;
 pub mod report;
 pub mod run;

@@ -8,6 +8,8 @@ use std::time::Duration;
 use serde::Deserialize;
 use toml::Spanned;
 
+use crate::located::Located;
+
 use super::step::{self, Action, ParamValue, Params, SelftestKind, Step};
 use super::{Expectation, GuestMode, KnownIssue, Suite, Test};
 
@@ -22,16 +24,8 @@ pub enum SuiteError {
         #[source]
         source: std::io::Error,
     },
-    #[error("failed to parse suite {}:{line}:{column}: {message}\n{line:>5} | {source_line}", path.display())]
-    Invalid {
-        path: PathBuf,
-        line: usize,
-        column: usize,
-        message: String,
-        /// The line the error points at, so the field is visible even when
-        /// the parser's message only names a type.
-        source_line: String,
-    },
+    #[error("failed to parse suite {0}")]
+    Invalid(Located),
 }
 
 /// A suite file's text and name, for turning byte offsets into line:column.
@@ -46,25 +40,7 @@ impl<'a> SuiteSource<'a> {
     }
 
     fn error(&self, span: Option<Range<usize>>, message: impl Into<String>) -> SuiteError {
-        let offset = span.map_or(0, |s| s.start.min(self.text.len()));
-        let before = &self.text[..self.text.floor_char_boundary_compat(offset)];
-        let line = before.matches('\n').count() + 1;
-        let line_start = before.rfind('\n').map_or(0, |i| i + 1);
-        let column = before.len() - line_start + 1;
-        let source_line = self.text[line_start..]
-            .lines()
-            .next()
-            .unwrap_or_default()
-            .chars()
-            .take(120)
-            .collect();
-        SuiteError::Invalid {
-            path: self.path.to_path_buf(),
-            line,
-            column,
-            message: message.into(),
-            source_line,
-        }
+        SuiteError::Invalid(Located::new(self.path, self.text, span, message))
     }
 
     fn default_name(&self) -> String {
@@ -72,20 +48,6 @@ impl<'a> SuiteSource<'a> {
             .file_stem()
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_default()
-    }
-}
-
-/// `str::floor_char_boundary` is unstable; this is the same for our use.
-trait FloorCharBoundary {
-    fn floor_char_boundary_compat(&self, index: usize) -> usize;
-}
-
-impl FloorCharBoundary for str {
-    fn floor_char_boundary_compat(&self, mut index: usize) -> usize {
-        while index > 0 && !self.is_char_boundary(index) {
-            index -= 1;
-        }
-        index
     }
 }
 
