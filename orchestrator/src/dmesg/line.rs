@@ -186,6 +186,16 @@ pub fn parse(raw: &str) -> Line<'_> {
     }
     let mut caller = None;
     let first = text.as_bytes().first().copied().unwrap_or(b' ');
+    if first == b'[' && !KERNEL.is_match(text) {
+        // A tag of the console multiplexer in front of the kernel prefix
+        // (xvisor's `[guest0/uart0] [    1.88] ...`).
+        if let Some(end) = text.find("] [") {
+            let after = &text[end + 2..];
+            if !text[1..end].contains(' ') && KERNEL.is_match(after) {
+                text = after;
+            }
+        }
+    }
     if !matches!(first, b'[' | b'<') {
         return Line {
             text,
@@ -268,6 +278,7 @@ mod tests {
             format!("2024-06-02T06:00:57,123456+00:00 {MSG}"),
             format!("[   12.345678] host kernel: {MSG}"),
             format!("> [   12.345678] {MSG}"),
+            format!("[guest0/uart0] [    1.885337] {MSG}"),
             format!("> > Jun  2 06:00:57 host kernel: {MSG}"),
         ];
         for v in &variants {
