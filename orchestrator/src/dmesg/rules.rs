@@ -70,7 +70,7 @@ pub enum Title {
     /// `KASAN: <type> <Read|Write> in <func>`.
     Kasan,
     /// `KTAP: not ok <suite>/<test>`: the suite is the `# Subtest:` open at
-    /// the test's indentation (see [`super::Walk`]).
+    /// the test's indentation (tracked by the walk over the log).
     Ktap,
 }
 
