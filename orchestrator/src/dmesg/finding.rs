@@ -143,7 +143,9 @@ pub struct Finding {
     pub kind: Kind,
     /// syzkaller-style title, stable across runs: `WARNING in <func>`.
     pub title: String,
-    /// 1-based line of the report's first line in the input.
+    /// 1-based line of the report's first line in the input: its headline
+    /// (the `WARNING:`/`BUG:`/`debugfs:` line, or the message a `WARN()`
+    /// printed just before its `WARNING:` line).
     pub line: usize,
     pub severity: Severity,
     /// The report's lines without their transport prefixes, cut at
