@@ -550,6 +550,13 @@ pub static RULES: &[Rule] = &[
         ),
         Body::Trace,
     ),
+    // The rest of the line lost to an interleaved printk: still an oops.
+    rule(
+        Kind::Oops,
+        r"^BUG: (?:unable to handle kernel|Unable to handle kernel)",
+        in_func("BUG: unable to handle kernel in {func}", From::Pc, NONE),
+        Body::Trace,
+    ),
     rule(
         Kind::Oops,
         r"^Unable to handle kernel (?:paging request|access to user memory|execute from non-executable memory|read from unreadable memory|write to read-only memory)",
