@@ -258,6 +258,7 @@ mod tests {
             format!("[   12.345678] {MSG}"),
             format!("[   12.345678][  T123] {MSG}"),
             format!("[   12.345678][    C1] {MSG}"),
+            format!("[   12.345678] [  T123] {MSG}"),
             format!("[ 9320.075571][T22160] {MSG}"),
             format!("<4>[   12.345678] {MSG}"),
             format!("<3> [513.235] {MSG}"),
@@ -299,6 +300,7 @@ mod tests {
     fn keeps_the_caller_id() {
         assert_eq!(parse("[   1.0][  T123] x").caller, Some("T123"));
         assert_eq!(parse("[   1.0][    C1] x").caller, Some("C1"));
+        assert_eq!(parse("[   1.0] [  T42] x").caller, Some("T42"));
         assert_eq!(parse("[   1.0] x").caller, None);
     }
 
