@@ -23,6 +23,8 @@ pub(super) struct Walk<'a> {
     /// KTAP `# Subtest: <name>` lines seen, innermost last, with their
     /// indentation: a `not ok` at that indentation is a test of that suite.
     suites: Vec<(usize, &'a str)>,
+    /// The number of the last line that went into a report.
+    last_taken: usize,
 }
 
 /// A report whose end has not been seen yet.
@@ -80,15 +82,19 @@ impl<'a> Walk<'a> {
             if let Some(open) = &mut self.open {
                 if open.absorbs(rule, foreign) {
                     open.take(line.text);
+                    self.last_taken = number;
                     return;
                 }
             }
             self.close();
-            if rule.kind == Kind::Panic && !self.findings.is_empty() && is_aftermath(line.text) {
+            let after_report = !self.findings.is_empty()
+                && number.saturating_sub(self.last_taken) <= AFTERMATH_DISTANCE;
+            if rule.kind == Kind::Panic && after_report && is_aftermath(line.text) {
                 // The panic that panic_on_warn/panic_on_oops/hung_task_panic
-                // adds to a report already found: not a finding of its own.
+                // adds to the report just found: not a finding of its own.
                 return;
             }
+            self.last_taken = number;
             let open = Open {
                 rule: index,
                 line: number,
@@ -122,9 +128,13 @@ impl<'a> Walk<'a> {
         }
         open.gap = 0;
         match open.step(line.text) {
-            Step::Take => open.take(line.text),
+            Step::Take => {
+                open.take(line.text);
+                self.last_taken = number;
+            }
             Step::TakeAndClose => {
                 open.take(line.text);
+                self.last_taken = number;
                 self.close();
             }
             Step::Close => {
@@ -268,6 +278,9 @@ const MAX_FOREIGN_GAP: usize = 200;
 
 /// Free-form lines an oops-style report may have before its stack trace.
 const MAX_STRAY_LINES: usize = 3;
+
+/// Lines after a report within which an aftermath panic belongs to it.
+const AFTERMATH_DISTANCE: usize = 200;
 
 /// Panic messages that only say another report made the kernel panic.
 const AFTERMATH: &[&str] = &[
