@@ -186,6 +186,16 @@ pub fn parse(raw: &str) -> Line<'_> {
     }
     let mut caller = None;
     let first = text.as_bytes().first().copied().unwrap_or(b' ');
+    if first == b'[' && !KERNEL.is_match(text) {
+        // A tag of the console multiplexer in front of the kernel prefix
+        // (xvisor's `[guest0/uart0] [    1.88] ...`).
+        if let Some(end) = text.find("] [") {
+            let after = &text[end + 2..];
+            if !text[1..end].contains(' ') && KERNEL.is_match(after) {
+                text = after;
+            }
+        }
+    }
     if !matches!(first, b'[' | b'<') {
         return Line {
             text,
@@ -248,6 +258,7 @@ mod tests {
             format!("[   12.345678] {MSG}"),
             format!("[   12.345678][  T123] {MSG}"),
             format!("[   12.345678][    C1] {MSG}"),
+            format!("[   12.345678] [  T123] {MSG}"),
             format!("[ 9320.075571][T22160] {MSG}"),
             format!("<4>[   12.345678] {MSG}"),
             format!("<3> [513.235] {MSG}"),
@@ -268,6 +279,7 @@ mod tests {
             format!("2024-06-02T06:00:57,123456+00:00 {MSG}"),
             format!("[   12.345678] host kernel: {MSG}"),
             format!("> [   12.345678] {MSG}"),
+            format!("[guest0/uart0] [    1.885337] {MSG}"),
             format!("> > Jun  2 06:00:57 host kernel: {MSG}"),
         ];
         for v in &variants {
@@ -288,6 +300,7 @@ mod tests {
     fn keeps_the_caller_id() {
         assert_eq!(parse("[   1.0][  T123] x").caller, Some("T123"));
         assert_eq!(parse("[   1.0][    C1] x").caller, Some("C1"));
+        assert_eq!(parse("[   1.0] [  T42] x").caller, Some("T42"));
         assert_eq!(parse("[   1.0] x").caller, None);
     }
 

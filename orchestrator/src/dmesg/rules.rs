@@ -70,7 +70,7 @@ pub enum Title {
     /// `KASAN: <type> <Read|Write> in <func>`.
     Kasan,
     /// `KTAP: not ok <suite>/<test>`: the suite is the `# Subtest:` open at
-    /// the test's indentation (see [`super::Walk`]).
+    /// the test's indentation (tracked by the walk over the log).
     Ktap,
 }
 
@@ -548,6 +548,13 @@ pub static RULES: &[Rule] = &[
             From::Pc,
             NONE,
         ),
+        Body::Trace,
+    ),
+    // The rest of the line lost to an interleaved printk: still an oops.
+    rule(
+        Kind::Oops,
+        r"^BUG: (?:unable to handle kernel|Unable to handle kernel)",
+        in_func("BUG: unable to handle kernel in {func}", From::Pc, NONE),
         Body::Trace,
     ),
     rule(

@@ -500,15 +500,11 @@ pub fn stall_function<'a>(lines: &[&'a str]) -> Option<&'a str> {
     let mut prev = *frames.first()?;
     for f in &frames {
         if skipped(f, STALL_ANCHORS) {
-            return Some(strip_syscall_entry(prev));
+            return Some(prev);
         }
         prev = f;
     }
     frames.first().copied()
-}
-
-fn strip_syscall_entry(name: &str) -> &str {
-    clean(name)
 }
 
 /// The function a hung task is blocked in: rtnl_lock and synchronize_rcu

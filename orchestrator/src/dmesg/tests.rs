@@ -413,3 +413,22 @@ fn coloured_dmesg_and_serial_line_ends_are_read() {
         )]
     );
 }
+
+#[test]
+fn a_fatal_exception_panic_long_after_a_finding_is_its_own_finding() {
+    let mut log = String::from("debugfs: Directory 'a' with parent 'b' already present!\n");
+    for _ in 0..500 {
+        log.push_str("usb 1-1: chatter\n");
+    }
+    log.push_str("Kernel panic - not syncing: Fatal exception\n");
+    assert_eq!(
+        kinds_and_titles(&log),
+        vec![
+            (
+                Kind::DebugfsDuplicate,
+                "debugfs: duplicate 'a' in 'b'".into()
+            ),
+            (Kind::Panic, "kernel panic: Fatal exception".into()),
+        ]
+    );
+}
