@@ -9,6 +9,7 @@
 pub mod dmesg;
 pub mod exit;
 pub mod guest;
+pub mod host;
 pub mod image;
 pub mod kernel;
 pub mod report;
