@@ -203,7 +203,10 @@ impl Project {
             };
         }
         let cwd = std::env::current_dir().unwrap_or_default();
-        let built_from = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let built_from = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default();
         cwd.ancestors()
             .find(|p| is_project(p))
             .map(Path::to_path_buf)
@@ -365,11 +368,18 @@ pub fn build(request: &BuildRequest) -> Result<Built, BuildError> {
     let (src_dir, version) = prepare_source(request, &identified, &mut progress, &interrupt)?;
     let build_dir = request.cache.build_dir(&identified.cache_id(&version));
     let lock_path = build_dir.with_extension("lock");
-    let lock = BuildLock::acquire(&lock_path, LOCK_WAIT_LIMIT, || {
+    let lock = BuildLock::acquire(&lock_path, LOCK_WAIT_LIMIT, &interrupt, || {
         progress.note(&format!(
             "waiting for another kcycle kernel build that uses {}",
             build_dir.display()
         ))
+    })
+    .map_err(|e| match e {
+        CacheError::Interrupted { signal, .. } => BuildError::Interrupted {
+            step: "waiting for the build directory lock".into(),
+            signal,
+        },
+        other => other.into(),
     })?;
     // Another kcycle may have finished this very entry while we waited.
     if !request.force {

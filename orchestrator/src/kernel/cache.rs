@@ -22,6 +22,8 @@ use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 
+use super::process::Interrupt;
+
 /// Bump when the build recipe changes in a way that must invalidate entries.
 pub const RECIPE_VERSION: u32 = 1;
 
@@ -43,6 +45,8 @@ pub enum CacheError {
          wait for it to finish or remove the lock file if no kcycle is running"
     )]
     LockTimeout { path: PathBuf, waited: Duration },
+    #[error("stopped waiting for the lock {path}: kcycle received {signal}")]
+    Interrupted { path: PathBuf, signal: &'static str },
 }
 
 fn io_error(what: &'static str, path: &Path) -> impl FnOnce(io::Error) -> CacheError {
@@ -223,10 +227,12 @@ pub struct BuildLock {
 }
 
 impl BuildLock {
-    /// Wait up to `deadline` for the lock; `on_wait` is called once if it is busy.
+    /// Wait up to `deadline` for the lock (or until `interrupt` fires);
+    /// `on_wait` is called once if it is busy.
     pub fn acquire(
         path: &Path,
         deadline: Duration,
+        interrupt: &Interrupt,
         on_wait: impl FnOnce(),
     ) -> Result<Self, CacheError> {
         if let Some(parent) = path.parent() {
@@ -252,6 +258,12 @@ impl BuildLock {
                     what: "lock",
                     path: path.to_path_buf(),
                     source: err,
+                });
+            }
+            if let Some(signal) = interrupt.received() {
+                return Err(CacheError::Interrupted {
+                    path: path.to_path_buf(),
+                    signal,
                 });
             }
             if start.elapsed() >= deadline {
@@ -489,13 +501,14 @@ mod tests {
     fn lock_is_exclusive_and_times_out() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("b.lock");
-        let held = BuildLock::acquire(&path, Duration::ZERO, || {}).unwrap();
+        let none = Interrupt::none();
+        let held = BuildLock::acquire(&path, Duration::ZERO, &none, || {}).unwrap();
         let mut waited = false;
-        let err =
-            BuildLock::acquire(&path, Duration::from_millis(10), || waited = true).unwrap_err();
+        let err = BuildLock::acquire(&path, Duration::from_millis(10), &none, || waited = true)
+            .unwrap_err();
         assert!(matches!(err, CacheError::LockTimeout { .. }), "{err}");
         assert!(waited);
         drop(held);
-        BuildLock::acquire(&path, Duration::ZERO, || {}).unwrap();
+        BuildLock::acquire(&path, Duration::ZERO, &none, || {}).unwrap();
     }
 }

@@ -66,7 +66,7 @@ fn missing_message(tree: &Path, missing: &[(Patch, bool)]) -> String {
     for (patch, applies) in missing {
         if *applies {
             text.push_str(&format!(
-                "\n  {}: apply it with `git -C {} am {}` (or `patch -p1 -d {} -i {}`)",
+                "\n  {}: apply it with `git -C {} apply {}` (or `patch -p1 -d {} -i {}`)",
                 patch.name,
                 tree.display(),
                 patch.path.display(),
