@@ -261,3 +261,23 @@ fn an_interrupted_build_leaves_no_entry_behind() {
     // The complete entry from before is still complete.
     Artifacts::open(&dir).unwrap();
 }
+
+#[test]
+fn a_missing_rust_compiler_is_a_clear_error() {
+    if !kernel_source_available() {
+        return;
+    }
+    let out = kcycle()
+        .args(["kernel", "build"])
+        .env("KCYCLE_RUSTC", "/nonexistent/rustc")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(
+        stderr.contains("failed to find a Rust toolchain for the kernel"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("/nonexistent/rustc"), "{stderr}");
+    assert!(stderr.contains("rustc-web"), "{stderr}");
+}

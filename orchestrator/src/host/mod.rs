@@ -2,8 +2,8 @@
 //!
 //! `packages` is the pure core (the list, and what is missing given
 //! `dpkg-query` output); this module runs dpkg-query, apt-cache, apt-get and
-//! cargo. Installing happens only on Debian/Ubuntu as root; elsewhere the
-//! exact commands are printed instead.
+//! cargo. Installing happens only on Debian/Ubuntu as root (or with
+//! password-less sudo); elsewhere the exact commands are printed instead.
 
 pub mod packages;
 
@@ -96,9 +96,45 @@ pub fn is_debian_like() -> bool {
     like && which("dpkg-query").is_some()
 }
 
-/// Can kcycle install packages itself (root on a dpkg system with apt-get)?
+/// Can kcycle install packages itself: a dpkg system with apt-get, and root
+/// or password-less sudo (as on CI runners)?
 pub fn can_install() -> bool {
-    is_root() && is_debian_like() && which("apt-get").is_some()
+    is_debian_like() && which("apt-get").is_some() && privilege().is_some()
+}
+
+/// How apt-get runs: directly as root, or through `sudo -n`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Privilege {
+    Root,
+    Sudo,
+}
+
+fn privilege() -> Option<Privilege> {
+    if is_root() {
+        return Some(Privilege::Root);
+    }
+    let sudo_works = which("sudo").is_some()
+        && process::capture(Command::new("sudo").args(["-n", "true"]), QUERY_LIMIT)
+            .is_ok_and(|out| out.status.success());
+    sudo_works.then_some(Privilege::Sudo)
+}
+
+/// `apt-get <args>` non-interactively, through sudo when not root.
+fn apt_get(args: &[String]) -> Command {
+    let mut command = match privilege() {
+        Some(Privilege::Sudo) => {
+            let mut sudo = Command::new("sudo");
+            sudo.args(["-n", "env", "DEBIAN_FRONTEND=noninteractive", "apt-get"]);
+            sudo
+        }
+        _ => {
+            let mut apt = Command::new("apt-get");
+            apt.env("DEBIAN_FRONTEND", "noninteractive");
+            apt
+        }
+    };
+    command.args(args);
+    command
 }
 
 fn which(program: &str) -> Option<PathBuf> {
@@ -209,16 +245,15 @@ fn run_visible(step: &str, command: &mut Command, limit: Duration) -> Result<(),
     }
 }
 
-/// `apt-get install` these packages (as root), running `apt-get update` first
+/// `apt-get install` these packages (as root or via sudo), running `apt-get update` first
 /// when the package lists are empty or the first attempt fails.
 pub fn apt_install(apt_args: &[String]) -> Result<(), HostError> {
     let install = || {
-        let mut command = Command::new("apt-get");
-        command
-            .env("DEBIAN_FRONTEND", "noninteractive")
-            .args(["install", "-y", "--no-install-recommends"])
-            .args(apt_args);
-        command
+        let mut args: Vec<String> = ["install", "-y", "--no-install-recommends"]
+            .map(String::from)
+            .to_vec();
+        args.extend_from_slice(apt_args);
+        apt_get(&args)
     };
     let lists_empty = std::fs::read_dir("/var/lib/apt/lists")
         .map(|d| d.count() < 3)
@@ -228,7 +263,7 @@ pub fn apt_install(apt_args: &[String]) -> Result<(), HostError> {
     }
     run_visible(
         "apt-get update",
-        Command::new("apt-get").arg("update"),
+        &mut apt_get(&["update".to_string()]),
         INSTALL_LIMIT,
     )?;
     run_visible("apt-get install", &mut install(), INSTALL_LIMIT)

@@ -366,8 +366,10 @@ pub fn build(request: &BuildRequest) -> Result<Built, BuildError> {
     })?;
     let started = Instant::now();
     let (src_dir, version) = prepare_source(request, &identified, &mut progress, &interrupt)?;
-    let build_dir = request.cache.build_dir(&identified.cache_id(&version));
-    let lock_path = build_dir.with_extension("lock");
+    let source_id = identified.cache_id(&version);
+    let build_dir = request.cache.build_dir(&source_id);
+    // Not with_extension: the id holds dots (linux-6.12.117-…).
+    let lock_path = build_dir.with_file_name(format!("{source_id}.lock"));
     let lock = BuildLock::acquire(&lock_path, LOCK_WAIT_LIMIT, &interrupt, || {
         progress.note(&format!(
             "waiting for another kcycle kernel build that uses {}",
@@ -414,10 +416,11 @@ pub fn build(request: &BuildRequest) -> Result<Built, BuildError> {
     let stamp = std::fs::read_to_string(&stamp_path).unwrap_or_default();
     let kernel_rebuilt = request.force || stamp.trim() != kernel_key;
     if kernel_rebuilt {
+        std::fs::create_dir_all(&build_dir).map_err(io_err("create", &build_dir))?;
+        // Before touching the build dir, so a broken toolchain costs nothing.
+        runner.check_rust()?;
         // Until make succeeds, the build dir matches no key.
         let _ = std::fs::remove_file(&stamp_path);
-        std::fs::create_dir_all(&build_dir).map_err(io_err("create", &build_dir))?;
-        runner.check_rust()?;
         runner.configure(&inputs)?;
         runner.make(
             "build the kernel (make bzImage modules)",
