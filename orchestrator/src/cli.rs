@@ -252,17 +252,83 @@ fn not_built(command: &str, issue: u32) -> Result<ExitStatus, Failure> {
 }
 
 pub fn run(cli: Cli) -> Result<ExitStatus, Failure> {
+    let progress = cli.progress;
     match cli.command {
-        Command::Setup(_) => not_built("setup", 3),
-        Command::Kernel(KernelCommand::Build(_)) => not_built("kernel build", 3),
+        Command::Setup(args) => setup(args),
+        Command::Kernel(KernelCommand::Build(args)) => kernel_build(args, progress),
         Command::Image(ImageCommand::Build(args)) => image_build(&args),
         Command::Boot(args) => boot(&args.guest),
         Command::Exec(args) => exec(&args),
-        Command::Run(args) => run_suites(&args, cli.progress),
+        Command::Run(args) => run_suites(&args, progress),
         Command::Ci(_) => not_built("ci", 7),
         Command::Merge(_) => not_built("merge", 7),
         Command::Dmesg(args) => dmesg(&args),
     }
+}
+
+/// `kcycle setup [--check]`: 0 when the host is complete, 1 when something is missing.
+fn setup(args: SetupArgs) -> Result<ExitStatus, Failure> {
+    use kcycle::host::Outcome;
+    match kcycle::host::setup(args.check).infrastructure()? {
+        Outcome::AlreadyComplete | Outcome::Installed => Ok(ExitStatus::Passed),
+        Outcome::Missing { commands } => {
+            eprintln!("kcycle: to complete the host, run:");
+            for command in commands {
+                eprintln!("  {command}");
+            }
+            Ok(ExitStatus::Failed)
+        }
+    }
+}
+
+/// `kcycle kernel build`: the artifact directory as the last stdout line, or
+/// with `--json` the manifest plus `"dir"`.
+fn kernel_build(args: KernelBuildArgs, progress: Progress) -> Result<ExitStatus, Failure> {
+    use kcycle::kernel::{self, build, cache::Cache, source::SourceSpec, BuildRequest, Project};
+    use std::io::IsTerminal;
+
+    let project = Project::discover().bad_input()?;
+    let cache = Cache::from_env().bad_input()?;
+    let spinner = match progress {
+        Progress::Auto => std::io::stderr().is_terminal(),
+        Progress::Always => true,
+        Progress::Never => false,
+    };
+    let jobs = std::env::var("KCYCLE_JOBS")
+        .ok()
+        .and_then(|j| j.parse().ok())
+        .unwrap_or_else(build::default_jobs);
+    let request = BuildRequest {
+        source: SourceSpec::from_option(args.source),
+        external_modules: project.default_modules(),
+        project,
+        cache,
+        force: args.force,
+        out: args.out,
+        spinner,
+        jobs,
+    };
+    let built = kernel::build(&request).map_err(|error| Failure {
+        status: if error.is_bad_input() {
+            ExitStatus::BadInput
+        } else {
+            ExitStatus::Infrastructure
+        },
+        error: error.into(),
+    })?;
+    if args.json {
+        let mut value = serde_json::to_value(&built.artifacts.manifest).infrastructure()?;
+        if let Some(object) = value.as_object_mut() {
+            object.insert(
+                "dir".into(),
+                built.artifacts.dir.display().to_string().into(),
+            );
+        }
+        println!("{}", serde_json::to_string_pretty(&value).infrastructure()?);
+    } else {
+        println!("{}", built.artifacts.dir.display());
+    }
+    Ok(ExitStatus::Passed)
 }
 
 /// `kcycle dmesg`: classify each log, print its findings, exit like grep

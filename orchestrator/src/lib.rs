@@ -10,6 +10,7 @@ pub mod config;
 pub mod dmesg;
 pub mod exit;
 pub mod guest;
+pub mod host;
 pub mod image;
 pub mod kernel;
 pub mod located;

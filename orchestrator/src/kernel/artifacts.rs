@@ -44,6 +44,10 @@ pub struct Manifest {
     pub built_at: String,
     /// Wall time of the build in seconds (0 for a cache hit of a previous build).
     pub build_seconds: f64,
+    /// External modules installed under `modules/lib/modules/<release>/extra/`,
+    /// e.g. `rust_i915_table.ko`.
+    #[serde(default)]
+    pub external_modules: Vec<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -185,6 +189,7 @@ mod tests {
             build_dir: "/nowhere".into(),
             built_at: "2026-11-24T00:00:00Z".into(),
             build_seconds: 0.0,
+            external_modules: vec!["rust_i915_table.ko".into()],
         }
     }
 

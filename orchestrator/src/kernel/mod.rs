@@ -1,8 +1,26 @@
 //! Guest kernel build and its cache.
 //!
 //! `artifacts` is the contract between the build and everything that boots
-//! or builds against a kernel: one directory with a fixed layout.
+//! or builds against a kernel: one directory with a fixed layout. `build`
+//! produces it; the other modules are its parts:
+//!
+//! - pure: `config` (fragments, `.config`, verification), `kconfig` (why an
+//!   option was dropped), `make` (reading kbuild output), key computation in `cache`;
+//! - shells: `source` (identity, tarball), `patches`, `external` (M= modules),
+//!   `toolchain`, `process` (children with deadlines and signals), `progress`.
 
 pub mod artifacts;
+pub mod build;
+pub mod cache;
+pub mod config;
+pub mod external;
+pub mod kconfig;
+pub mod make;
+pub mod patches;
+pub mod process;
+pub mod progress;
+pub mod source;
+pub mod toolchain;
 
 pub use artifacts::{Artifacts, ArtifactsError, KernelModules, Manifest};
+pub use build::{build, BuildError, BuildRequest, Built, Project};

@@ -1,0 +1,1096 @@
+//! `kcycle kernel build`: source -> config -> make -> external modules ->
+//! artifact directory, through the cache.
+//!
+//! Three levels of reuse:
+//! - entry hit: a complete artifact directory for the full key exists; no make runs;
+//! - kernel hit: the build directory's stamp matches the kernel key (only the
+//!   external modules changed): install the in-tree modules again and build the
+//!   external ones;
+//! - otherwise: configure and `make` in the same build directory, which kbuild
+//!   turns into an incremental build.
+
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant, SystemTime};
+
+use super::artifacts::{self, Artifacts, Manifest};
+use super::cache::{self, BuildLock, Cache, CacheError, KeyInputs, PendingEntry};
+use super::config::{self, DotConfig, FragmentError, Mismatch};
+use super::external::{ExternalError, ModuleSource};
+use super::kconfig::{Explanation, KconfigFiles};
+use super::make;
+use super::patches::{self, PatchError};
+use super::process::{self, Event, Interrupt, Logged, ProcessError};
+use super::progress::Progress;
+use super::source::{self, Identified, Origin, SourceError, SourceSpec};
+use super::toolchain::{self, Toolchain, ToolchainError};
+
+/// Upstream's guest options, merged before our fragments.
+const KVM_GUEST_FRAGMENT: &str = "kernel/configs/kvm_guest.config";
+/// The build directory remembers which kernel key it last built completely.
+const KERNEL_STAMP: &str = ".kcycle-kernel-key";
+/// Complete entries kept in the cache (older ones are pruned).
+const KEEP_ENTRIES: usize = 6;
+const KERNEL_MAKE_LIMIT: Duration = Duration::from_secs(4 * 3600);
+const SHORT_MAKE_LIMIT: Duration = Duration::from_secs(30 * 60);
+const LOCK_WAIT_LIMIT: Duration = Duration::from_secs(4 * 3600);
+
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error(
+        "failed to find the kcycle project (guest-kernel/configs): run kcycle inside its clone \
+         or set KCYCLE_ROOT to it"
+    )]
+    NoProject,
+    #[error("failed to read config fragments in {dir}: there are none (expected *.config files)")]
+    NoFragments { dir: PathBuf },
+    #[error(transparent)]
+    Fragment(#[from] FragmentError),
+    #[error("{}", dropped_message(.0))]
+    ConfigDropped(Vec<(Mismatch, String)>),
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    #[error(transparent)]
+    Patch(#[from] PatchError),
+    #[error(transparent)]
+    External(#[from] ExternalError),
+    #[error(transparent)]
+    Toolchain(#[from] ToolchainError),
+    #[error(transparent)]
+    Cache(#[from] CacheError),
+    #[error(
+        "failed to {step}: {}\n--- last lines of {} ---\n{tail}",
+        first_error.as_deref().unwrap_or("make failed without an error line"),
+        log.display()
+    )]
+    Make {
+        step: String,
+        log: PathBuf,
+        first_error: Option<String>,
+        tail: String,
+    },
+    #[error(
+        "failed to {step}: no space left on device under {}; free some space or point \
+         KCYCLE_CACHE at a larger disk (a build needs about 8 GB). Full log: {}",
+        cache.display(),
+        log.display()
+    )]
+    DiskFull {
+        step: String,
+        cache: PathBuf,
+        log: PathBuf,
+    },
+    #[error(
+        "kernel build interrupted by {signal} during {step}; nothing was added to the cache \
+         (the build directory keeps its objects, so the next run continues from there)"
+    )]
+    Interrupted { step: String, signal: &'static str },
+    #[error("failed to {step}")]
+    Process {
+        step: String,
+        #[source]
+        source: ProcessError,
+    },
+    #[error("failed to {what} {path}")]
+    Io {
+        what: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("failed to install {package}: {detail}")]
+    Install { package: String, detail: String },
+    #[error("failed to find {what} after the build in {dir}")]
+    Incomplete { what: String, dir: PathBuf },
+}
+
+impl BuildError {
+    /// The user's input (fragments, source tree, patches) is at fault rather than the machine.
+    pub fn is_bad_input(&self) -> bool {
+        matches!(
+            self,
+            BuildError::NoProject
+                | BuildError::NoFragments { .. }
+                | BuildError::Fragment(_)
+                | BuildError::ConfigDropped(_)
+                | BuildError::Source(
+                    SourceError::MissingTree { .. }
+                        | SourceError::NotKernelTree { .. }
+                        | SourceError::InTreeBuild { .. }
+                        | SourceError::NoVersion { .. }
+                )
+                | BuildError::Patch(
+                    PatchError::DoesNotApply { .. } | PatchError::MissingInTree { .. }
+                )
+        )
+    }
+}
+
+fn dropped_message(dropped: &[(Mismatch, String)]) -> String {
+    let mut text = String::from(
+        "failed to configure the kernel: Kconfig did not keep these requested options:",
+    );
+    for (mismatch, why) in dropped {
+        text.push_str(&format!(
+            "\n  {} ({}:{}) -> {}: {why}",
+            mismatch.requested.spelled(),
+            mismatch.requested.file.display(),
+            mismatch.requested.line,
+            mismatch.actual_spelled(),
+        ));
+    }
+    text
+}
+
+/// Turn a Kconfig explanation into the "why" of a dropped option.
+pub fn explain_text(name: &str, explanation: &Explanation) -> String {
+    match explanation {
+        Explanation::Unknown => {
+            format!("CONFIG_{name} is not a Kconfig symbol of this tree (a typo, or gone in this version)")
+        }
+        Explanation::Unmet(unmet) => unmet
+            .iter()
+            .map(|(condition, symbols)| {
+                let unset = if symbols.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        " ({} not set; add {} to a fragment)",
+                        symbols
+                            .iter()
+                            .map(|s| format!("CONFIG_{s}"))
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                        symbols
+                            .iter()
+                            .map(|s| format!("CONFIG_{s}=y"))
+                            .collect::<Vec<_>>()
+                            .join(" ")
+                    )
+                };
+                format!(
+                    "unmet dependency `{}` from {} at {}{unset}",
+                    condition.expr, condition.from, condition.at
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("; "),
+        Explanation::Undetermined { defined_at } => format!(
+            "its dependencies hold; check `select`, `choice` or the option type at {}",
+            defined_at.join(", ")
+        ),
+    }
+}
+
+/// The kcycle project: where fragments, patches and the Rust module live.
+#[derive(Debug, Clone)]
+pub struct Project {
+    pub root: PathBuf,
+}
+
+impl Project {
+    /// `KCYCLE_ROOT`, else the nearest ancestor of the current directory with
+    /// `guest-kernel/configs`, else the clone this binary was built from.
+    pub fn discover() -> Result<Self, BuildError> {
+        let is_project = |p: &Path| p.join("guest-kernel/configs").is_dir();
+        if let Some(root) = std::env::var_os("KCYCLE_ROOT").map(PathBuf::from) {
+            return if is_project(&root) {
+                Ok(Project { root })
+            } else {
+                Err(BuildError::NoProject)
+            };
+        }
+        let cwd = std::env::current_dir().unwrap_or_default();
+        let built_from = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default();
+        cwd.ancestors()
+            .find(|p| is_project(p))
+            .map(Path::to_path_buf)
+            .or_else(|| is_project(&built_from).then_some(built_from))
+            .map(|root| Project { root })
+            .ok_or(BuildError::NoProject)
+    }
+
+    pub fn configs_dir(&self) -> PathBuf {
+        self.root.join("guest-kernel/configs")
+    }
+
+    pub fn patches_dir(&self) -> PathBuf {
+        self.root.join("guest-kernel/patches")
+    }
+
+    /// The external modules kcycle always builds.
+    pub fn default_modules(&self) -> Vec<PathBuf> {
+        vec![self.root.join("guest-kernel/rust_i915_table")]
+    }
+}
+
+/// What to build.
+#[derive(Debug, Clone)]
+pub struct BuildRequest {
+    pub source: SourceSpec,
+    pub project: Project,
+    /// Directories to build with `make M=`; one without Kbuild/Makefile is skipped with a warning.
+    pub external_modules: Vec<PathBuf>,
+    pub cache: Cache,
+    /// Rebuild even when the cache holds a complete entry.
+    pub force: bool,
+    /// Also copy the artifacts here.
+    pub out: Option<PathBuf>,
+    /// Draw a spinner (else plain progress lines).
+    pub spinner: bool,
+    /// make -j.
+    pub jobs: usize,
+}
+
+/// What a build produced and how much work it took.
+#[derive(Debug)]
+pub struct Built {
+    /// The cache entry (or `--out` copy).
+    pub artifacts: Artifacts,
+    /// A complete entry existed: nothing ran.
+    pub cache_hit: bool,
+    /// `make bzImage modules` ran (false for an entry hit or a module-only rebuild).
+    pub kernel_rebuilt: bool,
+    /// The full build log, when anything was built.
+    pub log: Option<PathBuf>,
+}
+
+/// Default `make -j`: one more job than cores keeps the CPUs busy during I/O.
+pub fn default_jobs() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get()) + 1
+}
+
+struct Inputs {
+    fragments: Vec<(PathBuf, Vec<u8>)>,
+    requested: Vec<config::Requested>,
+    patches: Vec<patches::Patch>,
+    modules: Vec<ModuleSource>,
+}
+
+fn read_inputs(request: &BuildRequest, progress: &Progress) -> Result<Inputs, BuildError> {
+    let dir = request.project.configs_dir();
+    let read_err = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| BuildError::Io {
+            what: "read",
+            path,
+            source,
+        }
+    };
+    let mut fragments = Vec::new();
+    for entry in std::fs::read_dir(&dir).map_err(read_err(&dir))? {
+        let path = entry.map_err(read_err(&dir))?.path();
+        if path.extension().is_some_and(|e| e == "config") {
+            let bytes = std::fs::read(&path).map_err(read_err(&path))?;
+            fragments.push((path, bytes));
+        }
+    }
+    fragments.sort();
+    if fragments.is_empty() {
+        return Err(BuildError::NoFragments { dir });
+    }
+    let mut requested = Vec::new();
+    for (path, bytes) in &fragments {
+        requested.extend(config::parse_fragment(
+            path,
+            &String::from_utf8_lossy(bytes),
+        )?);
+    }
+    let patches = patches::load(&request.project.patches_dir())?;
+    let mut modules = Vec::new();
+    for dir in &request.external_modules {
+        let module = ModuleSource::read(dir)?;
+        if module.is_buildable() {
+            modules.push(module);
+        } else {
+            progress.note(&format!(
+                "warning: skipping external module {}: it has no Kbuild or Makefile yet",
+                dir.display()
+            ));
+        }
+    }
+    Ok(Inputs {
+        fragments,
+        requested: config::effective(requested),
+        patches,
+        modules,
+    })
+}
+
+/// Build (or find in the cache) the kernel described by `request`.
+pub fn build(request: &BuildRequest) -> Result<Built, BuildError> {
+    let mut progress = Progress::new(request.spinner);
+    let inputs = read_inputs(request, &progress)?;
+    let identified = identify_or_install(request, &mut progress)?;
+    let toolchain = Toolchain::discover();
+    let versions = toolchain.versions();
+    let file_name = |p: &Path| {
+        p.file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned()
+    };
+    let kernel_key = cache::kernel_key(&KeyInputs {
+        source: identified.identity.clone(),
+        fragments: inputs
+            .fragments
+            .iter()
+            .map(|(p, b)| (file_name(p), b.clone()))
+            .collect(),
+        patches: inputs
+            .patches
+            .iter()
+            .map(|p| (p.name.clone(), p.bytes.clone()))
+            .collect(),
+        toolchain: versions.clone(),
+    });
+    let module_parts: Vec<_> = inputs.modules.iter().map(ModuleSource::key_part).collect();
+    let key = cache::entry_key(&kernel_key, &module_parts);
+
+    if !request.force {
+        if let Ok(found) = Artifacts::open(&request.cache.entry_dir(&key)) {
+            progress.finish();
+            return finish_hit(request, found);
+        }
+    }
+
+    let interrupt = Interrupt::install().map_err(|source| BuildError::Io {
+        what: "install signal handlers for",
+        path: "kcycle".into(),
+        source,
+    })?;
+    let started = Instant::now();
+    let (src_dir, version) = prepare_source(request, &identified, &mut progress, &interrupt)?;
+    let source_id = identified.cache_id(&version);
+    let build_dir = request.cache.build_dir(&source_id);
+    // Not with_extension: the id holds dots (linux-6.12.117-…).
+    let lock_path = build_dir.with_file_name(format!("{source_id}.lock"));
+    let lock = BuildLock::acquire(&lock_path, LOCK_WAIT_LIMIT, &interrupt, || {
+        progress.note(&format!(
+            "waiting for another kcycle kernel build that uses {}",
+            build_dir.display()
+        ))
+    })
+    .map_err(|e| match e {
+        CacheError::Interrupted { signal, .. } => BuildError::Interrupted {
+            step: "waiting for the build directory lock".into(),
+            signal,
+        },
+        other => other.into(),
+    })?;
+    // Another kcycle may have finished this very entry while we waited.
+    if !request.force {
+        if let Ok(found) = Artifacts::open(&request.cache.entry_dir(&key)) {
+            progress.finish();
+            return finish_hit(request, found);
+        }
+    }
+
+    let log_path = request.cache.log_file(&key);
+    if let Some(parent) = log_path.parent() {
+        std::fs::create_dir_all(parent).map_err(io_err("create", parent))?;
+    }
+    let log = File::create(&log_path).map_err(io_err("create", &log_path))?;
+    let mut runner = Runner {
+        src_dir: &src_dir,
+        build_dir: &build_dir,
+        toolchain: &toolchain,
+        jobs: request.jobs,
+        log,
+        log_path: log_path.clone(),
+        cache_root: request.cache.root().to_path_buf(),
+        progress: &mut progress,
+        interrupt: &interrupt,
+        lock_fd: lock.raw_fd(),
+    };
+    runner.note_log();
+
+    apply_patches(&identified, &src_dir, &inputs.patches, request, &mut runner)?;
+
+    let stamp_path = build_dir.join(KERNEL_STAMP);
+    let stamp = std::fs::read_to_string(&stamp_path).unwrap_or_default();
+    let kernel_rebuilt = request.force || stamp.trim() != kernel_key;
+    if kernel_rebuilt {
+        std::fs::create_dir_all(&build_dir).map_err(io_err("create", &build_dir))?;
+        // Before touching the build dir, so a broken toolchain costs nothing.
+        runner.check_rust()?;
+        // Until make succeeds, the build dir matches no key.
+        let _ = std::fs::remove_file(&stamp_path);
+        runner.configure(&inputs)?;
+        runner.make(
+            "build the kernel (make bzImage modules)",
+            &["bzImage", "modules"],
+            KERNEL_MAKE_LIMIT,
+        )?;
+        std::fs::write(&stamp_path, &kernel_key).map_err(io_err("write", &stamp_path))?;
+    } else {
+        runner
+            .progress
+            .note("kernel unchanged; rebuilding external modules only");
+    }
+
+    let pending = request.cache.begin_entry(&key)?;
+    let release = runner.install(&pending, &inputs.modules, &request.cache, &key)?;
+    let config_text = std::fs::read(pending.dir().join(artifacts::CONFIG_FILE))
+        .map_err(io_err("read", pending.dir()))?;
+    let extra_dir = pending
+        .dir()
+        .join(artifacts::MODULES_DIR)
+        .join("lib/modules")
+        .join(&release)
+        .join("extra");
+    let manifest = Manifest {
+        kernel_release: release,
+        source: identified.describe(&version),
+        config_hash: cache::sha256_hex(&config_text),
+        toolchain: versions,
+        key: key.clone(),
+        build_dir: build_dir.clone(),
+        built_at: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
+        build_seconds: started.elapsed().as_secs_f64(),
+        external_modules: list_modules(&extra_dir),
+    };
+    write_manifest(pending.dir(), &manifest)?;
+    let dir = pending.commit()?;
+    drop(lock);
+    request.cache.prune_entries(KEEP_ENTRIES);
+    progress.finish();
+    eprintln!(
+        "kcycle: built kernel {} in {:.0} s (log: {})",
+        manifest.kernel_release,
+        manifest.build_seconds,
+        log_path.display()
+    );
+    let artifacts = match &request.out {
+        Some(out) => copy_out(&dir, out)?,
+        None => Artifacts::open(&dir).map_err(|e| BuildError::Incomplete {
+            what: e.to_string(),
+            dir: dir.clone(),
+        })?,
+    };
+    Ok(Built {
+        artifacts,
+        cache_hit: false,
+        kernel_rebuilt,
+        log: Some(log_path),
+    })
+}
+
+fn finish_hit(request: &BuildRequest, found: Artifacts) -> Result<Built, BuildError> {
+    eprintln!(
+        "kcycle: kernel {} from the cache ({})",
+        found.manifest.kernel_release, found.manifest.key
+    );
+    let artifacts = match &request.out {
+        Some(out) => copy_out(&found.dir, out)?,
+        None => found,
+    };
+    Ok(Built {
+        artifacts,
+        cache_hit: true,
+        kernel_rebuilt: false,
+        log: None,
+    })
+}
+
+/// Identify the source; install Debian's tarball first if it is missing and we can.
+fn identify_or_install(
+    request: &BuildRequest,
+    progress: &mut Progress,
+) -> Result<Identified, BuildError> {
+    match source::identify(&request.source, &request.cache) {
+        Err(SourceError::MissingTarball { path }) if crate::host::can_install() => {
+            progress.phase(&format!("installing {} (apt-get)", source::DEBIAN_PACKAGE));
+            crate::host::apt_install(&[source::DEBIAN_PACKAGE.to_string()]).map_err(|e| {
+                BuildError::Install {
+                    package: source::DEBIAN_PACKAGE.into(),
+                    detail: format!("{e:#}"),
+                }
+            })?;
+            if !path.exists() {
+                return Err(SourceError::MissingTarball { path }.into());
+            }
+            Ok(source::identify(&request.source, &request.cache)?)
+        }
+        other => Ok(other?),
+    }
+}
+
+/// The directory to build from and its kernel version; extracts the Debian tarball once.
+fn prepare_source(
+    request: &BuildRequest,
+    identified: &Identified,
+    progress: &mut Progress,
+    interrupt: &Interrupt,
+) -> Result<(PathBuf, String), BuildError> {
+    let (tarball, sha256) = match &identified.origin {
+        Origin::Tree { dir, .. } => return Ok((dir.clone(), source::read_version(dir)?)),
+        Origin::Debian { tarball, sha256 } => (tarball, sha256),
+    };
+    let src_root = request.cache.sources_root();
+    if let Some(existing) = find_extracted(&src_root, &sha256[..12]) {
+        let version = source::read_version(&existing)?;
+        return Ok((existing, version));
+    }
+    std::fs::create_dir_all(&src_root).map_err(io_err("create", &src_root))?;
+    let tmp = src_root.join(format!(".tmp-{}-{}", &sha256[..12], std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    std::fs::create_dir_all(&tmp).map_err(io_err("create", &tmp))?;
+    progress.phase(&format!("extracting {}", tarball.display()));
+    let mut log = Vec::new();
+    let status = process::run_logged(
+        Command::new("tar")
+            .arg("-xJf")
+            .arg(tarball)
+            .arg("-C")
+            .arg(&tmp)
+            .arg("--strip-components=1"),
+        Logged {
+            log: &mut log,
+            on_event: &mut |_| {},
+            limit: SHORT_MAKE_LIMIT,
+            interrupt,
+            inherit_fd: None,
+        },
+    );
+    let fail = |tmp: &Path| {
+        let _ = std::fs::remove_dir_all(tmp);
+    };
+    let status = status.map_err(|source| {
+        fail(&tmp);
+        process_error("extract the kernel tarball", source)
+    })?;
+    let output = String::from_utf8_lossy(&log).into_owned();
+    if !status.success() {
+        fail(&tmp);
+        if make::disk_full(&output) {
+            return Err(BuildError::DiskFull {
+                step: "extract the kernel tarball".into(),
+                cache: request.cache.root().to_path_buf(),
+                log: tarball.clone(),
+            });
+        }
+        return Err(BuildError::Process {
+            step: format!("extract {}: {}", tarball.display(), output.trim()),
+            source: ProcessError::Wait {
+                program: "tar".into(),
+                source: std::io::Error::other(format!("exit status {status}")),
+            },
+        });
+    }
+    let version = source::read_version(&tmp).inspect_err(|_| fail(&tmp))?;
+    let dest = src_root.join(identified.cache_id(&version));
+    std::fs::rename(&tmp, &dest).map_err(io_err("rename into place", &tmp))?;
+    Ok((dest, version))
+}
+
+/// An extracted source for this tarball hash (`linux-<version>-<sha12>`).
+fn find_extracted(src_root: &Path, sha_prefix: &str) -> Option<PathBuf> {
+    std::fs::read_dir(src_root)
+        .ok()?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .find(|p| {
+            let name = p.file_name().unwrap_or_default().to_string_lossy();
+            name.starts_with("linux-") && name.ends_with(&format!("-{sha_prefix}"))
+        })
+}
+
+fn apply_patches(
+    identified: &Identified,
+    src_dir: &Path,
+    wanted: &[patches::Patch],
+    request: &BuildRequest,
+    runner: &mut Runner<'_>,
+) -> Result<(), BuildError> {
+    match &identified.origin {
+        Origin::Tree { dir, .. } => Ok(patches::check_applied(dir, wanted)?),
+        Origin::Debian { .. } => {
+            runner.progress.phase("applying guest-kernel/patches");
+            match patches::sync(src_dir, wanted) {
+                Err(PatchError::Revert { name, output, .. }) => {
+                    // The tree is in an unknown state: start over from the tarball. The
+                    // old objects would look newer than the re-extracted files, so they go too.
+                    runner.progress.note(&format!(
+                        "reverting {name} failed ({output}); extracting the source again"
+                    ));
+                    for dir in [src_dir, runner.build_dir] {
+                        std::fs::remove_dir_all(dir).map_err(io_err("remove", dir))?;
+                    }
+                    let (again, _) =
+                        prepare_source(request, identified, runner.progress, runner.interrupt)?;
+                    Ok(patches::sync(&again, wanted)?)
+                }
+                other => Ok(other?),
+            }
+        }
+    }
+}
+
+/// Runs the make steps of one build, all logged to one file.
+struct Runner<'a> {
+    src_dir: &'a Path,
+    build_dir: &'a Path,
+    toolchain: &'a Toolchain,
+    jobs: usize,
+    log: File,
+    log_path: PathBuf,
+    cache_root: PathBuf,
+    progress: &'a mut Progress,
+    interrupt: &'a Interrupt,
+    lock_fd: i32,
+}
+
+impl Runner<'_> {
+    fn note_log(&mut self) {
+        self.progress.note(&format!(
+            "building; full log in {}",
+            self.log_path.display()
+        ));
+    }
+
+    fn command(&self, program: &str) -> Command {
+        let mut command = Command::new(program);
+        command
+            .env("PATH", &self.toolchain.path)
+            // A make or cargo above us must not lend its jobserver to this build.
+            .env_remove("MAKEFLAGS")
+            .env_remove("MFLAGS")
+            .env_remove("MAKELEVEL")
+            .env_remove("CARGO_MAKEFLAGS");
+        command
+    }
+
+    /// `make -C <src> O=<build> LLVM=1 RUSTC=… <args>`
+    fn make_command(&self, args: &[&str]) -> Command {
+        let mut command = self.command("make");
+        command
+            .arg("-C")
+            .arg(self.src_dir)
+            .arg(format!("O={}", self.build_dir.display()))
+            .arg(format!("-j{}", self.jobs))
+            .args(self.toolchain.make_vars())
+            .args(args);
+        command
+    }
+
+    /// Run a command with its output in the log; turn failures into errors that explain.
+    fn run(
+        &mut self,
+        step: &str,
+        mut command: Command,
+        limit: Duration,
+    ) -> Result<String, BuildError> {
+        self.progress.phase(step);
+        let _ = writeln!(self.log, "\n$ {}", display_command(&command));
+        let progress = &mut *self.progress;
+        let mut captured = String::new();
+        let status = process::run_logged(
+            &mut command,
+            Logged {
+                log: &mut self.log,
+                on_event: &mut |event| match event {
+                    Event::Line(line) => {
+                        progress.line(line);
+                        captured.push_str(line);
+                        captured.push('\n');
+                    }
+                    Event::Tick => progress.tick(),
+                },
+                limit,
+                interrupt: self.interrupt,
+                inherit_fd: Some(self.lock_fd),
+            },
+        );
+        let status = match status {
+            Ok(status) => status,
+            Err(ProcessError::Interrupted { signal, .. }) => {
+                return Err(BuildError::Interrupted {
+                    step: step.to_string(),
+                    signal,
+                })
+            }
+            Err(source) => return Err(process_error(step, source)),
+        };
+        if status.success() {
+            return Ok(captured);
+        }
+        if make::disk_full(&captured) {
+            return Err(BuildError::DiskFull {
+                step: step.to_string(),
+                cache: self.cache_root.clone(),
+                log: self.log_path.clone(),
+            });
+        }
+        Err(BuildError::Make {
+            step: step.to_string(),
+            log: self.log_path.clone(),
+            first_error: make::first_error(&captured).map(str::to_string),
+            tail: make::tail(&captured, 25),
+        })
+    }
+
+    fn make(&mut self, step: &str, args: &[&str], limit: Duration) -> Result<String, BuildError> {
+        let command = self.make_command(args);
+        self.run(step, command, limit)
+    }
+
+    /// `make rustavailable`, turned into an error that says what to install.
+    fn check_rust(&mut self) -> Result<(), BuildError> {
+        let step = "check the Rust toolchain (make rustavailable)";
+        match self.make(step, &["rustavailable"], SHORT_MAKE_LIMIT) {
+            Ok(output) => Ok(toolchain::rust_available(&output, true)?),
+            Err(BuildError::Make { tail, .. }) => {
+                // The tail holds the script's `***` explanation.
+                Err(toolchain::rust_available(&tail, false).err().map_or_else(
+                    || {
+                        BuildError::Toolchain(ToolchainError::RustUnavailable {
+                            detail: tail.clone(),
+                            hint: "run `kcycle setup --check`".into(),
+                        })
+                    },
+                    BuildError::Toolchain,
+                ))
+            }
+            Err(other) => Err(other),
+        }
+    }
+
+    /// defconfig + kvm_guest.config + our fragments, then check every requested value.
+    fn configure(&mut self, inputs: &Inputs) -> Result<(), BuildError> {
+        self.make(
+            "configure (make x86_64_defconfig)",
+            &["x86_64_defconfig"],
+            SHORT_MAKE_LIMIT,
+        )?;
+        let mut merge = self.command("sh");
+        merge
+            .current_dir(self.src_dir)
+            .arg(self.src_dir.join("scripts/kconfig/merge_config.sh"))
+            .arg("-m")
+            .arg("-O")
+            .arg(self.build_dir)
+            .arg(self.build_dir.join(".config"))
+            .arg(self.src_dir.join(KVM_GUEST_FRAGMENT))
+            .args(inputs.fragments.iter().map(|(path, _)| path));
+        self.run("configure (merge_config.sh)", merge, SHORT_MAKE_LIMIT)?;
+        self.make(
+            "configure (make olddefconfig)",
+            &["olddefconfig"],
+            SHORT_MAKE_LIMIT,
+        )?;
+
+        let config_path = self.build_dir.join(".config");
+        let text = std::fs::read_to_string(&config_path).map_err(io_err("read", &config_path))?;
+        let dot_config = DotConfig::parse(&text);
+        let mismatches = config::verify(&inputs.requested, &dot_config);
+        if mismatches.is_empty() {
+            return Ok(());
+        }
+        self.progress.phase("explaining dropped config options");
+        let kconfig = KconfigFiles::load(self.src_dir, "x86")
+            .map_err(io_err("read Kconfig files in", self.src_dir))?;
+        let explained = mismatches
+            .into_iter()
+            .map(|m| {
+                let why = explain_text(
+                    &m.requested.name,
+                    &kconfig.explain(&m.requested.name, &dot_config),
+                );
+                (m, why)
+            })
+            .collect();
+        Err(BuildError::ConfigDropped(explained))
+    }
+
+    /// Fill the pending entry: bzImage, config, stripped modules (in-tree and
+    /// external) with modules.dep. Returns the kernel release.
+    fn install(
+        &mut self,
+        pending: &PendingEntry,
+        modules: &[ModuleSource],
+        cache: &Cache,
+        key: &str,
+    ) -> Result<String, BuildError> {
+        let dir = pending.dir();
+        let release_path = self.build_dir.join("include/config/kernel.release");
+        let release = std::fs::read_to_string(&release_path)
+            .map_err(io_err("read", &release_path))?
+            .trim()
+            .to_string();
+        let copies = [
+            (
+                self.build_dir.join("arch/x86/boot/bzImage"),
+                dir.join(artifacts::BZIMAGE_FILE),
+            ),
+            (
+                self.build_dir.join(".config"),
+                dir.join(artifacts::CONFIG_FILE),
+            ),
+        ];
+        for (from, to) in copies {
+            std::fs::copy(&from, &to).map_err(io_err("copy", &from))?;
+        }
+        let modules_root = dir.join(artifacts::MODULES_DIR);
+        let install_path = format!("INSTALL_MOD_PATH={}", modules_root.display());
+        self.make(
+            "install modules (make modules_install)",
+            &["modules_install", &install_path, "INSTALL_MOD_STRIP=1"],
+            SHORT_MAKE_LIMIT,
+        )?;
+
+        let scratch_root = cache.scratch_dir(key);
+        let result = self.build_external(modules, &scratch_root, &install_path);
+        let _ = std::fs::remove_dir_all(&scratch_root);
+        result?;
+
+        let module_dir = modules_root.join("lib/modules").join(&release);
+        // Links back into the cache make no sense in a guest and tempt `cp -L` to copy GBs.
+        for link in ["build", "source"] {
+            let _ = std::fs::remove_file(module_dir.join(link));
+        }
+        let mut depmod = self.command("depmod");
+        depmod.arg("-b").arg(&modules_root).arg(&release);
+        self.run("index modules (depmod)", depmod, SHORT_MAKE_LIMIT)?;
+        if !module_dir.join("modules.dep").is_file() {
+            return Err(BuildError::Incomplete {
+                what: "modules.dep".into(),
+                dir: module_dir,
+            });
+        }
+        Ok(release)
+    }
+
+    /// `make M=<scratch copy>` for each external module, installed into `extra/`.
+    fn build_external(
+        &mut self,
+        modules: &[ModuleSource],
+        scratch_root: &Path,
+        install_path: &str,
+    ) -> Result<(), BuildError> {
+        for module in modules {
+            let scratch = scratch_root.join(&module.name);
+            module.copy_to(&scratch)?;
+            let m = format!("M={}", scratch.display());
+            let mut build = self.command("make");
+            build
+                .arg("-C")
+                .arg(self.build_dir)
+                .arg(&m)
+                .arg(format!("-j{}", self.jobs))
+                .args(self.toolchain.make_vars())
+                .arg("modules");
+            self.run(
+                &format!("build external module {} (make M=)", module.name),
+                build,
+                SHORT_MAKE_LIMIT,
+            )?;
+            let mut install = self.command("make");
+            install
+                .arg("-C")
+                .arg(self.build_dir)
+                .arg(&m)
+                .args(self.toolchain.make_vars())
+                .args([
+                    "modules_install",
+                    install_path,
+                    "INSTALL_MOD_DIR=extra",
+                    "INSTALL_MOD_STRIP=1",
+                ]);
+            self.run(
+                &format!("install external module {}", module.name),
+                install,
+                SHORT_MAKE_LIMIT,
+            )?;
+        }
+        Ok(())
+    }
+}
+
+fn display_command(command: &Command) -> String {
+    std::iter::once(command.get_program())
+        .chain(command.get_args())
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn list_modules(extra: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(extra)
+        .map(|read| {
+            read.filter_map(Result::ok)
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.ends_with(".ko"))
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+fn write_manifest(dir: &Path, manifest: &Manifest) -> Result<(), BuildError> {
+    let path = dir.join(artifacts::MANIFEST_FILE);
+    let text = serde_json::to_string_pretty(manifest).map_err(|e| BuildError::Io {
+        what: "serialize",
+        path: path.clone(),
+        source: std::io::Error::other(e),
+    })?;
+    std::fs::write(&path, text + "\n").map_err(io_err("write", &path))
+}
+
+/// Copy a complete entry to `out`, manifest last, and open it there.
+fn copy_out(entry: &Path, out: &Path) -> Result<Artifacts, BuildError> {
+    std::fs::create_dir_all(out).map_err(io_err("create", out))?;
+    // A stale manifest must not vouch for a half-copied directory.
+    let _ = std::fs::remove_file(out.join(artifacts::MANIFEST_FILE));
+    let modules = out.join(artifacts::MODULES_DIR);
+    if modules.exists() {
+        std::fs::remove_dir_all(&modules).map_err(io_err("remove", &modules))?;
+    }
+    copy_tree(&entry.join(artifacts::MODULES_DIR), &modules)?;
+    for file in [
+        artifacts::BZIMAGE_FILE,
+        artifacts::CONFIG_FILE,
+        artifacts::MANIFEST_FILE,
+    ] {
+        std::fs::copy(entry.join(file), out.join(file))
+            .map_err(io_err("copy", &entry.join(file)))?;
+    }
+    Artifacts::open(out).map_err(|e| BuildError::Incomplete {
+        what: e.to_string(),
+        dir: out.to_path_buf(),
+    })
+}
+
+fn copy_tree(from: &Path, to: &Path) -> Result<(), BuildError> {
+    std::fs::create_dir_all(to).map_err(io_err("create", to))?;
+    for entry in std::fs::read_dir(from).map_err(io_err("read", from))? {
+        let entry = entry.map_err(io_err("read", from))?;
+        let kind = entry.file_type().map_err(io_err("read", &entry.path()))?;
+        let target = to.join(entry.file_name());
+        if kind.is_dir() {
+            copy_tree(&entry.path(), &target)?;
+        } else if kind.is_symlink() {
+            let link = std::fs::read_link(entry.path()).map_err(io_err("read", &entry.path()))?;
+            std::os::unix::fs::symlink(link, &target).map_err(io_err("link", &target))?;
+        } else {
+            std::fs::copy(entry.path(), &target).map_err(io_err("copy", &entry.path()))?;
+        }
+    }
+    Ok(())
+}
+
+fn process_error(step: &str, source: ProcessError) -> BuildError {
+    match source {
+        ProcessError::Interrupted { signal, .. } => BuildError::Interrupted {
+            step: step.to_string(),
+            signal,
+        },
+        source => BuildError::Process {
+            step: step.to_string(),
+            source,
+        },
+    }
+}
+
+/// io errors with the path; ENOSPC becomes [`BuildError::DiskFull`].
+fn io_err(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> BuildError {
+    let path = path.to_path_buf();
+    move |source| {
+        if source.raw_os_error() == Some(libc::ENOSPC) {
+            BuildError::DiskFull {
+                step: format!("{what} {}", path.display()),
+                cache: path.clone(),
+                log: path,
+            }
+        } else {
+            BuildError::Io { what, path, source }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernel::kconfig::Condition;
+
+    #[test]
+    fn dropped_option_message_names_option_dependency_and_fix() {
+        let requested = config::parse_fragment(
+            Path::new("guest-kernel/configs/20-i915-selftest.config"),
+            "CONFIG_DRM_I915_SELFTEST=y\n",
+        )
+        .unwrap();
+        let mismatch = Mismatch {
+            requested: requested[0].clone(),
+            actual: None,
+        };
+        let why = explain_text(
+            "DRM_I915_SELFTEST",
+            &Explanation::Unmet(vec![(
+                Condition {
+                    expr: "EXPERT".into(),
+                    from: "menu \"drm/i915 Debugging\"".into(),
+                    at: "drivers/gpu/drm/i915/Kconfig:172".into(),
+                },
+                vec!["EXPERT".into()],
+            )]),
+        );
+        let text = BuildError::ConfigDropped(vec![(mismatch, why)]).to_string();
+        assert_eq!(
+            text,
+            "failed to configure the kernel: Kconfig did not keep these requested options:\n  \
+             CONFIG_DRM_I915_SELFTEST=y (guest-kernel/configs/20-i915-selftest.config:1) -> \
+             CONFIG_DRM_I915_SELFTEST is absent: unmet dependency `EXPERT` from menu \
+             \"drm/i915 Debugging\" at drivers/gpu/drm/i915/Kconfig:172 (CONFIG_EXPERT not set; \
+             add CONFIG_EXPERT=y to a fragment)"
+        );
+    }
+
+    #[test]
+    fn unknown_symbol_reads_as_a_typo() {
+        assert!(explain_text("FOO", &Explanation::Unknown).contains("not a Kconfig symbol"));
+    }
+
+    #[test]
+    fn bad_input_is_told_apart_from_infrastructure() {
+        let typo = BuildError::Fragment(FragmentError::BadValue {
+            file: "f".into(),
+            line: 1,
+            text: "CONFIG_FOO=q".into(),
+            value: "q".into(),
+        });
+        assert!(typo.is_bad_input());
+        let disk = BuildError::DiskFull {
+            step: "build".into(),
+            cache: "/c".into(),
+            log: "/c/l".into(),
+        };
+        assert!(!disk.is_bad_input());
+        assert!(disk.to_string().contains("no space left on device"));
+    }
+
+    #[test]
+    fn enospc_becomes_disk_full() {
+        let err =
+            io_err("write", Path::new("/c/x"))(std::io::Error::from_raw_os_error(libc::ENOSPC));
+        assert!(matches!(err, BuildError::DiskFull { .. }), "{err}");
+    }
+
+    #[test]
+    fn extracted_source_is_found_by_tarball_hash() {
+        let root = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(root.path().join("linux-6.12.117-585a4a074597")).unwrap();
+        std::fs::create_dir_all(root.path().join(".tmp-585a4a074597-1")).unwrap();
+        assert_eq!(
+            find_extracted(root.path(), "585a4a074597"),
+            Some(root.path().join("linux-6.12.117-585a4a074597"))
+        );
+        assert_eq!(find_extracted(root.path(), "000000000000"), None);
+    }
+}
