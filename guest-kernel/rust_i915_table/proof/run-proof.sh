@@ -3,8 +3,9 @@
 # builds the module against a kernel build dir, packs a busybox initramfs with init.sh, boots the
 # bzImage once per scenario in QEMU (TCG), and checks the `KCYCLE-CHECK` lines init.sh prints.
 #
-#   run-proof.sh -k <kernel O= build dir> [-o <out dir>] [-f <fixtures dir>] [scenario...]
+#   run-proof.sh -k <kernel O= build dir> [-b <bzImage>] [-o <out dir>] [-f <fixtures dir>] [scenario...]
 #
+# The bzImage defaults to the build dir's arch/x86/boot/bzImage.
 # Scenarios: clean legacy legacy-merged fail_at leak_objects hang_at panic_at (default: all).
 # Per scenario, <out>/<scenario>.console is the serial console and <out>/<scenario>.dmesg the
 # guest's dmesg; with -f they are also copied to <fixtures>/<scenario>.{dmesg,console}.
@@ -16,12 +17,14 @@ module_src=$(dirname "$here")
 build_dir=""
 out=""
 fixtures=""
+bzimage=""
 boot_timeout=${KCYCLE_PROOF_TIMEOUT:-240}
 
-usage() { sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
-while getopts "k:o:f:h" opt; do
+usage() { sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+while getopts "k:b:o:f:h" opt; do
 	case $opt in
 	k) build_dir=$(realpath "$OPTARG") ;;
+	b) bzimage=$(realpath "$OPTARG") ;;
 	o) out=$OPTARG ;;
 	f) fixtures=$(realpath -m "$OPTARG") ;;
 	*) usage ;;
@@ -29,7 +32,7 @@ while getopts "k:o:f:h" opt; do
 done
 shift $((OPTIND - 1))
 [ -n "$build_dir" ] || { echo "run-proof: -k <kernel build dir> is required" >&2; usage; }
-bzimage=$build_dir/arch/x86/boot/bzImage
+bzimage=${bzimage:-$build_dir/arch/x86/boot/bzImage}
 [ -f "$bzimage" ] || { echo "run-proof: no bzImage at $bzimage: build the kernel first" >&2; exit 3; }
 scenarios=("$@")
 [ ${#scenarios[@]} -gt 0 ] || scenarios=(clean legacy legacy-merged fail_at leak_objects hang_at panic_at)
