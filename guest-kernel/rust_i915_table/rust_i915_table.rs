@@ -15,7 +15,8 @@
 //! The table logic itself is `table.rs`, shared with the host crate that property-tests it.
 //! Fault injection for kcycle's tests: `fail_at=<step>` (-ENOMEM), `hang_at=<step>` (wait for a
 //! signal, then -EINTR), `panic_at=<step>` (kernel panic), `leak_objects=1` (selftests keep one
-//! object), `legacy_exit=1` (the pre-patch exit that leaks after an early exit).
+//! object), `st_fail=<test>` (that mock selftest fails with -EINVAL), `legacy_exit=1` (the
+//! pre-patch exit that leaks after an early exit).
 
 use core::cell::UnsafeCell;
 use core::mem::MaybeUninit;
@@ -149,6 +150,9 @@ static LEAK_OBJECTS: AtomicBool = AtomicBool::new(false);
 static FAIL_AT: AtomicPtr<c_char> = AtomicPtr::new(ptr::null_mut());
 static HANG_AT: AtomicPtr<c_char> = AtomicPtr::new(ptr::null_mut());
 static PANIC_AT: AtomicPtr<c_char> = AtomicPtr::new(ptr::null_mut());
+/// Name of a mock selftest (a cache name, e.g. `rust_i915_vma`) whose check fails with -EINVAL,
+/// so the -errno result path of `mock_selftests` can be tested.
+static ST_FAIL: AtomicPtr<c_char> = AtomicPtr::new(ptr::null_mut());
 
 // All 0444: set at load time only, readable by the runner under /sys/module/.../parameters.
 module_param!(
@@ -385,12 +389,29 @@ fn mock_selftests(globals: &mut Globals) -> Result<ControlFlow<()>, Error> {
         return Ok(ControlFlow::Continue(()));
     }
     pr_info!("Performing mock selftests\n");
+    let fail = step_param(&ST_FAIL);
     let mut result = 0;
     for (cache, (name, size)) in globals.caches.iter().zip(CACHES.iter()) {
         pr_info!("Running mock/{}\n", name);
-        if let Err(err) = exercise_cache(*cache, *size as usize) {
-            pr_err!("mock/{}: failed with error {}\n", name, err.to_errno());
+        let outcome = match exercise_cache(*cache, *size as usize) {
+            Ok(()) if fail.is_some_and(|fail| fail.as_bytes() == name.as_bytes()) => {
+                Err(code::EINVAL)
+            }
+            outcome => outcome,
+        };
+        if let Err(err) = outcome {
             result = err.to_errno();
+            // i915's format exactly (`i915/<caller>: <test> failed with error <n>`), which
+            // `pr_err!` cannot give: it always prefixes "rust_i915_table: ".
+            // SAFETY: the format starts with KERN_ERR and has one `%s` (the test name, a static
+            // NUL-terminated string) and one `%d` (a C int).
+            unsafe {
+                bindings::_printk(
+                    c_str!("\x013rust_i915_table/mock: %s failed with error %d\n").as_char_ptr(),
+                    name.as_char_ptr(),
+                    result,
+                )
+            };
             break;
         }
     }
@@ -597,6 +618,18 @@ impl kernel::Module for RustI915Table {
         check_step_param("fail_at", &FAIL_AT)?;
         check_step_param("hang_at", &HANG_AT)?;
         check_step_param("panic_at", &PANIC_AT)?;
+        if let Some(test) = step_param(&ST_FAIL) {
+            if !CACHES
+                .iter()
+                .any(|(name, _)| name.as_bytes() == test.as_bytes())
+            {
+                pr_err!(
+                    "st_fail={}: no such mock selftest (they are named after the caches)\n",
+                    test
+                );
+                return Err(code::EINVAL);
+            }
+        }
 
         let mut globals = Globals::new();
         let progress = TABLE.init(&mut globals).inspect_err(|err| {

@@ -64,6 +64,11 @@ clean)
 	check "mock_selftests=-1: nothing left" nothing_left
 	check "mock_selftests=-1: reload" load mock_selftests=-1
 	check "mock_selftests=-1: unload again" unload
+	check "st_fail: load mock_selftests=-1 st_fail=rust_i915_vma" load mock_selftests=-1 st_fail=rust_i915_vma
+	check "st_fail: result -22 written back" param_is mock_selftests -22
+	check "st_fail: failure line in i915's format" dmesg_has "rust_i915_table/mock: rust_i915_vma failed with error -22"
+	check "st_fail: unload" unload
+	check "st_fail: nothing left" nothing_left
 	check "modeset=0: load" load modeset=0
 	check "modeset=0: ended early before globals" sh -c '! [ -e /sys/kernel/debug/rust_i915_table ]'
 	check "modeset=0: unload" unload
