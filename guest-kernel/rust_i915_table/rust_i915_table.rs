@@ -198,6 +198,15 @@ module_param!(
     "Step whose init waits until the loading process gets a signal, then fails with -EINTR"
 );
 module_param!(
+    st_fail,
+    ST_FAIL,
+    param_ops_charp,
+    "charp",
+    0o444,
+    0,
+    "Mock selftest that fails with -EINVAL (rust_i915_active, rust_i915_context, rust_i915_objects, rust_i915_request, rust_i915_vma)"
+);
+module_param!(
     panic_at,
     PANIC_AT,
     param_ops_charp,
