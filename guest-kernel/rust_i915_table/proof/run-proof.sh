@@ -6,7 +6,8 @@
 #   run-proof.sh -k <kernel O= build dir> [-b <bzImage>] [-o <out dir>] [-f <fixtures dir>] [scenario...]
 #
 # The bzImage defaults to the build dir's arch/x86/boot/bzImage.
-# Scenarios: clean legacy legacy-merged fail_at leak_objects hang_at panic_at (default: all).
+# Scenarios (default: all): clean clean-merged legacy legacy-merged fail_at leak_objects
+# leak_objects-merged hang_at panic_at. The *-merged ones boot without slub_debug (caches merge).
 # Per scenario, <out>/<scenario>.console is the serial console and <out>/<scenario>.dmesg the
 # guest's dmesg; with -f they are also copied to <fixtures>/<scenario>.{dmesg,console}.
 # Exit status: 0 all checks passed, 1 a check failed, 2 bad usage, 3 build/boot failure.
@@ -20,7 +21,7 @@ fixtures=""
 bzimage=""
 boot_timeout=${KCYCLE_PROOF_TIMEOUT:-240}
 
-usage() { sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+usage() { sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 while getopts "k:b:o:f:h" opt; do
 	case $opt in
 	k) build_dir=$(realpath "$OPTARG") ;;
@@ -35,7 +36,7 @@ shift $((OPTIND - 1))
 bzimage=${bzimage:-$build_dir/arch/x86/boot/bzImage}
 [ -f "$bzimage" ] || { echo "run-proof: no bzImage at $bzimage: build the kernel first" >&2; exit 3; }
 scenarios=("$@")
-[ ${#scenarios[@]} -gt 0 ] || scenarios=(clean legacy legacy-merged fail_at leak_objects hang_at panic_at)
+[ ${#scenarios[@]} -gt 0 ] || scenarios=(clean clean-merged legacy legacy-merged fail_at leak_objects leak_objects-merged hang_at panic_at)
 out=$(realpath -m "${out:-$(mktemp -d /tmp/rust_i915_table-proof.XXXXXX)}")
 mkdir -p "$out"
 echo "run-proof: output in $out"
@@ -68,8 +69,8 @@ raise() { [ "$1" -le "$status" ] || status=$1; }
 for scenario in "${scenarios[@]}"; do
 	cmdline="console=ttyS0 panic=-1 kcycle.scenario=$scenario"
 	# Debug flags keep the caches unmerged, so a leaked one makes the next create complain;
-	# legacy-merged shows the default (merged, silent in dmesg).
-	[ "$scenario" = legacy-merged ] || cmdline="$cmdline slub_debug=U,rust_i915_*"
+	# the *-merged scenarios show the default (caches merged into existing ones).
+	case $scenario in *-merged) ;; *) cmdline="$cmdline slub_debug=U,rust_i915_*" ;; esac
 	console=$out/$scenario.console
 	echo "run-proof: $scenario: booting ($cmdline)"
 	started=$(date +%s)
