@@ -517,7 +517,7 @@ unsafe extern "C" fn pci_probe(
     unsafe {
         bindings::_dev_info(
             &raw mut (*pdev).dev,
-            c_str!("rust_i915_table: probe [%04x:%04x] class %06x\n").as_char_ptr(),
+            c_str!("probe [%04x:%04x] class %06x\n").as_char_ptr(),
             c_uint::from((*pdev).vendor),
             c_uint::from((*pdev).device),
             (*pdev).class,
@@ -531,7 +531,7 @@ unsafe extern "C" fn pci_remove(pdev: *mut bindings::pci_dev) {
     unsafe {
         bindings::_dev_info(
             &raw mut (*pdev).dev,
-            c_str!("rust_i915_table: remove [%04x:%04x]\n").as_char_ptr(),
+            c_str!("remove [%04x:%04x]\n").as_char_ptr(),
             c_uint::from((*pdev).vendor),
             c_uint::from((*pdev).device),
         )

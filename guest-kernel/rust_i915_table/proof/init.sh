@@ -101,9 +101,9 @@ clean | clean-merged)
 	# QEMU's std VGA (1234:1111, class 0300) is not Intel: bind it through new_id to see probe/remove.
 	check "pci: load" load
 	echo "1234 1111" >/sys/bus/pci/drivers/rust_i915_table/new_id
-	check "pci: probe logged" dmesg_has "rust_i915_table: probe \[1234:1111\] class 030000"
+	check "pci: probe logged" dmesg_has "rust_i915_table 0000:00:[0-9a-f.]*: probe \[1234:1111\] class 030000"
 	check "pci: unload" unload
-	check "pci: remove logged" dmesg_has "rust_i915_table: remove \[1234:1111\]"
+	check "pci: remove logged" dmesg_has "rust_i915_table 0000:00:[0-9a-f.]*: remove \[1234:1111\]"
 	check "pci: nothing left" nothing_left
 	check "no duplicate/leak warnings" dmesg_lacks "already present|duplicate|still has objects|WARNING|BUG|Oops|Call Trace"
 	;;

@@ -9,7 +9,8 @@
 # Scenarios (default: all): clean clean-merged legacy legacy-merged fail_at leak_objects
 # leak_objects-merged hang_at panic_at. The *-merged ones boot without slub_debug (caches merge).
 # Per scenario, <out>/<scenario>.console is the serial console and <out>/<scenario>.dmesg the
-# guest's dmesg; with -f they are also copied to <fixtures>/<scenario>.{dmesg,console}.
+# guest's dmesg; with -f the dmesg is also copied to <fixtures>/<scenario>.dmesg (for panic_at:
+# <fixtures>/panic_at.console, the console from the load on: no dmesg after a panic).
 # Exit status: 0 all checks passed, 1 a check failed, 2 bad usage, 3 build/boot failure.
 set -euo pipefail
 
@@ -21,7 +22,7 @@ fixtures=""
 bzimage=""
 boot_timeout=${KCYCLE_PROOF_TIMEOUT:-240}
 
-usage() { sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+usage() { sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 while getopts "k:b:o:f:h" opt; do
 	case $opt in
 	k) build_dir=$(realpath "$OPTARG") ;;
@@ -101,8 +102,9 @@ for scenario in "${scenarios[@]}"; do
 	fi
 	if [ -n "$fixtures" ]; then
 		mkdir -p "$fixtures"
-		cp "$out/$scenario.dmesg" "$fixtures/$scenario.dmesg"
-		cp "$console" "$fixtures/$scenario.console"
+		name=$scenario.dmesg
+		[ "$scenario" = panic_at ] && name=$scenario.console
+		cp "$out/$scenario.dmesg" "$fixtures/$name"
 	fi
 done
 [ $status -eq 0 ] && echo "run-proof: all checks passed" || echo "run-proof: FAILED (status $status)"
