@@ -436,8 +436,8 @@ fn exercise_cache(cache: *mut bindings::kmem_cache, size: usize) -> Result {
     let mut outcome = Ok(());
     for (n, slot) in objects.iter_mut().enumerate() {
         // SAFETY: `cache` is a live cache created by `globals_init` (this gate runs after it).
-        let object =
-            unsafe { bindings::kmem_cache_alloc_noprof(cache, bindings::GFP_KERNEL) }.cast::<u8>();
+        let object = unsafe { bindings::kmem_cache_alloc_noprof(cache, bindings::GFP_KERNEL) };
+        let object = object.cast::<u8>();
         if object.is_null() {
             outcome = Err(code::ENOMEM);
             break;
@@ -488,7 +488,7 @@ static PCI_IDS: [bindings::pci_device_id; 2] = [
         device: bindings::PCI_ANY_ID as u32,
         subvendor: bindings::PCI_ANY_ID as u32,
         subdevice: bindings::PCI_ANY_ID as u32,
-        class: (bindings::PCI_CLASS_DISPLAY_VGA as u32) << 8,
+        class: bindings::PCI_CLASS_DISPLAY_VGA << 8,
         class_mask: 0xffff00,
         driver_data: 0,
         override_only: 0,
@@ -508,6 +508,11 @@ static PCI_DRIVER: KernelOwned<bindings::pci_driver> =
         ..unsafe { MaybeUninit::zeroed().assume_init() }
     }));
 
+/// Logs the device; binding needs nothing else.
+///
+/// # Safety
+///
+/// Called by the PCI core only, with a live `pdev`.
 unsafe extern "C" fn pci_probe(
     pdev: *mut bindings::pci_dev,
     _id: *const bindings::pci_device_id,
@@ -526,6 +531,11 @@ unsafe extern "C" fn pci_probe(
     0
 }
 
+/// Logs the device going away.
+///
+/// # Safety
+///
+/// Called by the PCI core only, with a live `pdev`.
 unsafe extern "C" fn pci_remove(pdev: *mut bindings::pci_dev) {
     // SAFETY: as in `pci_probe`.
     unsafe {
@@ -671,7 +681,7 @@ impl Drop for RustI915Table {
                 "exit: legacy_exit=1 and the PCI driver is not registered: tearing down nothing ({} steps leak)\n",
                 progress.steps_done()
             );
-            core::mem::forget(progress);
+            // `progress` goes out of scope without `exit()`: what it covers stays set up.
             return;
         }
         pr_info!(
