@@ -111,6 +111,9 @@ legacy | legacy-merged)
 	# legacy: booted with slub_debug=U,rust_i915_* (caches not merged); legacy-merged: without.
 	check "legacy: load legacy_exit=1 mock_selftests=-1" load legacy_exit=1 mock_selftests=-1
 	check "legacy: result 0 written back" param_is mock_selftests 0
+	check "legacy: legacy_exit reads Y" param_is legacy_exit Y
+	check "legacy: unset fail_at reads (null)" param_is fail_at "(null)"
+	grep -H . $PARAMS/* | sed 's|^.*/parameters/|  param |'
 	refs_loaded=$(merged_refs)
 	check "legacy: unload" unload
 	echo "after the first unload:"
