@@ -198,6 +198,15 @@ module_param!(
     "Step whose init waits until the loading process gets a signal, then fails with -EINTR"
 );
 module_param!(
+    st_fail,
+    ST_FAIL,
+    param_ops_charp,
+    "charp",
+    0o444,
+    0,
+    "Mock selftest that fails with -EINVAL (rust_i915_active, rust_i915_context, rust_i915_objects, rust_i915_request, rust_i915_vma)"
+);
+module_param!(
     panic_at,
     PANIC_AT,
     param_ops_charp,
@@ -427,8 +436,8 @@ fn exercise_cache(cache: *mut bindings::kmem_cache, size: usize) -> Result {
     let mut outcome = Ok(());
     for (n, slot) in objects.iter_mut().enumerate() {
         // SAFETY: `cache` is a live cache created by `globals_init` (this gate runs after it).
-        let object =
-            unsafe { bindings::kmem_cache_alloc_noprof(cache, bindings::GFP_KERNEL) }.cast::<u8>();
+        let object = unsafe { bindings::kmem_cache_alloc_noprof(cache, bindings::GFP_KERNEL) };
+        let object = object.cast::<u8>();
         if object.is_null() {
             outcome = Err(code::ENOMEM);
             break;
@@ -479,7 +488,7 @@ static PCI_IDS: [bindings::pci_device_id; 2] = [
         device: bindings::PCI_ANY_ID as u32,
         subvendor: bindings::PCI_ANY_ID as u32,
         subdevice: bindings::PCI_ANY_ID as u32,
-        class: (bindings::PCI_CLASS_DISPLAY_VGA as u32) << 8,
+        class: bindings::PCI_CLASS_DISPLAY_VGA << 8,
         class_mask: 0xffff00,
         driver_data: 0,
         override_only: 0,
@@ -499,6 +508,11 @@ static PCI_DRIVER: KernelOwned<bindings::pci_driver> =
         ..unsafe { MaybeUninit::zeroed().assume_init() }
     }));
 
+/// Logs the device; binding needs nothing else.
+///
+/// # Safety
+///
+/// Called by the PCI core only, with a live `pdev`.
 unsafe extern "C" fn pci_probe(
     pdev: *mut bindings::pci_dev,
     _id: *const bindings::pci_device_id,
@@ -508,7 +522,7 @@ unsafe extern "C" fn pci_probe(
     unsafe {
         bindings::_dev_info(
             &raw mut (*pdev).dev,
-            c_str!("rust_i915_table: probe [%04x:%04x] class %06x\n").as_char_ptr(),
+            c_str!("probe [%04x:%04x] class %06x\n").as_char_ptr(),
             c_uint::from((*pdev).vendor),
             c_uint::from((*pdev).device),
             (*pdev).class,
@@ -517,12 +531,17 @@ unsafe extern "C" fn pci_probe(
     0
 }
 
+/// Logs the device going away.
+///
+/// # Safety
+///
+/// Called by the PCI core only, with a live `pdev`.
 unsafe extern "C" fn pci_remove(pdev: *mut bindings::pci_dev) {
     // SAFETY: as in `pci_probe`.
     unsafe {
         bindings::_dev_info(
             &raw mut (*pdev).dev,
-            c_str!("rust_i915_table: remove [%04x:%04x]\n").as_char_ptr(),
+            c_str!("remove [%04x:%04x]\n").as_char_ptr(),
             c_uint::from((*pdev).vendor),
             c_uint::from((*pdev).device),
         )
@@ -662,7 +681,7 @@ impl Drop for RustI915Table {
                 "exit: legacy_exit=1 and the PCI driver is not registered: tearing down nothing ({} steps leak)\n",
                 progress.steps_done()
             );
-            core::mem::forget(progress);
+            // `progress` goes out of scope without `exit()`: what it covers stays set up.
             return;
         }
         pr_info!(

@@ -11,6 +11,37 @@
 //! - [`Progress`] (C: `init_progress`) is the prefix of the table that init completed, a sub-slice
 //!   of it, so it cannot point past the end (C: `GEM_BUG_ON(i >= ARRAY_SIZE(init_funcs))`);
 //! - [`Progress::exit`] consumes the progress, so teardown runs at most once.
+//!
+//! An owning step whose init tries to end early does not compile:
+//!
+//! ```compile_fail,E0308
+//! use core::ops::ControlFlow;
+//! use rust_i915_table::table::Step;
+//! fn init(_: &mut ()) -> Result<ControlFlow<()>, ()> {
+//!     Ok(ControlFlow::Break(()))
+//! }
+//! fn exit(_: &mut ()) {}
+//! let _ = Step::<(), ()>::Owns { name: "globals", init, exit };
+//! ```
+//!
+//! Nor does a progress made up outside `Table::init` (its fields are private):
+//!
+//! ```compile_fail,E0451
+//! use rust_i915_table::table::{End, Progress};
+//! let _ = Progress::<'static, (), ()> { done: &[], end: End::Completed };
+//! ```
+//!
+//! Nor a second teardown:
+//!
+//! ```compile_fail,E0382
+//! use rust_i915_table::table::{Step, Table};
+//! fn init(_: &mut ()) -> Result<(), ()> { Ok(()) }
+//! fn exit(_: &mut ()) {}
+//! let steps = [Step::Owns { name: "globals", init, exit }];
+//! let progress = Table::new(&steps).init(&mut ()).unwrap();
+//! progress.exit(&mut ());
+//! progress.exit(&mut ());
+//! ```
 
 use core::ops::ControlFlow;
 

@@ -6,10 +6,13 @@
 #   run-proof.sh -k <kernel O= build dir> [-b <bzImage>] [-o <out dir>] [-f <fixtures dir>] [scenario...]
 #
 # The bzImage defaults to the build dir's arch/x86/boot/bzImage.
-# Scenarios: clean legacy legacy-merged fail_at leak_objects hang_at panic_at (default: all).
+# Scenarios (default: all): clean clean-merged legacy legacy-merged fail_at leak_objects
+# leak_objects-merged hang_at panic_at. The *-merged ones boot without slub_debug (caches merge).
 # Per scenario, <out>/<scenario>.console is the serial console and <out>/<scenario>.dmesg the
-# guest's dmesg; with -f they are also copied to <fixtures>/<scenario>.{dmesg,console}.
+# guest's dmesg; with -f the dmesg is also copied to <fixtures>/<scenario>.dmesg (for panic_at:
+# <fixtures>/panic_at.console, the console from the load on: no dmesg after a panic).
 # Exit status: 0 all checks passed, 1 a check failed, 2 bad usage, 3 build/boot failure.
+# Needs qemu-system-x86_64, a static busybox (Debian: busybox-static), gzip; not root.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -20,7 +23,7 @@ fixtures=""
 bzimage=""
 boot_timeout=${KCYCLE_PROOF_TIMEOUT:-240}
 
-usage() { sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+usage() { sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 while getopts "k:b:o:f:h" opt; do
 	case $opt in
 	k) build_dir=$(realpath "$OPTARG") ;;
@@ -35,7 +38,7 @@ shift $((OPTIND - 1))
 bzimage=${bzimage:-$build_dir/arch/x86/boot/bzImage}
 [ -f "$bzimage" ] || { echo "run-proof: no bzImage at $bzimage: build the kernel first" >&2; exit 3; }
 scenarios=("$@")
-[ ${#scenarios[@]} -gt 0 ] || scenarios=(clean legacy legacy-merged fail_at leak_objects hang_at panic_at)
+[ ${#scenarios[@]} -gt 0 ] || scenarios=(clean clean-merged legacy legacy-merged fail_at leak_objects leak_objects-merged hang_at panic_at)
 out=$(realpath -m "${out:-$(mktemp -d /tmp/rust_i915_table-proof.XXXXXX)}")
 mkdir -p "$out"
 echo "run-proof: output in $out"
@@ -51,16 +54,23 @@ if ! make -C "$build_dir" M="$out/module" LLVM=1 RUSTC=/usr/bin/rustc modules >"
 fi
 echo "run-proof: built $out/module/rust_i915_table.ko"
 
-# 2. The initramfs: static busybox, init.sh, the module.
-root=$out/initramfs
-rm -rf "$root"
-mkdir -p "$root"/{bin,dev,proc,sys,lib/modules}
-cp /bin/busybox "$root/bin/busybox"
-cp "$here/init.sh" "$root/init"
-chmod +x "$root/init"
-cp "$out/module/rust_i915_table.ko" "$root/lib/modules/"
-mknod -m 600 "$root/dev/console" c 5 1
-(cd "$root" && find . | cpio -o -H newc --quiet | gzip -1) >"$out/initramfs.cpio.gz"
+# 2. The initramfs: static busybox, init.sh, the module. The kernel's own gen_init_cpio writes the
+# /dev/console node into the archive, so no root is needed.
+gen_init_cpio=$build_dir/usr/gen_init_cpio
+[ -x "$gen_init_cpio" ] || { echo "run-proof: no $gen_init_cpio in the kernel build dir" >&2; exit 3; }
+cat >"$out/initramfs.list" <<LIST
+dir /bin 0755 0 0
+dir /dev 0755 0 0
+dir /proc 0755 0 0
+dir /sys 0755 0 0
+dir /lib 0755 0 0
+dir /lib/modules 0755 0 0
+nod /dev/console 0600 0 0 c 5 1
+file /bin/busybox $(command -v busybox) 0755 0 0
+file /init $here/init.sh 0755 0 0
+file /lib/modules/rust_i915_table.ko $out/module/rust_i915_table.ko 0644 0 0
+LIST
+"$gen_init_cpio" "$out/initramfs.list" | gzip -1 >"$out/initramfs.cpio.gz"
 
 # 3. One boot per scenario.
 status=0
@@ -68,8 +78,8 @@ raise() { [ "$1" -le "$status" ] || status=$1; }
 for scenario in "${scenarios[@]}"; do
 	cmdline="console=ttyS0 panic=-1 kcycle.scenario=$scenario"
 	# Debug flags keep the caches unmerged, so a leaked one makes the next create complain;
-	# legacy-merged shows the default (merged, silent in dmesg).
-	[ "$scenario" = legacy-merged ] || cmdline="$cmdline slub_debug=U,rust_i915_*"
+	# the *-merged scenarios show the default (caches merged into existing ones).
+	case $scenario in *-merged) ;; *) cmdline="$cmdline slub_debug=U,rust_i915_*" ;; esac
 	console=$out/$scenario.console
 	echo "run-proof: $scenario: booting ($cmdline)"
 	started=$(date +%s)
@@ -100,8 +110,9 @@ for scenario in "${scenarios[@]}"; do
 	fi
 	if [ -n "$fixtures" ]; then
 		mkdir -p "$fixtures"
-		cp "$out/$scenario.dmesg" "$fixtures/$scenario.dmesg"
-		cp "$console" "$fixtures/$scenario.console"
+		name=$scenario.dmesg
+		[ "$scenario" = panic_at ] && name=$scenario.console
+		cp "$out/$scenario.dmesg" "$fixtures/$name"
 	fi
 done
 [ $status -eq 0 ] && echo "run-proof: all checks passed" || echo "run-proof: FAILED (status $status)"
