@@ -17,6 +17,8 @@ use crate::status::Status;
 
 pub struct Terminal {
     bars: Option<Bars>,
+    /// Test names of the plan; other results are selftest subtests.
+    planned_names: std::collections::BTreeSet<String>,
     planned: usize,
     finished: usize,
     totals: BTreeMap<Status, usize>,
@@ -48,6 +50,7 @@ impl Terminal {
         });
         Terminal {
             bars,
+            planned_names: Default::default(),
             planned: 0,
             finished: 0,
             totals: BTreeMap::new(),
@@ -59,6 +62,7 @@ impl Terminal {
         match event {
             Event::RunStarted { tests, info } => {
                 self.planned = tests.len();
+                self.planned_names = tests.iter().cloned().collect();
                 self.line(&format!(
                     "kcycle: {} tests on kernel {} ({})",
                     tests.len(),
@@ -104,17 +108,27 @@ impl Terminal {
     }
 
     fn finished(&mut self, result: &TestResult) {
-        self.finished += 1;
         *self.totals.entry(result.status).or_default() += 1;
-        let width = self.planned.max(self.finished).to_string().len();
-        let mut line = format!(
-            "[{:>width$}/{}] {} {} {}",
-            self.finished,
-            self.planned.max(self.finished),
-            result.name,
-            result.status,
-            seconds(result.duration),
-        );
+        let mut line = if self.planned_names.contains(&result.name) || self.planned == 0 {
+            self.finished += 1;
+            let width = self.planned.max(self.finished).to_string().len();
+            format!(
+                "[{:>width$}/{}] {} {} {}",
+                self.finished,
+                self.planned.max(self.finished),
+                result.name,
+                result.status,
+                seconds(result.duration),
+            )
+        } else if result.fails_run() {
+            // A selftest subtest: only failures get a line of their own.
+            format!("      subtest {} {}", result.name, result.status)
+        } else {
+            if let Some(bars) = &self.bars {
+                bars.totals.set_message(self.totals_line());
+            }
+            return;
+        };
         if result.fails_run() {
             for finding in &result.findings {
                 line.push_str(&format!("\n      {}: {}", finding.kind, finding.title));

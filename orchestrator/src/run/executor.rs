@@ -172,8 +172,11 @@ impl Recorder<'_> {
         machine: &mut dyn Machine,
         emit: &mut dyn FnMut(Event),
     ) -> Result<(), MachineError> {
-        // Start from a clean log and a baseline snapshot.
+        // Start from a clean log and a baseline snapshot. What the kernel
+        // printed before (boot, an earlier test) is not this test's; it is in
+        // the console log.
         let (_, baseline) = self.collect(machine)?;
+        self.dmesg.clear();
         self.baseline = baseline.clone();
         self.current = baseline;
 
@@ -226,10 +229,7 @@ impl Recorder<'_> {
                 // the module's load was left behind.
                 match (&step.action, succeeded) {
                     (Action::Unload { .. }, true) => {
-                        self.check_leftovers(&module, &after, "unload", cycle);
-                        if self.kmemleak {
-                            self.check_kmemleak(machine, &label)?;
-                        }
+                        self.check_leftovers(&module, &after, "unload", cycle)
                     }
                     (
                         Action::Load { .. } | Action::Reload { .. } | Action::Selftest { .. },
@@ -240,6 +240,11 @@ impl Recorder<'_> {
                 self.check_taint(&after, &label);
                 self.current = after;
             }
+        }
+        // kmemleak reports objects only once they are a few seconds old, so
+        // one scan at the end of the test finds what every cycle leaked.
+        if self.kmemleak {
+            self.check_kmemleak(machine)?;
         }
         Ok(())
     }
@@ -366,12 +371,8 @@ impl Recorder<'_> {
     }
 
     /// Ask kmemleak for unreferenced objects, report them, and clear its list
-    /// so the next unload reports only its own.
-    fn check_kmemleak(
-        &mut self,
-        machine: &mut dyn Machine,
-        label: &str,
-    ) -> Result<(), MachineError> {
+    /// so the next test reports only its own.
+    fn check_kmemleak(&mut self, machine: &mut dyn Machine) -> Result<(), MachineError> {
         let output = self.exec_logged(
             machine,
             "kmemleak scan",
@@ -380,7 +381,7 @@ impl Recorder<'_> {
         )?;
         for found in dmesg::classify(&output.stdout) {
             let mut finding = from_dmesg(found);
-            finding.attribution = Some(format!("reported by kmemleak after {label}"));
+            finding.attribution = Some("reported by kmemleak at the end of the test".into());
             self.findings.push(finding);
         }
         Ok(())

@@ -18,6 +18,12 @@ use crate::guest::{BootSpec, ExecRequest, Guest, GuestError, RunDir, SshError};
 use crate::suite::Suite;
 use crate::vm::Killer;
 
+/// Kernel arguments every runner guest gets: unmerged slab caches, so a cache
+/// a module leaks stays visible by name (merged aliases leave stale sysfs
+/// links whether leaked or not), and a log buffer large enough for selftest
+/// chatter between two reads.
+pub const RUNNER_CMDLINE: [&str; 2] = ["slab_nomerge", "log_buf_len=4M"];
+
 /// Boots QEMU guests for suites from one prepared [`BootSpec`].
 pub struct QemuFactory {
     /// Kernel, image and accel; each suite adds its command line.
@@ -55,6 +61,8 @@ impl MachineFactory for QemuFactory {
     fn boot(&self, suite: &Suite, guest: usize) -> Result<Box<dyn Machine>, MachineError> {
         let run_dir = RunDir::temporary().map_err(|e| MachineError::Boot(format!("{e:#}")))?;
         let mut spec = self.spec.clone();
+        spec.cmdline
+            .extend(RUNNER_CMDLINE.iter().map(|a| a.to_string()));
         spec.cmdline.extend(suite.cmdline.iter().cloned());
         let booted = Guest::boot(spec, run_dir.path());
         let console_name = format!("console-{}-guest{guest}", suite.name);

@@ -11,7 +11,12 @@ pub use slab::{SlabCache, SlabCaches};
 pub use taint::{Taint, TaintFlag};
 
 /// One shell command that prints everything [`Snapshot::parse`] reads, in sections.
-pub const COMMAND: &str = "echo @@slab; ls -1 /sys/kernel/slab 2>/dev/null; \
+///
+/// Slab names are the real cache directories of /sys/kernel/slab: SLUB
+/// leaves the symlink of a merged alias behind when the alias is destroyed,
+/// so symlinks say nothing about leaks (kcycle boots with `slab_nomerge`).
+pub const COMMAND: &str =
+    "echo @@slab; for d in /sys/kernel/slab/*; do [ -L \"$d\" ] || echo \"${d##*/}\"; done; \
 echo @@slabinfo; cat /proc/slabinfo 2>/dev/null; \
 echo @@taint; cat /proc/sys/kernel/tainted; \
 echo @@modules; cat /proc/modules; \
