@@ -102,6 +102,14 @@ fn unload(module: &str, sources: &ModuleSources) -> String {
     )
 }
 
+/// Whether the value of the selftest parameter after the load means success.
+/// i915 writes -ENOTTY (-25) when the tests passed and it stops there
+/// (`mock_selftests=-1`: "run tests then leave dummy module"), 0 when it
+/// went on loading; any other value is the failing test's error.
+pub fn selftest_passed(value: &str) -> bool {
+    matches!(value.trim(), "0" | "-25")
+}
+
 /// Read the selftest result parameter after a selftest load.
 pub fn read_selftest_result(module: &str, kind: SelftestKind) -> Option<String> {
     selftest_param(kind)
@@ -186,6 +194,12 @@ mod tests {
             &sources,
         );
         assert!(unload.starts_with("rmmod 'my_drv' && "), "{unload}");
+    }
+
+    #[test]
+    fn selftest_results() {
+        assert!(selftest_passed("0\n") && selftest_passed("-25"));
+        assert!(!selftest_passed("-22") && !selftest_passed("") && !selftest_passed("1"));
     }
 
     #[test]

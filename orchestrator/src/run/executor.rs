@@ -433,7 +433,7 @@ impl Recorder<'_> {
             let any_subtest_failed = subtests
                 .iter()
                 .any(|s| matches!(s.outcome, Outcome::Fail(_)));
-            if output.status == 0 && result != "0" && !any_subtest_failed {
+            if output.status == 0 && !command::selftest_passed(result) && !any_subtest_failed {
                 self.findings.push(Finding {
                     kind: kind::SELFTEST_RESULT.into(),
                     title: format!("{module} {} selftests returned {result}", kind.as_str()),
