@@ -241,3 +241,53 @@ fn bad_input_is_refused_before_any_guest_boots() {
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("matches no test"));
 }
+
+#[test]
+fn i915_mock_selftests_are_reported_per_subtest() {
+    let tmp = tempfile::tempdir().unwrap();
+    let suite = suites_dir().join("i915-mock.toml");
+    let Some((code, stderr, results, dir)) = run(tmp.path(), &[suite.to_str().unwrap()]) else {
+        return;
+    };
+    // Whatever the real driver does: passed (0) or findings (1), never bad
+    // input or a broken run.
+    assert!(code == 0 || code == 1, "exit {code}: {stderr}");
+    let load_unload = result(&results, "kcycle@i915-mock@load-unload");
+    assert_eq!(
+        load_unload.status,
+        Status::Pass,
+        "{:#?}",
+        load_unload.findings
+    );
+
+    let prefix = "kcycle@i915-mock@mock-selftests-then-reload@";
+    let subtests: Vec<&TestResult> = results
+        .iter()
+        .filter(|r| r.name.starts_with(prefix))
+        .collect();
+    assert!(subtests.len() >= 50, "only {} subtests", subtests.len());
+    // Top-level selftests and their subtests, as i915 names them.
+    for name in ["sanitycheck", "i915_sw_fence_mock_selftests@test_self"] {
+        let wanted = format!("{prefix}{name}");
+        assert!(subtests.iter().any(|r| r.name == wanted), "no {wanted}");
+    }
+    for subtest in &subtests {
+        assert!(
+            !matches!(subtest.status, Status::Incomplete | Status::Notrun),
+            "{}: {}",
+            subtest.name,
+            subtest.status
+        );
+        if subtest.status == Status::Fail {
+            assert!(
+                subtest.dmesg.contains("failed with error"),
+                "{}: a failed subtest carries its log",
+                subtest.name
+            );
+        }
+    }
+    let junit = std::fs::read_to_string(dir.join("junit.xml")).unwrap();
+    let report = quick_junit::Report::deserialize_from_str(&junit).unwrap();
+    let cases: usize = report.test_suites.iter().map(|s| s.test_cases.len()).sum();
+    assert_eq!(cases, results.len(), "one testcase per result");
+}
