@@ -187,6 +187,9 @@ pub struct CiArgs {
     /// The config that lists kernel source, suites, jobs and results dir.
     #[arg(long, default_value = "kcycle.toml")]
     pub config: PathBuf,
+    /// CPU accelerator: `auto` probes KVM with a tiny guest and falls back to TCG.
+    #[arg(long, value_enum, default_value_t = Accel::Auto)]
+    pub accel: Accel,
 }
 
 #[derive(Debug, Args)]
@@ -260,7 +263,7 @@ pub fn run(cli: Cli) -> Result<ExitStatus, Failure> {
         Command::Boot(args) => boot(&args.guest),
         Command::Exec(args) => exec(&args),
         Command::Run(args) => run_suites(&args, progress),
-        Command::Ci(_) => not_built("ci", 7),
+        Command::Ci(args) => ci(&args, progress),
         Command::Merge(_) => not_built("merge", 7),
         Command::Dmesg(args) => dmesg(&args),
     }
@@ -284,38 +287,7 @@ fn setup(args: SetupArgs) -> Result<ExitStatus, Failure> {
 /// `kcycle kernel build`: the artifact directory as the last stdout line, or
 /// with `--json` the manifest plus `"dir"`.
 fn kernel_build(args: KernelBuildArgs, progress: Progress) -> Result<ExitStatus, Failure> {
-    use kcycle::kernel::{self, build, cache::Cache, source::SourceSpec, BuildRequest, Project};
-    use std::io::IsTerminal;
-
-    let project = Project::discover().bad_input()?;
-    let cache = Cache::from_env().bad_input()?;
-    let spinner = match progress {
-        Progress::Auto => std::io::stderr().is_terminal(),
-        Progress::Always => true,
-        Progress::Never => false,
-    };
-    let jobs = std::env::var("KCYCLE_JOBS")
-        .ok()
-        .and_then(|j| j.parse().ok())
-        .unwrap_or_else(build::default_jobs);
-    let request = BuildRequest {
-        source: SourceSpec::from_option(args.source),
-        external_modules: project.default_modules(),
-        project,
-        cache,
-        force: args.force,
-        out: args.out,
-        spinner,
-        jobs,
-    };
-    let built = kernel::build(&request).map_err(|error| Failure {
-        status: if error.is_bad_input() {
-            ExitStatus::BadInput
-        } else {
-            ExitStatus::Infrastructure
-        },
-        error: error.into(),
-    })?;
+    let built = build_kernel(args.source, args.force, args.out, progress)?;
     if args.json {
         let mut value = serde_json::to_value(&built.artifacts.manifest).infrastructure()?;
         if let Some(object) = value.as_object_mut() {
@@ -329,6 +301,86 @@ fn kernel_build(args: KernelBuildArgs, progress: Progress) -> Result<ExitStatus,
         println!("{}", built.artifacts.dir.display());
     }
     Ok(ExitStatus::Passed)
+}
+
+/// Build (or take from the cache) the guest kernel with this project's
+/// fragments, patches and modules.
+fn build_kernel(
+    source: Option<PathBuf>,
+    force: bool,
+    out: Option<PathBuf>,
+    progress: Progress,
+) -> Result<kcycle::kernel::Built, Failure> {
+    use kcycle::kernel::{self, build, cache::Cache, source::SourceSpec, BuildRequest, Project};
+
+    let project = Project::discover().bad_input()?;
+    let cache = Cache::from_env().bad_input()?;
+    let jobs = std::env::var("KCYCLE_JOBS")
+        .ok()
+        .and_then(|j| j.parse().ok())
+        .unwrap_or_else(build::default_jobs);
+    let request = BuildRequest {
+        source: SourceSpec::from_option(source),
+        external_modules: project.default_modules(),
+        project,
+        cache,
+        force,
+        out,
+        spinner: draws_progress(progress),
+        jobs,
+    };
+    kernel::build(&request).map_err(|error| Failure {
+        status: if error.is_bad_input() {
+            ExitStatus::BadInput
+        } else {
+            ExitStatus::Infrastructure
+        },
+        error: error.into(),
+    })
+}
+
+/// Whether to draw spinners and bars: `auto` only on a terminal.
+fn draws_progress(progress: Progress) -> bool {
+    use std::io::IsTerminal;
+    match progress {
+        Progress::Auto => std::io::stderr().is_terminal(),
+        Progress::Always => true,
+        Progress::Never => false,
+    }
+}
+
+/// `kcycle ci`: the main job in one command — host packages, kernel, image,
+/// the configured suites, results.
+fn ci(args: &CiArgs, progress: Progress) -> Result<ExitStatus, Failure> {
+    use kcycle::config::CiConfig;
+    use kcycle::host::Outcome;
+
+    let config = CiConfig::load(&args.config).bad_input()?;
+    eprintln!("kcycle ci: 1/3 host packages");
+    if let Outcome::Missing { commands } = kcycle::host::setup(false).infrastructure()? {
+        return Err(anyhow::anyhow!(
+            "the host lacks what kcycle needs and kcycle cannot install it here; run:\n  {}",
+            commands.join("\n  ")
+        ))
+        .infrastructure();
+    }
+    eprintln!("kcycle ci: 2/3 guest kernel");
+    let built = build_kernel(config.kernel_source.clone(), false, None, progress)?;
+    eprintln!("kcycle ci: kernel {}", built.artifacts.dir.display());
+    eprintln!("kcycle ci: 3/3 suites");
+    let run = RunArgs {
+        suites: config.suites.clone(),
+        guest: GuestArgs {
+            kernel: Some(built.artifacts.dir.clone()),
+            accel: args.accel,
+        },
+        results: config.results.clone(),
+        filter: config.filter.clone(),
+        jobs: config.jobs,
+        modules: Vec::new(),
+        shard: None,
+    };
+    run_suites(&run, progress)
 }
 
 /// `kcycle dmesg`: classify each log, print its findings, exit like grep
@@ -571,7 +623,6 @@ fn run_suites(args: &RunArgs, progress: Progress) -> Result<ExitStatus, Failure>
     use kcycle::report::terminal::Terminal;
     use kcycle::run::qemu::QemuFactory;
     use kcycle::suite::{self, Shard, Suite};
-    use std::io::IsTerminal;
 
     let interrupted = interrupt_flag();
     let suites = args
@@ -633,11 +684,7 @@ fn run_suites(args: &RunArgs, progress: Progress) -> Result<ExitStatus, Failure>
             .unwrap_or_default(),
     };
     let writer = ResultsWriter::create(&results_dir, info.clone()).infrastructure()?;
-    let fancy = match progress {
-        Progress::Always => true,
-        Progress::Never => false,
-        Progress::Auto => std::io::stderr().is_terminal(),
-    };
+    let fancy = draws_progress(progress);
     let github = std::env::var_os("GITHUB_ACTIONS").is_some_and(|v| v == "true");
     let reporters = std::sync::Mutex::new((Terminal::new(fancy, github), writer, None));
     let emit = |event: kcycle::run::Event| {
