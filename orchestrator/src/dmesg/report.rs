@@ -202,7 +202,7 @@ impl<'a> Walk<'a> {
         self.work += lines.len();
         self.findings.push(Finding {
             kind: rule.kind,
-            title: title::build(open.rule, &lines),
+            title: title::demangle_rust(&title::build(open.rule, &lines)),
             line: open.line,
             severity: rule.kind.severity(),
             report: report_text(&lines),

@@ -112,6 +112,25 @@ fn function<'a>(
 
 /// The title of a KTAP `not ok` line of rule `index`, inside `suite` if one
 /// is open at its indentation.
+/// Rust symbols in titles read as Rust paths: `WARNING in
+/// _RNvCs…_15rust_i915_table12globals_exit` becomes `WARNING in
+/// rust_i915_table::globals_exit` (v0 and legacy manglings, hash dropped).
+pub(super) fn demangle_rust(title: &str) -> String {
+    title
+        .split(' ')
+        .map(|word| {
+            let bare = word.trim_matches(|c: char| matches!(c, '\'' | '(' | ')' | ','));
+            match rustc_demangle::try_demangle(bare) {
+                Ok(symbol) if bare.starts_with("_R") || bare.starts_with("_ZN") => {
+                    word.replace(bare, &format!("{symbol:#}"))
+                }
+                _ => word.to_string(),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 pub(super) fn ktap(index: usize, line: &str, suite: Option<&str>) -> String {
     let test = TABLE
         .captures(index, line)
@@ -120,5 +139,24 @@ pub(super) fn ktap(index: usize, line: &str, suite: Option<&str>) -> String {
     match suite {
         Some(suite) => format!("KTAP: not ok {suite}/{test}"),
         None => format!("KTAP: not ok {test}"),
+    }
+}
+
+#[cfg(test)]
+mod demangle_tests {
+    #[test]
+    fn rust_symbols_become_paths() {
+        assert_eq!(
+            super::demangle_rust("WARNING in _RNvCskUQIOShT3pq_15rust_i915_table12globals_exit"),
+            "WARNING in rust_i915_table::globals_exit"
+        );
+        assert_eq!(
+            super::demangle_rust("WARNING in kmem_cache_destroy"),
+            "WARNING in kmem_cache_destroy"
+        );
+        assert_eq!(
+            super::demangle_rust("memory leak in _Rfoo"),
+            "memory leak in _Rfoo"
+        );
     }
 }
