@@ -66,11 +66,10 @@ fn smoke_suite_passes_with_console_logs() {
     };
     assert_eq!(code, 0, "{stderr}");
     assert!(
-        stderr.contains("[1/1] kcycle@smoke@rust-minimal pass"),
+        stderr.contains("[1/2] kcycle@smoke@rust-minimal pass"),
         "{stderr}"
     );
-    assert_eq!(results.len(), 1);
-    let smoke = &results[0];
+    let smoke = result(&results, "kcycle@smoke@rust-minimal");
     assert!(
         smoke.out.contains("$ modprobe 'rust_minimal'"),
         "{}",
@@ -82,6 +81,63 @@ fn smoke_suite_passes_with_console_logs() {
         smoke.dmesg
     );
     assert!(dir.join("console-smoke-guest0.log").is_file());
+
+    // KUnit: one result per KTAP test case of lib/list-test.
+    let cases: Vec<&TestResult> = results
+        .iter()
+        .filter(|r| {
+            r.name
+                .starts_with("kcycle@smoke@kunit-list@list-kunit-test@")
+        })
+        .collect();
+    assert!(cases.len() >= 30, "only {} KUnit cases", cases.len());
+    assert!(cases.iter().all(|r| r.status == Status::Pass));
+    assert!(results
+        .iter()
+        .any(|r| r.name == "kcycle@smoke@kunit-list@list-kunit-test@list_test_list_init"));
+}
+
+#[test]
+fn a_module_file_is_copied_in_and_cycled_with_insmod() {
+    let tmp = tempfile::tempdir().unwrap();
+    let Some(kernel) = support::kernel() else {
+        return;
+    };
+    // An out-of-tree module built against the guest kernel: rust_i915_table's
+    // own .ko stands in for a user's driver.
+    let built = kernel.modules_dir().join("extra/rust_i915_table.ko");
+    let module = tmp.path().join("rust_i915_table.ko");
+    std::fs::copy(&built, &module).unwrap();
+    let suite = tmp.path().join("mine.toml");
+    std::fs::write(
+        &suite,
+        "name = \"mine\"\n[[test]]\nname = \"cycle\"\ncycles = 2\nsteps = [{ load = \"rust_i915_table\" }, { unload = \"rust_i915_table\" }]\n",
+    )
+    .unwrap();
+    let Some((code, stderr, results, _)) = run(
+        tmp.path(),
+        &[
+            suite.to_str().unwrap(),
+            "--module",
+            module.to_str().unwrap(),
+        ],
+    ) else {
+        return;
+    };
+    assert_eq!(code, 0, "{stderr}");
+    let cycle = result(&results, "kcycle@mine@cycle");
+    assert!(
+        cycle
+            .out
+            .contains("$ insmod '/tmp/kcycle-modules/rust_i915_table.ko'"),
+        "{}",
+        cycle.out
+    );
+    assert!(
+        cycle.out.contains("$ rmmod 'rust_i915_table'"),
+        "{}",
+        cycle.out
+    );
 }
 
 #[test]
