@@ -111,7 +111,7 @@ pub fn run_plan(
         let (suite, test) = plan[index];
         emit(Event::TestFinished {
             guest: 0,
-            result: not_run(suite, test, &why),
+            result: not_run(suite, test, &why, run_start.elapsed().as_secs_f64()),
         });
     }
     if let Some(reason) = reason {
@@ -180,12 +180,13 @@ fn boot_with_retries(
     Err(last.unwrap_or_else(|| MachineError::Boot("no boot attempted".into())))
 }
 
-fn not_run(suite: &Suite, test: &Test, why: &str) -> TestResult {
+/// `start` is when the run gave up on the test, so reports list it after what did run.
+fn not_run(suite: &Suite, test: &Test, why: &str, start: f64) -> TestResult {
     TestResult {
         name: test.name.clone(),
         suite: suite.name.clone(),
         status: Status::Notrun,
-        start: 0.0,
+        start,
         duration: Duration::ZERO,
         findings: Vec::new(),
         out: String::new(),
