@@ -319,3 +319,42 @@ fn panic_during_exec_is_reported() {
         Vec::<u32>::new()
     );
 }
+
+/// `--accel auto` (the default) probes KVM with a tiny boot, says what it
+/// chose and why, and caches a probe's answer for the next run.
+#[test]
+fn auto_accel_probes_once_and_says_which() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(kernel) = kernel() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    let accel_line = |out: &std::process::Output| {
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "{stderr}");
+        stderr
+            .lines()
+            .find(|l| l.starts_with("kcycle: accel "))
+            .unwrap_or_else(|| panic!("no accel line in: {stderr}"))
+            .to_string()
+    };
+    let first = kcycle(tmp.path(), &kernel)
+        .env("KCYCLE_CACHE", cache.path())
+        .args(["exec", "--", "uname", "-r"])
+        .output()
+        .unwrap();
+    let first = accel_line(&first);
+    assert!(first.starts_with("kcycle: accel kvm") || first.starts_with("kcycle: accel tcg"));
+    if first.contains("probe") {
+        let second = kcycle(tmp.path(), &kernel)
+            .env("KCYCLE_CACHE", cache.path())
+            .args(["exec", "--", "true"])
+            .output()
+            .unwrap();
+        let second = accel_line(&second);
+        assert!(second.contains("cached"), "{second}");
+    }
+    assert_eq!(
+        qemus_mentioning(&tmp.path().to_string_lossy()),
+        Vec::<u32>::new()
+    );
+}
