@@ -275,6 +275,16 @@ fn guest_api_exec_copy_qmp_restart_shutdown() {
         .unwrap_err();
     assert!(err.to_string().contains("inactivity"), "{err}");
 
+    // A deadline closes the session; the next exec logs in again by itself.
+    let err = guest
+        .exec(
+            ExecRequest::new("while :; do echo .; sleep 0.2; done")
+                .deadline(Duration::from_secs(2)),
+        )
+        .unwrap_err();
+    assert!(err.to_string().contains("deadline"), "{err}");
+    assert!(guest.run("true").unwrap().success());
+
     let status = guest.vm().qmp().unwrap().query_status().unwrap();
     assert!(status.running);
 
