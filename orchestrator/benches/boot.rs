@@ -150,13 +150,16 @@ fn main() {
         };
         let elapsed = started.elapsed();
         let stdout = String::from_utf8_lossy(&out.stdout);
+        // In the console fallback the command's output arrives with the
+        // console on stderr.
+        let stderr = String::from_utf8_lossy(&out.stderr);
         let printed = stdout
             .lines()
+            .chain(stderr.lines())
             .any(|l| l.trim() == kernel.manifest.kernel_release);
         // vng exits 255 in the console fallback even when the command ran: the
         // printed `uname -r` is the success criterion.
         if !printed {
-            let stderr = String::from_utf8_lossy(&out.stderr);
             let tail: Vec<&str> = stderr
                 .lines()
                 .rev()

@@ -368,3 +368,34 @@ fn auto_accel_probes_once_and_says_which() {
         Vec::<u32>::new()
     );
 }
+
+/// `kcycle image build` prints the cached image; the same inputs give the same key.
+#[test]
+fn image_build_prints_a_cached_image() {
+    let Some(kernel) = kernel() else { return };
+    let cache = tempfile::tempdir().unwrap();
+    let build = || {
+        let out = Command::cargo_bin("kcycle")
+            .unwrap()
+            .env("KCYCLE_CACHE", cache.path())
+            .args(["image", "build", "--kernel"])
+            .arg(&kernel.dir)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (
+            String::from_utf8_lossy(&out.stdout).trim().to_string(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (path, stderr) = build();
+    assert!(stderr.contains("(built)"), "{stderr}");
+    assert!(path.starts_with(&*cache.path().to_string_lossy()) && Path::new(&path).is_file());
+    let (again, stderr) = build();
+    assert_eq!(again, path);
+    assert!(stderr.contains("(cached)"), "{stderr}");
+}
