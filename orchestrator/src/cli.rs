@@ -541,7 +541,10 @@ fn boot_guest(args: &GuestArgs, run_dir: &RunDir) -> Result<Guest, Failure> {
 fn boot(args: &GuestArgs) -> Result<ExitStatus, Failure> {
     let interrupted = interrupt_flag();
     let run_dir = RunDir::temporary().infrastructure()?;
-    let mut guest = boot_guest(args, &run_dir)?;
+    let mut guest = match boot_guest(args, &run_dir) {
+        Ok(guest) => guest,
+        Err(failure) => return Err(keep_for_debugging(run_dir, failure)),
+    };
     println!("{}", guest.ssh_command());
     eprintln!("kcycle: the guest runs until Ctrl-C");
     loop {
@@ -570,7 +573,10 @@ fn boot(args: &GuestArgs) -> Result<ExitStatus, Failure> {
 fn exec(args: &ExecArgs) -> Result<ExitStatus, Failure> {
     let interrupted = interrupt_flag();
     let run_dir = RunDir::temporary().infrastructure()?;
-    let mut guest = boot_guest(&args.guest, &run_dir)?;
+    let mut guest = match boot_guest(&args.guest, &run_dir) {
+        Ok(guest) => guest,
+        Err(failure) => return Err(keep_for_debugging(run_dir, failure)),
+    };
     // Ctrl-C during the command: kill QEMU, which ends the SSH session and
     // lets this thread clean up normally.
     let killer = guest.vm().killer();
@@ -604,15 +610,24 @@ fn exec(args: &ExecArgs) -> Result<ExitStatus, Failure> {
     let _ = std::io::stderr().write_all(&output.stderr);
     let _ = std::io::stdout().flush();
     eprintln!("kcycle: guest stopped ({how:?})");
-    match (output.status, &output.signal) {
-        (0, None) => Ok(ExitStatus::Passed),
-        // The command's own status, as `ssh` would return it; QEMU is gone by now.
-        (status, None) => std::process::exit(status),
+    let code = match (output.status, &output.signal) {
+        (0, None) => return Ok(ExitStatus::Passed),
+        (status, None) => status,
         (_, Some(signal)) => {
             eprintln!("kcycle: the command was killed by SIG{signal}");
-            std::process::exit(255)
+            255
         }
-    }
+    };
+    // The command's own status, as `ssh` would return it. QEMU is reaped;
+    // the run directory goes now because exit() skips destructors.
+    drop(run_dir);
+    std::process::exit(code)
+}
+
+/// Keep a failed boot's run directory (console log, QEMU stderr) and say where.
+fn keep_for_debugging(run_dir: RunDir, failure: Failure) -> Failure {
+    eprintln!("kcycle: logs kept in {}", run_dir.keep().display());
+    failure
 }
 
 /// `kcycle run`: check everything that can be checked before a guest boots,

@@ -275,6 +275,16 @@ fn guest_api_exec_copy_qmp_restart_shutdown() {
         .unwrap_err();
     assert!(err.to_string().contains("inactivity"), "{err}");
 
+    // A deadline closes the session; the next exec logs in again by itself.
+    let err = guest
+        .exec(
+            ExecRequest::new("while :; do echo .; sleep 0.2; done")
+                .deadline(Duration::from_secs(2)),
+        )
+        .unwrap_err();
+    assert!(err.to_string().contains("deadline"), "{err}");
+    assert!(guest.run("true").unwrap().success());
+
     let status = guest.vm().qmp().unwrap().query_status().unwrap();
     assert!(status.running);
 
@@ -318,4 +328,74 @@ fn panic_during_exec_is_reported() {
         qemus_mentioning(&run_dir.path().to_string_lossy()),
         Vec::<u32>::new()
     );
+}
+
+/// `--accel auto` (the default) probes KVM with a tiny boot, says what it
+/// chose and why, and caches a probe's answer for the next run.
+#[test]
+fn auto_accel_probes_once_and_says_which() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(kernel) = kernel() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    let accel_line = |out: &std::process::Output| {
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "{stderr}");
+        stderr
+            .lines()
+            .find(|l| l.starts_with("kcycle: accel "))
+            .unwrap_or_else(|| panic!("no accel line in: {stderr}"))
+            .to_string()
+    };
+    let first = kcycle(tmp.path(), &kernel)
+        .env("KCYCLE_CACHE", cache.path())
+        .args(["exec", "--", "uname", "-r"])
+        .output()
+        .unwrap();
+    let first = accel_line(&first);
+    assert!(first.starts_with("kcycle: accel kvm") || first.starts_with("kcycle: accel tcg"));
+    if first.contains("probe") {
+        let second = kcycle(tmp.path(), &kernel)
+            .env("KCYCLE_CACHE", cache.path())
+            .args(["exec", "--", "true"])
+            .output()
+            .unwrap();
+        let second = accel_line(&second);
+        assert!(second.contains("cached"), "{second}");
+    }
+    assert_eq!(
+        qemus_mentioning(&tmp.path().to_string_lossy()),
+        Vec::<u32>::new()
+    );
+}
+
+/// `kcycle image build` prints the cached image; the same inputs give the same key.
+#[test]
+fn image_build_prints_a_cached_image() {
+    let Some(kernel) = kernel() else { return };
+    let cache = tempfile::tempdir().unwrap();
+    let build = || {
+        let out = Command::cargo_bin("kcycle")
+            .unwrap()
+            .env("KCYCLE_CACHE", cache.path())
+            .args(["image", "build", "--kernel"])
+            .arg(&kernel.dir)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (
+            String::from_utf8_lossy(&out.stdout).trim().to_string(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (path, stderr) = build();
+    assert!(stderr.contains("(built)"), "{stderr}");
+    assert!(path.starts_with(&*cache.path().to_string_lossy()) && Path::new(&path).is_file());
+    let (again, stderr) = build();
+    assert_eq!(again, path);
+    assert!(stderr.contains("(cached)"), "{stderr}");
 }

@@ -5,6 +5,32 @@
 //! (user-net accepts TCP long before sshd runs, so only a finished
 //! handshake and auth count), failing at once if QEMU exits or the console
 //! shows a panic. Commands then go through the SSH worker ([`ssh::Ssh`]).
+//!
+//! ```no_run
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::time::Duration;
+//! use kcycle::guest::{BootSpec, ExecRequest, Guest, RunDir};
+//! use kcycle::{image, kernel::Artifacts, vm};
+//!
+//! let kernel = Artifacts::open("/path/to/artifacts".as_ref())?;
+//! let image = image::build(&kernel, &image::cache_root())?;
+//! let run_dir = RunDir::temporary()?; // short path: the QMP socket lives here
+//! let mut spec = BootSpec::new(kernel.bzimage(), image.path, vm::Accel::Tcg);
+//! spec.cmdline = vec!["slub_debug=U".into()];
+//! let mut guest = Guest::boot(spec, run_dir.path())?;
+//! let out = guest.exec(
+//!     ExecRequest::new("modprobe i915 mock_selftests=-1")
+//!         .inactivity(Duration::from_secs(120))
+//!         .deadline(Duration::from_secs(300)),
+//! )?;
+//! println!("{} {}", out.status, out.stdout_text());
+//! if let vm::GuestState::Panicked { lines } = guest.state() {
+//!     eprintln!("{}", lines.join("\n"));
+//!     guest.restart()?;
+//! }
+//! guest.shutdown(Duration::from_secs(10));
+//! # Ok(()) }
+//! ```
 
 pub mod ssh;
 
@@ -23,6 +49,8 @@ use crate::vm::{self, console_block, Accel, GuestState, QemuConfig, Shutdown, Vm
 /// Files in a run directory besides the VM's logs.
 pub const KEY_FILE: &str = "id_ed25519";
 pub const INITRD_FILE: &str = "initrd.cpio";
+/// How long [`Guest::exec`] waits to log in again after a lost session.
+pub const RECONNECT_DEADLINE: Duration = Duration::from_secs(60);
 /// Console line from images/init when dropbear did not start.
 const SSHD_FAILED: &str = "kcycle-init: sshd failed";
 
@@ -240,7 +268,12 @@ impl Guest {
 
     /// Run a command. If SSH fails because the guest died, the error says so
     /// (with the console) rather than just "connection lost".
+    /// A session closed by an earlier deadline is re-established first
+    /// (within [`RECONNECT_DEADLINE`]) as long as the guest still runs.
     pub fn exec(&mut self, request: ExecRequest) -> Result<Output, GuestError> {
+        if self.ssh.as_ref().is_none_or(Ssh::is_gone) {
+            self.reconnect(RECONNECT_DEADLINE)?;
+        }
         let ssh = self.ssh.as_mut().ok_or(SshError::Gone)?;
         match ssh.exec(request) {
             Ok(output) => Ok(output),

@@ -84,7 +84,7 @@ pub fn resolve_accel(
 pub fn probe_kvm(guest: &ProbeGuest<'_>) -> AccelChoice {
     let tcg = |why: String| AccelChoice {
         accel: Accel::Tcg,
-        reason: format!("KVM probe failed: {why}"),
+        reason: format!("KVM probe failed: {}", why.replace('\n', "; ")),
     };
     let port = match free_port() {
         Ok(port) => port,
