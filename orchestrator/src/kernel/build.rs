@@ -31,8 +31,9 @@ use super::toolchain::{self, Toolchain, ToolchainError};
 const KVM_GUEST_FRAGMENT: &str = "kernel/configs/kvm_guest.config";
 /// The build directory remembers which kernel key it last built completely.
 const KERNEL_STAMP: &str = ".kcycle-kernel-key";
-/// Complete entries kept in the cache (older ones are pruned).
-const KEEP_ENTRIES: usize = 6;
+/// Complete entries kept in the cache (least recently used ones are pruned);
+/// about 20 MB each.
+const KEEP_ENTRIES: usize = 12;
 const KERNEL_MAKE_LIMIT: Duration = Duration::from_secs(4 * 3600);
 const SHORT_MAKE_LIMIT: Duration = Duration::from_secs(30 * 60);
 const LOCK_WAIT_LIMIT: Duration = Duration::from_secs(4 * 3600);
@@ -482,6 +483,7 @@ pub fn build(request: &BuildRequest) -> Result<Built, BuildError> {
 }
 
 fn finish_hit(request: &BuildRequest, found: Artifacts) -> Result<Built, BuildError> {
+    request.cache.touch_entry(&found.dir);
     eprintln!(
         "kcycle: kernel {} from the cache ({})",
         found.manifest.kernel_release, found.manifest.key
