@@ -74,14 +74,15 @@ pub enum BuildError {
     },
     #[error(
         "failed to {step}: no space left on device under {}; free some space or point \
-         KCYCLE_CACHE at a larger disk (a build needs about 8 GB). Full log: {}",
-        cache.display(),
-        log.display()
+         KCYCLE_CACHE at a larger disk (the kernel cache needs about 3 GB: 1.7 GB source, \
+         0.9 GB build){}",
+        place.display(),
+        log.as_ref().map(|l| format!(". Full log: {}", l.display())).unwrap_or_default()
     )]
     DiskFull {
         step: String,
-        cache: PathBuf,
-        log: PathBuf,
+        place: PathBuf,
+        log: Option<PathBuf>,
     },
     #[error(
         "kernel build interrupted by {signal} during {step}; nothing was added to the cache \
@@ -572,9 +573,9 @@ fn prepare_source(
         fail(&tmp);
         if make::disk_full(&output) {
             return Err(BuildError::DiskFull {
-                step: "extract the kernel tarball".into(),
-                cache: request.cache.root().to_path_buf(),
-                log: tarball.clone(),
+                step: format!("extract {}", tarball.display()),
+                place: request.cache.root().to_path_buf(),
+                log: None,
             });
         }
         return Err(BuildError::Process {
@@ -725,8 +726,8 @@ impl Runner<'_> {
         if make::disk_full(&captured) {
             return Err(BuildError::DiskFull {
                 step: step.to_string(),
-                cache: self.cache_root.clone(),
-                log: self.log_path.clone(),
+                place: self.cache_root.clone(),
+                log: Some(self.log_path.clone()),
             });
         }
         Err(BuildError::Make {
@@ -1007,8 +1008,8 @@ fn io_err(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> Bui
         if source.raw_os_error() == Some(libc::ENOSPC) {
             BuildError::DiskFull {
                 step: format!("{what} {}", path.display()),
-                cache: path.clone(),
-                log: path,
+                place: path,
+                log: None,
             }
         } else {
             BuildError::Io { what, path, source }
@@ -1070,8 +1071,8 @@ mod tests {
         assert!(typo.is_bad_input());
         let disk = BuildError::DiskFull {
             step: "build".into(),
-            cache: "/c".into(),
-            log: "/c/l".into(),
+            place: "/c".into(),
+            log: Some("/c/l".into()),
         };
         assert!(!disk.is_bad_input());
         assert!(disk.to_string().contains("no space left on device"));
