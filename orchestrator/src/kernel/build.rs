@@ -463,9 +463,14 @@ pub fn build(request: &BuildRequest) -> Result<Built, BuildError> {
     request.cache.prune_entries(KEEP_ENTRIES);
     progress.finish();
     eprintln!(
-        "kcycle: built kernel {} in {:.0} s (log: {})",
+        "kcycle: built kernel {} in {:.0} s ({}; log: {})",
         manifest.kernel_release,
         manifest.build_seconds,
+        if kernel_rebuilt {
+            "kernel and modules"
+        } else {
+            "external modules only"
+        },
         log_path.display()
     );
     let artifacts = match &request.out {
