@@ -135,6 +135,18 @@ fn kernel_build_has_rust_i915_selftests_and_then_hits_the_cache() {
     eprintln!("cache hit took {hit_time:?}");
     assert_eq!(Artifacts::open(&again).unwrap().manifest, *manifest);
 
+    // --out copies the entry; the copy is what stdout names.
+    let out_dir = tempfile::tempdir().unwrap();
+    let out_path = out_dir.path().join("kernel");
+    let (copied, _) = build_cli(&["--out", out_path.to_str().unwrap()]);
+    assert_eq!(copied, out_path);
+    let copy = Artifacts::open(&copied).unwrap();
+    assert_eq!(copy.manifest, *manifest);
+    assert!(copy
+        .modules_dir()
+        .join("kernel/drivers/gpu/drm/i915/i915.ko")
+        .exists());
+
     // --json prints the manifest plus the directory.
     let out = kcycle()
         .args(["kernel", "build", "--json"])
@@ -307,4 +319,40 @@ fn a_missing_rust_compiler_is_a_clear_error() {
     );
     assert!(stderr.contains("/nonexistent/rustc"), "{stderr}");
     assert!(stderr.contains("rustc-web"), "{stderr}");
+}
+
+#[test]
+fn a_failing_module_build_shows_the_first_error_and_the_log_tail() {
+    if !kernel_source_available() {
+        return;
+    }
+    let (dir, _) = build_cli(&[]);
+    let manifest = Artifacts::open(&dir).unwrap().manifest;
+    let scratch = tempfile::tempdir().unwrap();
+    let project = project_with_smoke_module(scratch.path(), &manifest.build_dir);
+    let source = project.join("guest-kernel/rust_i915_table/kcycle_smoke.rs");
+    let text = std::fs::read_to_string(&source).unwrap();
+    std::fs::write(
+        &source,
+        format!("{text}\nfn broken() -> u32 {{ \"not a number\" }}\n"),
+    )
+    .unwrap();
+
+    let out = kcycle()
+        .args(["kernel", "build"])
+        .env("KCYCLE_ROOT", &project)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(
+        stderr.contains("failed to build external module rust_i915_table (make M=): error[E0308]: mismatched types"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("--- last lines of "), "{stderr}");
+    // Messages name the module's own sources, not kcycle's scratch copy.
+    assert!(
+        stderr.contains(&format!("{}:", source.display())),
+        "{stderr}"
+    );
 }

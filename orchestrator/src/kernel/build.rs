@@ -109,6 +109,27 @@ pub enum BuildError {
 }
 
 impl BuildError {
+    /// Compiler messages about the scratch copy of a module name its real sources.
+    fn point_at_sources(self, scratch: &Path, sources: &Path) -> Self {
+        match self {
+            BuildError::Make {
+                step,
+                log,
+                first_error,
+                tail,
+            } => {
+                let (from, to) = (scratch.to_string_lossy(), sources.to_string_lossy());
+                BuildError::Make {
+                    step,
+                    log,
+                    first_error: first_error.map(|l| l.replace(&*from, &to)),
+                    tail: tail.replace(&*from, &to),
+                }
+            }
+            other => other,
+        }
+    }
+
     /// The user's input (fragments, source tree, patches) is at fault rather than the machine.
     pub fn is_bad_input(&self) -> bool {
         matches!(
@@ -897,7 +918,8 @@ impl Runner<'_> {
                 &format!("build external module {} (make M=)", module.name),
                 build,
                 SHORT_MAKE_LIMIT,
-            )?;
+            )
+            .map_err(|e| e.point_at_sources(&scratch, &module.dir))?;
             let mut install = self.command("make");
             install
                 .arg("-C")
