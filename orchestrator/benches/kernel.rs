@@ -88,6 +88,15 @@ fn main() {
         return;
     }
 
+    let source_given = std::env::var_os("KCYCLE_KERNEL_SRC").is_some();
+    if !source_given && !Path::new(kcycle::kernel::source::DEBIAN_TARBALL).exists() {
+        println!(
+            "kernel: skipped ({} is missing; run `kcycle setup`)",
+            kcycle::kernel::source::DEBIAN_TARBALL
+        );
+        return;
+    }
+
     // Warm up: make sure the entry exists (may be a full build the first time).
     kcycle_build(None);
     let hits: Vec<Duration> = (0..7).map(|_| kcycle_build(None)).collect();
