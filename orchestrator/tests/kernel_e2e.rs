@@ -356,3 +356,53 @@ fn a_failing_module_build_shows_the_first_error_and_the_log_tail() {
         "{stderr}"
     );
 }
+
+#[test]
+fn a_dropped_option_is_named_with_its_dependency_and_the_build_dir_is_kept() {
+    if !kernel_source_available() {
+        return;
+    }
+    let (dir, _) = build_cli(&[]);
+    let build_dir = Artifacts::open(&dir).unwrap().manifest.build_dir;
+    let config_before = std::fs::read(build_dir.join(".config")).unwrap();
+
+    // The project's fragments, minus the CONFIG_EXPERT=y that i915 selftests need.
+    let scratch = tempfile::tempdir().unwrap();
+    let project = project_with_smoke_module(scratch.path(), &build_dir);
+    let fragment = project.join("guest-kernel/configs/20-i915-selftest.config");
+    let text = std::fs::read_to_string(&fragment).unwrap();
+    assert!(text.contains("CONFIG_EXPERT=y\n"), "{text}");
+    std::fs::write(&fragment, text.replace("CONFIG_EXPERT=y\n", "")).unwrap();
+
+    let out = kcycle()
+        .args(["kernel", "build"])
+        .env("KCYCLE_ROOT", &project)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("CONFIG_DRM_I915_SELFTEST=y (")
+            && stderr.contains("20-i915-selftest.config:"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(
+            "unmet dependency `EXPERT` from menu \"drm/i915 Debugging\" at drivers/gpu/drm/i915/Kconfig:"
+        ),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("add CONFIG_EXPERT=y to a fragment"),
+        "{stderr}"
+    );
+
+    // The rejected config never reached the build dir.
+    assert_eq!(
+        std::fs::read(build_dir.join(".config")).unwrap(),
+        config_before
+    );
+    let (again, stderr) = build_cli(&[]);
+    assert_eq!(again, dir);
+    assert!(stderr.contains("from the cache"), "{stderr}");
+}

@@ -327,6 +327,13 @@ fn read_inputs(request: &BuildRequest, progress: &Progress) -> Result<Inputs, Bu
     let patches = patches::load(&request.project.patches_dir())?;
     let mut modules = Vec::new();
     for dir in &request.external_modules {
+        if !dir.is_dir() {
+            progress.note(&format!(
+                "warning: skipping external module {}: no such directory",
+                dir.display()
+            ));
+            continue;
+        }
         let module = ModuleSource::read(dir)?;
         if module.is_buildable() {
             modules.push(module);
@@ -440,11 +447,12 @@ pub fn build(request: &BuildRequest) -> Result<Built, BuildError> {
     let kernel_rebuilt = request.force || stamp.trim() != kernel_key;
     if kernel_rebuilt {
         std::fs::create_dir_all(&build_dir).map_err(io_err("create", &build_dir))?;
-        // Before touching the build dir, so a broken toolchain costs nothing.
+        // Before touching the build dir, so a broken toolchain or a rejected
+        // fragment leaves it (and its stamp) as it was.
         runner.check_rust()?;
+        runner.configure(&inputs)?;
         // Until make succeeds, the build dir matches no key.
         let _ = std::fs::remove_file(&stamp_path);
-        runner.configure(&inputs)?;
         runner.make(
             "build the kernel (make bzImage modules)",
             &["bzImage", "modules"],
@@ -790,33 +798,52 @@ impl Runner<'_> {
         }
     }
 
-    /// defconfig + kvm_guest.config + our fragments, then check every requested value.
+    /// defconfig + kvm_guest.config + our fragments into a candidate file,
+    /// check every requested value, and only then let it become `.config`
+    /// (untouched when equal): a rejected fragment leaves the build dir as it was.
     fn configure(&mut self, inputs: &Inputs) -> Result<(), BuildError> {
-        self.make(
+        let candidate = self.build_dir.join(".config.kcycle");
+        let mut defconfig = self.make_command(&["x86_64_defconfig"]);
+        defconfig.env("KCONFIG_CONFIG", &candidate);
+        self.run(
             "configure (make x86_64_defconfig)",
-            &["x86_64_defconfig"],
+            defconfig,
             SHORT_MAKE_LIMIT,
         )?;
         let mut merge = self.command("sh");
         merge
-            .current_dir(self.src_dir)
+            // merge_config.sh makes its temporary files in the current directory.
+            .current_dir(self.build_dir)
+            .env("KCONFIG_CONFIG", &candidate)
             .arg(self.src_dir.join("scripts/kconfig/merge_config.sh"))
             .arg("-m")
-            .arg("-O")
-            .arg(self.build_dir)
-            .arg(self.build_dir.join(".config"))
+            .arg(&candidate)
             .arg(self.src_dir.join(KVM_GUEST_FRAGMENT))
             .args(inputs.fragments.iter().map(|(path, _)| path));
         self.run("configure (merge_config.sh)", merge, SHORT_MAKE_LIMIT)?;
-        self.make(
+        let mut olddefconfig = self.make_command(&["olddefconfig"]);
+        olddefconfig.env("KCONFIG_CONFIG", &candidate);
+        self.run(
             "configure (make olddefconfig)",
-            &["olddefconfig"],
+            olddefconfig,
             SHORT_MAKE_LIMIT,
         )?;
 
+        let text = std::fs::read_to_string(&candidate).map_err(io_err("read", &candidate))?;
+        self.verify_config(inputs, &text)?;
         let config_path = self.build_dir.join(".config");
-        let text = std::fs::read_to_string(&config_path).map_err(io_err("read", &config_path))?;
-        let dot_config = DotConfig::parse(&text);
+        if std::fs::read_to_string(&config_path).ok().as_deref() == Some(text.as_str()) {
+            // Same config: keep .config's mtime so make has nothing to resync.
+            let _ = std::fs::remove_file(&candidate);
+        } else {
+            std::fs::rename(&candidate, &config_path).map_err(io_err("replace", &config_path))?;
+        }
+        Ok(())
+    }
+
+    /// Every requested option must hold; otherwise explain each dropped one from Kconfig.
+    fn verify_config(&mut self, inputs: &Inputs, text: &str) -> Result<(), BuildError> {
+        let dot_config = DotConfig::parse(text);
         let mismatches = config::verify(&inputs.requested, &dot_config);
         if mismatches.is_empty() {
             return Ok(());
