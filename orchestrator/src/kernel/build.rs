@@ -622,7 +622,13 @@ fn prepare_source(
     }
     let version = source::read_version(&tmp).inspect_err(|_| fail(&tmp))?;
     let dest = src_root.join(identified.cache_id(&version));
-    std::fs::rename(&tmp, &dest).map_err(io_err("rename into place", &tmp))?;
+    if let Err(source) = std::fs::rename(&tmp, &dest) {
+        fail(&tmp);
+        // Another kcycle extracted the same tarball first: use its copy.
+        if !dest.is_dir() {
+            return Err(io_err("rename into place", &dest)(source));
+        }
+    }
     Ok((dest, version))
 }
 
