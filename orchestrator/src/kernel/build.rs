@@ -408,7 +408,7 @@ pub fn build(request: &BuildRequest) -> Result<Built, BuildError> {
     })
     .map_err(|e| match e {
         CacheError::Interrupted { signal, .. } => BuildError::Interrupted {
-            step: "waiting for the build directory lock".into(),
+            step: "the wait for the build directory lock".into(),
             signal,
         },
         other => other.into(),
