@@ -201,6 +201,11 @@ fn changing_an_external_module_rebuilds_only_that_module() {
     let base = kernel::build(&request(Vec::new())).unwrap();
     let build_dir = base.artifacts.manifest.build_dir.clone();
 
+    // A first module version brings the shared build dir to this kernel (a
+    // hit above does not look at it, and another checkout may have moved it).
+    let first = smoke_module(scratch.path(), &build_dir, "first");
+    kernel::build(&request(vec![first])).unwrap();
+
     let nonce = format!("{:?}", SystemTime::now());
     let module = smoke_module(scratch.path(), &build_dir, &nonce);
     let built = kernel::build(&request(vec![module.clone()])).unwrap();
