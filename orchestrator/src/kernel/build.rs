@@ -31,8 +31,9 @@ use super::toolchain::{Toolchain, ToolchainError};
 /// The build directory remembers which kernel key it last built completely.
 const KERNEL_STAMP: &str = ".kcycle-kernel-key";
 /// Complete entries kept in the cache (least recently used ones are pruned);
-/// about 20 MB each.
-const KEEP_ENTRIES: usize = 12;
+/// about 20 MB each. Generous, because other tools may hold an entry's path
+/// (KCYCLE_KERNEL) without going through `kcycle kernel build`.
+const KEEP_ENTRIES: usize = 30;
 const KERNEL_MAKE_LIMIT: Duration = Duration::from_secs(4 * 3600);
 pub(super) const SHORT_MAKE_LIMIT: Duration = Duration::from_secs(30 * 60);
 const LOCK_WAIT_LIMIT: Duration = Duration::from_secs(4 * 3600);
