@@ -102,6 +102,8 @@ pub enum BuildError {
         #[source]
         source: std::io::Error,
     },
+    #[error("failed to extract {tarball} (is it a complete .tar.xz?): {output}")]
+    Extract { tarball: PathBuf, output: String },
     #[error("failed to install {package}: {detail}")]
     Install { package: String, detail: String },
     #[error("failed to find {what} after the build in {dir}")]
@@ -466,6 +468,8 @@ fn prepare_source(
         return Ok((existing, version));
     }
     std::fs::create_dir_all(&src_root).map_err(io_err("create", &src_root))?;
+    // A killed extraction leaves 1.5 GB behind; its pid tells it is dead.
+    cache::remove_stale_temporaries(&src_root);
     let tmp = src_root.join(format!(".tmp-{}-{}", &sha256[..12], std::process::id()));
     let _ = std::fs::remove_dir_all(&tmp);
     std::fs::create_dir_all(&tmp).map_err(io_err("create", &tmp))?;
@@ -503,12 +507,9 @@ fn prepare_source(
                 log: None,
             });
         }
-        return Err(BuildError::Process {
-            step: format!("extract {}: {}", tarball.display(), output.trim()),
-            source: ProcessError::Wait {
-                program: "tar".into(),
-                source: std::io::Error::other(format!("exit status {status}")),
-            },
+        return Err(BuildError::Extract {
+            tarball: tarball.clone(),
+            output: make::tail(&output, 5),
         });
     }
     let version = source::read_version(&tmp).inspect_err(|_| fail(&tmp))?;

@@ -170,8 +170,8 @@ impl Cache {
     }
 }
 
-/// `.tmp-<key>-<pid>` directories whose process is gone: an interrupted build.
-fn remove_stale_temporaries(parent: &Path) {
+/// Remove `.tmp-<name>-<pid>` directories whose process is gone: an interrupted build.
+pub fn remove_stale_temporaries(parent: &Path) {
     let Ok(read) = std::fs::read_dir(parent) else {
         return;
     };
