@@ -135,6 +135,18 @@ fn kernel_build_has_rust_i915_selftests_and_then_hits_the_cache() {
     eprintln!("cache hit took {hit_time:?}");
     assert_eq!(Artifacts::open(&again).unwrap().manifest, *manifest);
 
+    // --out copies the entry; the copy is what stdout names.
+    let out_dir = tempfile::tempdir().unwrap();
+    let out_path = out_dir.path().join("kernel");
+    let (copied, _) = build_cli(&["--out", out_path.to_str().unwrap()]);
+    assert_eq!(copied, out_path);
+    let copy = Artifacts::open(&copied).unwrap();
+    assert_eq!(copy.manifest, *manifest);
+    assert!(copy
+        .modules_dir()
+        .join("kernel/drivers/gpu/drm/i915/i915.ko")
+        .exists());
+
     // --json prints the manifest plus the directory.
     let out = kcycle()
         .args(["kernel", "build", "--json"])
@@ -189,6 +201,11 @@ fn changing_an_external_module_rebuilds_only_that_module() {
     let base = kernel::build(&request(Vec::new())).unwrap();
     let build_dir = base.artifacts.manifest.build_dir.clone();
 
+    // A first module version brings the shared build dir to this kernel (a
+    // hit above does not look at it, and another checkout may have moved it).
+    let first = smoke_module(scratch.path(), &build_dir, "first");
+    kernel::build(&request(vec![first])).unwrap();
+
     let nonce = format!("{:?}", SystemTime::now());
     let module = smoke_module(scratch.path(), &build_dir, &nonce);
     let built = kernel::build(&request(vec![module.clone()])).unwrap();
@@ -213,15 +230,42 @@ fn changing_an_external_module_rebuilds_only_that_module() {
     assert_eq!(again.artifacts.dir, built.artifacts.dir);
 }
 
+/// A copy of the project whose rust_i915_table is the smoke module: same
+/// kernel key, so a build of it only runs the external module steps.
+fn project_with_smoke_module(parent: &Path, build_dir: &Path) -> PathBuf {
+    let root = parent.join("project");
+    let real = Path::new(env!("CARGO_MANIFEST_DIR")).join("../guest-kernel");
+    for dir in ["configs", "patches"] {
+        let target = root.join("guest-kernel").join(dir);
+        std::fs::create_dir_all(&target).unwrap();
+        if let Ok(read) = std::fs::read_dir(real.join(dir)) {
+            for entry in read {
+                let entry = entry.unwrap();
+                std::fs::copy(entry.path(), target.join(entry.file_name())).unwrap();
+            }
+        }
+    }
+    let nonce = format!("{:?}", SystemTime::now());
+    let module = smoke_module(parent, build_dir, &nonce);
+    std::fs::rename(module, root.join("guest-kernel/rust_i915_table")).unwrap();
+    root
+}
+
 #[test]
 fn an_interrupted_build_leaves_no_entry_behind() {
     if !kernel_source_available() {
         return;
     }
-    // Make sure a complete entry exists first; --force then rebuilds over it.
+    // A complete entry and a built kernel first.
     let (dir, _) = build_cli(&[]);
+    let manifest = Artifacts::open(&dir).unwrap().manifest;
+    let scratch = tempfile::tempdir().unwrap();
+    let project = project_with_smoke_module(scratch.path(), &manifest.build_dir);
+
+    // Interrupt the module build (the kernel build dir stays valid for everyone else).
     let mut child = kcycle()
-        .args(["kernel", "build", "--force"])
+        .args(["kernel", "build"])
+        .env("KCYCLE_ROOT", &project)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -229,18 +273,16 @@ fn an_interrupted_build_leaves_no_entry_behind() {
     let stderr = child.stderr.take().unwrap();
     let mut lines = BufReader::new(stderr).lines();
     let mut seen = String::new();
-    // Wait until make runs, then stop kcycle as `kill` would.
-    let deadline = Instant::now() + Duration::from_secs(600);
+    let deadline = Instant::now() + Duration::from_secs(1800);
     for line in lines.by_ref() {
         let line = line.unwrap();
         seen.push_str(&line);
         seen.push('\n');
-        if line.contains("(make ") || Instant::now() > deadline {
+        if line.contains("(make M=)") || Instant::now() > deadline {
             break;
         }
     }
-    std::thread::sleep(Duration::from_secs(2));
-    // SAFETY: signalling our own child process.
+    // SAFETY: signalling our own child process, as `kill` would.
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     for line in lines {
         seen.push_str(&line.unwrap());
@@ -258,8 +300,10 @@ fn an_interrupted_build_leaves_no_entry_behind() {
         .filter(|n| n.starts_with(".tmp-") && n.ends_with(&format!("-{}", child.id())))
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
-    // The complete entry from before is still complete.
-    Artifacts::open(&dir).unwrap();
+    // The entry from before is still complete, and still a hit.
+    let (again, stderr) = build_cli(&[]);
+    assert_eq!(again, dir);
+    assert!(stderr.contains("from the cache"), "{stderr}");
 }
 
 #[test]
@@ -280,4 +324,90 @@ fn a_missing_rust_compiler_is_a_clear_error() {
     );
     assert!(stderr.contains("/nonexistent/rustc"), "{stderr}");
     assert!(stderr.contains("rustc-web"), "{stderr}");
+}
+
+#[test]
+fn a_failing_module_build_shows_the_first_error_and_the_log_tail() {
+    if !kernel_source_available() {
+        return;
+    }
+    let (dir, _) = build_cli(&[]);
+    let manifest = Artifacts::open(&dir).unwrap().manifest;
+    let scratch = tempfile::tempdir().unwrap();
+    let project = project_with_smoke_module(scratch.path(), &manifest.build_dir);
+    let source = project.join("guest-kernel/rust_i915_table/kcycle_smoke.rs");
+    let text = std::fs::read_to_string(&source).unwrap();
+    std::fs::write(
+        &source,
+        format!("{text}\nfn broken() -> u32 {{ \"not a number\" }}\n"),
+    )
+    .unwrap();
+
+    let out = kcycle()
+        .args(["kernel", "build"])
+        .env("KCYCLE_ROOT", &project)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(
+        stderr.contains("failed to build external module rust_i915_table (make M=): error[E0308]: mismatched types"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("--- last lines of "), "{stderr}");
+    // Messages name the module's own sources, not kcycle's scratch copy.
+    assert!(
+        stderr.contains(&format!("{}:", source.display())),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_dropped_option_is_named_with_its_dependency_and_the_build_dir_is_kept() {
+    if !kernel_source_available() {
+        return;
+    }
+    let (dir, _) = build_cli(&[]);
+    let build_dir = Artifacts::open(&dir).unwrap().manifest.build_dir;
+    let config_before = std::fs::read(build_dir.join(".config")).unwrap();
+
+    // The project's fragments, minus the CONFIG_EXPERT=y that i915 selftests need.
+    let scratch = tempfile::tempdir().unwrap();
+    let project = project_with_smoke_module(scratch.path(), &build_dir);
+    let fragment = project.join("guest-kernel/configs/20-i915-selftest.config");
+    let text = std::fs::read_to_string(&fragment).unwrap();
+    assert!(text.contains("CONFIG_EXPERT=y\n"), "{text}");
+    std::fs::write(&fragment, text.replace("CONFIG_EXPERT=y\n", "")).unwrap();
+
+    let out = kcycle()
+        .args(["kernel", "build"])
+        .env("KCYCLE_ROOT", &project)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("CONFIG_DRM_I915_SELFTEST=y (")
+            && stderr.contains("20-i915-selftest.config:"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(
+            "unmet dependency `EXPERT` from menu \"drm/i915 Debugging\" at drivers/gpu/drm/i915/Kconfig:"
+        ),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("add CONFIG_EXPERT=y to a fragment"),
+        "{stderr}"
+    );
+
+    // The rejected config never reached the build dir.
+    assert_eq!(
+        std::fs::read(build_dir.join(".config")).unwrap(),
+        config_before
+    );
+    let (again, stderr) = build_cli(&[]);
+    assert_eq!(again, dir);
+    assert!(stderr.contains("from the cache"), "{stderr}");
 }

@@ -370,3 +370,56 @@ fn print_report(report: &Report) {
         eprintln!("kcycle: all {} apt packages present", PACKAGES.len());
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bindgen(version: &str) -> Option<(PathBuf, String)> {
+        Some(("/root/.cargo/bin/bindgen".into(), version.into()))
+    }
+
+    #[test]
+    fn complete_host_needs_no_commands() {
+        let report = Report {
+            debian: true,
+            bindgen: bindgen("bindgen 0.71.1"),
+            ..Report::default()
+        };
+        assert!(report.complete());
+        assert!(report.commands().is_empty());
+    }
+
+    #[test]
+    fn missing_pieces_become_exact_commands() {
+        let installed: BTreeMap<String, String> = PACKAGES
+            .iter()
+            .filter(|p| p.name != "clang")
+            .map(|p| (p.name.to_string(), "1".to_string()))
+            .collect();
+        let report = Report {
+            debian: true,
+            needs: packages::missing(PACKAGES, &installed, &BTreeMap::new()),
+            bindgen: bindgen("bindgen 0.60.0"),
+            warnings: Vec::new(),
+        };
+        assert!(!report.bindgen_ok(), "older than the kernel's minimum");
+        assert!(!report.complete());
+        let commands = report.commands();
+        assert!(commands[0].ends_with("apt-get update"), "{commands:?}");
+        assert!(
+            commands[1].ends_with("apt-get install -y --no-install-recommends clang"),
+            "{commands:?}"
+        );
+        assert_eq!(commands[2], "cargo install --locked bindgen-cli");
+    }
+
+    #[test]
+    fn off_debian_the_whole_list_is_printed() {
+        let report = Report::default();
+        assert!(!report.complete());
+        let commands = report.commands();
+        assert!(commands[1].contains("linux-source-6.12"), "{commands:?}");
+        assert!(commands[1].contains(&format!("rustc-web={}", packages::RUST_WEB_VERSION)));
+    }
+}

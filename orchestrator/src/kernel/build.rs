@@ -10,31 +10,32 @@
 //!   turns into an incremental build.
 
 use std::fs::File;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant, SystemTime};
 
 use super::artifacts::{self, Artifacts, Manifest};
-use super::cache::{self, BuildLock, Cache, CacheError, KeyInputs, PendingEntry};
-use super::config::{self, DotConfig, FragmentError, Mismatch};
+use super::cache::{self, BuildLock, Cache, CacheError, KeyInputs};
+use super::config::{FragmentError, Mismatch};
 use super::external::{ExternalError, ModuleSource};
-use super::kconfig::{Explanation, KconfigFiles};
+use super::kconfig::Explanation;
 use super::make;
 use super::patches::{self, PatchError};
-use super::process::{self, Event, Interrupt, Logged, ProcessError};
+use super::process::{self, Interrupt, Logged, ProcessError};
 use super::progress::Progress;
+use super::project::{read_inputs, Project};
 use super::source::{self, Identified, Origin, SourceError, SourceSpec};
-use super::toolchain::{self, Toolchain, ToolchainError};
+use super::steps::{list_modules, Runner};
+use super::toolchain::{Toolchain, ToolchainError};
 
-/// Upstream's guest options, merged before our fragments.
-const KVM_GUEST_FRAGMENT: &str = "kernel/configs/kvm_guest.config";
 /// The build directory remembers which kernel key it last built completely.
 const KERNEL_STAMP: &str = ".kcycle-kernel-key";
-/// Complete entries kept in the cache (older ones are pruned).
-const KEEP_ENTRIES: usize = 6;
+/// Complete entries kept in the cache (least recently used ones are pruned);
+/// about 20 MB each. Generous, because other tools may hold an entry's path
+/// (KCYCLE_KERNEL) without going through `kcycle kernel build`.
+const KEEP_ENTRIES: usize = 30;
 const KERNEL_MAKE_LIMIT: Duration = Duration::from_secs(4 * 3600);
-const SHORT_MAKE_LIMIT: Duration = Duration::from_secs(30 * 60);
+pub(super) const SHORT_MAKE_LIMIT: Duration = Duration::from_secs(30 * 60);
 const LOCK_WAIT_LIMIT: Duration = Duration::from_secs(4 * 3600);
 
 #[derive(Debug, thiserror::Error)]
@@ -73,14 +74,15 @@ pub enum BuildError {
     },
     #[error(
         "failed to {step}: no space left on device under {}; free some space or point \
-         KCYCLE_CACHE at a larger disk (a build needs about 8 GB). Full log: {}",
-        cache.display(),
-        log.display()
+         KCYCLE_CACHE at a larger disk (the kernel cache needs about 3 GB: 1.7 GB source, \
+         0.9 GB build){}",
+        place.display(),
+        log.as_ref().map(|l| format!(". Full log: {}", l.display())).unwrap_or_default()
     )]
     DiskFull {
         step: String,
-        cache: PathBuf,
-        log: PathBuf,
+        place: PathBuf,
+        log: Option<PathBuf>,
     },
     #[error(
         "kernel build interrupted by {signal} during {step}; nothing was added to the cache \
@@ -100,6 +102,8 @@ pub enum BuildError {
         #[source]
         source: std::io::Error,
     },
+    #[error("failed to extract {tarball} (is it a complete .tar.xz?): {output}")]
+    Extract { tarball: PathBuf, output: String },
     #[error("failed to install {package}: {detail}")]
     Install { package: String, detail: String },
     #[error("failed to find {what} after the build in {dir}")]
@@ -107,6 +111,27 @@ pub enum BuildError {
 }
 
 impl BuildError {
+    /// Compiler messages about the scratch copy of a module name its real sources.
+    pub(super) fn point_at_sources(self, scratch: &Path, sources: &Path) -> Self {
+        match self {
+            BuildError::Make {
+                step,
+                log,
+                first_error,
+                tail,
+            } => {
+                let (from, to) = (scratch.to_string_lossy(), sources.to_string_lossy());
+                BuildError::Make {
+                    step,
+                    log,
+                    first_error: first_error.map(|l| l.replace(&*from, &to)),
+                    tail: tail.replace(&*from, &to),
+                }
+            }
+            other => other,
+        }
+    }
+
     /// The user's input (fragments, source tree, patches) is at fault rather than the machine.
     pub fn is_bad_input(&self) -> bool {
         matches!(
@@ -184,51 +209,6 @@ pub fn explain_text(name: &str, explanation: &Explanation) -> String {
     }
 }
 
-/// The kcycle project: where fragments, patches and the Rust module live.
-#[derive(Debug, Clone)]
-pub struct Project {
-    pub root: PathBuf,
-}
-
-impl Project {
-    /// `KCYCLE_ROOT`, else the nearest ancestor of the current directory with
-    /// `guest-kernel/configs`, else the clone this binary was built from.
-    pub fn discover() -> Result<Self, BuildError> {
-        let is_project = |p: &Path| p.join("guest-kernel/configs").is_dir();
-        if let Some(root) = std::env::var_os("KCYCLE_ROOT").map(PathBuf::from) {
-            return if is_project(&root) {
-                Ok(Project { root })
-            } else {
-                Err(BuildError::NoProject)
-            };
-        }
-        let cwd = std::env::current_dir().unwrap_or_default();
-        let built_from = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .parent()
-            .map(Path::to_path_buf)
-            .unwrap_or_default();
-        cwd.ancestors()
-            .find(|p| is_project(p))
-            .map(Path::to_path_buf)
-            .or_else(|| is_project(&built_from).then_some(built_from))
-            .map(|root| Project { root })
-            .ok_or(BuildError::NoProject)
-    }
-
-    pub fn configs_dir(&self) -> PathBuf {
-        self.root.join("guest-kernel/configs")
-    }
-
-    pub fn patches_dir(&self) -> PathBuf {
-        self.root.join("guest-kernel/patches")
-    }
-
-    /// The external modules kcycle always builds.
-    pub fn default_modules(&self) -> Vec<PathBuf> {
-        vec![self.root.join("guest-kernel/rust_i915_table")]
-    }
-}
-
 /// What to build.
 #[derive(Debug, Clone)]
 pub struct BuildRequest {
@@ -263,63 +243,6 @@ pub struct Built {
 /// Default `make -j`: one more job than cores keeps the CPUs busy during I/O.
 pub fn default_jobs() -> usize {
     std::thread::available_parallelism().map_or(2, |n| n.get()) + 1
-}
-
-struct Inputs {
-    fragments: Vec<(PathBuf, Vec<u8>)>,
-    requested: Vec<config::Requested>,
-    patches: Vec<patches::Patch>,
-    modules: Vec<ModuleSource>,
-}
-
-fn read_inputs(request: &BuildRequest, progress: &Progress) -> Result<Inputs, BuildError> {
-    let dir = request.project.configs_dir();
-    let read_err = |path: &Path| {
-        let path = path.to_path_buf();
-        move |source| BuildError::Io {
-            what: "read",
-            path,
-            source,
-        }
-    };
-    let mut fragments = Vec::new();
-    for entry in std::fs::read_dir(&dir).map_err(read_err(&dir))? {
-        let path = entry.map_err(read_err(&dir))?.path();
-        if path.extension().is_some_and(|e| e == "config") {
-            let bytes = std::fs::read(&path).map_err(read_err(&path))?;
-            fragments.push((path, bytes));
-        }
-    }
-    fragments.sort();
-    if fragments.is_empty() {
-        return Err(BuildError::NoFragments { dir });
-    }
-    let mut requested = Vec::new();
-    for (path, bytes) in &fragments {
-        requested.extend(config::parse_fragment(
-            path,
-            &String::from_utf8_lossy(bytes),
-        )?);
-    }
-    let patches = patches::load(&request.project.patches_dir())?;
-    let mut modules = Vec::new();
-    for dir in &request.external_modules {
-        let module = ModuleSource::read(dir)?;
-        if module.is_buildable() {
-            modules.push(module);
-        } else {
-            progress.note(&format!(
-                "warning: skipping external module {}: it has no Kbuild or Makefile yet",
-                dir.display()
-            ));
-        }
-    }
-    Ok(Inputs {
-        fragments,
-        requested: config::effective(requested),
-        patches,
-        modules,
-    })
 }
 
 /// Build (or find in the cache) the kernel described by `request`.
@@ -378,7 +301,7 @@ pub fn build(request: &BuildRequest) -> Result<Built, BuildError> {
     })
     .map_err(|e| match e {
         CacheError::Interrupted { signal, .. } => BuildError::Interrupted {
-            step: "waiting for the build directory lock".into(),
+            step: "the wait for the build directory lock".into(),
             signal,
         },
         other => other.into(),
@@ -417,11 +340,12 @@ pub fn build(request: &BuildRequest) -> Result<Built, BuildError> {
     let kernel_rebuilt = request.force || stamp.trim() != kernel_key;
     if kernel_rebuilt {
         std::fs::create_dir_all(&build_dir).map_err(io_err("create", &build_dir))?;
-        // Before touching the build dir, so a broken toolchain costs nothing.
+        // Before touching the build dir, so a broken toolchain or a rejected
+        // fragment leaves it (and its stamp) as it was.
         runner.check_rust()?;
+        runner.configure(&inputs)?;
         // Until make succeeds, the build dir matches no key.
         let _ = std::fs::remove_file(&stamp_path);
-        runner.configure(&inputs)?;
         runner.make(
             "build the kernel (make bzImage modules)",
             &["bzImage", "modules"],
@@ -461,9 +385,14 @@ pub fn build(request: &BuildRequest) -> Result<Built, BuildError> {
     request.cache.prune_entries(KEEP_ENTRIES);
     progress.finish();
     eprintln!(
-        "kcycle: built kernel {} in {:.0} s (log: {})",
+        "kcycle: built kernel {} in {:.0} s ({}; log: {})",
         manifest.kernel_release,
         manifest.build_seconds,
+        if kernel_rebuilt {
+            "kernel and modules"
+        } else {
+            "external modules only"
+        },
         log_path.display()
     );
     let artifacts = match &request.out {
@@ -482,6 +411,7 @@ pub fn build(request: &BuildRequest) -> Result<Built, BuildError> {
 }
 
 fn finish_hit(request: &BuildRequest, found: Artifacts) -> Result<Built, BuildError> {
+    request.cache.touch_entry(&found.dir);
     eprintln!(
         "kcycle: kernel {} from the cache ({})",
         found.manifest.kernel_release, found.manifest.key
@@ -538,6 +468,8 @@ fn prepare_source(
         return Ok((existing, version));
     }
     std::fs::create_dir_all(&src_root).map_err(io_err("create", &src_root))?;
+    // A killed extraction leaves 1.5 GB behind; its pid tells it is dead.
+    cache::remove_stale_temporaries(&src_root);
     let tmp = src_root.join(format!(".tmp-{}-{}", &sha256[..12], std::process::id()));
     let _ = std::fs::remove_dir_all(&tmp);
     std::fs::create_dir_all(&tmp).map_err(io_err("create", &tmp))?;
@@ -570,22 +502,25 @@ fn prepare_source(
         fail(&tmp);
         if make::disk_full(&output) {
             return Err(BuildError::DiskFull {
-                step: "extract the kernel tarball".into(),
-                cache: request.cache.root().to_path_buf(),
-                log: tarball.clone(),
+                step: format!("extract {}", tarball.display()),
+                place: request.cache.root().to_path_buf(),
+                log: None,
             });
         }
-        return Err(BuildError::Process {
-            step: format!("extract {}: {}", tarball.display(), output.trim()),
-            source: ProcessError::Wait {
-                program: "tar".into(),
-                source: std::io::Error::other(format!("exit status {status}")),
-            },
+        return Err(BuildError::Extract {
+            tarball: tarball.clone(),
+            output: make::tail(&output, 5),
         });
     }
     let version = source::read_version(&tmp).inspect_err(|_| fail(&tmp))?;
     let dest = src_root.join(identified.cache_id(&version));
-    std::fs::rename(&tmp, &dest).map_err(io_err("rename into place", &tmp))?;
+    if let Err(source) = std::fs::rename(&tmp, &dest) {
+        fail(&tmp);
+        // Another kcycle extracted the same tarball first: use its copy.
+        if !dest.is_dir() {
+            return Err(io_err("rename into place", &dest)(source));
+        }
+    }
     Ok((dest, version))
 }
 
@@ -630,307 +565,6 @@ fn apply_patches(
             }
         }
     }
-}
-
-/// Runs the make steps of one build, all logged to one file.
-struct Runner<'a> {
-    src_dir: &'a Path,
-    build_dir: &'a Path,
-    toolchain: &'a Toolchain,
-    jobs: usize,
-    log: File,
-    log_path: PathBuf,
-    cache_root: PathBuf,
-    progress: &'a mut Progress,
-    interrupt: &'a Interrupt,
-    lock_fd: i32,
-}
-
-impl Runner<'_> {
-    fn note_log(&mut self) {
-        self.progress.note(&format!(
-            "building; full log in {}",
-            self.log_path.display()
-        ));
-    }
-
-    fn command(&self, program: &str) -> Command {
-        let mut command = Command::new(program);
-        command
-            .env("PATH", &self.toolchain.path)
-            // A make or cargo above us must not lend its jobserver to this build.
-            .env_remove("MAKEFLAGS")
-            .env_remove("MFLAGS")
-            .env_remove("MAKELEVEL")
-            .env_remove("CARGO_MAKEFLAGS");
-        command
-    }
-
-    /// `make -C <src> O=<build> LLVM=1 RUSTC=… <args>`
-    fn make_command(&self, args: &[&str]) -> Command {
-        let mut command = self.command("make");
-        command
-            .arg("-C")
-            .arg(self.src_dir)
-            .arg(format!("O={}", self.build_dir.display()))
-            .arg(format!("-j{}", self.jobs))
-            .args(self.toolchain.make_vars())
-            .args(args);
-        command
-    }
-
-    /// Run a command with its output in the log; turn failures into errors that explain.
-    fn run(
-        &mut self,
-        step: &str,
-        mut command: Command,
-        limit: Duration,
-    ) -> Result<String, BuildError> {
-        self.progress.phase(step);
-        let _ = writeln!(self.log, "\n$ {}", display_command(&command));
-        let progress = &mut *self.progress;
-        let mut captured = String::new();
-        let status = process::run_logged(
-            &mut command,
-            Logged {
-                log: &mut self.log,
-                on_event: &mut |event| match event {
-                    Event::Line(line) => {
-                        progress.line(line);
-                        captured.push_str(line);
-                        captured.push('\n');
-                    }
-                    Event::Tick => progress.tick(),
-                },
-                limit,
-                interrupt: self.interrupt,
-                inherit_fd: Some(self.lock_fd),
-            },
-        );
-        let status = match status {
-            Ok(status) => status,
-            Err(ProcessError::Interrupted { signal, .. }) => {
-                return Err(BuildError::Interrupted {
-                    step: step.to_string(),
-                    signal,
-                })
-            }
-            Err(source) => return Err(process_error(step, source)),
-        };
-        if status.success() {
-            return Ok(captured);
-        }
-        if make::disk_full(&captured) {
-            return Err(BuildError::DiskFull {
-                step: step.to_string(),
-                cache: self.cache_root.clone(),
-                log: self.log_path.clone(),
-            });
-        }
-        Err(BuildError::Make {
-            step: step.to_string(),
-            log: self.log_path.clone(),
-            first_error: make::first_error(&captured).map(str::to_string),
-            tail: make::tail(&captured, 25),
-        })
-    }
-
-    fn make(&mut self, step: &str, args: &[&str], limit: Duration) -> Result<String, BuildError> {
-        let command = self.make_command(args);
-        self.run(step, command, limit)
-    }
-
-    /// `make rustavailable`, turned into an error that says what to install.
-    fn check_rust(&mut self) -> Result<(), BuildError> {
-        let step = "check the Rust toolchain (make rustavailable)";
-        match self.make(step, &["rustavailable"], SHORT_MAKE_LIMIT) {
-            Ok(output) => Ok(toolchain::rust_available(&output, true)?),
-            Err(BuildError::Make { tail, .. }) => {
-                // The tail holds the script's `***` explanation.
-                Err(toolchain::rust_available(&tail, false).err().map_or_else(
-                    || {
-                        BuildError::Toolchain(ToolchainError::RustUnavailable {
-                            detail: tail.clone(),
-                            hint: "run `kcycle setup --check`".into(),
-                        })
-                    },
-                    BuildError::Toolchain,
-                ))
-            }
-            Err(other) => Err(other),
-        }
-    }
-
-    /// defconfig + kvm_guest.config + our fragments, then check every requested value.
-    fn configure(&mut self, inputs: &Inputs) -> Result<(), BuildError> {
-        self.make(
-            "configure (make x86_64_defconfig)",
-            &["x86_64_defconfig"],
-            SHORT_MAKE_LIMIT,
-        )?;
-        let mut merge = self.command("sh");
-        merge
-            .current_dir(self.src_dir)
-            .arg(self.src_dir.join("scripts/kconfig/merge_config.sh"))
-            .arg("-m")
-            .arg("-O")
-            .arg(self.build_dir)
-            .arg(self.build_dir.join(".config"))
-            .arg(self.src_dir.join(KVM_GUEST_FRAGMENT))
-            .args(inputs.fragments.iter().map(|(path, _)| path));
-        self.run("configure (merge_config.sh)", merge, SHORT_MAKE_LIMIT)?;
-        self.make(
-            "configure (make olddefconfig)",
-            &["olddefconfig"],
-            SHORT_MAKE_LIMIT,
-        )?;
-
-        let config_path = self.build_dir.join(".config");
-        let text = std::fs::read_to_string(&config_path).map_err(io_err("read", &config_path))?;
-        let dot_config = DotConfig::parse(&text);
-        let mismatches = config::verify(&inputs.requested, &dot_config);
-        if mismatches.is_empty() {
-            return Ok(());
-        }
-        self.progress.phase("explaining dropped config options");
-        let kconfig = KconfigFiles::load(self.src_dir, "x86")
-            .map_err(io_err("read Kconfig files in", self.src_dir))?;
-        let explained = mismatches
-            .into_iter()
-            .map(|m| {
-                let why = explain_text(
-                    &m.requested.name,
-                    &kconfig.explain(&m.requested.name, &dot_config),
-                );
-                (m, why)
-            })
-            .collect();
-        Err(BuildError::ConfigDropped(explained))
-    }
-
-    /// Fill the pending entry: bzImage, config, stripped modules (in-tree and
-    /// external) with modules.dep. Returns the kernel release.
-    fn install(
-        &mut self,
-        pending: &PendingEntry,
-        modules: &[ModuleSource],
-        cache: &Cache,
-        key: &str,
-    ) -> Result<String, BuildError> {
-        let dir = pending.dir();
-        let release_path = self.build_dir.join("include/config/kernel.release");
-        let release = std::fs::read_to_string(&release_path)
-            .map_err(io_err("read", &release_path))?
-            .trim()
-            .to_string();
-        let copies = [
-            (
-                self.build_dir.join("arch/x86/boot/bzImage"),
-                dir.join(artifacts::BZIMAGE_FILE),
-            ),
-            (
-                self.build_dir.join(".config"),
-                dir.join(artifacts::CONFIG_FILE),
-            ),
-        ];
-        for (from, to) in copies {
-            std::fs::copy(&from, &to).map_err(io_err("copy", &from))?;
-        }
-        let modules_root = dir.join(artifacts::MODULES_DIR);
-        let install_path = format!("INSTALL_MOD_PATH={}", modules_root.display());
-        self.make(
-            "install modules (make modules_install)",
-            &["modules_install", &install_path, "INSTALL_MOD_STRIP=1"],
-            SHORT_MAKE_LIMIT,
-        )?;
-
-        let scratch_root = cache.scratch_dir(key);
-        let result = self.build_external(modules, &scratch_root, &install_path);
-        let _ = std::fs::remove_dir_all(&scratch_root);
-        result?;
-
-        let module_dir = modules_root.join("lib/modules").join(&release);
-        // Links back into the cache make no sense in a guest and tempt `cp -L` to copy GBs.
-        for link in ["build", "source"] {
-            let _ = std::fs::remove_file(module_dir.join(link));
-        }
-        let mut depmod = self.command("depmod");
-        depmod.arg("-b").arg(&modules_root).arg(&release);
-        self.run("index modules (depmod)", depmod, SHORT_MAKE_LIMIT)?;
-        if !module_dir.join("modules.dep").is_file() {
-            return Err(BuildError::Incomplete {
-                what: "modules.dep".into(),
-                dir: module_dir,
-            });
-        }
-        Ok(release)
-    }
-
-    /// `make M=<scratch copy>` for each external module, installed into `extra/`.
-    fn build_external(
-        &mut self,
-        modules: &[ModuleSource],
-        scratch_root: &Path,
-        install_path: &str,
-    ) -> Result<(), BuildError> {
-        for module in modules {
-            let scratch = scratch_root.join(&module.name);
-            module.copy_to(&scratch)?;
-            let m = format!("M={}", scratch.display());
-            let mut build = self.command("make");
-            build
-                .arg("-C")
-                .arg(self.build_dir)
-                .arg(&m)
-                .arg(format!("-j{}", self.jobs))
-                .args(self.toolchain.make_vars())
-                .arg("modules");
-            self.run(
-                &format!("build external module {} (make M=)", module.name),
-                build,
-                SHORT_MAKE_LIMIT,
-            )?;
-            let mut install = self.command("make");
-            install
-                .arg("-C")
-                .arg(self.build_dir)
-                .arg(&m)
-                .args(self.toolchain.make_vars())
-                .args([
-                    "modules_install",
-                    install_path,
-                    "INSTALL_MOD_DIR=extra",
-                    "INSTALL_MOD_STRIP=1",
-                ]);
-            self.run(
-                &format!("install external module {}", module.name),
-                install,
-                SHORT_MAKE_LIMIT,
-            )?;
-        }
-        Ok(())
-    }
-}
-
-fn display_command(command: &Command) -> String {
-    std::iter::once(command.get_program())
-        .chain(command.get_args())
-        .map(|a| a.to_string_lossy().into_owned())
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
-fn list_modules(extra: &Path) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(extra)
-        .map(|read| {
-            read.filter_map(Result::ok)
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .filter(|n| n.ends_with(".ko"))
-                .collect()
-        })
-        .unwrap_or_default();
-    names.sort();
-    names
 }
 
 fn write_manifest(dir: &Path, manifest: &Manifest) -> Result<(), BuildError> {
@@ -985,7 +619,7 @@ fn copy_tree(from: &Path, to: &Path) -> Result<(), BuildError> {
     Ok(())
 }
 
-fn process_error(step: &str, source: ProcessError) -> BuildError {
+pub(super) fn process_error(step: &str, source: ProcessError) -> BuildError {
     match source {
         ProcessError::Interrupted { signal, .. } => BuildError::Interrupted {
             step: step.to_string(),
@@ -999,14 +633,14 @@ fn process_error(step: &str, source: ProcessError) -> BuildError {
 }
 
 /// io errors with the path; ENOSPC becomes [`BuildError::DiskFull`].
-fn io_err(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> BuildError {
+pub(super) fn io_err(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> BuildError {
     let path = path.to_path_buf();
     move |source| {
         if source.raw_os_error() == Some(libc::ENOSPC) {
             BuildError::DiskFull {
                 step: format!("{what} {}", path.display()),
-                cache: path.clone(),
-                log: path,
+                place: path,
+                log: None,
             }
         } else {
             BuildError::Io { what, path, source }
@@ -1017,6 +651,7 @@ fn io_err(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> Bui
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kernel::config;
     use crate::kernel::kconfig::Condition;
 
     #[test]
@@ -1068,8 +703,8 @@ mod tests {
         assert!(typo.is_bad_input());
         let disk = BuildError::DiskFull {
             step: "build".into(),
-            cache: "/c".into(),
-            log: "/c/l".into(),
+            place: "/c".into(),
+            log: Some("/c/l".into()),
         };
         assert!(!disk.is_bad_input());
         assert!(disk.to_string().contains("no space left on device"));

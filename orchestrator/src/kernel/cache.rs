@@ -142,7 +142,15 @@ impl Cache {
         })
     }
 
-    /// Remove all but the `keep` most recently finished entries.
+    /// Mark an entry as just used, so pruning (least recently used first) keeps it.
+    pub fn touch_entry(&self, dir: &Path) {
+        // Best effort: a failed touch only makes the entry an earlier prune candidate.
+        if let Ok(file) = File::open(dir) {
+            let _ = file.set_modified(std::time::SystemTime::now());
+        }
+    }
+
+    /// Remove all but the `keep` most recently used entries.
     pub fn prune_entries(&self, keep: usize) {
         let parent = self.kernel().join("artifacts");
         let Ok(read) = std::fs::read_dir(&parent) else {
@@ -162,8 +170,8 @@ impl Cache {
     }
 }
 
-/// `.tmp-<key>-<pid>` directories whose process is gone: an interrupted build.
-fn remove_stale_temporaries(parent: &Path) {
+/// Remove `.tmp-<name>-<pid>` directories whose process is gone: an interrupted build.
+pub fn remove_stale_temporaries(parent: &Path) {
     let Ok(read) = std::fs::read_dir(parent) else {
         return;
     };
@@ -483,6 +491,21 @@ mod tests {
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
             .collect();
         assert_eq!(names, ["k1"]);
+    }
+
+    #[test]
+    fn pruning_keeps_the_most_recently_used_entries() {
+        let root = tempfile::tempdir().unwrap();
+        let cache = Cache::new(root.path().to_path_buf());
+        for key in ["old", "mid", "new"] {
+            cache.begin_entry(key).unwrap().commit().unwrap();
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        cache.touch_entry(&cache.entry_dir("old"));
+        cache.prune_entries(2);
+        assert!(cache.entry_dir("old").exists(), "used last, kept");
+        assert!(!cache.entry_dir("mid").exists());
+        assert!(cache.entry_dir("new").exists());
     }
 
     #[test]

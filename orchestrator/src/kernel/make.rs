@@ -20,6 +20,8 @@ pub fn stage(line: &str) -> Option<String> {
         return None;
     }
     let place = match target.rsplit_once('/') {
+        // Absolute paths (M= builds, modules_install) say little beyond the file.
+        Some((_, file)) if target.starts_with('/') => file,
         Some((dir, _)) if !dir.is_empty() => dir,
         _ => target,
     };
@@ -71,6 +73,11 @@ mod tests {
         assert_eq!(
             stage("  BINDGEN rust/bindings/bindings_generated.rs").as_deref(),
             Some("BINDGEN rust/bindings")
+        );
+        assert_eq!(
+            stage("  INSTALL /c/kernel/artifacts/.tmp-k-1/modules/lib/modules/6.12.117/kernel/drivers/gpu/drm/i915/i915.ko")
+                .as_deref(),
+            Some("INSTALL i915.ko")
         );
         assert_eq!(stage("make[1]: Entering directory '/x'"), None);
         assert_eq!(stage("drivers/x.c:1:2: error: boom"), None);

@@ -6,8 +6,10 @@
 //!
 //! - pure: `config` (fragments, `.config`, verification), `kconfig` (why an
 //!   option was dropped), `make` (reading kbuild output), key computation in `cache`;
-//! - shells: `source` (identity, tarball), `patches`, `external` (M= modules),
-//!   `toolchain`, `process` (children with deadlines and signals), `progress`.
+//! - shells: `project` (reading fragments, patches, module sources), `source`
+//!   (identity, tarball), `patches`, `external` (M= modules), `toolchain`,
+//!   `steps` (the make steps in a build dir), `process` (children with
+//!   deadlines and signals), `progress`.
 
 pub mod artifacts;
 pub mod build;
@@ -19,8 +21,11 @@ pub mod make;
 pub mod patches;
 pub mod process;
 pub mod progress;
+pub mod project;
 pub mod source;
+pub mod steps;
 pub mod toolchain;
 
 pub use artifacts::{Artifacts, ArtifactsError, KernelModules, Manifest};
-pub use build::{build, BuildError, BuildRequest, Built, Project};
+pub use build::{build, BuildError, BuildRequest, Built};
+pub use project::Project;
