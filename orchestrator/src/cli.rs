@@ -264,7 +264,7 @@ pub fn run(cli: Cli) -> Result<ExitStatus, Failure> {
         Command::Exec(args) => exec(&args),
         Command::Run(args) => run_suites(&args, progress),
         Command::Ci(args) => ci(&args, progress),
-        Command::Merge(args) => merge(&args),
+        Command::Merge(args) => merge_results(&args),
         Command::Dmesg(args) => dmesg(&args),
     }
 }
@@ -768,7 +768,7 @@ fn run_suites(args: &RunArgs, progress: Progress) -> Result<ExitStatus, Failure>
 /// `kcycle merge`: join the results directories of shards into one. Every
 /// input is read and checked before anything is written; the merged run
 /// exits like the unsharded run would have (0, 1 or 3).
-fn merge(args: &MergeArgs) -> Result<ExitStatus, Failure> {
+fn merge_results(args: &MergeArgs) -> Result<ExitStatus, Failure> {
     use kcycle::report::{igt_json, junit, merge, results_dir, summary};
 
     let mut runs = Vec::with_capacity(args.dirs.len());
