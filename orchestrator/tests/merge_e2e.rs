@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 
 use assert_cmd::Command;
-use kcycle::outcome::{RunInfo, TestResult};
+use kcycle::outcome::{exit_status, RunInfo, TestResult};
 use kcycle::report::igt_json;
 
 const SUITES: [&str; 2] = ["suites/smoke.toml", "suites/rust-table.toml"];
@@ -77,16 +77,21 @@ fn shards_of_a_real_run_merge_into_the_unsharded_run() {
 
     let whole = tmp.path().join("whole");
     let unsharded = run(&kernel, &whole, None);
+    assert_eq!(
+        unsharded.status.code(),
+        Some(exit_status(&read(&whole).1).code()),
+        "{unsharded:?}"
+    );
     let mut shards = Vec::new();
     for shard in ["1/2", "2/2"] {
         let dir = tmp.path().join(format!("results-{}", &shard[..1]));
         let output = run(&kernel, &dir, Some(shard));
+        let (info, results) = read(&dir);
         assert_eq!(
             output.status.code(),
-            unsharded.status.code(),
-            "shard {shard} exits like the unsharded run: {output:?}"
+            Some(exit_status(&results).code()),
+            "shard {shard} exits by its own results: {output:?}"
         );
-        let (info, results) = read(&dir);
         assert_eq!(info.shard.as_deref(), Some(shard));
         assert!(!results.is_empty(), "shard {shard} ran nothing");
         shards.push(dir);
@@ -101,6 +106,7 @@ fn shards_of_a_real_run_merge_into_the_unsharded_run() {
         .arg(&merged)
         .output()
         .unwrap();
+    eprintln!("{}", String::from_utf8_lossy(&output.stderr));
     assert_eq!(
         output.status.code(),
         unsharded.status.code(),
