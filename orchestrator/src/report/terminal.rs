@@ -7,6 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::io::Write;
+use std::path::Path;
 use std::time::Duration;
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -210,4 +211,65 @@ fn workflow_data(text: &str) -> String {
 /// Property values also end at ':' and ','.
 fn workflow_property(text: &str) -> String {
     workflow_data(text).replace(':', "%3A").replace(',', "%2C")
+}
+
+/// The last `lines` lines of `text` as a folded GitHub Actions log group.
+/// Workflow commands are switched off inside (`::stop-commands::`), so a
+/// guest line that happens to start with `::` cannot act on the workflow;
+/// `token` must not occur in `text`.
+pub fn github_group(title: &str, text: &str, lines: usize, token: &str) -> String {
+    let all: Vec<&str> = text.lines().collect();
+    let tail = &all[all.len().saturating_sub(lines)..];
+    let mut out = format!("::group::{}\n", workflow_data(title));
+    if tail.len() < all.len() {
+        out.push_str(&format!("[last {} of {} lines]\n", tail.len(), all.len()));
+    }
+    out.push_str(&format!("::stop-commands::{token}\n"));
+    for line in tail {
+        out.push_str(line);
+        out.push('\n');
+    }
+    out.push_str(&format!("::{token}::\n::endgroup::\n"));
+    out
+}
+
+/// Print the tail of a guest console log (`path`) to stderr as a GitHub
+/// Actions log group; for runs where `GITHUB_ACTIONS=true`.
+pub fn print_console_group(path: &Path, lines: usize) -> std::io::Result<()> {
+    let bytes = std::fs::read(path)?;
+    let text = String::from_utf8_lossy(&bytes);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let token = format!("kcycle-{}-{nanos}", std::process::id());
+    let title = format!("guest console {}", path.display());
+    std::io::stderr().write_all(github_group(&title, &text, lines, &token).as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn github_group_folds_the_tail_with_commands_off() {
+        let text = "one\n::error::from the guest\nthree\n";
+        assert_eq!(
+            github_group("guest console a,b", text, 2, "T"),
+            "::group::guest console a,b\n[last 2 of 3 lines]\n::stop-commands::T\n\
+             ::error::from the guest\nthree\n::T::\n::endgroup::\n"
+        );
+        assert_eq!(
+            github_group("c", "only\n", 10, "T"),
+            "::group::c\n::stop-commands::T\nonly\n::T::\n::endgroup::\n"
+        );
+    }
+
+    #[test]
+    fn print_console_group_reads_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("console.log");
+        std::fs::write(&path, "Linux version 6.12\n").unwrap();
+        print_console_group(&path, 5).unwrap();
+        assert!(print_console_group(&dir.path().join("missing.log"), 5).is_err());
+    }
 }
