@@ -220,7 +220,6 @@ pub struct Failure {
 }
 
 /// Attach the exit status to an error where its meaning is known.
-#[allow(dead_code)] // the subcommands that use it land one by one
 pub trait ExitOnError<T> {
     /// The user gave something wrong: exit 2.
     fn bad_input(self) -> Result<T, Failure>;
@@ -242,16 +241,6 @@ impl<T, E: Into<anyhow::Error>> ExitOnError<T> for Result<T, E> {
             error: error.into(),
         })
     }
-}
-
-/// A subcommand whose issue has not landed: say so and do nothing.
-fn not_built(command: &str, issue: u32) -> Result<ExitStatus, Failure> {
-    Err(Failure {
-        status: ExitStatus::BadInput,
-        error: anyhow::anyhow!(
-            "`kcycle {command}` is not built yet (tracked in issue {issue}); nothing was done"
-        ),
-    })
 }
 
 pub fn run(cli: Cli) -> Result<ExitStatus, Failure> {
