@@ -690,7 +690,11 @@ fn run_suites(args: &RunArgs, progress: Progress) -> Result<ExitStatus, Failure>
     let writer = ResultsWriter::create(&results_dir, info.clone()).infrastructure()?;
     let fancy = draws_progress(progress);
     let github = std::env::var_os("GITHUB_ACTIONS").is_some_and(|v| v == "true");
-    let reporters = std::sync::Mutex::new((Terminal::new(fancy, github), writer, None));
+    let reporters = std::sync::Mutex::new((
+        Terminal::new(fancy, github).with_results_dir(&results_dir),
+        writer,
+        None,
+    ));
     let emit = |event: kcycle::run::Event| {
         let Ok(mut guard) = reporters.lock() else {
             return;

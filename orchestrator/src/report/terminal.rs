@@ -25,6 +25,8 @@ pub struct Terminal {
     totals: BTreeMap<Status, usize>,
     /// Emit GitHub Actions workflow commands (`::error`) for failures.
     github: bool,
+    /// Where the full logs are, to point failures at them.
+    results_dir: Option<std::path::PathBuf>,
 }
 
 struct Bars {
@@ -56,7 +58,14 @@ impl Terminal {
             finished: 0,
             totals: BTreeMap::new(),
             github,
+            results_dir: None,
         }
+    }
+
+    /// Name the results directory in failure lines.
+    pub fn with_results_dir(mut self, dir: &Path) -> Self {
+        self.results_dir = Some(dir.to_path_buf());
+        self
     }
 
     pub fn event(&mut self, event: &Event) {
@@ -95,7 +104,7 @@ impl Terminal {
             Event::StepStarted { guest, test, step } => {
                 self.guest_message(*guest, &format!("{test}: {step}"))
             }
-            Event::TestFinished { result, .. } => self.finished(result),
+            Event::TestFinished { result, guest } => self.finished(result, *guest),
             Event::Notice { message } => self.line(&format!("kcycle: {message}")),
             Event::RunFinished => {
                 if let Some(bars) = self.bars.take() {
@@ -108,7 +117,7 @@ impl Terminal {
         }
     }
 
-    fn finished(&mut self, result: &TestResult) {
+    fn finished(&mut self, result: &TestResult, guest: usize) {
         *self.totals.entry(result.status).or_default() += 1;
         let mut line = if self.planned_names.contains(&result.name) || self.planned == 0 {
             self.finished += 1;
@@ -136,6 +145,15 @@ impl Terminal {
                 if let Some(attribution) = &finding.attribution {
                     line.push_str(&format!(" ({attribution})"));
                 }
+            }
+            if let Some(dir) = &self.results_dir {
+                line.push_str(&format!(
+                    "\n      logs: {} (test \"{}\": out, err, dmesg), console: {}",
+                    dir.join("results.json").display(),
+                    result.name,
+                    dir.join(format!("console-{}-guest{guest}.log", result.suite))
+                        .display()
+                ));
             }
             if self.github {
                 let title = result
