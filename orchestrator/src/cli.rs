@@ -244,16 +244,6 @@ impl<T, E: Into<anyhow::Error>> ExitOnError<T> for Result<T, E> {
     }
 }
 
-/// A subcommand whose issue has not landed: say so and do nothing.
-fn not_built(command: &str, issue: u32) -> Result<ExitStatus, Failure> {
-    Err(Failure {
-        status: ExitStatus::BadInput,
-        error: anyhow::anyhow!(
-            "`kcycle {command}` is not built yet (tracked in issue {issue}); nothing was done"
-        ),
-    })
-}
-
 pub fn run(cli: Cli) -> Result<ExitStatus, Failure> {
     let progress = cli.progress;
     match cli.command {
