@@ -752,6 +752,20 @@ fn run_suites(args: &RunArgs, progress: Progress) -> Result<ExitStatus, Failure>
     };
     let summary = kcycle::report::summary::render(writer.run_info(), writer.results());
     eprintln!("\n{summary}");
+    if github {
+        // Each guest console, folded, so a CI log shows why a guest died.
+        let mut consoles: Vec<PathBuf> = std::fs::read_dir(&results_dir)
+            .map(|entries| entries.flatten().map(|e| e.path()).collect())
+            .unwrap_or_default();
+        consoles.retain(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("console-"))
+        });
+        consoles.sort();
+        for console in consoles {
+            let _ = kcycle::report::terminal::print_console_group(&console, 200);
+        }
+    }
     eprintln!("kcycle: results in {}", results_dir.display());
     if let Some(path) = std::env::var_os("GITHUB_STEP_SUMMARY") {
         use std::io::Write;
