@@ -295,10 +295,12 @@ fn image_build(args: &ImageBuildArgs) -> Result<ExitStatus, Failure> {
 }
 
 /// Build or reuse the image, pick the accelerator, boot, wait for SSH.
-fn boot_guest(args: &GuestArgs, run_dir: &RunDir) -> Result<Guest, Failure> {
+/// A failed boot keeps its run directory (console log, QEMU stderr) and says where.
+fn boot_guest(args: &GuestArgs) -> Result<(Guest, RunDir), Failure> {
     let artifacts = guest_kernel(args.kernel.as_deref())?;
     let cache = image::cache_root();
     let image = image::build(&artifacts, &cache).infrastructure()?;
+    let run_dir = RunDir::temporary().infrastructure()?;
     let requested = match args.accel {
         Accel::Auto => None,
         Accel::Kvm => Some(vm::Accel::Kvm),
@@ -321,23 +323,26 @@ fn boot_guest(args: &GuestArgs, run_dir: &RunDir) -> Result<Guest, Failure> {
     eprintln!("kcycle: accel {} ({})", choice.accel, choice.reason);
     let mut spec = BootSpec::new(artifacts.bzimage(), image.path, choice.accel);
     spec.cancel = Some(std::sync::Arc::clone(interrupt_flag()));
-    let guest = Guest::boot(spec, run_dir.path()).infrastructure()?;
+    let guest = match Guest::boot(spec, run_dir.path()) {
+        Ok(guest) => guest,
+        Err(error) => {
+            eprintln!("kcycle: logs kept in {}", run_dir.keep().display());
+            return Err(error).infrastructure();
+        }
+    };
     eprintln!(
         "kcycle: guest {} ready in {:.1} s (console: {})",
         artifacts.manifest.kernel_release,
         guest.boot_time().as_secs_f64(),
         guest.console().path().display()
     );
-    Ok(guest)
+    Ok((guest, run_dir))
 }
 
 fn boot(args: &GuestArgs) -> Result<ExitStatus, Failure> {
     let interrupted = interrupt_flag();
-    let run_dir = RunDir::temporary().infrastructure()?;
-    let mut guest = match boot_guest(args, &run_dir) {
-        Ok(guest) => guest,
-        Err(failure) => return Err(keep_for_debugging(run_dir, failure)),
-    };
+    // The run directory (key, console log) lives until the guest is gone.
+    let (mut guest, _run_dir) = boot_guest(args)?;
     println!("{}", guest.ssh_command());
     eprintln!("kcycle: the guest runs until Ctrl-C");
     loop {
@@ -352,11 +357,12 @@ fn boot(args: &GuestArgs) -> Result<ExitStatus, Failure> {
             vm::GuestState::Panicked { lines } => {
                 return Err(GuestError::Panicked { lines }).infrastructure()
             }
-            vm::GuestState::Exited { status, lines } => {
-                eprintln!("kcycle: QEMU exited ({status})");
-                if status.contains("exit status: 0") {
-                    return Ok(ExitStatus::Passed);
-                }
+            // `poweroff` in the guest: a normal end.
+            vm::GuestState::Exited { success: true, .. } => {
+                eprintln!("kcycle: the guest powered off");
+                return Ok(ExitStatus::Passed);
+            }
+            vm::GuestState::Exited { status, lines, .. } => {
                 return Err(GuestError::Exited { status, lines }).infrastructure();
             }
         }
@@ -365,11 +371,7 @@ fn boot(args: &GuestArgs) -> Result<ExitStatus, Failure> {
 
 fn exec(args: &ExecArgs) -> Result<ExitStatus, Failure> {
     let interrupted = interrupt_flag();
-    let run_dir = RunDir::temporary().infrastructure()?;
-    let mut guest = match boot_guest(&args.guest, &run_dir) {
-        Ok(guest) => guest,
-        Err(failure) => return Err(keep_for_debugging(run_dir, failure)),
-    };
+    let (mut guest, run_dir) = boot_guest(&args.guest)?;
     // Ctrl-C during the command: kill QEMU, which ends the SSH session and
     // lets this thread clean up normally.
     let killer = guest.vm().killer();
@@ -415,12 +417,6 @@ fn exec(args: &ExecArgs) -> Result<ExitStatus, Failure> {
     // the run directory goes now because exit() skips destructors.
     drop(run_dir);
     std::process::exit(code)
-}
-
-/// Keep a failed boot's run directory (console log, QEMU stderr) and say where.
-fn keep_for_debugging(run_dir: RunDir, failure: Failure) -> Failure {
-    eprintln!("kcycle: logs kept in {}", run_dir.keep().display());
-    failure
 }
 
 /// A flag set by SIGINT/SIGTERM, so that commands can shut QEMU down
