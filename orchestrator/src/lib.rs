@@ -6,13 +6,19 @@
 //! `guest`, `run`). The binary in `main.rs`/`cli.rs` only parses arguments,
 //! calls into these modules and maps errors to exit codes.
 
+pub mod config;
 pub mod dmesg;
 pub mod exit;
 pub mod guest;
+pub mod host;
 pub mod image;
 pub mod kernel;
+pub mod located;
+pub mod outcome;
 pub mod report;
 pub mod run;
+pub mod selftest;
+pub mod snapshot;
 pub mod status;
 pub mod suite;
 pub mod vm;

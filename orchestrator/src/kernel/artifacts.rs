@@ -44,6 +44,10 @@ pub struct Manifest {
     pub built_at: String,
     /// Wall time of the build in seconds (0 for a cache hit of a previous build).
     pub build_seconds: f64,
+    /// External modules installed under `modules/lib/modules/<release>/extra/`,
+    /// e.g. `rust_i915_table.ko`.
+    #[serde(default)]
+    pub external_modules: Vec<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -131,6 +135,44 @@ impl Artifacts {
             .join("lib/modules")
             .join(&self.manifest.kernel_release)
     }
+
+    /// Loadable modules (from `modules.dep`) and built-in ones (from
+    /// `modules.builtin`), with '-' spelled '_' as in /proc/modules.
+    pub fn modules(&self) -> Result<KernelModules, ArtifactsError> {
+        let read = |name: &str| {
+            let path = self.modules_dir().join(name);
+            std::fs::read_to_string(&path).map_err(|source| ArtifactsError::Io { path, source })
+        };
+        let builtin = read("modules.builtin").unwrap_or_default();
+        Ok(KernelModules::parse(&read("modules.dep")?, &builtin))
+    }
+}
+
+/// The modules a kernel has, by name.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KernelModules {
+    pub loadable: std::collections::BTreeSet<String>,
+    pub builtin: std::collections::BTreeSet<String>,
+}
+
+impl KernelModules {
+    /// `kernel/drivers/gpu/drm/i915/i915.ko: deps…` lines; `kernel/lib/x.ko` lines.
+    pub fn parse(modules_dep: &str, modules_builtin: &str) -> KernelModules {
+        let names = |text: &str| {
+            text.lines()
+                .filter_map(|line| {
+                    let path = line.split(':').next()?.trim();
+                    let file = path.rsplit('/').next()?;
+                    let stem = file.split(".ko").next()?;
+                    (!stem.is_empty()).then(|| stem.replace('-', "_"))
+                })
+                .collect()
+        };
+        KernelModules {
+            loadable: names(modules_dep),
+            builtin: names(modules_builtin),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -147,7 +189,19 @@ mod tests {
             build_dir: "/nowhere".into(),
             built_at: "2026-11-24T00:00:00Z".into(),
             build_seconds: 0.0,
+            external_modules: vec!["rust_i915_table.ko".into()],
         }
+    }
+
+    #[test]
+    fn module_names_from_modules_dep() {
+        let modules = KernelModules::parse(
+            "kernel/drivers/gpu/drm/i915/i915.ko: kernel/drivers/gpu/drm/drm.ko\nextra/rust_i915_table.ko:\nkernel/lib/list-test.ko.xz:\n",
+            "kernel/drivers/tty/serial/8250/8250.ko\n",
+        );
+        let loadable: Vec<&str> = modules.loadable.iter().map(String::as_str).collect();
+        assert_eq!(loadable, ["i915", "list_test", "rust_i915_table"]);
+        assert!(modules.builtin.contains("8250"));
     }
 
     #[test]

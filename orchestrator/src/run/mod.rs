@@ -1,1 +1,22 @@
 //! The executor: suites to guests to steps, emitting events for reporters.
+//!
+//! `scheduler` hands tests to guests; `executor` runs one test's steps and
+//! checks; `verdict` turns findings into statuses; `command` builds the guest
+//! shell commands. Guests are reached through the [`Machine`] trait, so the
+//! same code drives QEMU over SSH and the scripted fakes of unit tests.
+
+pub mod command;
+pub mod event;
+pub mod executor;
+pub mod machine;
+pub mod plan;
+pub mod qemu;
+pub mod scheduler;
+pub mod verdict;
+
+pub use event::Event;
+pub use machine::{Machine, MachineError, Output};
+pub use scheduler::{run_plan, MachineFactory};
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,162 @@
+//! A finding's title: the rule's template filled from the report's lines,
+//! syzkaller-style (`WARNING in <func>`), stable across runs and kernels.
+
+use std::sync::LazyLock;
+
+use regex::Regex;
+
+use super::rules::{From, Title, RULES, TABLE};
+use super::stack;
+
+/// `, at: func+0x..` in lockdep's lock descriptions.
+static LOCK_AT: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"\bat: (?:\[<[0-9a-f]+>\] )?([A-Za-z_][\w.$]*)\+0x").expect("static regex")
+});
+
+/// KASAN's access line.
+static ACCESS: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"\b(Read|Write) of size \d+").expect("static regex"));
+
+/// Numbers in titles (`unknown-block(0,0)` -> `unknown-block(NUM,NUM)`).
+static NUMBER: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"\b(?:0x[0-9a-fA-F]+|\d+)\b").expect("static regex"));
+
+/// Build the title of the report of rule `index` from its lines.
+pub(super) fn build(index: usize, lines: &[&str]) -> String {
+    let rule = &RULES[index];
+    let first = lines.first().copied().unwrap_or("");
+    let captures = TABLE.captures(index, first);
+    let fill = |template: &str| -> String {
+        let mut out = template.to_string();
+        if let Some(c) = &captures {
+            for n in 1..c.len() {
+                let value = c.get(n).map_or("", |m| m.as_str());
+                out = out.replace(&format!("{{{n}}}"), value);
+            }
+        }
+        out
+    };
+    let start_func = || {
+        captures
+            .as_ref()
+            .and_then(|c| c.name("func"))
+            .map(|m| stack::clean(m.as_str()))
+    };
+    match rule.title {
+        Title::Text(template) => fill(template),
+        Title::Numbers(template) => NUMBER.replace_all(&fill(template), "NUM").into_owned(),
+        Title::In { fmt, from, skip } => {
+            let func = function(from, start_func(), lines, skip);
+            with_func(&fill(fmt), func)
+        }
+        // Named in `Walk::finish_ktap`, which knows the enclosing suite.
+        Title::Ktap => fill("KTAP: not ok {1}"),
+        Title::Kasan => {
+            let kind = captures
+                .as_ref()
+                .and_then(|c| c.get(1))
+                .map_or("", |m| m.as_str());
+            let func = function(From::Start, start_func(), lines, &[]);
+            let access = lines
+                .iter()
+                .find_map(|l| ACCESS.captures(l))
+                .and_then(|c| c.get(1))
+                .map(|m| m.as_str());
+            let head = match access {
+                Some(access) => format!("KASAN: {kind} {access} in {{func}}"),
+                None => format!("KASAN: {kind} in {{func}}"),
+            };
+            with_func(&head, func)
+        }
+    }
+}
+
+/// Put `func` into a title template, or drop ` in {func}` without one.
+fn with_func(template: &str, func: Option<&str>) -> String {
+    match func {
+        Some(f) => template.replace("{func}", f),
+        None => template.replace(" in {func}", "").replace("{func}", "?"),
+    }
+}
+
+/// The function a report is "in", per its rule's [`From`].
+fn function<'a>(
+    from: From,
+    start: Option<&'a str>,
+    lines: &[&'a str],
+    skip: &[&str],
+) -> Option<&'a str> {
+    let pc = || lines.iter().find_map(|l| stack::pc(l));
+    let trace = || stack::trace_frames(lines);
+    match from {
+        From::Start => stack::first_unskipped(start.into_iter().chain(pc()).chain(trace()), skip),
+        From::Pc => stack::first_unskipped(pc().into_iter().chain(trace()), skip),
+        From::Trace => stack::first_unskipped(trace(), skip),
+        From::LockAt(count) => {
+            let at = lines
+                .iter()
+                .filter_map(|l| LOCK_AT.captures(l))
+                .filter_map(|c| c.get(1))
+                .map(|m| stack::clean(m.as_str()))
+                .take(count);
+            stack::first_unskipped(at.chain(trace()), skip)
+        }
+        From::Stall => stack::stall_function(lines),
+        From::HungTask => stack::hung_task_function(lines),
+        From::Workqueue => lines.iter().find_map(|l| {
+            let rest = l.trim_start().strip_prefix("Workqueue: ")?;
+            rest.split_whitespace().nth(1).map(stack::clean)
+        }),
+    }
+}
+
+/// The title of a KTAP `not ok` line of rule `index`, inside `suite` if one
+/// is open at its indentation.
+/// Rust symbols in titles read as Rust paths: `WARNING in
+/// _RNvCs…_15rust_i915_table12globals_exit` becomes `WARNING in
+/// rust_i915_table::globals_exit` (v0 and legacy manglings, hash dropped).
+pub(super) fn demangle_rust(title: &str) -> String {
+    title
+        .split(' ')
+        .map(|word| {
+            let bare = word.trim_matches(|c: char| matches!(c, '\'' | '(' | ')' | ','));
+            match rustc_demangle::try_demangle(bare) {
+                Ok(symbol) if bare.starts_with("_R") || bare.starts_with("_ZN") => {
+                    word.replace(bare, &format!("{symbol:#}"))
+                }
+                _ => word.to_string(),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+pub(super) fn ktap(index: usize, line: &str, suite: Option<&str>) -> String {
+    let test = TABLE
+        .captures(index, line)
+        .and_then(|c| c.get(1))
+        .map_or("", |m| m.as_str());
+    match suite {
+        Some(suite) => format!("KTAP: not ok {suite}/{test}"),
+        None => format!("KTAP: not ok {test}"),
+    }
+}
+
+#[cfg(test)]
+mod demangle_tests {
+    #[test]
+    fn rust_symbols_become_paths() {
+        assert_eq!(
+            super::demangle_rust("WARNING in _RNvCskUQIOShT3pq_15rust_i915_table12globals_exit"),
+            "WARNING in rust_i915_table::globals_exit"
+        );
+        assert_eq!(
+            super::demangle_rust("WARNING in kmem_cache_destroy"),
+            "WARNING in kmem_cache_destroy"
+        );
+        assert_eq!(
+            super::demangle_rust("memory leak in _Rfoo"),
+            "memory leak in _Rfoo"
+        );
+    }
+}

@@ -1,0 +1,425 @@
+//! Host requirements for `kcycle setup`: apt packages and bindgen.
+//!
+//! `packages` is the pure core (the list, and what is missing given
+//! `dpkg-query` output); this module runs dpkg-query, apt-cache, apt-get and
+//! cargo. Installing happens only on Debian/Ubuntu as root (or with
+//! password-less sudo); elsewhere the exact commands are printed instead.
+
+pub mod packages;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use crate::kernel::process::{self, Interrupt, Logged, ProcessError};
+use crate::kernel::toolchain::Toolchain;
+use packages::{Need, BINDGEN_CRATE, BINDGEN_MIN, PACKAGES};
+
+const INSTALL_LIMIT: Duration = Duration::from_secs(60 * 60);
+const QUERY_LIMIT: Duration = Duration::from_secs(120);
+
+#[derive(Debug, thiserror::Error)]
+pub enum HostError {
+    #[error("failed to run {step}")]
+    Process {
+        step: String,
+        #[source]
+        source: ProcessError,
+    },
+    #[error("failed to {step}: `{command}` exited with {status}; see its output above")]
+    Failed {
+        step: String,
+        command: String,
+        status: String,
+    },
+}
+
+/// What `kcycle setup --check` found.
+#[derive(Debug, Clone, Default)]
+pub struct Report {
+    pub needs: Vec<Need>,
+    /// bindgen on PATH or in ~/.cargo/bin, with its version line.
+    pub bindgen: Option<(PathBuf, String)>,
+    pub warnings: Vec<String>,
+    /// False when this is not a dpkg system: package state is unknown.
+    pub debian: bool,
+}
+
+impl Report {
+    pub fn bindgen_ok(&self) -> bool {
+        self.bindgen
+            .as_ref()
+            .and_then(|(_, v)| packages::parse_bindgen_version(v))
+            .is_some_and(|v| v >= BINDGEN_MIN)
+    }
+
+    pub fn complete(&self) -> bool {
+        self.debian && self.needs.is_empty() && self.bindgen_ok()
+    }
+
+    /// The commands that would make this host complete.
+    pub fn commands(&self) -> Vec<String> {
+        let mut commands = Vec::new();
+        if !self.needs.is_empty() || !self.debian {
+            let needs = if self.debian {
+                self.needs.clone()
+            } else {
+                packages::missing(PACKAGES, &BTreeMap::new(), &BTreeMap::new())
+            };
+            let sudo = if is_root() { "" } else { "sudo " };
+            commands.push(format!("{sudo}apt-get update"));
+            commands.push(format!(
+                "{sudo}{}",
+                packages::apt_install_argv(&needs).join(" ")
+            ));
+        }
+        if !self.bindgen_ok() {
+            commands.push(format!("cargo install --locked {BINDGEN_CRATE}"));
+        }
+        commands
+    }
+}
+
+pub fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// A dpkg-based system (Debian, Ubuntu and derivatives).
+pub fn is_debian_like() -> bool {
+    let os_release = std::fs::read_to_string("/etc/os-release").unwrap_or_default();
+    let like = os_release.lines().any(|l| {
+        (l.starts_with("ID=") || l.starts_with("ID_LIKE="))
+            && (l.contains("debian") || l.contains("ubuntu"))
+    });
+    like && which("dpkg-query").is_some()
+}
+
+/// Can kcycle install packages itself: a dpkg system with apt-get, and root
+/// or password-less sudo (as on CI runners)?
+pub fn can_install() -> bool {
+    is_debian_like() && which("apt-get").is_some() && privilege().is_some()
+}
+
+/// How apt-get runs: directly as root, or through `sudo -n`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Privilege {
+    Root,
+    Sudo,
+}
+
+fn privilege() -> Option<Privilege> {
+    if is_root() {
+        return Some(Privilege::Root);
+    }
+    let sudo_works = which("sudo").is_some()
+        && process::capture(Command::new("sudo").args(["-n", "true"]), QUERY_LIMIT)
+            .is_ok_and(|out| out.status.success());
+    sudo_works.then_some(Privilege::Sudo)
+}
+
+/// `apt-get <args>` non-interactively, through sudo when not root.
+fn apt_get(args: &[String]) -> Command {
+    let mut command = match privilege() {
+        Some(Privilege::Sudo) => {
+            let mut sudo = Command::new("sudo");
+            sudo.args(["-n", "env", "DEBIAN_FRONTEND=noninteractive", "apt-get"]);
+            sudo
+        }
+        _ => {
+            let mut apt = Command::new("apt-get");
+            apt.env("DEBIAN_FRONTEND", "noninteractive");
+            apt
+        }
+    };
+    command.args(args);
+    command
+}
+
+fn which(program: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join(program))
+        .find(|p| p.is_file())
+}
+
+/// Look at the host without changing anything.
+pub fn check() -> Result<Report, HostError> {
+    let debian = is_debian_like();
+    let mut report = Report {
+        debian,
+        ..Report::default()
+    };
+    if debian {
+        let installed = installed_packages()?;
+        let available = pinned_availability(&installed)?;
+        report.needs = packages::missing(PACKAGES, &installed, &available);
+        report.warnings = packages::version_warnings(PACKAGES, &installed);
+    }
+    let toolchain = Toolchain::discover();
+    if let Some(bindgen) = toolchain.bindgen {
+        let version = process::capture(Command::new(&bindgen).arg("--version"), QUERY_LIMIT)
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| o.text().trim().to_string())
+            .unwrap_or_default();
+        report.bindgen = Some((bindgen, version));
+    }
+    Ok(report)
+}
+
+fn installed_packages() -> Result<BTreeMap<String, String>, HostError> {
+    let out = process::capture(
+        Command::new("dpkg-query")
+            .arg("-W")
+            .arg("-f=${Package}\t${db:Status-Abbrev}\t${Version}\n")
+            .args(PACKAGES.iter().map(|p| p.name)),
+        QUERY_LIMIT,
+    )
+    .map_err(|source| HostError::Process {
+        step: "dpkg-query".into(),
+        source,
+    })?;
+    // dpkg-query exits 1 when some names are unknown; what it printed still counts.
+    Ok(packages::parse_dpkg_query(&out.stdout))
+}
+
+/// For pinned packages not installed yet: the versions apt offers.
+fn pinned_availability(
+    installed: &BTreeMap<String, String>,
+) -> Result<BTreeMap<String, Vec<String>>, HostError> {
+    let mut available = BTreeMap::new();
+    for package in PACKAGES
+        .iter()
+        .filter(|p| p.pinned.is_some() && !installed.contains_key(p.name))
+    {
+        let out = process::capture(
+            Command::new("apt-cache").args(["madison", package.name]),
+            QUERY_LIMIT,
+        )
+        .map_err(|source| HostError::Process {
+            step: "apt-cache madison".into(),
+            source,
+        })?;
+        let versions = packages::parse_madison(&out.stdout);
+        // An empty answer usually means no `apt-get update` yet: keep the pin.
+        if !versions.is_empty() {
+            available.insert(package.name.to_string(), versions);
+        }
+    }
+    Ok(available)
+}
+
+/// Run a command with its output on our stderr.
+fn run_visible(step: &str, command: &mut Command, limit: Duration) -> Result<(), HostError> {
+    let shown = std::iter::once(command.get_program())
+        .chain(command.get_args())
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect::<Vec<_>>()
+        .join(" ");
+    eprintln!("kcycle: $ {shown}");
+    let interrupt = Interrupt::install().unwrap_or_else(|_| Interrupt::none());
+    let status = process::run_logged(
+        command,
+        Logged {
+            log: &mut std::io::stderr(),
+            on_event: &mut |_| {},
+            limit,
+            interrupt: &interrupt,
+            inherit_fd: None,
+        },
+    )
+    .map_err(|source| HostError::Process {
+        step: step.to_string(),
+        source,
+    })?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(HostError::Failed {
+            step: step.to_string(),
+            command: shown,
+            status: status.to_string(),
+        })
+    }
+}
+
+/// `apt-get install` these packages (as root or via sudo), running `apt-get update` first
+/// when the package lists are empty or the first attempt fails.
+pub fn apt_install(apt_args: &[String]) -> Result<(), HostError> {
+    let install = || {
+        let mut args: Vec<String> = ["install", "-y", "--no-install-recommends"]
+            .map(String::from)
+            .to_vec();
+        args.extend_from_slice(apt_args);
+        apt_get(&args)
+    };
+    let lists_empty = std::fs::read_dir("/var/lib/apt/lists")
+        .map(|d| d.count() < 3)
+        .unwrap_or(true);
+    if !lists_empty && run_visible("apt-get install", &mut install(), INSTALL_LIMIT).is_ok() {
+        return Ok(());
+    }
+    run_visible(
+        "apt-get update",
+        &mut apt_get(&["update".to_string()]),
+        INSTALL_LIMIT,
+    )?;
+    run_visible("apt-get install", &mut install(), INSTALL_LIMIT)
+}
+
+/// `cargo install --locked bindgen-cli`; if the newest does not build with this
+/// rustc, fall back to 0.71 (tested with kernel 6.12).
+pub fn install_bindgen() -> Result<(), HostError> {
+    let cargo = which("cargo")
+        .or_else(|| {
+            let home = std::env::var_os("HOME")?;
+            Some(Path::new(&home).join(".cargo/bin/cargo")).filter(|p| p.is_file())
+        })
+        .unwrap_or_else(|| PathBuf::from("cargo"));
+    let latest = run_visible(
+        "cargo install bindgen-cli",
+        Command::new(&cargo).args(["install", "--locked", BINDGEN_CRATE]),
+        INSTALL_LIMIT,
+    );
+    if latest.is_ok() {
+        return Ok(());
+    }
+    eprintln!("kcycle: the newest {BINDGEN_CRATE} did not install; trying 0.71");
+    run_visible(
+        "cargo install bindgen-cli 0.71",
+        Command::new(&cargo).args(["install", "--locked", BINDGEN_CRATE, "--version", "~0.71"]),
+        INSTALL_LIMIT,
+    )
+}
+
+/// What `setup` did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Everything was present; nothing ran.
+    AlreadyComplete,
+    /// Missing pieces were installed.
+    Installed,
+    /// Something is missing and was not installed (`--check`, or not root / not Debian).
+    Missing { commands: Vec<String> },
+}
+
+/// Print the report; install what is missing unless `check_only` or we cannot.
+pub fn setup(check_only: bool) -> Result<Outcome, HostError> {
+    let report = check()?;
+    print_report(&report);
+    if report.complete() {
+        return Ok(Outcome::AlreadyComplete);
+    }
+    let commands = report.commands();
+    if check_only || (!report.needs.is_empty() && !can_install()) || !report.debian {
+        return Ok(Outcome::Missing { commands });
+    }
+    if !report.needs.is_empty() {
+        for need in &report.needs {
+            if let Some(note) = &need.note {
+                eprintln!("kcycle: note: {}: {note}", need.package.name);
+            }
+        }
+        let args: Vec<String> = report.needs.iter().map(|n| n.apt_arg.clone()).collect();
+        apt_install(&args)?;
+    }
+    if !report.bindgen_ok() {
+        install_bindgen()?;
+    }
+    let after = check()?;
+    if after.complete() {
+        eprintln!("kcycle: host requirements complete");
+        Ok(Outcome::Installed)
+    } else {
+        print_report(&after);
+        Ok(Outcome::Missing {
+            commands: after.commands(),
+        })
+    }
+}
+
+fn print_report(report: &Report) {
+    if !report.debian {
+        eprintln!("kcycle: this is not a Debian/Ubuntu system: install the equivalents of these packages yourself");
+    }
+    for need in &report.needs {
+        eprintln!(
+            "kcycle: missing package {} ({})",
+            need.apt_arg, need.package.why
+        );
+    }
+    match &report.bindgen {
+        Some((path, version)) if report.bindgen_ok() => {
+            eprintln!("kcycle: bindgen: {version} ({})", path.display())
+        }
+        Some((path, version)) => eprintln!(
+            "kcycle: bindgen at {} is too old or broken ({version:?}); need >= {}.{}.{}",
+            path.display(),
+            BINDGEN_MIN.0,
+            BINDGEN_MIN.1,
+            BINDGEN_MIN.2
+        ),
+        None => eprintln!("kcycle: missing bindgen (cargo install --locked {BINDGEN_CRATE})"),
+    }
+    for warning in &report.warnings {
+        eprintln!("kcycle: warning: {warning}");
+    }
+    if report.debian && report.needs.is_empty() {
+        eprintln!("kcycle: all {} apt packages present", PACKAGES.len());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bindgen(version: &str) -> Option<(PathBuf, String)> {
+        Some(("/root/.cargo/bin/bindgen".into(), version.into()))
+    }
+
+    #[test]
+    fn complete_host_needs_no_commands() {
+        let report = Report {
+            debian: true,
+            bindgen: bindgen("bindgen 0.71.1"),
+            ..Report::default()
+        };
+        assert!(report.complete());
+        assert!(report.commands().is_empty());
+    }
+
+    #[test]
+    fn missing_pieces_become_exact_commands() {
+        let installed: BTreeMap<String, String> = PACKAGES
+            .iter()
+            .filter(|p| p.name != "clang")
+            .map(|p| (p.name.to_string(), "1".to_string()))
+            .collect();
+        let report = Report {
+            debian: true,
+            needs: packages::missing(PACKAGES, &installed, &BTreeMap::new()),
+            bindgen: bindgen("bindgen 0.60.0"),
+            warnings: Vec::new(),
+        };
+        assert!(!report.bindgen_ok(), "older than the kernel's minimum");
+        assert!(!report.complete());
+        let commands = report.commands();
+        assert!(commands[0].ends_with("apt-get update"), "{commands:?}");
+        assert!(
+            commands[1].ends_with("apt-get install -y --no-install-recommends clang"),
+            "{commands:?}"
+        );
+        assert_eq!(commands[2], "cargo install --locked bindgen-cli");
+    }
+
+    #[test]
+    fn off_debian_the_whole_list_is_printed() {
+        let report = Report::default();
+        assert!(!report.complete());
+        let commands = report.commands();
+        assert!(commands[1].contains("linux-source-6.12"), "{commands:?}");
+        assert!(commands[1].contains(&format!("rustc-web={}", packages::RUST_WEB_VERSION)));
+    }
+}

@@ -1,0 +1,124 @@
+//! The kcycle project as the kernel build sees it: where fragments, patches
+//! and external modules live, and reading them into build inputs.
+
+use std::path::{Path, PathBuf};
+
+use super::build::{BuildError, BuildRequest};
+use super::config::{self, Requested};
+use super::external::ModuleSource;
+use super::patches::{self, Patch};
+use super::progress::Progress;
+
+/// The kcycle project: where fragments, patches and the Rust module live.
+#[derive(Debug, Clone)]
+pub struct Project {
+    pub root: PathBuf,
+}
+
+impl Project {
+    /// `KCYCLE_ROOT`, else the nearest ancestor of the current directory with
+    /// `guest-kernel/configs`, else the clone this binary was built from.
+    pub fn discover() -> Result<Self, BuildError> {
+        let is_project = |p: &Path| p.join("guest-kernel/configs").is_dir();
+        if let Some(root) = std::env::var_os("KCYCLE_ROOT").map(PathBuf::from) {
+            return if is_project(&root) {
+                Ok(Project { root })
+            } else {
+                Err(BuildError::NoProject)
+            };
+        }
+        let cwd = std::env::current_dir().unwrap_or_default();
+        let built_from = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default();
+        cwd.ancestors()
+            .find(|p| is_project(p))
+            .map(Path::to_path_buf)
+            .or_else(|| is_project(&built_from).then_some(built_from))
+            .map(|root| Project { root })
+            .ok_or(BuildError::NoProject)
+    }
+
+    pub fn configs_dir(&self) -> PathBuf {
+        self.root.join("guest-kernel/configs")
+    }
+
+    pub fn patches_dir(&self) -> PathBuf {
+        self.root.join("guest-kernel/patches")
+    }
+
+    /// The external modules kcycle always builds.
+    pub fn default_modules(&self) -> Vec<PathBuf> {
+        vec![self.root.join("guest-kernel/rust_i915_table")]
+    }
+}
+
+/// Everything a build reads from the project, read once: the same bytes go
+/// into the cache key and into the build.
+pub struct Inputs {
+    /// Config fragments in merge order: (path, contents).
+    pub fragments: Vec<(PathBuf, Vec<u8>)>,
+    /// The options they request, last request per symbol winning.
+    pub requested: Vec<Requested>,
+    pub patches: Vec<Patch>,
+    /// External modules that can be built (others were skipped with a warning).
+    pub modules: Vec<ModuleSource>,
+}
+
+pub fn read_inputs(request: &BuildRequest, progress: &Progress) -> Result<Inputs, BuildError> {
+    let dir = request.project.configs_dir();
+    let read_err = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| BuildError::Io {
+            what: "read",
+            path,
+            source,
+        }
+    };
+    let mut fragments = Vec::new();
+    for entry in std::fs::read_dir(&dir).map_err(read_err(&dir))? {
+        let path = entry.map_err(read_err(&dir))?.path();
+        if path.extension().is_some_and(|e| e == "config") {
+            let bytes = std::fs::read(&path).map_err(read_err(&path))?;
+            fragments.push((path, bytes));
+        }
+    }
+    fragments.sort();
+    if fragments.is_empty() {
+        return Err(BuildError::NoFragments { dir });
+    }
+    let mut requested = Vec::new();
+    for (path, bytes) in &fragments {
+        requested.extend(config::parse_fragment(
+            path,
+            &String::from_utf8_lossy(bytes),
+        )?);
+    }
+    let patches = patches::load(&request.project.patches_dir())?;
+    let mut modules = Vec::new();
+    for dir in &request.external_modules {
+        if !dir.is_dir() {
+            progress.note(&format!(
+                "warning: skipping external module {}: no such directory",
+                dir.display()
+            ));
+            continue;
+        }
+        let module = ModuleSource::read(dir)?;
+        if module.is_buildable() {
+            modules.push(module);
+        } else {
+            progress.note(&format!(
+                "warning: skipping external module {}: it has no Kbuild or Makefile yet",
+                dir.display()
+            ));
+        }
+    }
+    Ok(Inputs {
+        fragments,
+        requested: config::effective(requested),
+        patches,
+        modules,
+    })
+}

@@ -1,0 +1,209 @@
+//! Guest shell commands for each step (pure). Values were validated when the
+//! suite was parsed; they are single-quoted here as well, so a value that
+//! slipped through could still not reach the shell as code.
+
+use std::collections::BTreeMap;
+
+use crate::suite::{Action, Params, SelftestKind};
+
+/// Where `--module` files are copied in the guest.
+pub const MODULE_DIR: &str = "/tmp/kcycle-modules";
+
+/// Quote one word for a POSIX shell.
+pub fn quote(word: &str) -> String {
+    format!("'{}'", word.replace('\'', r"'\''"))
+}
+
+/// How to load modules: by name through modprobe, or from a copied file
+/// through insmod (user's out-of-tree modules given with `--module`).
+#[derive(Debug, Clone, Default)]
+pub struct ModuleSources {
+    /// Module name (underscores) to guest path of its .ko.
+    pub files: BTreeMap<String, String>,
+}
+
+impl ModuleSources {
+    fn load(&self, module: &str, params: &[(String, String)]) -> String {
+        let args: Vec<String> = params
+            .iter()
+            .map(|(k, v)| quote(&format!("{k}={v}")))
+            .collect();
+        match self.files.get(&canonical(module)) {
+            Some(path) => format!("insmod {} {}", quote(path), args.join(" ")),
+            None => format!("modprobe {} {}", quote(module), args.join(" ")),
+        }
+        .trim_end()
+        .to_string()
+    }
+}
+
+/// Module names in /proc/modules use '_' where modprobe also accepts '-'.
+pub fn canonical(module: &str) -> String {
+    module.replace('-', "_")
+}
+
+/// The selftest parameter that holds the result after a selftest load.
+pub fn selftest_param(kind: SelftestKind) -> Option<&'static str> {
+    match kind {
+        SelftestKind::I915Mock => Some("mock_selftests"),
+        SelftestKind::I915Live => Some("live_selftests"),
+        SelftestKind::Kunit => None,
+    }
+}
+
+fn rendered(params: &Params) -> Vec<(String, String)> {
+    params
+        .iter()
+        .map(|(k, v)| (k.clone(), v.to_string()))
+        .collect()
+}
+
+/// The command for a step. Unloads also check that the module is gone from
+/// /proc/modules, since `modprobe -r` of a module that is in use or has no
+/// exit function can exit 0 on some kmod versions and leave it loaded.
+pub fn for_action(action: &Action, sources: &ModuleSources) -> String {
+    match action {
+        Action::Load { module, params } => sources.load(module, &rendered(params)),
+        Action::Unload { module } => unload(module, sources),
+        Action::Reload { module, params } => format!(
+            "{{ grep -q '^{} ' /proc/modules && {}; }}; {}",
+            canonical(module),
+            unload(module, sources),
+            sources.load(module, &rendered(params))
+        ),
+        Action::Selftest {
+            module,
+            kind,
+            filter,
+            params,
+        } => {
+            let mut all = Vec::new();
+            if let Some(param) = selftest_param(*kind) {
+                all.push((param.to_string(), "-1".to_string()));
+                if let Some(filter) = filter {
+                    all.push(("st_filter".to_string(), filter.clone()));
+                }
+            }
+            all.extend(rendered(params));
+            sources.load(module, &all)
+        }
+    }
+}
+
+fn unload(module: &str, sources: &ModuleSources) -> String {
+    let name = canonical(module);
+    let remove = if sources.files.contains_key(&name) {
+        format!("rmmod {}", quote(&name))
+    } else {
+        format!("modprobe -r {}", quote(module))
+    };
+    format!(
+        "{remove} && if grep -q '^{name} ' /proc/modules; then echo 'kcycle: {name} is still in /proc/modules after unload' >&2; false; fi"
+    )
+}
+
+/// Whether the value of the selftest parameter after the load means success.
+/// i915 writes -ENOTTY (-25) when the tests passed and it stops there
+/// (`mock_selftests=-1`: "run tests then leave dummy module"), 0 when it
+/// went on loading; any other value is the failing test's error.
+pub fn selftest_passed(value: &str) -> bool {
+    matches!(value.trim(), "0" | "-25")
+}
+
+/// Read the selftest result parameter after a selftest load.
+pub fn read_selftest_result(module: &str, kind: SelftestKind) -> Option<String> {
+    selftest_param(kind)
+        .map(|param| format!("cat /sys/module/{}/parameters/{param}", canonical(module)))
+}
+
+/// Scan for leaks, print the report, and forget what was reported. kmemleak
+/// only reports objects older than a few seconds, hence the pause.
+pub const KMEMLEAK_SCAN: &str = "sleep 5; echo scan > /sys/kernel/debug/kmemleak && \
+cat /sys/kernel/debug/kmemleak && echo clear > /sys/kernel/debug/kmemleak";
+
+/// Read and clear the kernel log: each step's log is what was printed since the previous read.
+pub const TAKE_DMESG: &str = "dmesg -c";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::suite::ParamValue;
+
+    fn params(pairs: &[(&str, ParamValue)]) -> Params {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect()
+    }
+
+    #[test]
+    fn commands_for_each_action() {
+        let sources = ModuleSources::default();
+        let load = Action::Load {
+            module: "rust_i915_table".into(),
+            params: params(&[("legacy_exit", ParamValue::Bool(true))]),
+        };
+        assert_eq!(
+            for_action(&load, &sources),
+            "modprobe 'rust_i915_table' 'legacy_exit=1'"
+        );
+        let unload = for_action(
+            &Action::Unload {
+                module: "drm-buddy".into(),
+            },
+            &sources,
+        );
+        assert!(
+            unload.starts_with("modprobe -r 'drm-buddy' && if grep -q '^drm_buddy ' /proc/modules"),
+            "{unload}"
+        );
+        let selftest = Action::Selftest {
+            module: "i915".into(),
+            kind: SelftestKind::I915Mock,
+            filter: Some("i915_gem_*".into()),
+            params: Params::new(),
+        };
+        assert_eq!(
+            for_action(&selftest, &sources),
+            "modprobe 'i915' 'mock_selftests=-1' 'st_filter=i915_gem_*'"
+        );
+        assert_eq!(
+            read_selftest_result("i915", SelftestKind::I915Mock).unwrap(),
+            "cat /sys/module/i915/parameters/mock_selftests"
+        );
+    }
+
+    #[test]
+    fn module_files_use_insmod_and_rmmod() {
+        let mut sources = ModuleSources::default();
+        sources
+            .files
+            .insert("my_drv".into(), format!("{MODULE_DIR}/my_drv.ko"));
+        let load = Action::Load {
+            module: "my-drv".into(),
+            params: Params::new(),
+        };
+        assert_eq!(
+            for_action(&load, &sources),
+            "insmod '/tmp/kcycle-modules/my_drv.ko'"
+        );
+        let unload = for_action(
+            &Action::Unload {
+                module: "my_drv".into(),
+            },
+            &sources,
+        );
+        assert!(unload.starts_with("rmmod 'my_drv' && "), "{unload}");
+    }
+
+    #[test]
+    fn selftest_results() {
+        assert!(selftest_passed("0\n") && selftest_passed("-25"));
+        assert!(!selftest_passed("-22") && !selftest_passed("") && !selftest_passed("1"));
+    }
+
+    #[test]
+    fn quoting_defuses_shell() {
+        assert_eq!(quote("a'b; reboot"), r"'a'\''b; reboot'");
+    }
+}

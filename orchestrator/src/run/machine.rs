@@ -1,0 +1,43 @@
+//! What the executor needs from a guest. The real implementation is QEMU plus
+//! SSH (`vm` and `guest`); unit tests of the executor use a scripted fake.
+
+use std::time::Duration;
+
+/// A finished guest command.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Output {
+    pub status: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Why a guest command has no result.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MachineError {
+    #[error("the command did not finish within {}s", .0.as_secs())]
+    Timeout(Duration),
+    /// The console showed a kernel panic or QEMU exited while the command ran.
+    #[error("the guest crashed: {summary}")]
+    Crashed {
+        summary: String,
+        /// The console from the last restart on, for the crash report.
+        console: String,
+    },
+    /// SSH broke (sshd gone, network down) and could not be re-established.
+    #[error("lost the guest: {0}")]
+    Lost(String),
+    /// The guest did not come up (after its retries).
+    #[error("failed to boot the guest: {0}")]
+    Boot(String),
+}
+
+/// A running guest the executor drives.
+pub trait Machine {
+    /// Run a shell command as root; `Ok` whatever its exit status.
+    fn exec(&mut self, command: &str, timeout: Duration) -> Result<Output, MachineError>;
+    /// Copy a host file into the guest at `guest_path` (for `--module` files).
+    fn upload(&mut self, host_path: &std::path::Path, guest_path: &str)
+        -> Result<(), MachineError>;
+    /// Start the guest afresh (after a crash, a hang, leftovers or fatal taint).
+    fn restart(&mut self) -> Result<(), MachineError>;
+}

@@ -1,0 +1,478 @@
+//! Executor and scheduler against a scripted fake kernel. The fake models
+//! just enough (modules, slab caches, debugfs, a log, taint) to check the
+//! runner's bookkeeping; the real thing is covered by the end-to-end tests.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::sync::atomic::AtomicBool;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use super::command::ModuleSources;
+use super::executor::{run_test, TestContext};
+use super::machine::{Machine, MachineError, Output};
+use super::scheduler::{run_plan, MachineFactory, ABORTED_TEST};
+use super::verdict::kind;
+use super::Event;
+use crate::outcome::TestResult;
+use crate::status::Status;
+use crate::suite::Suite;
+
+/// A kernel with one driver, `drv`, that creates slab cache `drv_cache` and
+/// debugfs dir `drv` on load. With `legacy_exit=1` its unload leaks both, and
+/// the next load trips over them like i915 did before the table patch.
+#[derive(Default)]
+struct FakeKernel {
+    loaded: BTreeSet<String>,
+    caches: BTreeSet<String>,
+    debugfs: BTreeSet<String>,
+    log: String,
+    taint: u64,
+    legacy_exit: bool,
+    /// Commands containing this never return.
+    hang_on: Option<&'static str>,
+    /// Commands containing this crash the guest.
+    crash_on: Option<&'static str>,
+    restarts: usize,
+}
+
+impl FakeKernel {
+    fn printk(&mut self, line: &str) {
+        self.log.push_str(&format!("[    1.000000] {line}\n"));
+    }
+
+    fn snapshot(&self) -> String {
+        let mut out = String::from("@@slab\nkmalloc-64\n");
+        for cache in &self.caches {
+            out.push_str(&format!("{cache}\n"));
+        }
+        out.push_str(&format!("@@slabinfo\n@@taint\n{}\n@@modules\n", self.taint));
+        for module in &self.loaded {
+            out.push_str(&format!("{module} 16384 0 - Live 0x0\n"));
+        }
+        out.push_str("@@debugfs\nslab\n");
+        for entry in &self.debugfs {
+            out.push_str(&format!("{entry}\n"));
+        }
+        out
+    }
+
+    fn load(&mut self, args: &str) -> Output {
+        if self.caches.contains("drv_cache") {
+            self.printk("sysfs: cannot create duplicate filename '/kernel/slab/drv_cache'");
+            self.printk("CPU: 0 PID: 1 Comm: modprobe Not tainted 6.12.117 #1");
+            self.printk("Call Trace:");
+            self.printk(" <TASK>");
+            self.printk(" dump_stack_lvl+0x5d/0x80");
+            self.printk(" sysfs_warn_dup+0x5a/0x70");
+            self.printk(" kmem_cache_create_usercopy+0x1ac/0x2a0");
+            self.printk(" </TASK>");
+            return Output {
+                status: 1,
+                stdout: String::new(),
+                stderr: "modprobe: ERROR: could not insert 'drv': Cannot allocate memory\n".into(),
+            };
+        }
+        if args.contains("fail_at=") {
+            // A correct unwind removes what init created; a broken one keeps the cache.
+            if args.contains("fail_at=broken") {
+                self.caches.insert("drv_cache".into());
+            }
+            return Output {
+                status: 1,
+                stdout: String::new(),
+                stderr: "modprobe: ERROR: could not insert 'drv': Cannot allocate memory\n".into(),
+            };
+        }
+        self.legacy_exit = args.contains("legacy_exit=1");
+        self.caches.insert("drv_cache".into());
+        self.debugfs.insert("drv".into());
+        self.loaded.insert("drv".into());
+        if args.contains("mock_selftests=-1") {
+            self.taint |= 64; // TAINT_USER, expected
+            self.printk("drv: Running sanity");
+            self.printk("drv: Running drv_mock_selftests/alloc");
+            self.printk("drv: Running drv_mock_selftests/free");
+            self.printk("drv/drv_mock_selftests: free failed with error -22");
+        }
+        Output::default()
+    }
+
+    fn unload(&mut self) -> Output {
+        self.loaded.remove("drv");
+        if !self.legacy_exit {
+            self.caches.remove("drv_cache");
+            self.debugfs.remove("drv");
+        }
+        Output::default()
+    }
+}
+
+impl Machine for FakeKernel {
+    fn exec(&mut self, command: &str, timeout: Duration) -> Result<Output, MachineError> {
+        if self.hang_on.is_some_and(|h| command.contains(h)) {
+            return Err(MachineError::Timeout(timeout));
+        }
+        if self.crash_on.is_some_and(|c| command.contains(c)) {
+            return Err(MachineError::Crashed {
+                summary: "kernel panic".into(),
+                console: "[    2.000000] Kernel panic - not syncing: drv: step panicked\n".into(),
+            });
+        }
+        if command.starts_with("dmesg -c") {
+            let log = std::mem::take(&mut self.log);
+            return Ok(Output {
+                status: 0,
+                stdout: format!("{log}@@kcycle-snapshot\n{}", self.snapshot()),
+                stderr: String::new(),
+            });
+        }
+        if command.starts_with("modprobe -r") {
+            return Ok(self.unload());
+        }
+        if command.starts_with("modprobe 'drv'") {
+            return Ok(self.load(command));
+        }
+        if command.starts_with("cat /sys/module/drv/parameters/mock_selftests") {
+            return Ok(Output {
+                status: 0,
+                stdout: "-22\n".into(),
+                stderr: String::new(),
+            });
+        }
+        Ok(Output {
+            status: 1,
+            stdout: String::new(),
+            stderr: format!("modprobe: FATAL: Module {command} not found\n"),
+        })
+    }
+
+    fn upload(&mut self, _: &Path, _: &str) -> Result<(), MachineError> {
+        Ok(())
+    }
+
+    fn restart(&mut self) -> Result<(), MachineError> {
+        let restarts = self.restarts + 1;
+        *self = FakeKernel {
+            restarts,
+            ..FakeKernel::default()
+        };
+        Ok(())
+    }
+}
+
+fn suite(text: &str) -> Suite {
+    Suite::parse(Path::new("suites/fake.toml"), text).unwrap()
+}
+
+fn run_one(kernel: &mut FakeKernel, suite: &Suite) -> (Vec<TestResult>, Option<String>) {
+    let sources = ModuleSources::default();
+    let ctx = TestContext {
+        suite,
+        test: &suite.tests[0],
+        sources: &sources,
+        guest: 0,
+        run_start: Instant::now(),
+    };
+    let mut events = Vec::new();
+    let run = run_test(kernel, &ctx, &mut |e| events.push(e));
+    let finished = events
+        .iter()
+        .filter(|e| matches!(e, Event::TestFinished { .. }))
+        .count();
+    assert_eq!(finished, run.results.len());
+    (run.results, run.restart_reason)
+}
+
+#[test]
+fn fixed_driver_cycles_clean() {
+    let suite = suite(
+        "[[test]]\nname = \"cycles\"\ncycles = 3\nsteps = [{ load = \"drv\" }, { unload = \"drv\" }]\n",
+    );
+    let (results, restart) = run_one(&mut FakeKernel::default(), &suite);
+    assert_eq!(
+        results[0].status,
+        Status::Pass,
+        "{:#?}",
+        results[0].findings
+    );
+    assert!(restart.is_none());
+    assert_eq!(results[0].out.matches("modprobe -r 'drv'").count(), 3);
+}
+
+#[test]
+fn leak_is_charged_to_the_unload_that_left_it() {
+    let suite = suite(
+        r#"
+[[test]]
+name = "legacy"
+steps = [
+    { load = "drv", params = { legacy_exit = true } },
+    { unload = "drv" },
+    { load = "drv", expect_failure = true },
+]
+"#,
+    );
+    let (results, restart) = run_one(&mut FakeKernel::default(), &suite);
+    let result = &results[0];
+    assert_eq!(result.status, Status::DmesgFail, "{:#?}", result.findings);
+    let leak = result
+        .findings
+        .iter()
+        .find(|f| f.kind == kind::LEAKED_SLAB_CACHE)
+        .expect("leaked cache found");
+    assert_eq!(
+        leak.title,
+        "slab caches left after unload of drv: drv_cache"
+    );
+    assert_eq!(
+        leak.attribution.as_deref(),
+        Some("left behind by unload in cycle 1")
+    );
+    let debugfs = result
+        .findings
+        .iter()
+        .find(|f| f.kind == kind::LEAKED_DEBUGFS_ENTRY)
+        .expect("leaked debugfs entry found");
+    assert!(debugfs.title.ends_with(": drv"), "{}", debugfs.title);
+    let dup = result
+        .findings
+        .iter()
+        .find(|f| f.kind == "sysfs-duplicate")
+        .expect("duplicate warning classified");
+    assert!(
+        dup.attribution
+            .as_deref()
+            .unwrap()
+            .starts_with("left behind by unload in cycle 1; seen at load drv"),
+        "{:?}",
+        dup.attribution
+    );
+    assert_eq!(
+        restart.as_deref(),
+        Some("the previous test left drv_cache behind")
+    );
+}
+
+#[test]
+fn a_failed_load_must_unwind_everything() {
+    let clean = suite(
+        "[[test]]\nname = \"t\"\nsteps = [{ load = \"drv\", params = { fail_at = \"globals\" }, expect_failure = true }]\n",
+    );
+    let (results, restart) = run_one(&mut FakeKernel::default(), &clean);
+    assert_eq!(
+        results[0].status,
+        Status::Pass,
+        "{:#?}",
+        results[0].findings
+    );
+    assert!(restart.is_none());
+
+    let broken = suite(
+        "[[test]]\nname = \"t\"\nsteps = [{ load = \"drv\", params = { fail_at = \"broken\" }, expect_failure = true }]\n",
+    );
+    let (results, _) = run_one(&mut FakeKernel::default(), &broken);
+    let leak = &results[0].findings[0];
+    assert_eq!(
+        leak.title,
+        "slab caches left after failed load of drv: drv_cache"
+    );
+    assert_eq!(
+        leak.attribution.as_deref(),
+        Some("left behind by failed load in cycle 1")
+    );
+
+    // Without expect_failure the failed load itself is the failure.
+    let unexpected = suite(
+        "[[test]]\nname = \"t\"\nsteps = [{ load = \"drv\", params = { fail_at = \"x\" } }]\n",
+    );
+    let (results, _) = run_one(&mut FakeKernel::default(), &unexpected);
+    assert_eq!(results[0].status, Status::Fail);
+    assert!(results[0].findings[0]
+        .title
+        .starts_with("load drv failed with exit 1: modprobe: ERROR"));
+}
+
+#[test]
+fn controls_pass_when_flagged_and_fail_when_not() {
+    let control = r#"
+[[test]]
+name = "control"
+steps = [
+    { load = "drv", params = { legacy_exit = true } },
+    { unload = "drv" },
+    { load = "drv", expect_failure = true },
+]
+expect = [
+    { kind = "leaked-slab-cache", title = "*drv_cache*" },
+    { kind = "sysfs-duplicate", title = "*/kernel/slab/drv_cache*" },
+]
+"#;
+    let (results, _) = run_one(&mut FakeKernel::default(), &suite(control));
+    assert_eq!(
+        results[0].status,
+        Status::Pass,
+        "{:#?}",
+        results[0].findings
+    );
+    assert!(!results[0].fails_run());
+
+    // The same control against a driver that does not leak must fail.
+    let fixed = control.replace("legacy_exit = true", "legacy_exit = false");
+    let (results, _) = run_one(&mut FakeKernel::default(), &suite(&fixed));
+    assert_eq!(results[0].status, Status::Fail);
+    assert!(results[0]
+        .findings
+        .iter()
+        .any(|f| f.kind == kind::CONTROL_NOT_FLAGGED));
+}
+
+#[test]
+fn selftests_give_one_result_per_subtest() {
+    let suite = suite(
+        "[[test]]\nname = \"mock\"\nsteps = [{ selftest = \"drv\", kind = \"i915-mock\" }, { unload = \"drv\" }]\n",
+    );
+    let (results, _) = run_one(&mut FakeKernel::default(), &suite);
+    let names: Vec<(&str, Status)> = results
+        .iter()
+        .map(|r| (r.name.as_str(), r.status))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            ("kcycle@fake@mock", Status::Pass),
+            ("kcycle@fake@mock@drv_mock_selftests@alloc", Status::Pass),
+            ("kcycle@fake@mock@drv_mock_selftests@free", Status::Fail),
+            ("kcycle@fake@mock@sanity", Status::Pass),
+        ]
+    );
+    // TAINT_USER from the dangerous selftest parameter is expected, not a finding.
+    assert!(results[0].findings.iter().all(|f| f.kind != kind::TAINT));
+}
+
+#[test]
+fn hang_and_crash_become_timeout_and_crash() {
+    let suite = suite(
+        "[[test]]\nname = \"t\"\nsteps = [{ load = \"drv\", timeout = 3 }, { unload = \"drv\" }]\n",
+    );
+    let mut hanging = FakeKernel {
+        hang_on: Some("modprobe 'drv'"),
+        ..FakeKernel::default()
+    };
+    let (results, restart) = run_one(&mut hanging, &suite);
+    assert_eq!(results[0].status, Status::Timeout);
+    assert!(results[0].err.contains("within 3s"), "{}", results[0].err);
+    assert!(restart.unwrap().contains("timeout"));
+
+    let mut crashing = FakeKernel {
+        crash_on: Some("modprobe -r"),
+        ..FakeKernel::default()
+    };
+    let (results, restart) = run_one(&mut crashing, &suite);
+    assert_eq!(results[0].status, Status::Crash);
+    let panic = &results[0].findings[0];
+    assert_eq!(panic.kind, "panic", "{panic:#?}");
+    assert!(restart.is_some());
+}
+
+struct FakeFactory {
+    boots: Mutex<usize>,
+    fail: bool,
+}
+
+impl MachineFactory for FakeFactory {
+    fn boot(&self, _: &Suite, _: usize) -> Result<Box<dyn Machine>, MachineError> {
+        *self.boots.lock().unwrap() += 1;
+        if self.fail {
+            return Err(MachineError::Boot("kernel panicked at boot".into()));
+        }
+        Ok(Box::new(FakeKernel::default()))
+    }
+}
+
+fn plan_results(suite: &Suite, factory: &FakeFactory, jobs: usize) -> Vec<TestResult> {
+    let plan: Vec<_> = suite.tests.iter().map(|t| (suite, t)).collect();
+    let results = Mutex::new(Vec::new());
+    let emit = |event: Event| {
+        if let Event::TestFinished { result, .. } = event {
+            results.lock().unwrap().push(result);
+        }
+    };
+    run_plan(
+        &plan,
+        jobs,
+        factory,
+        &ModuleSources::default(),
+        &AtomicBool::new(false),
+        &emit,
+    );
+    results.into_inner().unwrap()
+}
+
+#[test]
+fn scheduler_restarts_after_leftovers_and_runs_everything() {
+    let suite = suite(
+        r#"
+[[test]]
+name = "leaky"
+steps = [{ load = "drv", params = { legacy_exit = true } }, { unload = "drv" }]
+[[test]]
+name = "after"
+steps = [{ load = "drv" }, { unload = "drv" }]
+[[test]]
+name = "third"
+steps = [{ load = "drv" }, { unload = "drv" }]
+"#,
+    );
+    let factory = FakeFactory {
+        boots: Mutex::new(0),
+        fail: false,
+    };
+    let results = plan_results(&suite, &factory, 1);
+    let statuses: Vec<_> = results
+        .iter()
+        .map(|r| (r.name.as_str(), r.status))
+        .collect();
+    // The leak fails its own test; the restart keeps it from poisoning the next.
+    assert_eq!(
+        statuses,
+        [
+            ("kcycle@fake@leaky", Status::DmesgFail),
+            ("kcycle@fake@after", Status::Pass),
+            ("kcycle@fake@third", Status::Pass),
+        ]
+    );
+    assert_eq!(*factory.boots.lock().unwrap(), 1);
+}
+
+#[test]
+fn a_guest_that_never_boots_aborts_with_notrun_results() {
+    let suite = suite(
+        "[[test]]\nname = \"a\"\nsteps = [{ load = \"drv\" }]\n[[test]]\nname = \"b\"\nsteps = [{ load = \"drv\" }]\n",
+    );
+    let factory = FakeFactory {
+        boots: Mutex::new(0),
+        fail: true,
+    };
+    let results = plan_results(&suite, &factory, 2);
+    let mut statuses: Vec<_> = results
+        .iter()
+        .map(|r| (r.name.as_str(), r.status))
+        .collect();
+    statuses.sort();
+    assert_eq!(
+        statuses,
+        [
+            ("kcycle@fake@a", Status::Notrun),
+            ("kcycle@fake@b", Status::Notrun),
+            (ABORTED_TEST, Status::Abort),
+        ]
+    );
+    assert!(results
+        .iter()
+        .any(|r| r.err.contains("kernel panicked at boot")));
+    assert_eq!(
+        crate::outcome::exit_status(&results),
+        crate::exit::ExitStatus::Infrastructure
+    );
+}

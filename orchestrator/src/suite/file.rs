@@ -1,0 +1,423 @@
+//! Suite files: the TOML shape, and its translation into the checked model.
+
+use std::collections::{BTreeMap, HashSet};
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::located::Located;
+
+use super::step::{self, Action, ParamValue, Params, SelftestKind, Step};
+use super::{Expectation, GuestMode, KnownIssue, Suite, Test};
+
+const DEFAULT_STEP_TIMEOUT_SECS: u64 = 120;
+const MAX_CYCLES: u32 = 10_000;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SuiteError {
+    #[error("failed to read suite {path}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("failed to parse suite {0}")]
+    Invalid(Located),
+}
+
+/// A suite file's text and name, for turning byte offsets into line:column.
+pub struct SuiteSource<'a> {
+    path: &'a Path,
+    text: &'a str,
+}
+
+impl<'a> SuiteSource<'a> {
+    pub fn new(path: &'a Path, text: &'a str) -> Self {
+        SuiteSource { path, text }
+    }
+
+    fn error(&self, span: Option<Range<usize>>, message: impl Into<String>) -> SuiteError {
+        SuiteError::Invalid(Located::new(self.path, self.text, span, message))
+    }
+
+    fn default_name(&self) -> String {
+        self.path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSuite {
+    name: Option<Spanned<String>>,
+    #[serde(default)]
+    description: String,
+    #[serde(default = "default_guest")]
+    guest: GuestMode,
+    #[serde(default)]
+    cmdline: Vec<Spanned<String>>,
+    /// Seconds.
+    step_timeout: Option<Spanned<u64>>,
+    #[serde(default)]
+    test: Vec<Spanned<RawTest>>,
+    #[serde(default)]
+    known_issue: Vec<Spanned<RawKnownIssue>>,
+}
+
+fn default_guest() -> GuestMode {
+    GuestMode::Emulated
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTest {
+    name: Spanned<String>,
+    #[serde(default)]
+    description: String,
+    cycles: Option<Spanned<u32>>,
+    steps: Vec<Spanned<RawStep>>,
+    #[serde(default)]
+    expect: Vec<Spanned<RawExpectation>>,
+}
+
+/// A step is a table with exactly one action key: `{ load = "i915", params = {…} }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStep {
+    load: Option<String>,
+    unload: Option<String>,
+    reload: Option<String>,
+    selftest: Option<String>,
+    kind: Option<SelftestKind>,
+    filter: Option<String>,
+    params: Option<BTreeMap<String, Spanned<toml::Value>>>,
+    /// Seconds.
+    timeout: Option<u64>,
+    #[serde(default)]
+    expect_failure: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawExpectation {
+    kind: String,
+    #[serde(default = "match_all")]
+    title: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawKnownIssue {
+    test: String,
+    #[serde(default = "match_all")]
+    title: String,
+    reason: String,
+}
+
+fn match_all() -> String {
+    "*".into()
+}
+
+/// Names that appear in IGT-style test names: `[A-Za-z0-9_-]+`.
+fn check_test_name(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("is empty".into());
+    }
+    match name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || *c == '_' || *c == '-'))
+    {
+        Some(c) => Err(format!(
+            "{name:?} contains {c:?} (allowed: letters, digits, '_', '-')"
+        )),
+        None => Ok(()),
+    }
+}
+
+pub(super) fn parse(source: SuiteSource<'_>) -> Result<Suite, SuiteError> {
+    let raw: RawSuite =
+        toml::from_str(source.text).map_err(|e| source.error(e.span(), e.message().trim()))?;
+
+    let name = match raw.name {
+        Some(name) => {
+            check_test_name(name.get_ref())
+                .map_err(|why| source.error(Some(name.span()), format!("field `name` {why}")))?;
+            name.into_inner()
+        }
+        None => {
+            let name = source.default_name();
+            check_test_name(&name).map_err(|why| {
+                source.error(
+                    None,
+                    format!("no `name` field and the file name {why}; add `name = \"...\"`"),
+                )
+            })?;
+            name
+        }
+    };
+
+    let step_timeout = match raw.step_timeout {
+        Some(t) if *t.get_ref() == 0 => {
+            return Err(source.error(
+                Some(t.span()),
+                "field `step_timeout` must be at least 1 second",
+            ))
+        }
+        Some(t) => Duration::from_secs(t.into_inner()),
+        None => Duration::from_secs(DEFAULT_STEP_TIMEOUT_SECS),
+    };
+
+    let mut cmdline = Vec::new();
+    for arg in raw.cmdline {
+        if arg.get_ref().is_empty() || arg.get_ref().chars().any(char::is_whitespace) {
+            return Err(source.error(
+                Some(arg.span()),
+                format!(
+                    "field `cmdline`: {:?} must be one kernel argument without spaces",
+                    arg.get_ref()
+                ),
+            ));
+        }
+        cmdline.push(arg.into_inner());
+    }
+
+    if raw.test.is_empty() {
+        return Err(source.error(None, "no tests: add at least one `[[test]]` table"));
+    }
+
+    let mut tests = Vec::new();
+    let mut seen = HashSet::new();
+    for raw_test in raw.test {
+        let test = parse_test(&source, &name, raw.guest, step_timeout, raw_test)?;
+        if !seen.insert(test.name.clone()) {
+            return Err(source.error(None, format!("test name {} is used twice", test.name)));
+        }
+        tests.push(test);
+    }
+
+    let known_issues = raw
+        .known_issue
+        .into_iter()
+        .map(|issue| {
+            let span = issue.span();
+            let issue = issue.into_inner();
+            if issue.reason.trim().is_empty() {
+                return Err(source.error(
+                    Some(span),
+                    "field `reason` of a known issue is empty: say why it is known (a bug link)",
+                ));
+            }
+            for (field, glob) in [("test", &issue.test), ("title", &issue.title)] {
+                globset::Glob::new(glob).map_err(|e| {
+                    source.error(
+                        Some(span.clone()),
+                        format!("field `{field}` of a known issue is not a valid glob: {e}"),
+                    )
+                })?;
+            }
+            Ok(KnownIssue {
+                test: issue.test,
+                title: issue.title,
+                reason: issue.reason,
+            })
+        })
+        .collect::<Result<_, _>>()?;
+
+    Ok(Suite {
+        name,
+        description: raw.description,
+        guest: raw.guest,
+        cmdline,
+        step_timeout,
+        tests,
+        known_issues,
+    })
+}
+
+fn parse_test(
+    source: &SuiteSource<'_>,
+    suite: &str,
+    guest: GuestMode,
+    step_timeout: Duration,
+    raw: Spanned<RawTest>,
+) -> Result<Test, SuiteError> {
+    let raw = raw.into_inner();
+    let short = raw.name.get_ref().clone();
+    check_test_name(&short)
+        .map_err(|why| source.error(Some(raw.name.span()), format!("test field `name` {why}")))?;
+
+    let cycles = match raw.cycles {
+        Some(c) if *c.get_ref() == 0 || *c.get_ref() > MAX_CYCLES => {
+            return Err(source.error(
+                Some(c.span()),
+                format!("test {short:?}: field `cycles` must be 1 to {MAX_CYCLES}"),
+            ))
+        }
+        Some(c) => c.into_inner(),
+        None => 1,
+    };
+    if raw.steps.is_empty() {
+        return Err(source.error(
+            Some(raw.name.span()),
+            format!("test {short:?}: field `steps` is empty"),
+        ));
+    }
+    let steps = raw
+        .steps
+        .into_iter()
+        .enumerate()
+        .map(|(i, step)| {
+            let span = step.span();
+            parse_step(step.into_inner(), guest, step_timeout).map_err(|why| {
+                source.error(Some(span), format!("test {short:?} step {}: {why}", i + 1))
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+
+    let expect = raw
+        .expect
+        .into_iter()
+        .map(|e| {
+            let span = e.span();
+            let e = e.into_inner();
+            globset::Glob::new(&e.title).map_err(|err| {
+                source.error(
+                    Some(span),
+                    format!("test {short:?}: field `expect.title` is not a valid glob: {err}"),
+                )
+            })?;
+            Ok(Expectation {
+                kind: e.kind,
+                title: e.title,
+            })
+        })
+        .collect::<Result<_, SuiteError>>()?;
+
+    Ok(Test {
+        name: format!("kcycle@{suite}@{short}"),
+        description: raw.description,
+        cycles,
+        steps,
+        expect,
+    })
+}
+
+fn parse_step(raw: RawStep, guest: GuestMode, default_timeout: Duration) -> Result<Step, String> {
+    let actions = [
+        ("load", &raw.load),
+        ("unload", &raw.unload),
+        ("reload", &raw.reload),
+        ("selftest", &raw.selftest),
+    ];
+    let given: Vec<&str> = actions
+        .iter()
+        .filter(|(_, v)| v.is_some())
+        .map(|(k, _)| *k)
+        .collect();
+    let (verb, module) = match given.as_slice() {
+        [verb] => {
+            let module = actions
+                .iter()
+                .find(|(k, _)| k == verb)
+                .and_then(|(_, v)| v.as_deref())
+                .unwrap_or_default();
+            (*verb, module.to_string())
+        }
+        [] => return Err(
+            "a step needs one of `load`, `unload`, `reload`, `selftest` (e.g. { load = \"i915\" })"
+                .into(),
+        ),
+        many => {
+            return Err(format!(
+                "a step has exactly one action, this one has {}",
+                many.join(", ")
+            ))
+        }
+    };
+    step::check_module_name(&module).map_err(|why| format!("field `{verb}`: {why}"))?;
+
+    let params = match raw.params {
+        Some(_) if verb == "unload" => {
+            return Err("field `params` is not allowed on `unload`".into())
+        }
+        Some(params) => convert_params(params)?,
+        None => Params::new(),
+    };
+    if verb != "selftest" {
+        for (field, present) in [
+            ("kind", raw.kind.is_some()),
+            ("filter", raw.filter.is_some()),
+        ] {
+            if present {
+                return Err(format!(
+                    "field `{field}` belongs to `selftest` steps, not `{verb}`"
+                ));
+            }
+        }
+    }
+    let timeout = match raw.timeout {
+        Some(0) => return Err("field `timeout` must be at least 1 second".into()),
+        Some(secs) => Duration::from_secs(secs),
+        None => default_timeout,
+    };
+
+    let action = match verb {
+        "load" => Action::Load { module, params },
+        "unload" => Action::Unload { module },
+        "reload" => Action::Reload { module, params },
+        _ => {
+            let kind = raw
+                .kind
+                .ok_or("field `kind` is missing: one of \"i915-mock\", \"i915-live\", \"kunit\"")?;
+            if kind == SelftestKind::I915Live && guest != GuestMode::Passthrough {
+                return Err(
+                    "i915-live selftests need a real GPU: set `guest = \"passthrough\"` at the top of the suite"
+                        .into(),
+                );
+            }
+            if let Some(filter) = &raw.filter {
+                step::check_param_string(filter).map_err(|why| format!("field `filter`: {why}"))?;
+            }
+            Action::Selftest {
+                module,
+                kind,
+                filter: raw.filter,
+                params,
+            }
+        }
+    };
+    Ok(Step {
+        action,
+        timeout,
+        expect_failure: raw.expect_failure,
+    })
+}
+
+fn convert_params(raw: BTreeMap<String, Spanned<toml::Value>>) -> Result<Params, String> {
+    raw.into_iter()
+        .map(|(name, value)| {
+            step::check_param_name(&name).map_err(|why| format!("field `params`: {why}"))?;
+            let value = match value.into_inner() {
+                toml::Value::Integer(n) => ParamValue::Int(n),
+                toml::Value::Boolean(b) => ParamValue::Bool(b),
+                toml::Value::String(s) => {
+                    step::check_param_string(&s)
+                        .map_err(|why| format!("field `params.{name}`: {why}"))?;
+                    ParamValue::Str(s)
+                }
+                other => {
+                    return Err(format!(
+                        "field `params.{name}` must be an integer, boolean or string, not {}",
+                        other.type_str()
+                    ))
+                }
+            };
+            Ok((name, value))
+        })
+        .collect()
+}

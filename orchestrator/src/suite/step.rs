@@ -1,0 +1,181 @@
+//! Steps a test is made of, and the strict rules for the values in them.
+//!
+//! Module names, parameter names and values end up in a guest shell command,
+//! so they are checked against narrow character sets here, before any guest
+//! boots; the runner quotes them as well.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::Duration;
+
+/// One step of a test, with its deadline.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Step {
+    pub action: Action,
+    pub timeout: Duration,
+    /// The action itself must fail (e.g. a load with `fail_at=` set): success fails the test.
+    /// The checks around the step (leaks, warnings) still apply.
+    pub expect_failure: bool,
+}
+
+/// What a step does in the guest.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    /// `modprobe <module> <params>` (or `insmod` for a module file given with `--module`).
+    Load { module: String, params: Params },
+    /// `modprobe -r <module>`; the module must be gone from /proc/modules afterwards.
+    Unload { module: String },
+    /// Unload if loaded, then load.
+    Reload { module: String, params: Params },
+    /// Load a module whose init runs selftests, and collect one result per subtest.
+    Selftest {
+        module: String,
+        kind: SelftestKind,
+        /// i915: `st_filter=`; KUnit: `filter_glob=`.
+        filter: Option<String>,
+        params: Params,
+    },
+}
+
+impl Step {
+    pub fn module(&self) -> &str {
+        match &self.action {
+            Action::Load { module, .. }
+            | Action::Unload { module }
+            | Action::Reload { module, .. }
+            | Action::Selftest { module, .. } => module,
+        }
+    }
+}
+
+/// How selftest results are reported by the module.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SelftestKind {
+    /// `mock_selftests=-1`: tests run in module init; `<module>: Running <suite>/<test>`
+    /// lines and the result written back to /sys/module/<module>/parameters/mock_selftests.
+    I915Mock,
+    /// `live_selftests=-1`: needs a real GPU (passthrough guests only).
+    I915Live,
+    /// A KUnit test module: KTAP in dmesg and debugfs kunit/<suite>/results.
+    Kunit,
+}
+
+impl SelftestKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SelftestKind::I915Mock => "i915-mock",
+            SelftestKind::I915Live => "i915-live",
+            SelftestKind::Kunit => "kunit",
+        }
+    }
+}
+
+/// Module parameters, sorted by name so command lines are deterministic.
+pub type Params = BTreeMap<String, ParamValue>;
+
+/// A module parameter value as written in a suite.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ParamValue {
+    Int(i64),
+    Bool(bool),
+    Str(String),
+}
+
+impl fmt::Display for ParamValue {
+    /// The form modprobe and the kernel's param parser accept.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ParamValue::Int(n) => write!(f, "{n}"),
+            ParamValue::Bool(b) => f.write_str(if *b { "1" } else { "0" }),
+            ParamValue::Str(s) => f.write_str(s),
+        }
+    }
+}
+
+/// Module names as the kernel spells them (dashes and underscores are the same to modprobe).
+pub fn check_module_name(name: &str) -> Result<(), String> {
+    check_chars(name, 56, |c| {
+        c.is_ascii_alphanumeric() || c == '_' || c == '-'
+    })
+    .map_err(|why| format!("module name {name:?} {why} (allowed: letters, digits, '_', '-')"))
+}
+
+/// Parameter names are C identifiers.
+pub fn check_param_name(name: &str) -> Result<(), String> {
+    let starts_ok = name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_');
+    check_chars(name, 64, |c| c.is_ascii_alphanumeric() || c == '_')
+        .and_then(|()| {
+            if starts_ok {
+                Ok(())
+            } else {
+                Err("must start with a letter or '_'".into())
+            }
+        })
+        .map_err(|why| format!("parameter name {name:?} {why}"))
+}
+
+/// String parameter values: enough for step names, filters and globs, nothing a shell interprets.
+pub fn check_param_string(value: &str) -> Result<(), String> {
+    check_chars(value, 256, |c| {
+        c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | ',' | ':' | '*' | '/' | '+')
+    })
+    .map_err(|why| {
+        format!("parameter value {value:?} {why} (allowed: letters, digits and _ - . , : * / +)")
+    })
+}
+
+fn check_chars(s: &str, max: usize, allowed: impl Fn(char) -> bool) -> Result<(), String> {
+    if s.is_empty() {
+        return Err("is empty".into());
+    }
+    if s.len() > max {
+        return Err(format!("is longer than {max} characters"));
+    }
+    if s.contains("..") {
+        return Err("contains '..'".into());
+    }
+    match s.chars().find(|&c| !allowed(c)) {
+        Some(c) => Err(format!("contains {c:?}")),
+        None => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hostile_values_are_refused() {
+        for hostile in [
+            "; reboot",
+            "$(reboot)",
+            "a\nb",
+            "../x",
+            "a b",
+            "`id`",
+            "a'b",
+            "",
+        ] {
+            assert!(check_module_name(hostile).is_err(), "{hostile:?}");
+            assert!(check_param_string(hostile).is_err(), "{hostile:?}");
+            assert!(check_param_name(hostile).is_err(), "{hostile:?}");
+        }
+    }
+
+    #[test]
+    fn ordinary_values_pass() {
+        check_module_name("rust_i915_table").unwrap();
+        check_module_name("drm-kms-helper").unwrap();
+        check_param_name("mock_selftests").unwrap();
+        check_param_string("globals").unwrap();
+        check_param_string("i915_gem_*,i915_vma").unwrap();
+        assert!(check_param_name("9lives").is_err());
+    }
+
+    #[test]
+    fn bools_render_as_digits() {
+        assert_eq!(ParamValue::Bool(true).to_string(), "1");
+        assert_eq!(ParamValue::Int(-1).to_string(), "-1");
+    }
+}

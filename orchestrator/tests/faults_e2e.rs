@@ -1,0 +1,272 @@
+//! What kcycle does when things break, with real QEMU: a guest that panics,
+//! a step that hangs, QEMU killed from outside, kcycle itself interrupted, a
+//! guest that never boots. In every case the reports stay valid, nothing
+//! already measured is lost, and no QEMU is left behind.
+//!
+//! The faults come from rust_i915_table's `panic_at` / `hang_at` parameters
+//! and from signals sent by the test.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use kcycle::outcome::TestResult;
+use kcycle::report::igt_json;
+use kcycle::status::Status;
+
+fn write_suite(dir: &Path, text: &str) -> PathBuf {
+    let path = dir.join("faults.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn read_results(dir: &Path) -> Vec<TestResult> {
+    let json = std::fs::read_to_string(dir.join("results.json")).expect("results.json exists");
+    let xml = std::fs::read_to_string(dir.join("junit.xml")).expect("junit.xml exists");
+    quick_junit::Report::deserialize_from_str(&xml).expect("junit.xml parses");
+    igt_json::parse(&json).expect("results.json parses").1
+}
+
+fn statuses(results: &[TestResult]) -> Vec<(String, Status)> {
+    results.iter().map(|r| (r.name.clone(), r.status)).collect()
+}
+
+/// Start `kcycle run` in the background.
+fn spawn_run(tmp: &Path, suite: &Path, results: &Path) -> Option<Child> {
+    let kernel = support::kernel()?;
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_kcycle"))
+        .env("TMPDIR", tmp)
+        .env("KCYCLE_KERNEL", &kernel.dir)
+        .args(["--progress=never", "run"])
+        .arg(suite)
+        .arg("--results")
+        .arg(results)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    Some(child)
+}
+
+/// Wait (with a deadline) until some guest console under `tmp` shows `needle`.
+fn wait_for_console(tmp: &Path, needle: &str, deadline: Duration) {
+    let start = Instant::now();
+    while start.elapsed() < deadline {
+        for entry in std::fs::read_dir(tmp).unwrap().flatten() {
+            let console = entry.path().join("console.log");
+            if std::fs::read_to_string(&console).is_ok_and(|text| text.contains(needle)) {
+                return;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    panic!("no guest console showed {needle:?} within {deadline:?}");
+}
+
+fn wait_with_deadline(mut child: Child, deadline: Duration) -> (i32, String) {
+    let start = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            let mut stderr = String::new();
+            use std::io::Read;
+            let _ = child.stderr.take().unwrap().read_to_string(&mut stderr);
+            return (status.code().unwrap_or(-1), stderr);
+        }
+        if start.elapsed() > deadline {
+            let _ = child.kill();
+            panic!("kcycle did not finish within {deadline:?}");
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn panic_and_hang_are_crash_and_timeout_and_the_run_goes_on() {
+    let tmp = tempfile::tempdir().unwrap();
+    let Some(kernel) = support::kernel() else {
+        return;
+    };
+    let suite = write_suite(
+        tmp.path(),
+        r#"
+name = "faults"
+[[test]]
+name = "panic"
+# A long deadline: the crash must be noticed from the console, not by waiting.
+steps = [{ load = "rust_i915_table", params = { panic_at = "globals" }, timeout = 900 }]
+[[test]]
+name = "hang"
+steps = [{ load = "rust_i915_table", params = { hang_at = "pci" }, timeout = 15 }]
+[[test]]
+name = "after"
+steps = [{ load = "rust_i915_table" }, { unload = "rust_i915_table" }]
+"#,
+    );
+    let results_dir = tmp.path().join("results");
+    let output = support::kcycle(tmp.path(), &kernel)
+        .args(["--progress=never", "run"])
+        .arg(&suite)
+        .arg("--results")
+        .arg(&results_dir)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    let results = read_results(&results_dir);
+    assert_eq!(
+        statuses(&results),
+        [
+            ("kcycle@faults@panic".to_string(), Status::Crash),
+            ("kcycle@faults@hang".to_string(), Status::Timeout),
+            ("kcycle@faults@after".to_string(), Status::Pass),
+        ]
+    );
+    let panic = &results[0].findings[0];
+    assert_eq!(panic.kind, "panic");
+    assert_eq!(
+        panic.title,
+        "kernel panic: rust_i915_table: panic_at=globals"
+    );
+    assert!(
+        panic.report.contains("Kernel panic - not syncing"),
+        "{}",
+        panic.report
+    );
+    assert!(
+        stderr.contains("booting (the previous test ended with crash)"),
+        "{stderr}"
+    );
+    // Each boot's console is kept.
+    assert!(results_dir.join("console-faults-guest0.1.log").is_file());
+    assert!(support::qemus_mentioning(&tmp.path().to_string_lossy()).is_empty());
+}
+
+#[test]
+fn qemu_killed_from_outside_is_incomplete_and_the_run_goes_on() {
+    let tmp = tempfile::tempdir().unwrap();
+    let suite = write_suite(
+        tmp.path(),
+        r#"
+name = "killed"
+[[test]]
+name = "victim"
+steps = [{ load = "rust_i915_table", params = { hang_at = "globals" }, timeout = 600 }]
+[[test]]
+name = "after"
+steps = [{ load = "rust_i915_table" }, { unload = "rust_i915_table" }]
+"#,
+    );
+    let results_dir = tmp.path().join("results");
+    let Some(child) = spawn_run(tmp.path(), &suite, &results_dir) else {
+        return;
+    };
+    wait_for_console(tmp.path(), "hang_at: waiting", Duration::from_secs(300));
+    let qemus = support::qemus_mentioning(&tmp.path().to_string_lossy());
+    assert_eq!(qemus.len(), 1, "{qemus:?}");
+    // SAFETY: kill(2) on a pid this test found; no memory is involved.
+    unsafe { libc::kill(qemus[0] as i32, libc::SIGKILL) };
+
+    let (code, stderr) = wait_with_deadline(child, Duration::from_secs(600));
+    assert_eq!(code, 1, "{stderr}");
+    let results = read_results(&results_dir);
+    assert_eq!(
+        statuses(&results),
+        [
+            ("kcycle@killed@victim".to_string(), Status::Incomplete),
+            ("kcycle@killed@after".to_string(), Status::Pass),
+        ]
+    );
+    assert!(results[0].err.contains("QEMU exited"), "{}", results[0].err);
+    assert!(support::qemus_mentioning(&tmp.path().to_string_lossy()).is_empty());
+}
+
+#[test]
+fn sigterm_keeps_results_and_reports_the_rest_notrun() {
+    let tmp = tempfile::tempdir().unwrap();
+    let suite = write_suite(
+        tmp.path(),
+        r#"
+name = "stopped"
+[[test]]
+name = "done"
+steps = [{ load = "rust_i915_table" }, { unload = "rust_i915_table" }]
+[[test]]
+name = "running"
+steps = [{ load = "rust_i915_table", params = { hang_at = "globals" }, timeout = 600 }]
+[[test]]
+name = "never"
+steps = [{ load = "rust_i915_table" }]
+"#,
+    );
+    let results_dir = tmp.path().join("results");
+    let Some(child) = spawn_run(tmp.path(), &suite, &results_dir) else {
+        return;
+    };
+    wait_for_console(tmp.path(), "hang_at: waiting", Duration::from_secs(300));
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+
+    let (code, stderr) = wait_with_deadline(child, Duration::from_secs(120));
+    assert_eq!(code, 3, "{stderr}");
+    assert!(stderr.contains("interrupted"), "{stderr}");
+    let results = read_results(&results_dir);
+    assert_eq!(
+        statuses(&results),
+        [
+            ("kcycle@stopped@done".to_string(), Status::Pass),
+            ("kcycle@stopped@running".to_string(), Status::Incomplete),
+            ("kcycle@stopped@never".to_string(), Status::Notrun),
+        ]
+    );
+    assert!(support::qemus_mentioning(&tmp.path().to_string_lossy()).is_empty());
+}
+
+#[test]
+fn a_guest_that_never_boots_aborts_the_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let Some(kernel) = support::kernel() else {
+        return;
+    };
+    let suite = write_suite(
+        tmp.path(),
+        r#"
+name = "noboot"
+# No init: the guest kernel panics at boot, every time.
+cmdline = ["init=/nonexistent", "rdinit=/nonexistent"]
+[[test]]
+name = "a"
+steps = [{ load = "rust_i915_table" }]
+[[test]]
+name = "b"
+steps = [{ load = "rust_i915_table" }]
+"#,
+    );
+    let results_dir = tmp.path().join("results");
+    let output = support::kcycle(tmp.path(), &kernel)
+        .args(["--progress=never", "run"])
+        .arg(&suite)
+        .arg("--results")
+        .arg(&results_dir)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(3), "{stderr}");
+    let results = read_results(&results_dir);
+    let mut got = statuses(&results);
+    got.sort();
+    assert_eq!(
+        got,
+        [
+            ("kcycle@noboot@a".to_string(), Status::Notrun),
+            ("kcycle@noboot@b".to_string(), Status::Notrun),
+            ("kcycle@runner@aborted".to_string(), Status::Abort),
+        ]
+    );
+    let aborted = results.iter().find(|r| r.status == Status::Abort).unwrap();
+    assert!(aborted.err.contains("panic"), "{}", aborted.err);
+    // The console of the failed boot is kept for the post-mortem.
+    assert!(results_dir.join("console-noboot-guest0.log").is_file());
+    assert!(support::qemus_mentioning(&tmp.path().to_string_lossy()).is_empty());
+}

@@ -1,0 +1,60 @@
+//! Shared by the end-to-end tests: finding the built kernel, running the
+//! `kcycle` binary against it, and checking that no QEMU outlives a test.
+//!
+//! The kernel comes from `KCYCLE_KERNEL` (an artifact directory from
+//! `kcycle kernel build`); without it the tests fail when `CI` is set and
+//! print a skip notice otherwise.
+
+#![allow(dead_code)] // each test binary uses its own part
+
+use std::path::Path;
+use std::time::Duration;
+
+use assert_cmd::Command;
+use kcycle::kernel::Artifacts;
+
+pub fn kernel() -> Option<Artifacts> {
+    let Some(dir) = std::env::var_os("KCYCLE_KERNEL") else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "KCYCLE_KERNEL is not set: point it at a kernel artifact directory (`kcycle kernel build`)"
+        );
+        eprintln!(
+            "skipping: KCYCLE_KERNEL is not set (a `kcycle kernel build` artifact directory)"
+        );
+        return None;
+    };
+    Some(
+        Artifacts::open(Path::new(&dir)).expect("KCYCLE_KERNEL is not a kernel artifact directory"),
+    )
+}
+
+/// PIDs of live QEMU processes whose command line mentions `needle`.
+pub fn qemus_mentioning(needle: &str) -> Vec<u32> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        let cmdline = String::from_utf8_lossy(&cmdline);
+        let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+        let zombie = stat
+            .rsplit_once(") ")
+            .is_some_and(|(_, rest)| rest.starts_with('Z'));
+        if cmdline.starts_with("qemu-system") && cmdline.contains(needle) && !zombie {
+            found.push(pid);
+        }
+    }
+    found
+}
+
+/// `kcycle` with its temp dir (and so its run dirs) in `tmp`, so leftovers can be found.
+pub fn kcycle(tmp: &Path, kernel: &Artifacts) -> Command {
+    let mut command = Command::cargo_bin("kcycle").unwrap();
+    command
+        .env("TMPDIR", tmp)
+        .env("KCYCLE_KERNEL", &kernel.dir)
+        .timeout(Duration::from_secs(600));
+    command
+}
