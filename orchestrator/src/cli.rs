@@ -548,11 +548,12 @@ fn boot(args: &GuestArgs) -> Result<ExitStatus, Failure> {
             vm::GuestState::Panicked { lines } => {
                 return Err(GuestError::Panicked { lines }).infrastructure()
             }
-            vm::GuestState::Exited { status, lines } => {
-                eprintln!("kcycle: QEMU exited ({status})");
-                if status.contains("exit status: 0") {
-                    return Ok(ExitStatus::Passed);
-                }
+            // `poweroff` in the guest: a normal end.
+            vm::GuestState::Exited { success: true, .. } => {
+                eprintln!("kcycle: the guest powered off");
+                return Ok(ExitStatus::Passed);
+            }
+            vm::GuestState::Exited { status, lines, .. } => {
                 return Err(GuestError::Exited { status, lines }).infrastructure();
             }
         }

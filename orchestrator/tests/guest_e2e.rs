@@ -6,6 +6,8 @@
 //! Tests run one at a time (a lock): each boots a 2 GiB guest on a 2-core
 //! machine, and the "no QEMU left" checks look at all of this test's QEMUs.
 
+mod support;
+
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Duration;
@@ -16,53 +18,9 @@ use kcycle::image;
 use kcycle::kernel::Artifacts;
 use kcycle::vm::{self, Accel, QemuConfig, Vm, VmError};
 
+use support::{kcycle, kernel, qemus_mentioning};
+
 static SERIAL: Mutex<()> = Mutex::new(());
-
-fn kernel() -> Option<Artifacts> {
-    let Some(dir) = std::env::var_os("KCYCLE_KERNEL") else {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "KCYCLE_KERNEL is not set: point it at a kernel artifact directory (`kcycle kernel build`)"
-        );
-        eprintln!(
-            "skipping: KCYCLE_KERNEL is not set (a `kcycle kernel build` artifact directory)"
-        );
-        return None;
-    };
-    Some(
-        Artifacts::open(Path::new(&dir)).expect("KCYCLE_KERNEL is not a kernel artifact directory"),
-    )
-}
-
-/// PIDs of live QEMU processes whose command line mentions `needle`.
-fn qemus_mentioning(needle: &str) -> Vec<u32> {
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
-        let cmdline = String::from_utf8_lossy(&cmdline);
-        let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
-        let zombie = stat
-            .rsplit_once(") ")
-            .is_some_and(|(_, rest)| rest.starts_with('Z'));
-        if cmdline.starts_with("qemu-system") && cmdline.contains(needle) && !zombie {
-            found.push(pid);
-        }
-    }
-    found
-}
-
-/// `kcycle` with its temp dir (and so its run dirs) in `tmp`, so leftovers can be found.
-fn kcycle(tmp: &Path, kernel: &Artifacts) -> Command {
-    let mut command = Command::cargo_bin("kcycle").unwrap();
-    command
-        .env("TMPDIR", tmp)
-        .env("KCYCLE_KERNEL", &kernel.dir)
-        .timeout(Duration::from_secs(600));
-    command
-}
 
 #[test]
 fn exec_prints_uname_and_proc_version_and_leaves_nothing() {

@@ -51,6 +51,10 @@ pub const KEY_FILE: &str = "id_ed25519";
 pub const INITRD_FILE: &str = "initrd.cpio";
 /// How long [`Guest::exec`] waits to log in again after a lost session.
 pub const RECONNECT_DEADLINE: Duration = Duration::from_secs(60);
+/// Console line from images/init once dropbear runs.
+const SSHD_STARTED: &str = "kcycle-init: sshd started";
+/// How long readiness waits for [`SSHD_STARTED`] before polling blindly.
+const SSHD_MARKER_WAIT: Duration = Duration::from_secs(60);
 /// Console line from images/init when dropbear did not start.
 const SSHD_FAILED: &str = "kcycle-init: sshd failed";
 
@@ -392,20 +396,29 @@ impl Guest {
             user: "root".into(),
             key: self.key.private.clone(),
         };
-        let mut backoff = Duration::from_millis(200);
-        loop {
+        // Before the guest's network is up, QEMU's user-net accepts the TCP
+        // connection and then holds it silent: an SSH attempt then costs its
+        // whole timeout. So first wait for init to report sshd (returns at
+        // once on a panic or exit); images without the marker fall back to
+        // plain polling after SSHD_MARKER_WAIT.
+        let marker_until = started + SSHD_MARKER_WAIT.min(deadline);
+        while Instant::now() < marker_until {
+            self.fail_if_cancelled()?;
+            self.fail_if_dead()?;
             if self
-                .spec
-                .cancel
-                .as_ref()
-                .is_some_and(|cancel| cancel.load(Ordering::SeqCst))
+                .vm
+                .console()
+                .wait_for(SSHD_STARTED, 0, Duration::from_millis(200))
             {
-                self.vm.kill();
-                return Err(GuestError::Cancelled);
+                break;
             }
+        }
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            self.fail_if_cancelled()?;
             self.fail_if_dead()?;
             let left = deadline.saturating_sub(started.elapsed());
-            let last = match ssh::connect_once(&target, left.min(Duration::from_secs(5))) {
+            let last = match ssh::connect_once(&target, left.min(Duration::from_secs(3))) {
                 Ok((session, socket)) => {
                     self.ssh = Some(Ssh::start(session, socket)?);
                     return Ok(());
@@ -422,9 +435,18 @@ impl Guest {
             }
             // Wake early if the console says sshd just started.
             let mark = self.vm.console().line_count();
-            self.vm.console().wait_for("sshd started", mark, backoff);
+            self.vm.console().wait_for(SSHD_STARTED, mark, backoff);
             backoff = (backoff * 3 / 2).min(Duration::from_secs(2));
         }
+    }
+
+    fn fail_if_cancelled(&mut self) -> Result<(), GuestError> {
+        let cancel = self.spec.cancel.as_ref();
+        if cancel.is_some_and(|cancel| cancel.load(Ordering::SeqCst)) {
+            self.vm.kill();
+            return Err(GuestError::Cancelled);
+        }
+        Ok(())
     }
 
     fn fail_if_dead(&mut self) -> Result<(), GuestError> {
@@ -437,7 +459,7 @@ impl Guest {
         match self.vm.state() {
             GuestState::Running => Ok(()),
             GuestState::Panicked { lines } => Err(GuestError::Panicked { lines }),
-            GuestState::Exited { status, lines } => Err(GuestError::Exited { status, lines }),
+            GuestState::Exited { status, lines, .. } => Err(GuestError::Exited { status, lines }),
         }
     }
 

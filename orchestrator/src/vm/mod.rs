@@ -86,9 +86,11 @@ pub enum GuestState {
     Panicked {
         lines: Vec<String>,
     },
-    /// QEMU exited: its status and the last console lines.
+    /// QEMU exited: its status (`success` when it exited 0, e.g. after a
+    /// `poweroff` in the guest) and the last console lines.
     Exited {
         status: String,
+        success: bool,
         lines: Vec<String>,
     },
 }
@@ -234,6 +236,7 @@ impl Vm {
             None => GuestState::Running,
             Some(status) => GuestState::Exited {
                 status: status.to_string(),
+                success: status.success(),
                 lines: self.console.tail(ERROR_LINES),
             },
         }
