@@ -143,30 +143,32 @@ steps = [{ load = "rust_i915_table" }, { unload = "rust_i915_table" }]
     assert!(support::qemus_mentioning(&tmp.path().to_string_lossy()).is_empty());
 }
 
-#[test]
-fn qemu_killed_from_outside_is_incomplete_and_the_run_goes_on() {
+/// A two-test suite whose first test hangs in a step: `fault` is applied to
+/// the guest's QEMU (by pid) while it hangs. The first test must come out
+/// `incomplete` with a reason, the second must pass on a restarted guest,
+/// and no QEMU may survive. Returns the first test's result.
+fn hang_then_fault(name: &str, fault: impl FnOnce(&Path, u32)) -> Option<TestResult> {
     let tmp = tempfile::tempdir().unwrap();
     let suite = write_suite(
         tmp.path(),
-        r#"
-name = "killed"
+        &format!(
+            r#"
+name = "{name}"
 [[test]]
 name = "victim"
-steps = [{ load = "rust_i915_table", params = { hang_at = "globals" }, timeout = 600 }]
+steps = [{{ load = "rust_i915_table", params = {{ hang_at = "globals" }}, timeout = 600 }}]
 [[test]]
 name = "after"
-steps = [{ load = "rust_i915_table" }, { unload = "rust_i915_table" }]
-"#,
+steps = [{{ load = "rust_i915_table" }}, {{ unload = "rust_i915_table" }}]
+"#
+        ),
     );
     let results_dir = tmp.path().join("results");
-    let Some(child) = spawn_run(tmp.path(), &suite, &results_dir) else {
-        return;
-    };
+    let child = spawn_run(tmp.path(), &suite, &results_dir)?;
     wait_for_console(tmp.path(), "hang_at: waiting", Duration::from_secs(300));
     let qemus = support::qemus_mentioning(&tmp.path().to_string_lossy());
     assert_eq!(qemus.len(), 1, "{qemus:?}");
-    // SAFETY: kill(2) on a pid this test found; no memory is involved.
-    unsafe { libc::kill(qemus[0] as i32, libc::SIGKILL) };
+    fault(tmp.path(), qemus[0]);
 
     let (code, stderr) = wait_with_deadline(child, Duration::from_secs(600));
     assert_eq!(code, 1, "{stderr}");
@@ -174,12 +176,24 @@ steps = [{ load = "rust_i915_table" }, { unload = "rust_i915_table" }]
     assert_eq!(
         statuses(&results),
         [
-            ("kcycle@killed@victim".to_string(), Status::Incomplete),
-            ("kcycle@killed@after".to_string(), Status::Pass),
+            (format!("kcycle@{name}@victim"), Status::Incomplete),
+            (format!("kcycle@{name}@after"), Status::Pass),
         ]
     );
-    assert!(results[0].err.contains("QEMU exited"), "{}", results[0].err);
+    assert!(!results[0].err.is_empty(), "the reason is recorded");
     assert!(support::qemus_mentioning(&tmp.path().to_string_lossy()).is_empty());
+    results.into_iter().next()
+}
+
+#[test]
+fn qemu_killed_from_outside_is_incomplete_and_the_run_goes_on() {
+    let victim = hang_then_fault("killed", |_, qemu| {
+        // SAFETY: kill(2) on a pid this test found; no memory is involved.
+        unsafe { libc::kill(qemu as i32, libc::SIGKILL) };
+    });
+    if let Some(victim) = victim {
+        assert!(victim.err.contains("QEMU exited"), "{}", victim.err);
+    }
 }
 
 #[test]
@@ -281,68 +295,37 @@ fn ssh_port_of(pid: u32) -> u16 {
 
 #[test]
 fn sshd_killed_in_the_guest_is_incomplete_and_the_run_goes_on() {
-    let tmp = tempfile::tempdir().unwrap();
-    let suite = write_suite(
-        tmp.path(),
-        r#"
-name = "nossh"
-[[test]]
-name = "victim"
-steps = [{ load = "rust_i915_table", params = { hang_at = "globals" }, timeout = 600 }]
-[[test]]
-name = "after"
-steps = [{ load = "rust_i915_table" }, { unload = "rust_i915_table" }]
-"#,
-    );
-    let results_dir = tmp.path().join("results");
-    let Some(child) = spawn_run(tmp.path(), &suite, &results_dir) else {
-        return;
-    };
-    wait_for_console(tmp.path(), "hang_at: waiting", Duration::from_secs(300));
-    let qemus = support::qemus_mentioning(&tmp.path().to_string_lossy());
-    assert_eq!(qemus.len(), 1, "{qemus:?}");
-    let key = std::fs::read_dir(tmp.path())
-        .unwrap()
-        .flatten()
-        .map(|e| e.path().join("id_ed25519"))
-        .find(|k| k.is_file())
-        .expect("the run's key");
-    // Kill the guest's sshd (and with it the session kcycle is waiting on)
-    // over a second connection, as a broken guest would.
-    let status = std::process::Command::new("ssh")
-        .arg("-i")
-        .arg(&key)
-        .args(["-p", &ssh_port_of(qemus[0]).to_string()])
-        .args([
-            "-o",
-            "StrictHostKeyChecking=no",
-            "-o",
-            "UserKnownHostsFile=/dev/null",
-        ])
-        .args([
-            "-o",
-            "LogLevel=ERROR",
-            "-o",
-            "ConnectTimeout=30",
-            "-o",
-            "BatchMode=yes",
-        ])
-        .args(["root@127.0.0.1", "killall -9 dropbear"])
-        .status()
-        .unwrap();
-    // The ssh client itself loses its connection when dropbear dies.
-    assert!(status.code().is_some(), "ssh was killed by a signal");
-
-    let (code, stderr) = wait_with_deadline(child, Duration::from_secs(600));
-    assert_eq!(code, 1, "{stderr}");
-    let results = read_results(&results_dir);
-    assert_eq!(
-        statuses(&results),
-        [
-            ("kcycle@nossh@victim".to_string(), Status::Incomplete),
-            ("kcycle@nossh@after".to_string(), Status::Pass),
-        ]
-    );
-    assert!(!results[0].err.is_empty(), "the reason is recorded");
-    assert!(support::qemus_mentioning(&tmp.path().to_string_lossy()).is_empty());
+    hang_then_fault("nossh", |tmp, qemu| {
+        let key = std::fs::read_dir(tmp)
+            .unwrap()
+            .flatten()
+            .map(|e| e.path().join("id_ed25519"))
+            .find(|k| k.is_file())
+            .expect("the run's key");
+        // Kill the guest's sshd (and with it the session kcycle is waiting
+        // on) over a second connection, as a broken guest would.
+        let status = std::process::Command::new("ssh")
+            .arg("-i")
+            .arg(&key)
+            .args(["-p", &ssh_port_of(qemu).to_string()])
+            .args([
+                "-o",
+                "StrictHostKeyChecking=no",
+                "-o",
+                "UserKnownHostsFile=/dev/null",
+            ])
+            .args([
+                "-o",
+                "LogLevel=ERROR",
+                "-o",
+                "ConnectTimeout=30",
+                "-o",
+                "BatchMode=yes",
+            ])
+            .args(["root@127.0.0.1", "killall -9 dropbear"])
+            .status()
+            .unwrap();
+        // The ssh client loses its own connection when dropbear dies.
+        assert!(status.code().is_some(), "ssh was killed by a signal");
+    });
 }

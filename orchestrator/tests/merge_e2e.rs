@@ -5,6 +5,8 @@
 //! from `kcycle kernel build`); without it the test fails when `CI` is set
 //! and prints a skip notice otherwise.
 
+mod support;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Output;
@@ -15,18 +17,9 @@ use kcycle::report::igt_json;
 
 const SUITES: [&str; 2] = ["suites/smoke.toml", "suites/rust-table.toml"];
 
+/// The kernel artifact directory (see tests/support).
 fn kernel() -> Option<PathBuf> {
-    let Some(dir) = std::env::var_os("KCYCLE_KERNEL") else {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "KCYCLE_KERNEL is not set: point it at a kernel artifact directory (`kcycle kernel build`)"
-        );
-        eprintln!(
-            "skipping: KCYCLE_KERNEL is not set (a `kcycle kernel build` artifact directory)"
-        );
-        return None;
-    };
-    Some(PathBuf::from(dir))
+    support::kernel().map(|artifacts| artifacts.dir)
 }
 
 fn workspace() -> PathBuf {
