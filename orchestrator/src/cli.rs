@@ -180,6 +180,10 @@ pub struct RunArgs {
     /// Run only shard I of N (e.g. 2/4); every test lands in exactly one shard.
     #[arg(long)]
     pub shard: Option<String>,
+    /// Keep using a guest after a test left fatal taint (WARN, DIE, BAD_PAGE,
+    /// MCE). By default it is restarted so one bug does not poison later tests.
+    #[arg(long)]
+    pub keep_tainted_guest: bool,
 }
 
 #[derive(Debug, Args)]
@@ -368,6 +372,7 @@ fn ci(args: &CiArgs, progress: Progress) -> Result<ExitStatus, Failure> {
         jobs: config.jobs,
         modules: Vec::new(),
         shard: None,
+        keep_tainted_guest: false,
     };
     run_suites(&run, progress)
 }
@@ -744,7 +749,11 @@ fn run_suites(args: &RunArgs, progress: Progress) -> Result<ExitStatus, Failure>
             }
         })
     };
-    kcycle::run::run_plan(&plan, args.jobs, &factory, &sources, interrupted, &emit);
+    let options = kcycle::run::RunOptions {
+        jobs: args.jobs,
+        restart_on_taint: !args.keep_tainted_guest,
+    };
+    kcycle::run::run_plan(&plan, options, &factory, &sources, interrupted, &emit);
     done.store(true, Ordering::SeqCst);
     let _ = watcher.join();
 

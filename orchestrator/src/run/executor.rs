@@ -46,6 +46,8 @@ pub struct TestContext<'a> {
     pub guest: usize,
     /// When the run started: results carry their start relative to it.
     pub run_start: Instant,
+    /// Ask for a restart when the test left fatal taint.
+    pub restart_on_taint: bool,
 }
 
 /// Something an unload left behind, remembered for attributing later warnings.
@@ -163,7 +165,8 @@ fn restart_reason(fault: Option<Status>, rec: &Recorder<'_>) -> Option<String> {
         .filter(|f| f.is_fatal())
         .map(|f| f.to_string())
         .collect();
-    (!fatal.is_empty()).then(|| format!("the kernel is tainted: {}", fatal.join(", ")))
+    (rec.ctx.restart_on_taint && !fatal.is_empty())
+        .then(|| format!("the kernel is tainted: {}", fatal.join(", ")))
 }
 
 impl Recorder<'_> {

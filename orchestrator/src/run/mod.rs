@@ -16,7 +16,7 @@ pub mod verdict;
 
 pub use event::Event;
 pub use machine::{Machine, MachineError, Output};
-pub use scheduler::{run_plan, MachineFactory};
+pub use scheduler::{run_plan, MachineFactory, RunOptions};
 
 #[cfg(test)]
 mod tests;

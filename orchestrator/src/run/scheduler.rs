@@ -24,11 +24,22 @@ pub trait MachineFactory: Sync {
     fn boot(&self, suite: &Suite, guest: usize) -> Result<Box<dyn Machine>, MachineError>;
 }
 
-/// Run `plan` on `jobs` guests. `emit` receives every event, from every
+/// How a plan runs.
+#[derive(Debug, Clone, Copy)]
+pub struct RunOptions {
+    /// Guests in parallel.
+    pub jobs: usize,
+    /// Restart the guest after a test that left fatal taint (WARN, DIE,
+    /// BAD_PAGE, MCE), like IGT's abort-on-taint, so one bug does not poison
+    /// the tests after it.
+    pub restart_on_taint: bool,
+}
+
+/// Run `plan` per `options`. `emit` receives every event, from every
 /// guest's thread. Returns when every planned test has a result.
 pub fn run_plan(
     plan: &[(&Suite, &Test)],
-    jobs: usize,
+    options: RunOptions,
     factory: &dyn MachineFactory,
     sources: &ModuleSources,
     interrupted: &AtomicBool,
@@ -39,7 +50,7 @@ pub fn run_plan(
     let aborted: Mutex<Option<String>> = Mutex::new(None);
 
     std::thread::scope(|scope| {
-        for guest in 0..jobs.clamp(1, plan.len().max(1)) {
+        for guest in 0..options.jobs.clamp(1, plan.len().max(1)) {
             let (queue, aborted) = (&queue, &aborted);
             scope.spawn(move || {
                 let mut current: Option<(&str, Box<dyn Machine>)> = None;
@@ -80,6 +91,7 @@ pub fn run_plan(
                         sources,
                         guest,
                         run_start,
+                        restart_on_taint: options.restart_on_taint,
                     };
                     let run = run_test(machine.as_mut(), &ctx, &mut |e| emit(e));
                     if let Some(reason) = run.restart_reason {

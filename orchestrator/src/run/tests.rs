@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use super::command::ModuleSources;
 use super::executor::{run_test, TestContext};
 use super::machine::{Machine, MachineError, Output};
-use super::scheduler::{run_plan, MachineFactory, ABORTED_TEST};
+use super::scheduler::{run_plan, MachineFactory, RunOptions, ABORTED_TEST};
 use super::verdict::kind;
 use super::Event;
 use crate::outcome::TestResult;
@@ -33,6 +33,8 @@ struct FakeKernel {
     hang_on: Option<&'static str>,
     /// Commands containing this crash the guest.
     crash_on: Option<&'static str>,
+    /// Unloading WARNs (and so taints the kernel W).
+    warn_on_unload: bool,
     restarts: usize,
 }
 
@@ -100,6 +102,9 @@ impl FakeKernel {
 
     fn unload(&mut self) -> Output {
         self.loaded.remove("drv");
+        if self.warn_on_unload {
+            self.taint |= 1 << 9;
+        }
         if !self.legacy_exit {
             self.caches.remove("drv_cache");
             self.debugfs.remove("drv");
@@ -173,6 +178,7 @@ fn run_one(kernel: &mut FakeKernel, suite: &Suite) -> (Vec<TestResult>, Option<S
         sources: &sources,
         guest: 0,
         run_start: Instant::now(),
+        restart_on_taint: true,
     };
     let mut events = Vec::new();
     let run = run_test(kernel, &ctx, &mut |e| events.push(e));
@@ -252,6 +258,39 @@ steps = [
         restart.as_deref(),
         Some("the previous test left drv_cache behind")
     );
+}
+
+#[test]
+fn fatal_taint_asks_for_a_restart_unless_told_otherwise() {
+    let suite =
+        suite("[[test]]\nname = \"t\"\nsteps = [{ load = \"drv\" }, { unload = \"drv\" }]\n");
+    // TAINT_WARN appears during the test.
+    let mut tainted = FakeKernel {
+        warn_on_unload: true,
+        ..FakeKernel::default()
+    };
+    let (results, restart) = run_one(&mut tainted, &suite);
+    assert_eq!(
+        restart.as_deref(),
+        Some("the kernel is tainted: TAINT_WARN (W)")
+    );
+    assert!(results[0].findings.iter().any(|f| f.kind == kind::TAINT));
+
+    let sources = ModuleSources::default();
+    let ctx = TestContext {
+        suite: &suite,
+        test: &suite.tests[0],
+        sources: &sources,
+        guest: 0,
+        run_start: Instant::now(),
+        restart_on_taint: false,
+    };
+    let mut tainted = FakeKernel {
+        warn_on_unload: true,
+        ..FakeKernel::default()
+    };
+    let run = run_test(&mut tainted, &ctx, &mut |_| {});
+    assert_eq!(run.restart_reason, None);
 }
 
 #[test]
@@ -398,9 +437,13 @@ fn plan_results(suite: &Suite, factory: &FakeFactory, jobs: usize) -> Vec<TestRe
             results.lock().unwrap().push(result);
         }
     };
+    let options = RunOptions {
+        jobs,
+        restart_on_taint: true,
+    };
     run_plan(
         &plan,
-        jobs,
+        options,
         factory,
         &ModuleSources::default(),
         &AtomicBool::new(false),
