@@ -462,16 +462,16 @@ fn read_log(path: &std::path::Path) -> anyhow::Result<Vec<u8>> {
 fn guest_kernel(kernel: Option<&Path>) -> Result<Artifacts, Failure> {
     let dir = match kernel {
         Some(dir) => dir.to_path_buf(),
-        None => match std::env::var_os("KCYCLE_KERNEL") {
-            Some(dir) => PathBuf::from(dir),
-            None => {
-                return Err(anyhow::anyhow!(
-                    "no guest kernel: pass --kernel DIR or set KCYCLE_KERNEL to the artifact \
-                     directory that `kcycle kernel build` prints"
-                ))
-                .bad_input()
+        None => {
+            match std::env::var_os("KCYCLE_KERNEL") {
+                Some(dir) => PathBuf::from(dir),
+                None => {
+                    // What `--kernel`'s help promises: build it, or take it from the cache.
+                    eprintln!("kcycle: no --kernel or KCYCLE_KERNEL: building or reusing the guest kernel");
+                    return Ok(build_kernel(None, false, None, Progress::Auto)?.artifacts);
+                }
             }
-        },
+        }
     };
     Artifacts::open(&dir).bad_input()
 }
