@@ -33,6 +33,28 @@ fn statuses(results: &[TestResult]) -> Vec<(String, Status)> {
     results.iter().map(|r| (r.name.clone(), r.status)).collect()
 }
 
+/// `kcycle run` to its end: exit code, stderr, and the results read back.
+fn run_to_end(
+    tmp: &Path,
+    kernel: &kcycle::kernel::Artifacts,
+    suite: &Path,
+    results_dir: &Path,
+) -> (i32, String, Vec<TestResult>) {
+    let output = support::kcycle(tmp, kernel)
+        .args(["--progress=never", "run"])
+        .arg(suite)
+        .arg("--results")
+        .arg(results_dir)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    (
+        output.status.code().unwrap_or(-1),
+        stderr,
+        read_results(results_dir),
+    )
+}
+
 /// Start `kcycle run` in the background.
 fn spawn_run(tmp: &Path, suite: &Path, results: &Path) -> Option<Child> {
     let kernel = support::kernel()?;
@@ -105,16 +127,8 @@ steps = [{ load = "rust_i915_table" }, { unload = "rust_i915_table" }]
 "#,
     );
     let results_dir = tmp.path().join("results");
-    let output = support::kcycle(tmp.path(), &kernel)
-        .args(["--progress=never", "run"])
-        .arg(&suite)
-        .arg("--results")
-        .arg(&results_dir)
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(1), "{stderr}");
-    let results = read_results(&results_dir);
+    let (code, stderr, results) = run_to_end(tmp.path(), &kernel, &suite, &results_dir);
+    assert_eq!(code, 1, "{stderr}");
     assert_eq!(
         statuses(&results),
         [
@@ -258,16 +272,8 @@ steps = [{ load = "rust_i915_table" }]
 "#,
     );
     let results_dir = tmp.path().join("results");
-    let output = support::kcycle(tmp.path(), &kernel)
-        .args(["--progress=never", "run"])
-        .arg(&suite)
-        .arg("--results")
-        .arg(&results_dir)
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(3), "{stderr}");
-    let results = read_results(&results_dir);
+    let (code, stderr, results) = run_to_end(tmp.path(), &kernel, &suite, &results_dir);
+    assert_eq!(code, 3, "{stderr}");
     let mut got = statuses(&results);
     got.sort();
     assert_eq!(
