@@ -1,0 +1,303 @@
+//! Command-line interface: argument definitions and dispatch.
+//!
+//! Every subcommand returns an [`ExitStatus`] or a [`Failure`] that carries
+//! the exit status it should end with, so the mapping from "what went wrong"
+//! to exit code is decided where the error is understood, not guessed later.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use kcycle::exit::ExitStatus;
+
+mod dmesg;
+mod guest;
+mod kernel;
+mod merge;
+mod run;
+
+use dmesg::dmesg;
+use guest::{boot, exec, image_build};
+use kernel::{kernel_build, setup};
+use merge::merge_results;
+use run::{ci, run_suites};
+
+const ABOUT: &str = "Catch kernel drivers that do not undo what they set up.";
+
+const LONG_ABOUT: &str = "\
+Catch kernel drivers that do not undo what they set up.
+
+kcycle builds a guest kernel with Intel's i915 driver and a Rust port of
+i915's init/exit table, boots it in QEMU, drives load -> selftest -> unload ->
+reload cycles over SSH and reads dmesg, /sys/kernel/slab and kmemleak to find
+duplicate debugfs/sysfs entries, leaked slab caches, WARNs, oopses and
+selftest failures. Results go to JUnit XML, an IGT-style results.json and the
+terminal.";
+
+const AFTER_HELP: &str = "\
+Typical use:
+  kcycle ci                          build or reuse kernel and image, run the default suites
+  kcycle run suites/rust-table.toml  run one suite, results in results/
+  kcycle dmesg console.log           classify a kernel log you already have
+  kcycle exec -- cat /proc/version   boot the guest, run one command, shut down
+
+Exit codes (every subcommand):
+  0  passed, or only known issues
+  1  test failures or findings
+  2  bad input or usage (the message names the file, field or option)
+  3  infrastructure failure (QEMU, SSH, kernel build, disk)";
+
+#[derive(Debug, Parser)]
+#[command(name = "kcycle", version, about = ABOUT, long_about = LONG_ABOUT, after_help = AFTER_HELP)]
+pub struct Cli {
+    /// When to draw progress bars: `auto` draws them only when stderr is a terminal.
+    #[arg(long, value_enum, default_value_t = Progress::Auto, global = true)]
+    pub progress: Progress,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Progress {
+    Auto,
+    Always,
+    Never,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Install the host packages kcycle needs (apt as root), or check them with --check.
+    Setup(SetupArgs),
+    /// Build the guest kernel (Linux 6.12 + i915 selftests + Rust), cached.
+    #[command(subcommand)]
+    Kernel(KernelCommand),
+    /// Build the guest initramfs (busybox, sshd, module tools), cached.
+    #[command(subcommand)]
+    Image(ImageCommand),
+    /// Boot the guest and keep it running; prints how to reach it over SSH.
+    Boot(BootArgs),
+    /// Boot the guest, run one command in it, shut down; exits with the command's status.
+    Exec(ExecArgs),
+    /// Run suites: load/selftest/unload/reload cycles with dmesg, slab and kmemleak checks.
+    Run(RunArgs),
+    /// The main job: set up, build kernel and image, run the default suites, write results.
+    Ci(CiArgs),
+    /// Merge results directories from shards into one junit.xml and results.json.
+    Merge(MergeArgs),
+    /// Classify kernel logs: WARNs, oopses, KASAN, duplicate debugfs/sysfs entries, leaks.
+    ///
+    /// Exits 0 when nothing is found, 1 when something is, 2 on error (like grep).
+    Dmesg(DmesgArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SetupArgs {
+    /// Only report what is missing; install nothing.
+    #[arg(long)]
+    pub check: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KernelCommand {
+    /// Build (or reuse from the cache) the guest kernel; prints the artifact directory last.
+    Build(KernelBuildArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct KernelBuildArgs {
+    /// A kernel tree to build instead of Debian's linux-source-6.12 (never modified in place).
+    #[arg(long, env = "KCYCLE_KERNEL_SRC")]
+    pub source: Option<PathBuf>,
+    /// Copy the artifacts here as well as into the cache.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Rebuild even when the cache has a complete entry.
+    #[arg(long)]
+    pub force: bool,
+    /// Print the manifest as JSON instead of the artifact directory.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ImageCommand {
+    /// Build (or reuse from the cache) the guest initramfs for a kernel.
+    Build(ImageBuildArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ImageBuildArgs {
+    /// Kernel artifact directory (from `kcycle kernel build`); default: build or reuse it.
+    #[arg(long)]
+    pub kernel: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct GuestArgs {
+    /// Kernel artifact directory (from `kcycle kernel build`); default: build or reuse it.
+    #[arg(long)]
+    pub kernel: Option<PathBuf>,
+    /// CPU accelerator: `auto` probes KVM with a tiny guest and falls back to TCG.
+    #[arg(long, value_enum, default_value_t = Accel::Auto)]
+    pub accel: Accel,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Accel {
+    Auto,
+    Kvm,
+    Tcg,
+}
+
+#[derive(Debug, Args)]
+pub struct BootArgs {
+    #[command(flatten)]
+    pub guest: GuestArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ExecArgs {
+    #[command(flatten)]
+    pub guest: GuestArgs,
+    /// The command to run in the guest, after `--`.
+    #[arg(last = true, required = true)]
+    pub command: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Suite files (TOML), e.g. suites/rust-table.toml.
+    #[arg(required = true)]
+    pub suites: Vec<PathBuf>,
+    #[command(flatten)]
+    pub guest: GuestArgs,
+    /// Where junit.xml, results.json, console logs and summary.md go.
+    #[arg(long, default_value = "results")]
+    pub results: PathBuf,
+    /// Run only tests whose name matches this glob (e.g. 'kcycle@rust-table@*').
+    #[arg(long)]
+    pub filter: Option<String>,
+    /// Guests to run in parallel.
+    #[arg(long, default_value_t = 1)]
+    pub jobs: usize,
+    /// An out-of-tree module (.ko) to copy into the guest and cycle with insmod.
+    #[arg(long = "module")]
+    pub modules: Vec<PathBuf>,
+    /// Run only shard I of N (e.g. 2/4); every test lands in exactly one shard.
+    #[arg(long)]
+    pub shard: Option<String>,
+    /// Keep using a guest after a test left fatal taint (WARN, DIE, BAD_PAGE,
+    /// MCE). By default it is restarted so one bug does not poison later tests.
+    #[arg(long)]
+    pub keep_tainted_guest: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CiArgs {
+    /// The config that lists kernel source, suites, jobs and results dir.
+    #[arg(long, default_value = "kcycle.toml")]
+    pub config: PathBuf,
+    /// CPU accelerator: `auto` probes KVM with a tiny guest and falls back to TCG.
+    #[arg(long, value_enum, default_value_t = Accel::Auto)]
+    pub accel: Accel,
+}
+
+#[derive(Debug, Args)]
+pub struct MergeArgs {
+    /// Results directories written by `kcycle run --shard`.
+    #[arg(required = true)]
+    pub dirs: Vec<PathBuf>,
+    /// Where the merged junit.xml and results.json go.
+    #[arg(long, default_value = "results")]
+    pub out: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct DmesgArgs {
+    /// Print one JSON object per input file: {"file", "findings": [...]}.
+    #[arg(long)]
+    pub json: bool,
+    /// Kernel logs to classify; `-` reads standard input.
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
+}
+
+/// A failed command: the error and the exit status it ends with.
+#[derive(Debug)]
+pub struct Failure {
+    pub status: ExitStatus,
+    pub error: anyhow::Error,
+}
+
+/// Attach the exit status to an error where its meaning is known.
+pub trait ExitOnError<T> {
+    /// The user gave something wrong: exit 2.
+    fn bad_input(self) -> Result<T, Failure>;
+    /// Something kcycle depends on broke: exit 3.
+    fn infrastructure(self) -> Result<T, Failure>;
+}
+
+impl<T, E: Into<anyhow::Error>> ExitOnError<T> for Result<T, E> {
+    fn bad_input(self) -> Result<T, Failure> {
+        self.map_err(|error| Failure {
+            status: ExitStatus::BadInput,
+            error: error.into(),
+        })
+    }
+
+    fn infrastructure(self) -> Result<T, Failure> {
+        self.map_err(|error| Failure {
+            status: ExitStatus::Infrastructure,
+            error: error.into(),
+        })
+    }
+}
+
+pub fn run(cli: Cli) -> Result<ExitStatus, Failure> {
+    let progress = cli.progress;
+    match cli.command {
+        Command::Setup(args) => setup(args),
+        Command::Kernel(KernelCommand::Build(args)) => kernel_build(args, progress),
+        Command::Image(ImageCommand::Build(args)) => image_build(&args),
+        Command::Boot(args) => boot(&args.guest),
+        Command::Exec(args) => exec(&args),
+        Command::Run(args) => run_suites(&args, progress),
+        Command::Ci(args) => ci(&args, progress),
+        Command::Merge(args) => merge_results(&args),
+        Command::Dmesg(args) => dmesg(&args),
+    }
+}
+
+/// Whether to draw spinners and bars: `auto` only on a terminal.
+fn draws_progress(progress: Progress) -> bool {
+    use std::io::IsTerminal;
+    match progress {
+        Progress::Auto => std::io::stderr().is_terminal(),
+        Progress::Always => true,
+        Progress::Never => false,
+    }
+}
+
+/// A flag set by SIGINT/SIGTERM, so that commands can shut QEMU down
+/// themselves instead of dying with it half-way.
+fn interrupt_flag() -> &'static std::sync::Arc<AtomicBool> {
+    static FLAG: std::sync::OnceLock<std::sync::Arc<AtomicBool>> = std::sync::OnceLock::new();
+    extern "C" fn on_signal(_: libc::c_int) {
+        // Installed only after FLAG is set; get() is an atomic load.
+        if let Some(flag) = FLAG.get() {
+            flag.store(true, Ordering::SeqCst);
+        }
+    }
+    FLAG.get_or_init(|| {
+        // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+        unsafe {
+            let mut action: libc::sigaction = std::mem::zeroed();
+            action.sa_sigaction = on_signal as *const () as usize;
+            libc::sigemptyset(&mut action.sa_mask);
+            libc::sigaction(libc::SIGINT, &action, std::ptr::null_mut());
+            libc::sigaction(libc::SIGTERM, &action, std::ptr::null_mut());
+        }
+        std::sync::Arc::new(AtomicBool::new(false))
+    })
+}
