@@ -50,6 +50,12 @@ pub struct TestContext<'a> {
     pub restart_on_taint: bool,
 }
 
+/// A step's kernel log and its classification, made once per step.
+struct StepLog<'a> {
+    text: &'a str,
+    findings: Vec<dmesg::Finding>,
+}
+
 /// Something an unload left behind, remembered for attributing later warnings.
 struct Leftover {
     name: String,
@@ -220,12 +226,17 @@ impl Recorder<'_> {
                 }
 
                 let (log, after) = self.collect(machine)?;
-                self.check_log(&log, &label);
+                // Classified once: the test's findings and its subtests' both come from it.
+                let step_log = StepLog {
+                    findings: dmesg::classify(&log),
+                    text: &log,
+                };
+                self.check_log(&step_log.findings, &label);
                 if let Action::Selftest {
                     module: name, kind, ..
                 } = &step.action
                 {
-                    self.record_selftest(machine, name, *kind, &log, succeeded, cycle)?;
+                    self.record_selftest(machine, name, *kind, &step_log, succeeded, cycle)?;
                 }
                 // After an unload, and after a load whose init failed (nothing
                 // of the module should remain either way), what appeared since
@@ -289,9 +300,9 @@ impl Recorder<'_> {
     }
 
     /// Classify a step's kernel log; charge duplicates to the unload that left their entry behind.
-    fn check_log(&mut self, log: &str, label: &str) {
-        for found in dmesg::classify(log) {
-            let mut finding = from_dmesg(found);
+    fn check_log(&mut self, found: &[dmesg::Finding], label: &str) {
+        for found in found {
+            let mut finding = from_dmesg(found.clone());
             finding.attribution = Some(if is_duplicate(&finding.kind) {
                 match self.blame(&finding.title) {
                     Some(leftover) => format!(
@@ -416,19 +427,18 @@ impl Recorder<'_> {
         machine: &mut dyn Machine,
         module: &str,
         kind: SelftestKind,
-        log: &str,
+        log: &StepLog<'_>,
         completed: bool,
         cycle: u32,
     ) -> Result<(), MachineError> {
-        let lines: Vec<&str> = log.lines().collect();
+        let lines: Vec<&str> = log.text.lines().collect();
         let messages: Vec<&str> = lines.iter().map(|l| dmesg::line::parse(l).text).collect();
         let subtests = match kind {
             SelftestKind::Kunit => selftest::ktap_subtests(&messages),
             _ => selftest::i915_subtests(&command::canonical(module), &messages, completed),
         };
-        let findings = dmesg::classify(log);
         for subtest in &subtests {
-            self.record_subtest(subtest, &lines, &findings, cycle);
+            self.record_subtest(subtest, &lines, &log.findings, cycle);
         }
         if let (true, Some(read)) = (completed, command::read_selftest_result(module, kind)) {
             let output = self.exec_logged(machine, "selftest result", &read, COLLECT_TIMEOUT)?;
