@@ -150,6 +150,10 @@ pub(super) fn run_suites(args: &RunArgs, progress: Progress) -> Result<ExitStatu
         module_files: args.modules.clone(),
         results_dir: results_dir.clone(),
         killers: std::sync::Arc::clone(&killers),
+        symbols: kcycle::symbols::KoSymbols::new(
+            vec![artifacts.modules_dir()],
+            args.modules.clone(),
+        ),
     };
     // Ctrl-C: kill every QEMU so in-flight commands end; the scheduler then
     // stops handing out tests and reports the rest as notrun.

@@ -38,6 +38,9 @@ struct TestObject {
         skip_serializing_if = "Vec::is_empty"
     )]
     flaky_attempts: Vec<String>,
+    /// Memory counters after each cycle (the leak ledger's trend series).
+    #[serde(rename = "kcycle-cycles", default, skip_serializing_if = "Vec::is_empty")]
+    cycles: Vec<crate::outcome::CycleSample>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -85,6 +88,7 @@ pub fn render(run: &RunInfo, results: &[TestResult]) -> Value {
             findings: result.findings.clone(),
             suite: result.suite.clone(),
             flaky_attempts: result.flaky_attempts.clone(),
+            cycles: result.cycles.clone(),
         };
         tests.insert(
             result.name.clone(),
@@ -163,6 +167,7 @@ pub fn parse(text: &str) -> Result<(RunInfo, Vec<TestResult>), IgtJsonError> {
             err: object.err,
             dmesg: object.dmesg,
             flaky_attempts: object.flaky_attempts,
+            cycles: object.cycles,
         });
     }
     results.sort_by(|a, b| {

@@ -45,6 +45,7 @@ fn result(name: &str, status: Status, findings: Vec<Finding>) -> TestResult {
         // Kernel logs carry escape sequences and NULs; the XML must stay valid.
         dmesg: "[    1.0] rust_i915_table: loaded\x1b[0m\x00 done\n".into(),
         flaky_attempts: vec![],
+        cycles: Vec::new(),
     }
 }
 

@@ -16,6 +16,7 @@ use super::machine::{Machine, MachineError, Output};
 use super::scheduler::MachineFactory;
 use crate::guest::{BootSpec, ExecRequest, Guest, GuestError, RunDir, SshError};
 use crate::suite::Suite;
+use crate::symbols::{KoSymbols, Symbolizer};
 use crate::vm::Killer;
 
 /// Kernel arguments every runner guest gets: unmerged slab caches, so a cache
@@ -34,6 +35,9 @@ pub struct QemuFactory {
     pub results_dir: PathBuf,
     /// Killers of every running QEMU, for Ctrl-C.
     pub killers: Arc<Mutex<Vec<Killer>>>,
+    /// The kernel's modules tree and `--module` files, for naming the code
+    /// of unloaded modules.
+    pub symbols: KoSymbols,
 }
 
 impl QemuFactory {
@@ -84,6 +88,10 @@ impl MachineFactory for QemuFactory {
         };
         machine.after_boot()?;
         Ok(Box::new(machine))
+    }
+
+    fn symbols(&self) -> &dyn Symbolizer {
+        &self.symbols
     }
 }
 
@@ -171,6 +179,24 @@ impl Machine for QemuMachine {
             .restart()
             .map_err(|e| MachineError::Boot(error_chain(&e)))?;
         self.after_boot()
+    }
+
+    fn console_mark(&mut self) -> usize {
+        self.guest
+            .as_mut()
+            .map_or(0, |g| g.console().line_count())
+    }
+
+    fn console_since(&mut self, mark: usize) -> String {
+        let Some(guest) = self.guest.as_mut() else {
+            return String::new();
+        };
+        let text = guest.console().contents();
+        let mut lines: Vec<&str> = text.lines().skip(mark).collect();
+        // Bounded: the end of a flood is what explains the hang.
+        let keep = lines.len().saturating_sub(5_000);
+        lines.drain(..keep);
+        lines.join("\n")
     }
 }
 
