@@ -79,6 +79,8 @@ struct Recorder<'a> {
     cycles: Vec<CycleSample>,
     /// The console line count when the current step started.
     console_mark: usize,
+    /// The module and cycle of the unload step running now, if one is.
+    unloading: Option<(String, u32)>,
     /// Snapshot taken before each module's latest load.
     before_load: BTreeMap<String, Snapshot>,
     baseline: Snapshot,
@@ -108,6 +110,7 @@ pub fn run_test(
         ledger: Ledger::default(),
         cycles: Vec::new(),
         console_mark: 0,
+        unloading: None,
         before_load: BTreeMap::new(),
         baseline: Snapshot::default(),
         current: Snapshot::default(),
@@ -246,9 +249,14 @@ impl Recorder<'_> {
         }
 
         self.console_mark = machine.console_mark();
+        self.unloading = (!loads).then(|| (module.clone(), cycle));
         let shell = command::for_action(&step.action, self.ctx.sources);
         let output = self.exec_logged(machine, &label, &shell, step.timeout)?;
         let succeeded = output.status == 0;
+        if succeeded && !loads {
+            // Before the collect: a callback left armed may fire during it.
+            self.ledger.removed(&module, cycle);
+        }
         match (succeeded, step.expect_failure) {
             (false, false) => {
                 let mut failed = step_failed(&label, &shell, &output);
@@ -305,6 +313,7 @@ impl Recorder<'_> {
         }
         self.check_taint(&after, &label);
         self.current = after;
+        self.unloading = None;
         Ok(())
     }
 
@@ -356,6 +365,13 @@ impl Recorder<'_> {
             .split_once(&format!("{SECTIONS_MARK}\n"))
             .unwrap_or((rest, ""));
         self.dmesg.push_str(log);
+        if log.len() >= super::qemu::LOG_BUF_FULL {
+            self.err.push_str(&format!(
+                "kernel log: {} MiB since the previous step; the ring buffer may have \
+                 wrapped and lost the oldest lines\n",
+                log.len() >> 20
+            ));
+        }
         let mut snapshot = Snapshot::parse(snap);
         snapshot.module_sections = ledger::parse_sections(sections);
         Ok((log.to_string(), snapshot))
@@ -563,7 +579,18 @@ impl Recorder<'_> {
             attribution: None,
             known_issue: None,
         });
-        let loaded = self.current.module_ranges.clone();
+        // A guest that died inside an unload died with the module's image
+        // gone or going: what ran there is charged to that unload.
+        if let Some((module, cycle)) = self.unloading.take() {
+            self.ledger.removed(&module, cycle);
+        }
+        let loaded: Vec<_> = self
+            .current
+            .module_ranges
+            .iter()
+            .filter(|r| !self.ledger.is_gone(&r.module))
+            .cloned()
+            .collect();
         for found in dmesg::classify(&console) {
             self.charge(from_dmesg(found), "the console when the guest gave out", &loaded);
         }

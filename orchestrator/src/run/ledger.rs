@@ -92,6 +92,23 @@ impl Ledger {
         }
     }
 
+    /// `module`'s image is gone (its unload returned, or the guest died in
+    /// it): from now on, code running there is use after unload.
+    pub fn removed(&mut self, module: &str, cycle: u32) {
+        if let Some((range, sections)) = self.images.remove(module) {
+            self.gone.push(Gone {
+                range,
+                sections,
+                cycle,
+            });
+        }
+    }
+
+    /// Whether `module`'s latest image is gone (and not loaded again since).
+    pub fn is_gone(&self, module: &str) -> bool {
+        !self.images.contains_key(module) && self.gone.iter().any(|g| g.range.module == module)
+    }
+
     /// `module` was unloaded (or failed to load) in `cycle`: what appeared
     /// since `before` (the snapshot before its load) and is still in `after`
     /// is left behind. Returns one finding per namespace.
@@ -104,13 +121,7 @@ impl Ledger {
         cycle: u32,
     ) -> Vec<Finding> {
         if !after.modules.iter().any(|m| m == module) {
-            if let Some((range, sections)) = self.images.remove(module) {
-                self.gone.push(Gone {
-                    range,
-                    sections,
-                    cycle,
-                });
-            }
+            self.removed(module, cycle);
         }
         let mut findings = Vec::new();
         let slabs: Vec<String> = after

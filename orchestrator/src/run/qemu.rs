@@ -19,11 +19,19 @@ use crate::suite::Suite;
 use crate::symbols::{KoSymbols, Symbolizer};
 use crate::vm::Killer;
 
-/// Kernel arguments every runner guest gets: unmerged slab caches, so a cache
-/// a module leaks stays visible by name (merged aliases leave stale sysfs
-/// links whether leaked or not), and a log buffer large enough for selftest
-/// chatter between two reads.
-pub const RUNNER_CMDLINE: [&str; 2] = ["slab_nomerge", "log_buf_len=4M"];
+/// Kernel arguments every runner guest gets:
+/// - `slab_nomerge`: a cache a module leaks stays visible by name (merged
+///   aliases leave stale sysfs links whether leaked or not);
+/// - `log_buf_len=16M`: a log flood between two reads stays in the ring;
+/// - `loglevel=5`: only warnings and worse go to the serial console, which
+///   must survive a dead guest; the rest is read from the ring over SSH, so
+///   a chatty driver does not run at the speed of an emulated UART;
+/// - `oops=panic`: an oops ends the step at once as a crash with its report,
+///   instead of a hung unload that runs into its deadline.
+pub const RUNNER_CMDLINE: [&str; 4] = ["slab_nomerge", "log_buf_len=16M", "loglevel=5", "oops=panic"];
+
+/// Bytes of kernel log in one step that mean the ring buffer may have wrapped.
+pub const LOG_BUF_FULL: usize = 15 << 20;
 
 /// Boots QEMU guests for suites from one prepared [`BootSpec`].
 pub struct QemuFactory {

@@ -122,7 +122,11 @@ pub fn apply_controls(
         .filter(|e| {
             !findings
                 .iter()
-                .any(|f| f.kind == e.kind && glob_matches(&e.title, &f.title))
+                .any(|f| {
+                    f.kind == e.kind
+                        && glob_matches(&e.title, &f.title)
+                        && glob_matches(&e.attribution, f.attribution.as_deref().unwrap_or(""))
+                })
         })
         .collect();
     if missing.is_empty() {
@@ -138,8 +142,14 @@ pub fn apply_controls(
         findings.push(Finding {
             kind: kind::CONTROL_NOT_FLAGGED.into(),
             title: format!(
-                "control not flagged: expected a {} finding matching '{}'",
-                expectation.kind, expectation.title
+                "control not flagged: expected a {} finding matching '{}'{}",
+                expectation.kind,
+                expectation.title,
+                if expectation.attribution == "*" {
+                    String::new()
+                } else {
+                    format!(" charged to '{}'", expectation.attribution)
+                }
             ),
             severity: Severity::Fail,
             report: "This test reproduces a known bug on purpose; kcycle must flag it. \
@@ -221,17 +231,25 @@ mod tests {
             Expectation {
                 kind: kind::LEAKED_SLAB_CACHE.into(),
                 title: "*rust_i915_*".into(),
+                attribution: "*cycle 1*".into(),
             },
             Expectation {
                 kind: "sysfs-duplicate".into(),
                 title: "*".into(),
+                attribution: "*".into(),
             },
         ];
-        let leak = finding(
+        let mut leak = finding(
             kind::LEAKED_SLAB_CACHE,
             "slab caches left after unload: rust_i915_vma",
             Severity::Fail,
         );
+        leak.attribution = Some("left behind by unload in cycle 2".into());
+        // Found, but charged to the wrong cycle: not flagged as expected.
+        let mut wrong = vec![leak.clone()];
+        assert_eq!(apply_controls(&expect[..1], &mut wrong, Status::DmesgFail), Status::Fail);
+        assert!(wrong.last().unwrap().title.ends_with("charged to '*cycle 1*'"));
+        leak.attribution = Some("left behind by unload in cycle 1".into());
         let dup = finding(
             "sysfs-duplicate",
             "sysfs: cannot create duplicate filename '/kernel/slab/rust_i915_vma'",

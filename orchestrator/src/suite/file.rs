@@ -108,6 +108,8 @@ struct RawExpectation {
     kind: String,
     #[serde(default = "match_all")]
     title: String,
+    #[serde(default = "match_all")]
+    attribution: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -285,15 +287,18 @@ fn parse_test(
         .map(|e| {
             let span = e.span();
             let e = e.into_inner();
-            globset::Glob::new(&e.title).map_err(|err| {
-                source.error(
-                    Some(span),
-                    format!("test {short:?}: field `expect.title` is not a valid glob: {err}"),
-                )
-            })?;
+            for (field, glob) in [("title", &e.title), ("attribution", &e.attribution)] {
+                globset::Glob::new(glob).map_err(|err| {
+                    source.error(
+                        Some(span.clone()),
+                        format!("test {short:?}: field `expect.{field}` is not a valid glob: {err}"),
+                    )
+                })?;
+            }
             Ok(Expectation {
                 kind: e.kind,
                 title: e.title,
+                attribution: e.attribution,
             })
         })
         .collect::<Result<_, SuiteError>>()?;

@@ -60,6 +60,9 @@ pub struct Expectation {
     pub kind: String,
     /// Glob the finding's title must match (default `*`).
     pub title: String,
+    /// Glob the finding's attribution must match (default `*`), e.g.
+    /// `*unload in cycle 2*`: a control checks the blame, not only the find.
+    pub attribution: String,
 }
 
 /// A finding that is known and does not fail the run; it keeps its status in the reports.
