@@ -9,6 +9,7 @@
 pub mod config;
 pub mod dmesg;
 pub mod exit;
+pub mod fingerprint;
 pub mod guest;
 pub mod host;
 pub mod image;
