@@ -10,12 +10,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use kcycle::exit::ExitStatus;
 
+mod compare;
 mod dmesg;
 mod guest;
 mod kernel;
 mod merge;
 mod run;
 
+use compare::compare_results;
 use dmesg::dmesg;
 use guest::{boot, exec, image_build};
 use kernel::{kernel_build, setup};
@@ -39,6 +41,7 @@ Typical use:
   kcycle ci                          build or reuse kernel and image, run the default suites
   kcycle run suites/rust-table.toml  run one suite, results in results/
   kcycle dmesg console.log           classify a kernel log you already have
+  kcycle compare base/ results/      what a change broke or fixed since a baseline run
   kcycle exec -- cat /proc/version   boot the guest, run one command, shut down
 
 Exit codes (every subcommand):
@@ -85,6 +88,11 @@ pub enum Command {
     Ci(CiArgs),
     /// Merge results directories from shards into one junit.xml and results.json.
     Merge(MergeArgs),
+    /// Compare two runs: possible regressions, fixes, still failing, flaky, known, newly skipped.
+    ///
+    /// Exits 1 when NEW has a new failure, 0 otherwise, 2 when an input is unreadable
+    /// or the runs have no test in common.
+    Compare(CompareArgs),
     /// Classify kernel logs: WARNs, oopses, KASAN, duplicate debugfs/sysfs entries, leaks.
     ///
     /// Exits 0 when nothing is found, 1 when something is, 2 on error (like grep).
@@ -214,6 +222,20 @@ pub struct MergeArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct CompareArgs {
+    /// The baseline: a results directory or its results.json.
+    pub base: PathBuf,
+    /// The run to judge: a results directory or its results.json.
+    pub new: PathBuf,
+    /// Print markdown for a pull-request comment.
+    #[arg(long, conflicts_with = "json")]
+    pub markdown: bool,
+    /// Print the comparison as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
 pub struct DmesgArgs {
     /// Print one JSON object per input file: {"file", "findings": [...]}.
     #[arg(long)]
@@ -265,6 +287,7 @@ pub fn run(cli: Cli) -> Result<ExitStatus, Failure> {
         Command::Run(args) => run_suites(&args, progress),
         Command::Ci(args) => ci(&args, progress),
         Command::Merge(args) => merge_results(&args),
+        Command::Compare(args) => compare_results(&args),
         Command::Dmesg(args) => dmesg(&args),
     }
 }
