@@ -6,6 +6,7 @@
 //! `guest`, `run`). The binary in `main.rs`/`cli.rs` only parses arguments,
 //! calls into these modules and maps errors to exit codes.
 
+pub mod bisect;
 pub mod compare;
 pub mod config;
 pub mod dmesg;

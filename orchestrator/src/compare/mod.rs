@@ -7,6 +7,7 @@
 //! alike. Runs of different suites or kernels are compared where they
 //! overlap, and the difference is stated first.
 
+pub mod baseline;
 mod render;
 
 #[cfg(test)]
