@@ -43,6 +43,8 @@ pub(super) fn ci(args: &CiArgs, progress: Progress) -> Result<ExitStatus, Failur
         modules: Vec::new(),
         shard: None,
         keep_tainted_guest: false,
+        known_issues: Vec::new(),
+        bisect: Default::default(),
     };
     run_suites(&run, progress)
 }
@@ -57,12 +59,13 @@ pub(super) fn run_suites(args: &RunArgs, progress: Progress) -> Result<ExitStatu
     use kcycle::suite::{self, Shard, Suite};
 
     let interrupted = interrupt_flag();
-    let suites = args
+    let mut suites = args
         .suites
         .iter()
         .map(|path| Suite::load(path))
         .collect::<Result<Vec<_>, _>>()
         .bad_input()?;
+    super::baseline::add_known_issue_files(&mut suites, &args.known_issues)?;
     let shard = args
         .shard
         .as_deref()
@@ -88,6 +91,10 @@ pub(super) fn run_suites(args: &RunArgs, progress: Progress) -> Result<ExitStatu
 
     let artifacts = guest_kernel(args.guest.kernel.as_deref())?;
     let kernel_modules = artifacts.modules().infrastructure()?;
+    // Known issues for other kernels do not apply: plan again with the rest.
+    let release = artifacts.manifest.kernel_release.clone();
+    let suites = super::baseline::for_kernel(&suites, &release);
+    let plan = suite::select(&suites, args.filter.as_deref(), shard).bad_input()?;
     kcycle::run::plan::check(&chosen, &kernel_modules, &sources).bad_input()?;
 
     let results_dir = args.results.clone();
@@ -188,6 +195,7 @@ pub(super) fn run_suites(args: &RunArgs, progress: Progress) -> Result<ExitStatu
     };
     let summary = kcycle::report::summary::render(writer.run_info(), writer.results());
     eprintln!("\n{summary}");
+    super::baseline::report_known_issues(&suites, writer.results(), &release);
     if github {
         // Each guest console, folded, so a CI log shows why a guest died.
         let mut consoles: Vec<PathBuf> = std::fs::read_dir(&results_dir)

@@ -8,6 +8,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
+use crate::fingerprint;
 use crate::outcome::{Finding, RunInfo, TestResult};
 use crate::status::Status;
 
@@ -29,7 +30,7 @@ struct TestObject {
     dmesg_warnings: Option<String>,
     /// kcycle's structured findings; IGT tools ignore unknown keys.
     #[serde(rename = "kcycle-findings", default)]
-    findings: Vec<Finding>,
+    findings: Vec<FindingObject>,
     #[serde(rename = "kcycle-suite", default)]
     suite: String,
     #[serde(
@@ -41,6 +42,17 @@ struct TestObject {
     /// Memory counters after each cycle (the leak ledger's trend series).
     #[serde(rename = "kcycle-cycles", default, skip_serializing_if = "Vec::is_empty")]
     cycles: Vec<crate::outcome::CycleSample>,
+}
+
+/// A finding with its fingerprint. The fingerprint is written for other
+/// tools; kcycle recomputes it from the finding when it reads results back,
+/// so results written by older versions compare the same way.
+#[derive(Debug, Serialize, Deserialize)]
+struct FindingObject {
+    #[serde(flatten)]
+    finding: Finding,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    fingerprint: String,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -85,7 +97,14 @@ pub fn render(run: &RunInfo, results: &[TestResult]) -> Value {
             result: result.status,
             time: TimeAttribute::new(result.start, result.start + duration),
             dmesg_warnings: (!warnings.is_empty()).then(|| warnings.join("\n") + "\n"),
-            findings: result.findings.clone(),
+            findings: result
+                .findings
+                .iter()
+                .map(|f| FindingObject {
+                    finding: f.clone(),
+                    fingerprint: fingerprint::of(f).id,
+                })
+                .collect(),
             suite: result.suite.clone(),
             flaky_attempts: result.flaky_attempts.clone(),
             cycles: result.cycles.clone(),
@@ -162,7 +181,7 @@ pub fn parse(text: &str) -> Result<(RunInfo, Vec<TestResult>), IgtJsonError> {
             status: object.result,
             start: object.time.start,
             duration: Duration::from_secs_f64((object.time.end - object.time.start).max(0.0)),
-            findings: object.findings,
+            findings: object.findings.into_iter().map(|f| f.finding).collect(),
             out: object.out,
             err: object.err,
             dmesg: object.dmesg,
