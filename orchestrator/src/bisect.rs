@@ -67,6 +67,7 @@ mod tests {
             err: String::new(),
             dmesg: String::new(),
             flaky_attempts: vec![],
+            cycles: Vec::new(),
         }
     }
 

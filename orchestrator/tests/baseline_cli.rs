@@ -41,6 +41,7 @@ fn result(name: &str, title: Option<&str>) -> TestResult {
         err: String::new(),
         dmesg: String::new(),
         flaky_attempts: vec![],
+        cycles: Vec::new(),
     }
 }
 

@@ -51,6 +51,7 @@ fn result(suite: &str, name: &str, failing: bool) -> TestResult {
         err: String::new(),
         dmesg: String::new(),
         flaky_attempts: vec![],
+        cycles: Vec::new(),
     }
 }
 

@@ -61,6 +61,7 @@ fn result(suite: &str, test: &str, status: Status, findings: Vec<Finding>) -> Te
         err: String::new(),
         dmesg: String::new(),
         flaky_attempts: vec![],
+        cycles: Vec::new(),
     }
 }
 

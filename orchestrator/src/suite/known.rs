@@ -329,6 +329,7 @@ mod tests {
             err: String::new(),
             dmesg: String::new(),
             flaky_attempts: vec![],
+            cycles: Vec::new(),
         }
     }
 
