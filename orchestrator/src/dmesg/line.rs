@@ -255,11 +255,13 @@ fn syslog(text: &str) -> Option<Strip<'_>> {
     }
     let c = SYSLOG.captures(text)?;
     let tag = c.name("tag").map_or("", |m| m.as_str());
-    if c.name("host").is_none() && tag != "kernel" {
+    // klogd forwards kernel lines as `kernel[<pid>]:`.
+    let kernel = tag == "kernel" || tag.starts_with("kernel[");
+    if c.name("host").is_none() && !kernel {
         return None;
     }
     let rest = &text[c.get(0)?.end()..];
-    if tag == "kernel" {
+    if kernel {
         Some(Strip::kernel(rest))
     } else {
         Some(Strip {

@@ -45,6 +45,8 @@ struct Open<'a> {
     /// The printk caller id of its start line: lines of other callers are
     /// not part of it.
     caller: Option<&'a str>,
+    /// The indentation of its start line (a paste's).
+    indent: usize,
     /// The shape of the unknown prefix its start line had, if any: its
     /// following lines lose a prefix of that shape.
     shape: Option<Shape>,
@@ -104,21 +106,23 @@ impl<'a> Walk<'a> {
         if line.origin == Origin::Userspace {
             return;
         }
-        if let Some(rest) = self
-            .open
-            .as_ref()
-            .and_then(|open| open.shape.as_ref())
-            .and_then(|shape| shape.strip(line.text))
-        {
-            line.text = rest;
+        // A header on a line that lost the open report's prefix shape
+        // starts a report with the same shape (the next kmemleak object).
+        let mut inherited = None;
+        if let Some(shape) = self.open.as_ref().and_then(|open| open.shape.as_ref()) {
+            if let Some(rest) = shape.strip(line.text) {
+                line.text = rest;
+                inherited = Some(shape);
+            }
         }
+        let inherited = inherited.cloned();
         self.note_ktap_suite(line.text);
         let foreign = self
             .open
             .as_ref()
             .is_some_and(|open| matches!((open.caller, line.caller), (Some(a), Some(b)) if a != b));
         if let Some((at, index)) = self.header(line.text) {
-            self.start(number, line, at, index, foreign);
+            self.start(number, line, (at, index), foreign, inherited);
             return;
         }
         let Some(open) = &mut self.open else {
@@ -156,15 +160,24 @@ impl<'a> Walk<'a> {
     /// Where a report header starts in `text`, and its rule. Inside an open
     /// report an indented header is part of the report (a frame, a lock
     /// description), except KTAP results, which are indented by nesting.
+    /// A header at the indentation of the open report's own is its sibling.
     fn header(&self, text: &str) -> Option<(usize, usize)> {
         let (at, index) = TABLE.find(text)?;
         let indented = at > 0 && text[..at].trim().is_empty();
         let ktap = matches!(RULES[index].title, Title::Ktap { .. });
-        (!indented || self.open.is_none() || ktap).then_some((at, index))
+        let sibling = self.open.as_ref().is_none_or(|open| open.indent == at);
+        (!indented || sibling || ktap).then_some((at, index))
     }
 
     /// A header at byte `at` of the line's text, of rule `index`.
-    fn start(&mut self, number: usize, line: Line<'a>, at: usize, index: usize, foreign: bool) {
+    fn start(
+        &mut self,
+        number: usize,
+        line: Line<'a>,
+        (at, index): (usize, usize),
+        foreign: bool,
+        inherited: Option<Shape>,
+    ) {
         let rule = &RULES[index];
         let text = &line.text[at..];
         if let Some(open) = &mut self.open {
@@ -181,11 +194,17 @@ impl<'a> Walk<'a> {
         }
         self.last_taken = number;
         let prefix = &line.text[..at];
+        let blank = prefix.trim().is_empty();
         let open = Open {
             rule: index,
             line: number,
             caller: line.caller,
-            shape: (!prefix.trim().is_empty()).then(|| Shape::learn(prefix)),
+            indent: if blank { at } else { 0 },
+            shape: if blank {
+                inherited
+            } else {
+                Some(Shape::learn(prefix))
+            },
             lines: vec![text],
             cut: false,
             in_trace: false,

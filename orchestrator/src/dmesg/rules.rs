@@ -1031,8 +1031,8 @@ pub static RULES: &[Rule] = &[
         rule(
             Kind::Warning,
             W,
-            r".*lib/list_debug\.c",
-            in_func("WARNING: corrupted list in {func}", From::Pc, &["list_"]),
+            r".*lib/list_debug\.c:\d+ (?:(?P<func>[\w.$]+)\+0x)?",
+            in_func("WARNING: corrupted list in {func}", From::Start, &["list_"]),
             Body::Trace,
         ),
         &[Kind::Bug],
