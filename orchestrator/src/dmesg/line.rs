@@ -54,6 +54,13 @@ impl<'a> Strip<'a> {
             origin: Origin::Kernel,
         }
     }
+    fn userspace(rest: &'a str) -> Self {
+        Strip {
+            rest,
+            caller: None,
+            origin: Origin::Userspace,
+        }
+    }
     fn unknown(rest: &'a str) -> Self {
         Strip {
             rest,
@@ -195,11 +202,7 @@ fn facility(text: &str) -> Option<Strip<'_>> {
     if c.get(1).is_some_and(|m| m.as_str() == "kern") {
         Some(Strip::kernel(rest))
     } else {
-        Some(Strip {
-            rest,
-            caller: None,
-            origin: Origin::Userspace,
-        })
+        Some(Strip::userspace(rest))
     }
 }
 
@@ -264,11 +267,7 @@ fn syslog(text: &str) -> Option<Strip<'_>> {
     if kernel {
         Some(Strip::kernel(rest))
     } else {
-        Some(Strip {
-            rest,
-            caller: None,
-            origin: Origin::Userspace,
-        })
+        Some(Strip::userspace(rest))
     }
 }
 
