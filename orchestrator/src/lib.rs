@@ -21,4 +21,5 @@ pub mod selftest;
 pub mod snapshot;
 pub mod status;
 pub mod suite;
+pub mod sys;
 pub mod vm;

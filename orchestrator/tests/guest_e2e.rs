@@ -121,7 +121,7 @@ fn boot_panic_is_reported_with_console_lines() {
     let run_dir = RunDir::temporary().unwrap();
     let mut spec = BootSpec::new(
         kernel.bzimage(),
-        base_image(&kernel, &image::cache_root()),
+        base_image(&kernel, &kcycle::sys::dirs::cache_root().unwrap()),
         Accel::Tcg,
     );
     spec.cmdline = vec!["rdinit=/nonexistent".into(), "root=/dev/nonexistent".into()];
@@ -180,7 +180,7 @@ fn port_in_use_is_named() {
     let run_dir = RunDir::temporary().unwrap();
     let config = QemuConfig::new(
         kernel.bzimage(),
-        base_image(&kernel, &image::cache_root()),
+        base_image(&kernel, &kcycle::sys::dirs::cache_root().unwrap()),
         run_dir.path().join(vm::QMP_SOCKET),
         port,
     );
@@ -203,7 +203,7 @@ fn guest_api_exec_copy_qmp_restart_shutdown() {
     let run_dir = RunDir::temporary().unwrap();
     let spec = BootSpec::new(
         kernel.bzimage(),
-        base_image(&kernel, &image::cache_root()),
+        base_image(&kernel, &kcycle::sys::dirs::cache_root().unwrap()),
         Accel::Tcg,
     );
     let mut guest = Guest::boot(spec, run_dir.path()).unwrap();
@@ -272,7 +272,7 @@ fn panic_during_exec_is_reported() {
     let run_dir = RunDir::temporary().unwrap();
     let spec = BootSpec::new(
         kernel.bzimage(),
-        base_image(&kernel, &image::cache_root()),
+        base_image(&kernel, &kcycle::sys::dirs::cache_root().unwrap()),
         Accel::Tcg,
     );
     let mut guest = Guest::boot(spec, run_dir.path()).unwrap();

@@ -1,18 +1,17 @@
 //! `kcycle image build`, `kcycle boot`, `kcycle exec`, and finding the guest kernel.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use kcycle::exit::ExitStatus;
 use kcycle::guest::{BootSpec, ExecRequest, Guest, GuestError, RunDir};
+use kcycle::kernel::cache::Cache;
 use kcycle::kernel::Artifacts;
+use kcycle::sys::Cancel;
 use kcycle::{image, vm};
 
 use super::kernel::build_kernel;
-use super::{
-    interrupt_flag, Accel, ExecArgs, ExitOnError, Failure, GuestArgs, ImageBuildArgs, Progress,
-};
+use super::{Accel, ExecArgs, ExitOnError, Failure, GuestArgs, ImageBuildArgs, Progress};
 
 /// Where the kernel comes from: `--kernel`, else `KCYCLE_KERNEL`.
 pub(super) fn guest_kernel(kernel: Option<&Path>) -> Result<Artifacts, Failure> {
@@ -32,9 +31,14 @@ pub(super) fn guest_kernel(kernel: Option<&Path>) -> Result<Artifacts, Failure> 
     Artifacts::open(&dir).bad_input()
 }
 
+/// The one cache root (kernel, image, accel probe).
+fn cache_root() -> Result<PathBuf, Failure> {
+    Ok(Cache::from_env().bad_input()?.root().to_path_buf())
+}
+
 pub(super) fn image_build(args: &ImageBuildArgs) -> Result<ExitStatus, Failure> {
     let artifacts = guest_kernel(args.kernel.as_deref())?;
-    let image = image::build(&artifacts, &image::cache_root()).infrastructure()?;
+    let image = image::build(&artifacts, &cache_root()?).infrastructure()?;
     eprintln!(
         "kcycle: image {} ({})",
         image.key,
@@ -51,7 +55,7 @@ pub(super) fn boot_spec(
     artifacts: &Artifacts,
     scratch: &Path,
 ) -> Result<BootSpec, Failure> {
-    let cache = image::cache_root();
+    let cache = cache_root()?;
     let image = image::build(artifacts, &cache).infrastructure()?;
     let requested = match args.accel {
         Accel::Auto => None,
@@ -74,7 +78,7 @@ pub(super) fn boot_spec(
     let choice = vm::resolve_accel(requested, &probe, &cache);
     eprintln!("kcycle: accel {} ({})", choice.accel, choice.reason);
     let mut spec = BootSpec::new(artifacts.bzimage(), image.path, choice.accel);
-    spec.cancel = Some(std::sync::Arc::clone(interrupt_flag()));
+    spec.cancel = Some(Cancel::process());
     Ok(spec)
 }
 
@@ -93,7 +97,7 @@ fn boot_guest(args: &GuestArgs, run_dir: &RunDir) -> Result<Guest, Failure> {
 }
 
 pub(super) fn boot(args: &GuestArgs) -> Result<ExitStatus, Failure> {
-    let interrupted = interrupt_flag();
+    let cancel = Cancel::process();
     let run_dir = RunDir::temporary().infrastructure()?;
     let mut guest = match boot_guest(args, &run_dir) {
         Ok(guest) => guest,
@@ -102,14 +106,16 @@ pub(super) fn boot(args: &GuestArgs) -> Result<ExitStatus, Failure> {
     println!("{}", guest.ssh_command());
     eprintln!("kcycle: the guest runs until Ctrl-C");
     loop {
-        if interrupted.load(Ordering::SeqCst) {
+        if cancel.is_cancelled() {
             eprintln!("kcycle: shutting the guest down");
             let how = guest.shutdown(Duration::from_secs(10));
             eprintln!("kcycle: guest stopped ({how:?})");
             return Ok(ExitStatus::Passed);
         }
         match guest.state() {
-            vm::GuestState::Running => std::thread::sleep(Duration::from_millis(200)),
+            vm::GuestState::Running => {
+                cancel.sleep(Duration::from_millis(200));
+            }
             vm::GuestState::Panicked { lines } => {
                 return Err(GuestError::Panicked { lines }).infrastructure()
             }
@@ -126,7 +132,7 @@ pub(super) fn boot(args: &GuestArgs) -> Result<ExitStatus, Failure> {
 }
 
 pub(super) fn exec(args: &ExecArgs) -> Result<ExitStatus, Failure> {
-    let interrupted = interrupt_flag();
+    let cancel = Cancel::process();
     let run_dir = RunDir::temporary().infrastructure()?;
     let mut guest = match boot_guest(&args.guest, &run_dir) {
         Ok(guest) => guest,
@@ -135,28 +141,15 @@ pub(super) fn exec(args: &ExecArgs) -> Result<ExitStatus, Failure> {
     // Ctrl-C during the command: kill QEMU, which ends the SSH session and
     // lets this thread clean up normally.
     let killer = guest.vm().killer();
-    let done = std::sync::Arc::new(AtomicBool::new(false));
-    let watcher = {
-        let done = std::sync::Arc::clone(&done);
-        std::thread::spawn(move || {
-            while !done.load(Ordering::SeqCst) {
-                if interrupted.load(Ordering::SeqCst) {
-                    killer.kill();
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(100));
-            }
-        })
-    };
+    let kill_on_cancel = cancel.on_cancel(move || killer.kill());
     // Like ssh: the words are joined and the guest's shell parses them.
     let request = ExecRequest::new(args.command.join(" "))
         .inactivity(Duration::from_secs(600))
         .deadline(Duration::from_secs(3600));
     let result = guest.exec(request);
-    done.store(true, Ordering::SeqCst);
-    let _ = watcher.join();
+    drop(kill_on_cancel);
     let how = guest.shutdown(Duration::from_secs(5));
-    if interrupted.load(Ordering::SeqCst) {
+    if cancel.is_cancelled() {
         return Err(anyhow::anyhow!("interrupted; the guest was killed")).infrastructure();
     }
     let output = result.infrastructure()?;

@@ -5,7 +5,6 @@
 //! to exit code is decided where the error is understood, not guessed later.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use kcycle::exit::ExitStatus;
@@ -277,27 +276,4 @@ fn draws_progress(progress: Progress) -> bool {
         Progress::Always => true,
         Progress::Never => false,
     }
-}
-
-/// A flag set by SIGINT/SIGTERM, so that commands can shut QEMU down
-/// themselves instead of dying with it half-way.
-fn interrupt_flag() -> &'static std::sync::Arc<AtomicBool> {
-    static FLAG: std::sync::OnceLock<std::sync::Arc<AtomicBool>> = std::sync::OnceLock::new();
-    extern "C" fn on_signal(_: libc::c_int) {
-        // Installed only after FLAG is set; get() is an atomic load.
-        if let Some(flag) = FLAG.get() {
-            flag.store(true, Ordering::SeqCst);
-        }
-    }
-    FLAG.get_or_init(|| {
-        // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
-        unsafe {
-            let mut action: libc::sigaction = std::mem::zeroed();
-            action.sa_sigaction = on_signal as *const () as usize;
-            libc::sigemptyset(&mut action.sa_mask);
-            libc::sigaction(libc::SIGINT, &action, std::ptr::null_mut());
-            libc::sigaction(libc::SIGTERM, &action, std::ptr::null_mut());
-        }
-        std::sync::Arc::new(AtomicBool::new(false))
-    })
 }

@@ -1,16 +1,15 @@
 //! `kcycle run` and `kcycle ci`.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::process::Command;
 use std::time::Duration;
 
 use kcycle::exit::ExitStatus;
+use kcycle::sys::{child, Cancel};
 
 use super::guest::{boot_spec, guest_kernel};
 use super::kernel::build_kernel;
-use super::{
-    draws_progress, interrupt_flag, CiArgs, ExitOnError, Failure, GuestArgs, Progress, RunArgs,
-};
+use super::{draws_progress, CiArgs, ExitOnError, Failure, GuestArgs, Progress, RunArgs};
 
 /// `kcycle ci`: the main job in one command — host packages, kernel, image,
 /// the configured suites, results.
@@ -56,7 +55,7 @@ pub(super) fn run_suites(args: &RunArgs, progress: Progress) -> Result<ExitStatu
     use kcycle::run::qemu::QemuFactory;
     use kcycle::suite::{self, Shard, Suite};
 
-    let interrupted = interrupt_flag();
+    let cancel = Cancel::process();
     let suites = args
         .suites
         .iter()
@@ -144,40 +143,19 @@ pub(super) fn run_suites(args: &RunArgs, progress: Progress) -> Result<ExitStatu
         tests: plan.iter().map(|(_, t)| t.name.clone()).collect(),
     });
 
-    let killers = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    // Cancelling kills every QEMU so in-flight commands end; the scheduler
+    // then stops handing out tests and reports the rest as notrun.
     let factory = QemuFactory {
         spec,
         module_files: args.modules.clone(),
         results_dir: results_dir.clone(),
-        killers: std::sync::Arc::clone(&killers),
-    };
-    // Ctrl-C: kill every QEMU so in-flight commands end; the scheduler then
-    // stops handing out tests and reports the rest as notrun.
-    let done = std::sync::Arc::new(AtomicBool::new(false));
-    let watcher = {
-        let (done, killers) = (
-            std::sync::Arc::clone(&done),
-            std::sync::Arc::clone(&killers),
-        );
-        std::thread::spawn(move || {
-            while !done.load(Ordering::SeqCst) {
-                if interrupted.load(Ordering::SeqCst) {
-                    if let Ok(killers) = killers.lock() {
-                        killers.iter().for_each(|k| k.kill());
-                    }
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(100));
-            }
-        })
+        cancel: cancel.clone(),
     };
     let options = kcycle::run::RunOptions {
         jobs: args.jobs,
         restart_on_taint: !args.keep_tainted_guest,
     };
-    kcycle::run::run_plan(&plan, options, &factory, &sources, interrupted, &emit);
-    done.store(true, Ordering::SeqCst);
-    let _ = watcher.join();
+    kcycle::run::run_plan(&plan, options, &factory, &sources, &cancel, &emit);
 
     let Ok((_, writer, _)) = reporters.into_inner() else {
         return Err(anyhow::anyhow!("a reporter panicked")).infrastructure();
@@ -209,7 +187,7 @@ pub(super) fn run_suites(args: &RunArgs, progress: Progress) -> Result<ExitStatu
             let _ = writeln!(file, "{summary}");
         }
     }
-    if interrupted.load(Ordering::SeqCst) {
+    if cancel.is_cancelled() {
         return Err(anyhow::anyhow!(
             "interrupted; results so far are in {}",
             results_dir.display()
@@ -221,24 +199,20 @@ pub(super) fn run_suites(args: &RunArgs, progress: Progress) -> Result<ExitStatu
 
 /// `qemu-system-x86_64 --version`'s first line, or empty.
 fn qemu_version() -> String {
-    std::process::Command::new("qemu-system-x86_64")
-        .arg("--version")
-        .output()
+    kcycle::vm::qemu_version(std::path::Path::new("qemu-system-x86_64"))
         .ok()
-        .and_then(|o| String::from_utf8(o.stdout).ok())
         .and_then(|text| text.lines().next().map(str::to_string))
         .unwrap_or_default()
 }
 
 /// kcycle's own commit, when run from a git checkout.
 fn git_commit() -> String {
-    std::process::Command::new("git")
-        .args(["rev-parse", "--short=12", "HEAD"])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
+    let mut git = Command::new("git");
+    git.args(["rev-parse", "--short=12", "HEAD"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"));
+    child::capture(&mut git, Duration::from_secs(30))
         .ok()
         .filter(|o| o.status.success())
-        .and_then(|o| String::from_utf8(o.stdout).ok())
-        .map(|s| s.trim().to_string())
+        .map(|o| o.stdout.trim().to_string())
         .unwrap_or_default()
 }

@@ -21,12 +21,13 @@ use super::external::{ExternalError, ModuleSource};
 use super::kconfig::Explanation;
 use super::make;
 use super::patches::{self, PatchError};
-use super::process::{self, Interrupt, Logged, ProcessError};
 use super::progress::Progress;
 use super::project::{read_inputs, Project};
 use super::source::{self, Identified, Origin, SourceError, SourceSpec};
 use super::steps::{list_modules, Runner};
 use super::toolchain::{Toolchain, ToolchainError};
+use crate::sys::child::{self, ChildError, Logged};
+use crate::sys::Cancel;
 
 /// The build directory remembers which kernel key it last built completely.
 const KERNEL_STAMP: &str = ".kcycle-kernel-key";
@@ -93,7 +94,7 @@ pub enum BuildError {
     Process {
         step: String,
         #[source]
-        source: ProcessError,
+        source: ChildError,
     },
     #[error("failed to {what} {path}")]
     Io {
@@ -282,11 +283,7 @@ pub fn build(request: &BuildRequest) -> Result<Built, BuildError> {
         }
     }
 
-    let interrupt = Interrupt::install().map_err(|source| BuildError::Io {
-        what: "install signal handlers for",
-        path: "kcycle".into(),
-        source,
-    })?;
+    let interrupt = Cancel::process();
     let started = Instant::now();
     let (src_dir, version) = prepare_source(request, &identified, &mut progress, &interrupt)?;
     let source_id = identified.cache_id(&version);
@@ -328,7 +325,7 @@ pub fn build(request: &BuildRequest) -> Result<Built, BuildError> {
         log_path: log_path.clone(),
         cache_root: request.cache.root().to_path_buf(),
         progress: &mut progress,
-        interrupt: &interrupt,
+        cancel: &interrupt,
         lock_fd: lock.raw_fd(),
     };
     runner.note_log();
@@ -456,7 +453,7 @@ fn prepare_source(
     request: &BuildRequest,
     identified: &Identified,
     progress: &mut Progress,
-    interrupt: &Interrupt,
+    interrupt: &Cancel,
 ) -> Result<(PathBuf, String), BuildError> {
     let (tarball, sha256) = match &identified.origin {
         Origin::Tree { dir, .. } => return Ok((dir.clone(), source::read_version(dir)?)),
@@ -475,7 +472,7 @@ fn prepare_source(
     std::fs::create_dir_all(&tmp).map_err(io_err("create", &tmp))?;
     progress.phase(&format!("extracting {}", tarball.display()));
     let mut log = Vec::new();
-    let status = process::run_logged(
+    let status = child::run_logged(
         Command::new("tar")
             .arg("-xJf")
             .arg(tarball)
@@ -484,9 +481,9 @@ fn prepare_source(
             .arg("--strip-components=1"),
         Logged {
             log: &mut log,
-            on_event: &mut |_| {},
+            observe: &mut |_| {},
             limit: SHORT_MAKE_LIMIT,
-            interrupt,
+            cancel: interrupt,
             inherit_fd: None,
         },
     );
@@ -558,7 +555,7 @@ fn apply_patches(
                         std::fs::remove_dir_all(dir).map_err(io_err("remove", dir))?;
                     }
                     let (again, _) =
-                        prepare_source(request, identified, runner.progress, runner.interrupt)?;
+                        prepare_source(request, identified, runner.progress, runner.cancel)?;
                     Ok(patches::sync(&again, wanted)?)
                 }
                 other => Ok(other?),
@@ -619,9 +616,9 @@ fn copy_tree(from: &Path, to: &Path) -> Result<(), BuildError> {
     Ok(())
 }
 
-pub(super) fn process_error(step: &str, source: ProcessError) -> BuildError {
+pub(super) fn process_error(step: &str, source: ChildError) -> BuildError {
     match source {
-        ProcessError::Interrupted { signal, .. } => BuildError::Interrupted {
+        ChildError::Interrupted { signal, .. } => BuildError::Interrupted {
             step: step.to_string(),
             signal,
         },

@@ -8,8 +8,8 @@
 //!   option was dropped), `make` (reading kbuild output), key computation in `cache`;
 //! - shells: `project` (reading fragments, patches, module sources), `source`
 //!   (identity, tarball), `patches`, `external` (M= modules), `toolchain`,
-//!   `steps` (the make steps in a build dir), `process` (children with
-//!   deadlines and signals), `progress`.
+//!   `steps` (the make steps in a build dir), `progress`. Children run
+//!   through [`crate::sys::child`].
 
 pub mod artifacts;
 pub mod build;
@@ -19,7 +19,6 @@ pub mod external;
 pub mod kconfig;
 pub mod make;
 pub mod patches;
-pub mod process;
 pub mod progress;
 pub mod project;
 pub mod source;

@@ -14,7 +14,7 @@ use std::time::Duration;
 use sha2::{Digest, Sha256};
 
 use super::cache::{sha256_file, Cache};
-use super::process;
+use crate::sys::child;
 
 /// Debian's kernel source package and where it puts the tarball.
 pub const DEBIAN_PACKAGE: &str = "linux-source-6.12";
@@ -53,7 +53,7 @@ pub enum SourceError {
         what: &'static str,
         dir: PathBuf,
         #[source]
-        source: process::ProcessError,
+        source: child::ChildError,
     },
 }
 
@@ -277,8 +277,8 @@ fn tarball_sha256(tarball: &Path, cache: &Cache) -> Result<String, SourceError> 
     Ok(sha)
 }
 
-fn git(dir: &Path, args: &[&str]) -> Result<Option<process::Captured>, SourceError> {
-    let out = process::capture(
+fn git(dir: &Path, args: &[&str]) -> Result<Option<child::Captured>, SourceError> {
+    let out = child::capture(
         Command::new("git").arg("-C").arg(dir).args(args),
         Duration::from_secs(120),
     )

@@ -15,10 +15,11 @@ use super::config::{self, DotConfig};
 use super::external::ModuleSource;
 use super::kconfig::KconfigFiles;
 use super::make;
-use super::process::{self, Event, Interrupt, Logged, ProcessError};
 use super::progress::Progress;
 use super::project::Inputs;
 use super::toolchain::{self, Toolchain, ToolchainError};
+use crate::sys::child::{self, Activity, ChildError, Logged};
+use crate::sys::{shell, Cancel};
 
 /// Upstream's guest options, merged before our fragments.
 const KVM_GUEST_FRAGMENT: &str = "kernel/configs/kvm_guest.config";
@@ -33,7 +34,7 @@ pub struct Runner<'a> {
     pub(super) log_path: PathBuf,
     pub(super) cache_root: PathBuf,
     pub(super) progress: &'a mut Progress,
-    pub(super) interrupt: &'a Interrupt,
+    pub(super) cancel: &'a Cancel,
     pub(super) lock_fd: i32,
 }
 
@@ -78,29 +79,29 @@ impl Runner<'_> {
         limit: Duration,
     ) -> Result<String, BuildError> {
         self.progress.phase(step);
-        let _ = writeln!(self.log, "\n$ {}", display_command(&command));
+        let _ = writeln!(self.log, "\n$ {}", shell::render(&command));
         let progress = &mut *self.progress;
         let mut captured = String::new();
-        let status = process::run_logged(
+        let status = child::run_logged(
             &mut command,
             Logged {
                 log: &mut self.log,
-                on_event: &mut |event| match event {
-                    Event::Line(line) => {
+                observe: &mut |activity| match activity {
+                    Activity::Line(line) => {
                         progress.line(line);
                         captured.push_str(line);
                         captured.push('\n');
                     }
-                    Event::Tick => progress.tick(),
+                    Activity::Tick => progress.tick(),
                 },
                 limit,
-                interrupt: self.interrupt,
+                cancel: self.cancel,
                 inherit_fd: Some(self.lock_fd),
             },
         );
         let status = match status {
             Ok(status) => status,
-            Err(ProcessError::Interrupted { signal, .. }) => {
+            Err(ChildError::Interrupted { signal, .. }) => {
                 return Err(BuildError::Interrupted {
                     step: step.to_string(),
                     signal,
@@ -326,14 +327,6 @@ impl Runner<'_> {
         }
         Ok(())
     }
-}
-
-fn display_command(command: &Command) -> String {
-    std::iter::once(command.get_program())
-        .chain(command.get_args())
-        .map(|a| a.to_string_lossy().into_owned())
-        .collect::<Vec<_>>()
-        .join(" ")
 }
 
 pub(super) fn list_modules(extra: &Path) -> Vec<String> {

@@ -8,7 +8,6 @@
 //! console logs are copied into the results directory.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::command::{self, ModuleSources};
@@ -16,7 +15,8 @@ use super::machine::{Machine, MachineError, Output};
 use super::scheduler::MachineFactory;
 use crate::guest::{BootSpec, ExecRequest, Guest, GuestError, RunDir, SshError};
 use crate::suite::Suite;
-use crate::vm::Killer;
+use crate::sys::cancel::{Cancel, HookGuard};
+use crate::sys::error::chain as error_chain;
 
 /// Kernel arguments every runner guest gets: unmerged slab caches, so a cache
 /// a module leaks stays visible by name (merged aliases leave stale sysfs
@@ -32,8 +32,8 @@ pub struct QemuFactory {
     pub module_files: Vec<PathBuf>,
     /// Where console logs are copied when a guest goes away.
     pub results_dir: PathBuf,
-    /// Killers of every running QEMU, for Ctrl-C.
-    pub killers: Arc<Mutex<Vec<Killer>>>,
+    /// Cancelling this kills every QEMU, so in-flight commands end at once.
+    pub cancel: Cancel,
 }
 
 impl QemuFactory {
@@ -59,7 +59,7 @@ pub fn module_name(file: &Path) -> Option<String> {
 
 impl MachineFactory for QemuFactory {
     fn boot(&self, suite: &Suite, guest: usize) -> Result<Box<dyn Machine>, MachineError> {
-        let run_dir = RunDir::temporary().map_err(|e| MachineError::Boot(format!("{e:#}")))?;
+        let run_dir = RunDir::temporary().map_err(|e| MachineError::Boot(error_chain(&e)))?;
         let mut spec = self.spec.clone();
         spec.cmdline
             .extend(RUNNER_CMDLINE.iter().map(|a| a.to_string()));
@@ -80,7 +80,8 @@ impl MachineFactory for QemuFactory {
             module_files: self.module_files.clone(),
             results_dir: self.results_dir.clone(),
             console_name,
-            killers: Arc::clone(&self.killers),
+            cancel: self.cancel.clone(),
+            kill_on_cancel: None,
         };
         machine.after_boot()?;
         Ok(Box::new(machine))
@@ -93,7 +94,9 @@ pub struct QemuMachine {
     module_files: Vec<PathBuf>,
     results_dir: PathBuf,
     console_name: String,
-    killers: Arc<Mutex<Vec<Killer>>>,
+    cancel: Cancel,
+    /// Kills the current QEMU when the run is cancelled.
+    kill_on_cancel: Option<HookGuard>,
 }
 
 impl QemuMachine {
@@ -103,12 +106,10 @@ impl QemuMachine {
             .ok_or_else(|| MachineError::Lost("the guest was shut down".into()))
     }
 
-    /// Register the new QEMU for Ctrl-C and copy the module files in.
+    /// Hook the new QEMU to the cancel token and copy the module files in.
     fn after_boot(&mut self) -> Result<(), MachineError> {
         let killer = self.guest()?.vm().killer();
-        if let Ok(mut killers) = self.killers.lock() {
-            killers.push(killer);
-        }
+        self.kill_on_cancel = Some(self.cancel.on_cancel(move || killer.kill()));
         if self.module_files.is_empty() {
             return Ok(());
         }
@@ -194,17 +195,6 @@ fn copy_consoles(run_dir: &Path, results_dir: &Path, name: &str) {
             let _ = std::fs::copy(entry.path(), results_dir.join(format!("{name}{rest}")));
         }
     }
-}
-
-/// An error with its causes, on one line.
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(&format!(": {cause}"));
-        source = cause.source();
-    }
-    text
 }
 
 #[cfg(test)]

@@ -4,7 +4,6 @@
 //! planned test.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -15,6 +14,7 @@ use super::machine::{Machine, MachineError};
 use crate::outcome::{Finding, Severity, TestResult};
 use crate::status::Status;
 use crate::suite::{Suite, Test};
+use crate::sys::Cancel;
 
 /// Name of the result that records why a run stopped early (IGT: `igt@runner@aborted`).
 pub const ABORTED_TEST: &str = "kcycle@runner@aborted";
@@ -42,7 +42,7 @@ pub fn run_plan(
     options: RunOptions,
     factory: &dyn MachineFactory,
     sources: &ModuleSources,
-    interrupted: &AtomicBool,
+    cancel: &Cancel,
     emit: &(dyn Fn(Event) + Sync),
 ) {
     let run_start = Instant::now();
@@ -55,7 +55,7 @@ pub fn run_plan(
             scope.spawn(move || {
                 let mut current: Option<(&str, Box<dyn Machine>)> = None;
                 loop {
-                    if interrupted.load(Ordering::SeqCst) {
+                    if cancel.is_cancelled() {
                         return;
                     }
                     let Some(index) = queue.lock().ok().and_then(|mut q| q.pop_front()) else {
@@ -114,7 +114,7 @@ pub fn run_plan(
     // Whatever is left in the queue did not run.
     let left: Vec<usize> = queue.into_inner().map(Vec::from).unwrap_or_default();
     let reason = aborted.into_inner().ok().flatten();
-    let why = match (&reason, interrupted.load(Ordering::SeqCst)) {
+    let why = match (&reason, cancel.is_cancelled()) {
         (_, true) => "the run was interrupted".to_string(),
         (Some(reason), false) => format!("not run: {reason}"),
         (None, false) => "not run".to_string(),

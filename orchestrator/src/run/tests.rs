@@ -4,7 +4,6 @@
 
 use std::collections::BTreeSet;
 use std::path::Path;
-use std::sync::atomic::AtomicBool;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -446,7 +445,7 @@ fn plan_results(suite: &Suite, factory: &FakeFactory, jobs: usize) -> Vec<TestRe
         options,
         factory,
         &ModuleSources::default(),
-        &AtomicBool::new(false),
+        &crate::sys::Cancel::new(),
         &emit,
     );
     results.into_inner().unwrap()
