@@ -73,7 +73,7 @@ fn exec_exits_with_the_commands_status_and_streams() {
             "exec",
             "--accel",
             "tcg",
-            "--",
+            "--shell",
             "echo out; echo err >&2; lsmod >/dev/null; exit 7",
         ])
         .output()
@@ -86,6 +86,33 @@ fn exec_exits_with_the_commands_status_and_streams() {
     );
     assert_eq!(String::from_utf8_lossy(&out.stdout), "out\n");
     assert!(String::from_utf8_lossy(&out.stderr).contains("err\n"));
+    assert_eq!(
+        qemus_mentioning(&tmp.path().to_string_lossy()),
+        Vec::<u32>::new()
+    );
+}
+
+/// Every word after `--` reaches the guest as one argument.
+#[test]
+fn exec_keeps_argument_boundaries() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(kernel) = kernel() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let exit = kcycle(tmp.path(), &kernel)
+        .args(["exec", "--accel", "tcg", "--", "sh", "-c", "exit 7"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        exit.status.code(),
+        Some(7),
+        "{}",
+        String::from_utf8_lossy(&exit.stderr)
+    );
+    let echo = kcycle(tmp.path(), &kernel)
+        .args(["exec", "--accel", "tcg", "--", "echo", "a  b", "$HOME"])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&echo.stdout), "a  b $HOME\n");
     assert_eq!(
         qemus_mentioning(&tmp.path().to_string_lossy()),
         Vec::<u32>::new()

@@ -142,8 +142,7 @@ pub(super) fn exec(args: &ExecArgs) -> Result<ExitStatus, Failure> {
     // lets this thread clean up normally.
     let killer = guest.vm().killer();
     let kill_on_cancel = cancel.on_cancel(move || killer.kill());
-    // Like ssh: the words are joined and the guest's shell parses them.
-    let request = ExecRequest::new(args.command.join(" "))
+    let request = ExecRequest::new(guest_command(args.shell.as_deref(), &args.command))
         .inactivity(Duration::from_secs(600))
         .deadline(Duration::from_secs(3600));
     let result = guest.exec(request);
@@ -172,8 +171,54 @@ pub(super) fn exec(args: &ExecArgs) -> Result<ExitStatus, Failure> {
     std::process::exit(code)
 }
 
+/// The line the guest's shell runs: `--shell` as given, else the argv with
+/// every word quoted, so argument boundaries survive the guest's shell.
+fn guest_command(shell: Option<&str>, argv: &[String]) -> String {
+    match shell {
+        Some(line) => line.to_string(),
+        None => kcycle::sys::shell::command_line(argv),
+    }
+}
+
 /// Keep a failed boot's run directory (console log, QEMU stderr) and say where.
 fn keep_for_debugging(run_dir: RunDir, failure: Failure) -> Failure {
     eprintln!("kcycle: logs kept in {}", run_dir.keep().display());
     failure
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run_in_sh(line: &str) -> std::process::Output {
+        std::process::Command::new("sh")
+            .args(["-c", line])
+            .output()
+            .unwrap()
+    }
+
+    #[test]
+    fn argv_keeps_its_words_and_shell_lines_stay_lines() {
+        let argv = |words: &[&str]| words.iter().map(|w| w.to_string()).collect::<Vec<_>>();
+        let exit = guest_command(None, &argv(&["sh", "-c", "exit 7"]));
+        assert_eq!(run_in_sh(&exit).status.code(), Some(7));
+        let echo = guest_command(None, &argv(&["echo", "a  b", "$HOME"]));
+        assert_eq!(
+            String::from_utf8_lossy(&run_in_sh(&echo).stdout),
+            "a  b $HOME\n"
+        );
+        let line = guest_command(Some("echo x | tr x y; exit 3"), &[]);
+        let out = run_in_sh(&line);
+        assert_eq!((out.status.code(), out.stdout), (Some(3), b"y\n".to_vec()));
+    }
+
+    #[test]
+    fn exec_takes_an_argv_or_a_shell_line_not_both() {
+        use clap::Parser;
+        let parse = |args: &[&str]| super::super::Cli::try_parse_from(args);
+        assert!(parse(&["kcycle", "exec", "--", "true"]).is_ok());
+        assert!(parse(&["kcycle", "exec", "--shell", "true"]).is_ok());
+        assert!(parse(&["kcycle", "exec"]).is_err());
+        assert!(parse(&["kcycle", "exec", "--shell", "true", "--", "true"]).is_err());
+    }
 }

@@ -39,6 +39,7 @@ Typical use:
   kcycle run suites/rust-table.toml  run one suite, results in results/
   kcycle dmesg console.log           classify a kernel log you already have
   kcycle exec -- cat /proc/version   boot the guest, run one command, shut down
+  kcycle exec --shell 'dmesg | tail' the same with a whole shell line
 
 Exit codes (every subcommand):
   0  passed, or only known issues
@@ -159,8 +160,13 @@ pub struct BootArgs {
 pub struct ExecArgs {
     #[command(flatten)]
     pub guest: GuestArgs,
-    /// The command to run in the guest, after `--`.
-    #[arg(last = true, required = true)]
+    /// A whole shell line for the guest's /bin/sh, e.g. 'dmesg | tail'
+    /// (instead of a command after `--`).
+    #[arg(long, value_name = "LINE", conflicts_with = "command")]
+    pub shell: Option<String>,
+    /// The command and its arguments, after `--`: each one reaches the
+    /// guest as one word, exactly as given (no globbing, no `$` expansion).
+    #[arg(last = true, required_unless_present = "shell")]
     pub command: Vec<String>,
 }
 
