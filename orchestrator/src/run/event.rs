@@ -40,3 +40,20 @@ pub enum Event {
     },
     RunFinished,
 }
+
+/// An event with the wall-clock time it was emitted, as reporters get it.
+#[derive(Debug, Clone)]
+pub struct Stamped {
+    pub at: std::time::SystemTime,
+    pub event: Event,
+}
+
+impl Stamped {
+    /// `event`, stamped now.
+    pub fn now(event: Event) -> Stamped {
+        Stamped {
+            at: std::time::SystemTime::now(),
+            event,
+        }
+    }
+}
