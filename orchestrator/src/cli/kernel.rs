@@ -3,7 +3,9 @@
 use std::path::PathBuf;
 
 use kcycle::exit::ExitStatus;
+use kcycle::sys::Cancel;
 
+use super::build_view::BuildView;
 use super::{draws_progress, ExitOnError, Failure, KernelBuildArgs, Progress, SetupArgs};
 
 /// `kcycle setup [--check]`: 0 when the host is complete, 1 when something is missing.
@@ -44,21 +46,23 @@ pub(super) fn kernel_build(
 }
 
 /// Build (or take from the cache) the guest kernel with this project's
-/// fragments, patches and modules.
+/// fragments, patches and modules. A missing Debian source is installed
+/// (when kcycle can) and the build tried once more.
 pub(super) fn build_kernel(
     source: Option<PathBuf>,
     force: bool,
     out: Option<PathBuf>,
     progress: Progress,
 ) -> Result<kcycle::kernel::Built, Failure> {
-    use kcycle::kernel::{self, build, cache::Cache, source::SourceSpec, BuildRequest, Project};
+    use kcycle::kernel::source::{SourceError, SourceSpec, DEBIAN_PACKAGE};
+    use kcycle::kernel::{self, cache::Cache, BuildError, BuildRequest, Project};
 
     let project = Project::discover().bad_input()?;
     let cache = Cache::from_env().bad_input()?;
     let jobs = std::env::var("KCYCLE_JOBS")
         .ok()
         .and_then(|j| j.parse().ok())
-        .unwrap_or_else(build::default_jobs);
+        .unwrap_or_else(kernel::default_jobs);
     let request = BuildRequest {
         source: SourceSpec::from_option(source),
         external_modules: project.default_modules(),
@@ -66,10 +70,25 @@ pub(super) fn build_kernel(
         cache,
         force,
         out,
-        spinner: draws_progress(progress),
         jobs,
+        cancel: Cancel::process(),
     };
-    kernel::build(&request).map_err(|error| Failure {
+    let mut view = BuildView::new(draws_progress(progress));
+    let mut observe = |event| view.show(event);
+    let built = match kernel::build(&request, &mut observe) {
+        Err(BuildError::Source(SourceError::MissingTarball { .. }))
+            if kcycle::host::can_install() =>
+        {
+            observe(kernel::BuildEvent::Phase(format!(
+                "installing {DEBIAN_PACKAGE} (apt-get)"
+            )));
+            kcycle::host::apt_install(&[DEBIAN_PACKAGE.to_string()]).infrastructure()?;
+            kernel::build(&request, &mut observe)
+        }
+        other => other,
+    };
+    view.finish();
+    built.map_err(|error| Failure {
         status: if error.is_bad_input() {
             ExitStatus::BadInput
         } else {

@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use kcycle::exit::ExitStatus;
 
+mod build_view;
 mod dmesg;
 mod guest;
 mod kernel;

@@ -9,17 +9,20 @@ use std::process::Command;
 use std::time::Duration;
 
 use super::artifacts;
-use super::build::{explain_text, io_err, process_error, BuildError, SHORT_MAKE_LIMIT};
 use super::cache::{Cache, PendingEntry};
 use super::config::{self, DotConfig};
+use super::error::{explain_text, io_err, process_error, BuildError};
 use super::external::ModuleSource;
 use super::kconfig::KconfigFiles;
 use super::make;
-use super::progress::Progress;
+use super::progress::BuildEvent;
 use super::project::Inputs;
 use super::toolchain::{self, Toolchain, ToolchainError};
 use crate::sys::child::{self, Activity, ChildError, Logged};
 use crate::sys::{shell, Cancel};
+
+/// Limit for every make step but the kernel's own.
+pub(crate) const SHORT_MAKE_LIMIT: Duration = Duration::from_secs(30 * 60);
 
 /// Upstream's guest options, merged before our fragments.
 const KVM_GUEST_FRAGMENT: &str = "kernel/configs/kvm_guest.config";
@@ -33,17 +36,25 @@ pub struct Runner<'a> {
     pub(super) log: File,
     pub(super) log_path: PathBuf,
     pub(super) cache_root: PathBuf,
-    pub(super) progress: &'a mut Progress,
+    pub(super) observe: &'a mut dyn FnMut(BuildEvent),
     pub(super) cancel: &'a Cancel,
     pub(super) lock_fd: i32,
 }
 
 impl Runner<'_> {
     pub(super) fn note_log(&mut self) {
-        self.progress.note(&format!(
-            "building; full log in {}",
-            self.log_path.display()
-        ));
+        let text = format!("building; full log in {}", self.log_path.display());
+        self.note(&text);
+    }
+
+    /// A message that must stay visible.
+    pub(super) fn note(&mut self, text: &str) {
+        (self.observe)(BuildEvent::Note(text.to_string()));
+    }
+
+    /// A new phase of the build.
+    pub(super) fn phase(&mut self, phase: &str) {
+        (self.observe)(BuildEvent::Phase(phase.to_string()));
     }
 
     fn command(&self, program: &str) -> Command {
@@ -78,9 +89,9 @@ impl Runner<'_> {
         mut command: Command,
         limit: Duration,
     ) -> Result<String, BuildError> {
-        self.progress.phase(step);
+        self.phase(step);
         let _ = writeln!(self.log, "\n$ {}", shell::render(&command));
-        let progress = &mut *self.progress;
+        let observe = &mut *self.observe;
         let mut captured = String::new();
         let status = child::run_logged(
             &mut command,
@@ -88,11 +99,13 @@ impl Runner<'_> {
                 log: &mut self.log,
                 observe: &mut |activity| match activity {
                     Activity::Line(line) => {
-                        progress.line(line);
+                        if let Some(stage) = make::stage(line) {
+                            observe(BuildEvent::Stage(stage));
+                        }
                         captured.push_str(line);
                         captured.push('\n');
                     }
-                    Activity::Tick => progress.tick(),
+                    Activity::Tick => observe(BuildEvent::Tick),
                 },
                 limit,
                 cancel: self.cancel,
@@ -208,7 +221,7 @@ impl Runner<'_> {
         if mismatches.is_empty() {
             return Ok(());
         }
-        self.progress.phase("explaining dropped config options");
+        self.phase("explaining dropped config options");
         let kconfig = KconfigFiles::load(self.src_dir, "x86")
             .map_err(io_err("read Kconfig files in", self.src_dir))?;
         let explained = mismatches
