@@ -107,6 +107,7 @@ pub(super) fn run_suites(args: &RunArgs, progress: Progress) -> Result<ExitStatu
         module_files: args.modules.clone(),
         results_dir: results_dir.clone(),
         cancel: cancel.clone(),
+        boots: Default::default(),
     };
     let session = Session {
         plan: &plan,

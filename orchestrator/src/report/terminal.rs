@@ -167,7 +167,7 @@ impl Terminal {
                     "\n      logs: {} (test \"{}\": out, err, dmesg), console: {}",
                     dir.join("results.json").display(),
                     result.name,
-                    dir.join(format!("console-{}-guest{guest}.log", result.suite))
+                    dir.join(format!("console-{}-guest{guest}*.log", result.suite))
                         .display()
                 ));
             }

@@ -3,6 +3,36 @@
 
 use crate::outcome::{RunInfo, TestResult};
 
+/// Why a guest slot boots.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BootReason {
+    /// A fresh guest for a suite: attempt `attempt` of `attempts`.
+    Suite {
+        suite: String,
+        attempt: u32,
+        attempts: u32,
+    },
+    /// The previous test left the guest unfit (crash, hang, leftovers,
+    /// fatal taint), in the executor's words.
+    Unfit(String),
+}
+
+impl std::fmt::Display for BootReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BootReason::Suite {
+                suite, attempt: 1, ..
+            } => write!(f, "for suite {suite}"),
+            BootReason::Suite {
+                suite,
+                attempt,
+                attempts,
+            } => write!(f, "retry {attempt}/{attempts} for suite {suite}"),
+            BootReason::Unfit(why) => f.write_str(why),
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub enum Event {
     /// The plan is known: test names in run order.
@@ -13,7 +43,7 @@ pub enum Event {
     /// Guest `guest` is booting (first boot or a restart, with the reason).
     GuestBooting {
         guest: usize,
-        reason: String,
+        reason: BootReason,
     },
     GuestReady {
         guest: usize,

@@ -7,7 +7,9 @@
 //! survive a restart. When the machine is dropped, QEMU is shut down and the
 //! console logs are copied into the results directory.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::command::{self, ModuleSources};
@@ -24,6 +26,31 @@ use crate::sys::error::chain as error_chain;
 /// chatter between two reads.
 pub const RUNNER_CMDLINE: [&str; 2] = ["slab_nomerge", "log_buf_len=4M"];
 
+/// Boot numbers already handed out per console base name, so every boot of
+/// a slot (first boots, retries, restarts) gets its own console file.
+#[derive(Debug, Default)]
+pub struct BootCounter {
+    next: Mutex<BTreeMap<String, usize>>,
+}
+
+impl BootCounter {
+    /// The next boot number for `name`: 0, 1, 2...
+    fn take(&self, name: &str) -> usize {
+        let mut next = self.next.lock().unwrap_or_else(|p| p.into_inner());
+        let slot = next.entry(name.to_string()).or_default();
+        *slot += 1;
+        *slot - 1
+    }
+}
+
+/// `console-<suite>-guest<N>.log` for a slot's first boot, then `.1.log`, `.2.log`...
+pub fn console_file(name: &str, boot: usize) -> String {
+    match boot {
+        0 => format!("{name}.log"),
+        n => format!("{name}.{n}.log"),
+    }
+}
+
 /// Boots QEMU guests for suites from one prepared [`BootSpec`].
 pub struct QemuFactory {
     /// Kernel, image and accel; each suite adds its command line.
@@ -34,6 +61,8 @@ pub struct QemuFactory {
     pub results_dir: PathBuf,
     /// Cancelling this kills every QEMU, so in-flight commands end at once.
     pub cancel: Cancel,
+    /// Numbers the boots of each slot for the console file names.
+    pub boots: Arc<BootCounter>,
 }
 
 impl QemuFactory {
@@ -66,11 +95,17 @@ impl MachineFactory for QemuFactory {
         spec.cmdline.extend(suite.cmdline.iter().cloned());
         let booted = Guest::boot(spec, run_dir.path());
         let console_name = format!("console-{}-guest{guest}", suite.name);
+        let first_boot = self.boots.take(&console_name);
         let guest = match booted {
             Ok(guest) => guest,
             Err(error) => {
                 // Keep the console of a guest that never came up: it says why.
-                copy_consoles(run_dir.path(), &self.results_dir, &console_name);
+                copy_consoles(
+                    run_dir.path(),
+                    &self.results_dir,
+                    &console_name,
+                    &[first_boot],
+                );
                 return Err(MachineError::Boot(error_chain(&error)));
             }
         };
@@ -80,6 +115,8 @@ impl MachineFactory for QemuFactory {
             module_files: self.module_files.clone(),
             results_dir: self.results_dir.clone(),
             console_name,
+            boot_numbers: vec![first_boot],
+            boots: Arc::clone(&self.boots),
             cancel: self.cancel.clone(),
             kill_on_cancel: None,
         };
@@ -94,6 +131,9 @@ pub struct QemuMachine {
     module_files: Vec<PathBuf>,
     results_dir: PathBuf,
     console_name: String,
+    /// The boot number of each of this machine's boots, in order.
+    boot_numbers: Vec<usize>,
+    boots: Arc<BootCounter>,
     cancel: Cancel,
     /// Kills the current QEMU when the run is cancelled.
     kill_on_cancel: Option<HookGuard>,
@@ -168,6 +208,8 @@ impl Machine for QemuMachine {
     }
 
     fn restart(&mut self) -> Result<(), MachineError> {
+        let number = self.boots.take(&self.console_name);
+        self.boot_numbers.push(number);
         self.guest()?
             .restart()
             .map_err(|e| MachineError::Boot(error_chain(&e)))?;
@@ -180,19 +222,31 @@ impl Drop for QemuMachine {
         if let Some(guest) = self.guest.take() {
             let _ = guest.shutdown(Duration::from_secs(5));
         }
-        copy_consoles(self.run_dir.path(), &self.results_dir, &self.console_name);
+        copy_consoles(
+            self.run_dir.path(),
+            &self.results_dir,
+            &self.console_name,
+            &self.boot_numbers,
+        );
     }
 }
 
-/// Copy `console.log` and the `console.<n>.log` of earlier boots to the results.
-fn copy_consoles(run_dir: &Path, results_dir: &Path, name: &str) {
-    let Ok(entries) = std::fs::read_dir(run_dir) else {
+/// Copy the consoles of one run directory to the results, named by boot
+/// number: [`crate::guest::Guest::restart`] keeps the k-th earlier boot as
+/// `console.<k>.log` and the current one as `console.log`, and `numbers`
+/// holds each boot's number in the same order.
+fn copy_consoles(run_dir: &Path, results_dir: &Path, name: &str, numbers: &[usize]) {
+    let Some((current, earlier)) = numbers.split_last() else {
         return;
     };
-    for entry in entries.flatten() {
-        let file = entry.file_name().to_string_lossy().into_owned();
-        if let Some(rest) = file.strip_prefix("console") {
-            let _ = std::fs::copy(entry.path(), results_dir.join(format!("{name}{rest}")));
+    let mut files = vec![(crate::vm::CONSOLE_LOG.to_string(), *current)];
+    for (k, number) in earlier.iter().enumerate() {
+        files.push((format!("console.{}.log", k + 1), *number));
+    }
+    for (file, number) in files {
+        let from = run_dir.join(file);
+        if from.is_file() {
+            let _ = std::fs::copy(from, results_dir.join(console_file(name, number)));
         }
     }
 }
@@ -200,6 +254,38 @@ fn copy_consoles(run_dir: &Path, results_dir: &Path, name: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn consoles_are_named_by_boot_order() {
+        let run_dir = tempfile::tempdir().unwrap();
+        let results = tempfile::tempdir().unwrap();
+        // Three boots in one run directory: numbers 0, 2, 3 (1 was another machine's).
+        for (file, text) in [
+            ("console.1.log", "boot 0"),
+            ("console.2.log", "boot 2"),
+            ("console.log", "boot 3"),
+        ] {
+            std::fs::write(run_dir.path().join(file), text).unwrap();
+        }
+        copy_consoles(
+            run_dir.path(),
+            results.path(),
+            "console-s-guest0",
+            &[0, 2, 3],
+        );
+        let read =
+            |n| std::fs::read_to_string(results.path().join(console_file("console-s-guest0", n)));
+        assert_eq!(read(0).unwrap(), "boot 0");
+        assert_eq!(read(2).unwrap(), "boot 2");
+        assert_eq!(read(3).unwrap(), "boot 3");
+        assert!(read(1).is_err());
+        assert_eq!(console_file("c", 0), "c.log");
+        let counter = BootCounter::default();
+        assert_eq!(
+            (counter.take("a"), counter.take("a"), counter.take("b")),
+            (0, 1, 0)
+        );
+    }
 
     #[test]
     fn module_names_from_files() {
