@@ -11,7 +11,7 @@ use kcycle::sys::Cancel;
 use kcycle::{image, vm};
 
 use super::kernel::build_kernel;
-use super::{Accel, ExecArgs, ExitOnError, Failure, GuestArgs, ImageBuildArgs, Progress};
+use super::{AccelArg, ExecArgs, ExitOnError, Failure, GuestArgs, ImageBuildArgs, ProgressMode};
 
 /// Where the kernel comes from: `--kernel`, else `KCYCLE_KERNEL`.
 pub(super) fn guest_kernel(kernel: Option<&Path>) -> Result<Artifacts, Failure> {
@@ -23,7 +23,7 @@ pub(super) fn guest_kernel(kernel: Option<&Path>) -> Result<Artifacts, Failure> 
                 None => {
                     // What `--kernel`'s help promises: build it, or take it from the cache.
                     eprintln!("kcycle: no --kernel or KCYCLE_KERNEL: building or reusing the guest kernel");
-                    return Ok(build_kernel(None, false, None, Progress::Auto)?.artifacts);
+                    return Ok(build_kernel(None, false, None, ProgressMode::Auto)?.artifacts);
                 }
             }
         }
@@ -58,9 +58,9 @@ pub(super) fn boot_spec(
     let cache = cache_root()?;
     let image = image::build(artifacts, &cache).infrastructure()?;
     let requested = match args.accel {
-        Accel::Auto => None,
-        Accel::Kvm => Some(vm::Accel::Kvm),
-        Accel::Tcg => Some(vm::Accel::Tcg),
+        AccelArg::Auto => None,
+        AccelArg::Kvm => Some(vm::Accel::Kvm),
+        AccelArg::Tcg => Some(vm::Accel::Tcg),
     };
     // The probe boots the same kernel and image under KVM (only for auto).
     let probe_dir = scratch.join("probe");

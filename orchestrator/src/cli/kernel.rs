@@ -6,14 +6,14 @@ use kcycle::exit::ExitStatus;
 use kcycle::sys::Cancel;
 
 use super::build_view::BuildView;
-use super::{draws_progress, ExitOnError, Failure, KernelBuildArgs, Progress, SetupArgs};
+use super::{draws_progress, ExitOnError, Failure, KernelBuildArgs, ProgressMode, SetupArgs};
 
 /// `kcycle setup [--check]`: 0 when the host is complete, 1 when something is missing.
 pub(super) fn setup(args: SetupArgs) -> Result<ExitStatus, Failure> {
-    use kcycle::host::Outcome;
+    use kcycle::host::SetupOutcome;
     match kcycle::host::setup(args.check).infrastructure()? {
-        Outcome::AlreadyComplete | Outcome::Installed => Ok(ExitStatus::Passed),
-        Outcome::Missing { commands } => {
+        SetupOutcome::AlreadyComplete | SetupOutcome::Installed => Ok(ExitStatus::Passed),
+        SetupOutcome::Missing { commands } => {
             eprintln!("kcycle: to complete the host, run:");
             for command in commands {
                 eprintln!("  {command}");
@@ -27,7 +27,7 @@ pub(super) fn setup(args: SetupArgs) -> Result<ExitStatus, Failure> {
 /// with `--json` the manifest plus `"dir"`.
 pub(super) fn kernel_build(
     args: KernelBuildArgs,
-    progress: Progress,
+    progress: ProgressMode,
 ) -> Result<ExitStatus, Failure> {
     let built = build_kernel(args.source, args.force, args.out, progress)?;
     if args.json {
@@ -52,7 +52,7 @@ pub(super) fn build_kernel(
     source: Option<PathBuf>,
     force: bool,
     out: Option<PathBuf>,
-    progress: Progress,
+    progress: ProgressMode,
 ) -> Result<kcycle::kernel::Built, Failure> {
     use kcycle::kernel::source::{SourceError, SourceSpec, DEBIAN_PACKAGE};
     use kcycle::kernel::{self, cache::Cache, BuildError, BuildRequest, Project};

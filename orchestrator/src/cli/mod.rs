@@ -52,15 +52,15 @@ Exit codes (every subcommand):
 #[command(name = "kcycle", version, about = ABOUT, long_about = LONG_ABOUT, after_help = AFTER_HELP)]
 pub struct Cli {
     /// When to draw progress bars: `auto` draws them only when stderr is a terminal.
-    #[arg(long, value_enum, default_value_t = Progress::Auto, global = true)]
-    pub progress: Progress,
+    #[arg(long, value_enum, default_value_t = ProgressMode::Auto, global = true)]
+    pub progress: ProgressMode,
 
     #[command(subcommand)]
     pub command: Command,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Progress {
+pub enum ProgressMode {
     Auto,
     Always,
     Never,
@@ -140,12 +140,12 @@ pub struct GuestArgs {
     #[arg(long)]
     pub kernel: Option<PathBuf>,
     /// CPU accelerator: `auto` probes KVM with a tiny guest and falls back to TCG.
-    #[arg(long, value_enum, default_value_t = Accel::Auto)]
-    pub accel: Accel,
+    #[arg(long, value_enum, default_value_t = AccelArg::Auto)]
+    pub accel: AccelArg,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Accel {
+pub enum AccelArg {
     Auto,
     Kvm,
     Tcg,
@@ -205,8 +205,8 @@ pub struct CiArgs {
     #[arg(long, default_value = "kcycle.toml")]
     pub config: PathBuf,
     /// CPU accelerator: `auto` probes KVM with a tiny guest and falls back to TCG.
-    #[arg(long, value_enum, default_value_t = Accel::Auto)]
-    pub accel: Accel,
+    #[arg(long, value_enum, default_value_t = AccelArg::Auto)]
+    pub accel: AccelArg,
 }
 
 #[derive(Debug, Args)]
@@ -276,11 +276,11 @@ pub fn run(cli: Cli) -> Result<ExitStatus, Failure> {
 }
 
 /// Whether to draw spinners and bars: `auto` only on a terminal.
-fn draws_progress(progress: Progress) -> bool {
+fn draws_progress(progress: ProgressMode) -> bool {
     use std::io::IsTerminal;
     match progress {
-        Progress::Auto => std::io::stderr().is_terminal(),
-        Progress::Always => true,
-        Progress::Never => false,
+        ProgressMode::Auto => std::io::stderr().is_terminal(),
+        ProgressMode::Always => true,
+        ProgressMode::Never => false,
     }
 }

@@ -7,17 +7,17 @@ use kcycle::sys::Cancel;
 
 use super::guest::{boot_spec, guest_kernel};
 use super::kernel::build_kernel;
-use super::{draws_progress, CiArgs, ExitOnError, Failure, GuestArgs, Progress, RunArgs};
+use super::{draws_progress, CiArgs, ExitOnError, Failure, GuestArgs, ProgressMode, RunArgs};
 
 /// `kcycle ci`: the main job in one command — host packages, kernel, image,
 /// the configured suites, results.
-pub(super) fn ci(args: &CiArgs, progress: Progress) -> Result<ExitStatus, Failure> {
+pub(super) fn ci(args: &CiArgs, progress: ProgressMode) -> Result<ExitStatus, Failure> {
     use kcycle::config::CiConfig;
-    use kcycle::host::Outcome;
+    use kcycle::host::SetupOutcome;
 
     let config = CiConfig::load(&args.config).bad_input()?;
     eprintln!("kcycle ci: 1/3 host packages");
-    if let Outcome::Missing { commands } = kcycle::host::setup(false).infrastructure()? {
+    if let SetupOutcome::Missing { commands } = kcycle::host::setup(false).infrastructure()? {
         return Err(anyhow::anyhow!(
             "the host lacks what kcycle needs and kcycle cannot install it here; run:\n  {}",
             commands.join("\n  ")
@@ -46,7 +46,7 @@ pub(super) fn ci(args: &CiArgs, progress: Progress) -> Result<ExitStatus, Failur
 
 /// `kcycle run`: check everything that can be checked before a guest boots,
 /// then run the session; its exit status is the command's.
-pub(super) fn run_suites(args: &RunArgs, progress: Progress) -> Result<ExitStatus, Failure> {
+pub(super) fn run_suites(args: &RunArgs, progress: ProgressMode) -> Result<ExitStatus, Failure> {
     use kcycle::report::github::GithubActions;
     use kcycle::report::results_dir::ResultsWriter;
     use kcycle::report::sink::Reporter;

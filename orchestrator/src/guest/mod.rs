@@ -40,7 +40,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-pub use ssh::{ExecRequest, Output, Ssh, SshError, SshTarget};
+pub use ssh::{ExecOutput, ExecRequest, Ssh, SshError, SshTarget};
 
 use crate::image::{self, ImageError};
 use crate::sys::shell::quote;
@@ -277,7 +277,7 @@ impl Guest {
     /// (with the console) rather than just "connection lost".
     /// A session closed by an earlier deadline is re-established first
     /// (within [`RECONNECT_DEADLINE`]) as long as the guest still runs.
-    pub fn exec(&mut self, request: ExecRequest) -> Result<Output, GuestError> {
+    pub fn exec(&mut self, request: ExecRequest) -> Result<ExecOutput, GuestError> {
         if self.ssh.as_ref().is_none_or(Ssh::is_gone) {
             self.reconnect(RECONNECT_DEADLINE)?;
         }
@@ -288,8 +288,8 @@ impl Guest {
         }
     }
 
-    /// Run a command with default limits; stdout/stderr/status in the Output.
-    pub fn run(&mut self, command: &str) -> Result<Output, GuestError> {
+    /// Run a command with default limits; stdout/stderr/status in the ExecOutput.
+    pub fn run(&mut self, command: &str) -> Result<ExecOutput, GuestError> {
         self.exec(ExecRequest::new(command))
     }
 

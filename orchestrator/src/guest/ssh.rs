@@ -95,7 +95,7 @@ impl ExecRequest {
 
 /// What a finished command left.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Output {
+pub struct ExecOutput {
     /// The exit status (128 + n when killed by signal n is the shell's
     /// business; here a signal shows in `signal` and status is -1).
     pub status: i32,
@@ -104,7 +104,7 @@ pub struct Output {
     pub stderr: Vec<u8>,
 }
 
-impl Output {
+impl ExecOutput {
     pub fn success(&self) -> bool {
         self.status == 0 && self.signal.is_none()
     }
@@ -158,7 +158,7 @@ fn public_key_path(key: &Path) -> PathBuf {
 }
 
 enum Request {
-    Exec(ExecRequest, Sender<Result<Output, SshError>>),
+    Exec(ExecRequest, Sender<Result<ExecOutput, SshError>>),
 }
 
 /// A connected session, owned by its worker thread.
@@ -191,7 +191,7 @@ impl Ssh {
     /// Run a command; returns when it exits, goes quiet for too long, or the
     /// deadline passes (then the session is closed and [`SshError::Gone`]
     /// answers until a reconnect).
-    pub fn exec(&mut self, request: ExecRequest) -> Result<Output, SshError> {
+    pub fn exec(&mut self, request: ExecRequest) -> Result<ExecOutput, SshError> {
         if self.gone {
             return Err(SshError::Gone);
         }
@@ -263,7 +263,7 @@ fn worker(session: ssh2::Session, inbox: Receiver<Request>) {
 
 /// Run one command: stdin written blocking, then stdout and stderr read
 /// non-blocking side by side so a chatty stderr can never stall stdout.
-fn run(session: &ssh2::Session, request: &ExecRequest) -> Result<Output, SshError> {
+fn run(session: &ssh2::Session, request: &ExecRequest) -> Result<ExecOutput, SshError> {
     let command = &request.command;
     let started = Instant::now();
     let exec_err = |step: &'static str| {
@@ -355,7 +355,7 @@ fn run(session: &ssh2::Session, request: &ExecRequest) -> Result<Output, SshErro
             .exit_status()
             .map_err(exec_err("read the exit status"))?
     };
-    Ok(Output {
+    Ok(ExecOutput {
         status,
         signal,
         stdout,

@@ -292,7 +292,7 @@ pub fn install_bindgen() -> Result<(), HostError> {
 
 /// What `setup` did.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
+pub enum SetupOutcome {
     /// Everything was present; nothing ran.
     AlreadyComplete,
     /// Missing pieces were installed.
@@ -302,15 +302,15 @@ pub enum Outcome {
 }
 
 /// Print the report; install what is missing unless `check_only` or we cannot.
-pub fn setup(check_only: bool) -> Result<Outcome, HostError> {
+pub fn setup(check_only: bool) -> Result<SetupOutcome, HostError> {
     let report = check()?;
     print_report(&report);
     if report.complete() {
-        return Ok(Outcome::AlreadyComplete);
+        return Ok(SetupOutcome::AlreadyComplete);
     }
     let commands = report.commands();
     if check_only || (!report.needs.is_empty() && !can_install()) || !report.debian {
-        return Ok(Outcome::Missing { commands });
+        return Ok(SetupOutcome::Missing { commands });
     }
     if !report.needs.is_empty() {
         for need in &report.needs {
@@ -327,10 +327,10 @@ pub fn setup(check_only: bool) -> Result<Outcome, HostError> {
     let after = check()?;
     if after.complete() {
         eprintln!("kcycle: host requirements complete");
-        Ok(Outcome::Installed)
+        Ok(SetupOutcome::Installed)
     } else {
         print_report(&after);
-        Ok(Outcome::Missing {
+        Ok(SetupOutcome::Missing {
             commands: after.commands(),
         })
     }

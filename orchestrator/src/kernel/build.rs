@@ -22,7 +22,7 @@ use super::make;
 use super::patches::{self, PatchError};
 use super::progress::BuildEvent;
 use super::project::{read_inputs, Inputs, Project};
-use super::source::{self, Identified, Origin, SourceSpec};
+use super::source::{self, Identified, SourceOrigin, SourceSpec};
 use super::steps::{list_modules, Runner, SHORT_MAKE_LIMIT};
 use super::toolchain::Toolchain;
 use crate::sys::child::{self, Logged};
@@ -336,8 +336,8 @@ fn prepare_source(
     observe: &mut dyn FnMut(BuildEvent),
 ) -> Result<(PathBuf, String), BuildError> {
     let (tarball, sha256) = match &identified.origin {
-        Origin::Tree { dir, .. } => return Ok((dir.clone(), source::read_version(dir)?)),
-        Origin::Debian { tarball, sha256 } => (tarball, sha256),
+        SourceOrigin::Tree { dir, .. } => return Ok((dir.clone(), source::read_version(dir)?)),
+        SourceOrigin::Debian { tarball, sha256 } => (tarball, sha256),
     };
     let src_root = request.cache.sources_root();
     if let Some(existing) = find_extracted(&src_root, &sha256[..12]) {
@@ -424,8 +424,8 @@ fn apply_patches(
     runner: &mut Runner<'_>,
 ) -> Result<(), BuildError> {
     match &identified.origin {
-        Origin::Tree { dir, .. } => Ok(patches::check_applied(dir, wanted)?),
-        Origin::Debian { .. } => {
+        SourceOrigin::Tree { dir, .. } => Ok(patches::check_applied(dir, wanted)?),
+        SourceOrigin::Debian { .. } => {
             runner.phase("applying guest-kernel/patches");
             match patches::sync(src_dir, wanted) {
                 Err(PatchError::Revert { name, output, .. }) => {

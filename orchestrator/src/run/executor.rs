@@ -18,7 +18,7 @@ use super::machine::{Machine, MachineError, Output};
 use super::verdict::{self, kind};
 use crate::dmesg;
 use crate::outcome::{Finding, Severity, TestResult};
-use crate::selftest::{self, Outcome, Subtest};
+use crate::selftest::{self, Subtest, SubtestOutcome};
 use crate::snapshot::{self, Snapshot};
 use crate::status::Status;
 use crate::suite::{Action, SelftestKind, Suite, Test};
@@ -445,7 +445,7 @@ impl Recorder<'_> {
             let result = output.stdout.trim();
             let any_subtest_failed = subtests
                 .iter()
-                .any(|s| matches!(s.outcome, Outcome::Fail(_)));
+                .any(|s| matches!(s.outcome, SubtestOutcome::Fail(_)));
             if output.status == 0 && !command::selftest_passed(result) && !any_subtest_failed {
                 self.findings.push(Finding {
                     kind: kind::SELFTEST_RESULT.into(),
@@ -469,10 +469,10 @@ impl Recorder<'_> {
     ) {
         let range = subtest.first_line..subtest.end_line.min(lines.len());
         let mut status = match &subtest.outcome {
-            Outcome::Pass => Status::Pass,
-            Outcome::Fail(_) => Status::Fail,
-            Outcome::Skip(_) => Status::Skip,
-            Outcome::Incomplete => Status::Incomplete,
+            SubtestOutcome::Pass => Status::Pass,
+            SubtestOutcome::Fail(_) => Status::Fail,
+            SubtestOutcome::Skip(_) => Status::Skip,
+            SubtestOutcome::Incomplete => Status::Incomplete,
         };
         let inside: Vec<Finding> = findings
             .iter()
@@ -486,7 +486,7 @@ impl Recorder<'_> {
         let name = format!("{}@{}", self.ctx.test.name, subtest.name);
         let excerpt = lines.get(range).unwrap_or_default().join("\n");
         let detail = match &subtest.outcome {
-            Outcome::Fail(why) | Outcome::Skip(why) => format!("{why}\n"),
+            SubtestOutcome::Fail(why) | SubtestOutcome::Skip(why) => format!("{why}\n"),
             _ => String::new(),
         };
         let result = TestResult {
