@@ -47,10 +47,6 @@ pub(super) fn ci(args: &CiArgs, progress: ProgressMode) -> Result<ExitStatus, Fa
 /// `kcycle run`: check everything that can be checked before a guest boots,
 /// then run the session; its exit status is the command's.
 pub(super) fn run_suites(args: &RunArgs, progress: ProgressMode) -> Result<ExitStatus, Failure> {
-    use kcycle::report::github::GithubActions;
-    use kcycle::report::results_dir::ResultsWriter;
-    use kcycle::report::sink::Reporter;
-    use kcycle::report::terminal::Terminal;
     use kcycle::run::qemu::QemuFactory;
     use kcycle::run::session::{run_info, Session};
     use kcycle::suite::{self, Shard, Suite};
@@ -95,13 +91,7 @@ pub(super) fn run_suites(args: &RunArgs, progress: ProgressMode) -> Result<ExitS
         spec.accel.name(),
         shard.map(|s| s.to_string()),
     );
-    let mut reporters: Vec<Box<dyn Reporter>> = vec![
-        Box::new(ResultsWriter::create(&results_dir, info.clone()).infrastructure()?),
-        Box::new(Terminal::new(draws_progress(progress)).with_results_dir(&results_dir)),
-    ];
-    if let Some(github) = GithubActions::from_env(&results_dir) {
-        reporters.push(Box::new(github));
-    }
+    let reporters = reporters(&results_dir, &info, progress)?;
     let factory = QemuFactory {
         spec,
         module_files: args.modules.clone(),
@@ -136,6 +126,26 @@ pub(super) fn run_suites(args: &RunArgs, progress: ProgressMode) -> Result<ExitS
         .infrastructure();
     }
     Ok(finished.exit_status())
+}
+
+/// The results directory's writer, the terminal and, under GitHub Actions, its reporter.
+fn reporters(
+    results_dir: &std::path::Path,
+    info: &kcycle::outcome::RunInfo,
+    progress: ProgressMode,
+) -> Result<Vec<Box<dyn kcycle::report::sink::Reporter>>, Failure> {
+    use kcycle::report::github::GithubActions;
+    use kcycle::report::results_dir::ResultsWriter;
+    use kcycle::report::terminal::Terminal;
+
+    let mut reporters: Vec<Box<dyn kcycle::report::sink::Reporter>> = vec![
+        Box::new(ResultsWriter::create(results_dir, info.clone()).infrastructure()?),
+        Box::new(Terminal::new(draws_progress(progress)).with_results_dir(results_dir)),
+    ];
+    if let Some(github) = GithubActions::from_env(results_dir) {
+        reporters.push(Box::new(github));
+    }
+    Ok(reporters)
 }
 
 /// `--module` files must be readable `.ko` files.
