@@ -170,11 +170,13 @@ impl<'p> Shared<'_, 'p> {
                         Ok(machine)
                     }
                     Err(error) => {
-                        (self.emit)(Event::Notice {
-                            message: format!(
-                                "guest {guest} failed to restart: {error}; booting a fresh one"
-                            ),
-                        });
+                        if !self.cancel.is_cancelled() {
+                            (self.emit)(Event::Notice {
+                                message: format!(
+                                    "guest {guest} failed to restart: {error}; booting a fresh one"
+                                ),
+                            });
+                        }
                         drop(machine);
                         self.boot_with_retries(suite, guest)
                     }
@@ -202,8 +204,11 @@ impl<'p> Shared<'_, 'p> {
     ) -> Result<Box<dyn Machine>, MachineError> {
         let mut last = None;
         for attempt in 1..=BOOT_ATTEMPTS {
-            if self.cancel.is_cancelled() && last.is_some() {
-                break;
+            if let Some(signal) = self.cancel.reason() {
+                // No boot for a run that is ending.
+                return Err(MachineError::Boot(format!(
+                    "the run was interrupted ({signal})"
+                )));
             }
             let reason = BootReason::Suite {
                 suite: suite.name.clone(),
