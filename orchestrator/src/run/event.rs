@@ -12,9 +12,34 @@ pub enum BootReason {
         attempt: u32,
         attempts: u32,
     },
-    /// The previous test left the guest unfit (crash, hang, leftovers,
-    /// fatal taint), in the executor's words.
-    Unfit(String),
+    /// The previous test left the guest unfit.
+    Unfit(Unfit),
+}
+
+/// Why a guest must restart before its next test.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Unfit {
+    /// The test ended with a guest fault (crash, timeout, incomplete).
+    Fault(crate::status::Status),
+    /// Something the test's module created stayed after its unload.
+    Leftover(String),
+    /// A module the test loaded is still loaded.
+    ModuleLoaded(String),
+    /// New fatal taint (WARN, DIE, BAD_PAGE, MCE), by flag.
+    Tainted(Vec<String>),
+}
+
+impl std::fmt::Display for Unfit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Unfit::Fault(status) => write!(f, "the previous test ended with {status}"),
+            Unfit::Leftover(name) => write!(f, "the previous test left {name} behind"),
+            Unfit::ModuleLoaded(module) => {
+                write!(f, "the previous test left module {module} loaded")
+            }
+            Unfit::Tainted(flags) => write!(f, "the kernel is tainted: {}", flags.join(", ")),
+        }
+    }
 }
 
 impl std::fmt::Display for BootReason {
@@ -28,7 +53,7 @@ impl std::fmt::Display for BootReason {
                 attempt,
                 attempts,
             } => write!(f, "retry {attempt}/{attempts} for suite {suite}"),
-            BootReason::Unfit(why) => f.write_str(why),
+            BootReason::Unfit(why) => why.fmt(f),
         }
     }
 }

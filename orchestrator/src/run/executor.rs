@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use super::command::{self, ModuleSources};
-use super::event::Event;
+use super::event::{Event, Unfit};
 use super::machine::{Machine, MachineError, Output};
 use super::verdict::{self, kind};
 use crate::dmesg;
@@ -35,7 +35,7 @@ pub struct TestRun {
     pub results: Vec<TestResult>,
     /// The guest should be restarted before the next test: it crashed, hung,
     /// or was left with leftovers, loaded modules or fatal taint.
-    pub restart_reason: Option<String>,
+    pub restart_reason: Option<Unfit>,
 }
 
 /// What the executor needs besides the machine.
@@ -147,12 +147,12 @@ pub fn run_test(
     }
 }
 
-fn restart_reason(fault: Option<Status>, rec: &Recorder<'_>) -> Option<String> {
+fn restart_reason(fault: Option<Status>, rec: &Recorder<'_>) -> Option<Unfit> {
     if let Some(fault) = fault {
-        return Some(format!("the previous test ended with {fault}"));
+        return Some(Unfit::Fault(fault));
     }
     if let Some(leftover) = rec.leftovers.first() {
-        return Some(format!("the previous test left {} behind", leftover.name));
+        return Some(Unfit::Leftover(leftover.name.clone()));
     }
     let loaded: Vec<&String> = rec
         .current
@@ -161,7 +161,7 @@ fn restart_reason(fault: Option<Status>, rec: &Recorder<'_>) -> Option<String> {
         .filter(|m| !rec.baseline.modules.contains(m))
         .collect();
     if let Some(module) = loaded.first() {
-        return Some(format!("the previous test left module {module} loaded"));
+        return Some(Unfit::ModuleLoaded(module.to_string()));
     }
     let fatal: Vec<String> = rec
         .current
@@ -171,8 +171,7 @@ fn restart_reason(fault: Option<Status>, rec: &Recorder<'_>) -> Option<String> {
         .filter(|f| f.is_fatal())
         .map(|f| f.to_string())
         .collect();
-    (rec.ctx.restart_on_taint && !fatal.is_empty())
-        .then(|| format!("the kernel is tainted: {}", fatal.join(", ")))
+    (rec.ctx.restart_on_taint && !fatal.is_empty()).then_some(Unfit::Tainted(fatal))
 }
 
 impl Recorder<'_> {

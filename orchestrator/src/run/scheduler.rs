@@ -134,10 +134,10 @@ impl<'p> Shared<'_, 'p> {
             let run = run_test(machine.as_mut(), &ctx, &mut |e| (self.emit)(e));
             let suite = suite.name.as_str();
             slot = match run.restart_reason {
-                Some(why) => Slot::Dirty {
+                Some(unfit) => Slot::Dirty {
                     suite,
                     machine,
-                    reason: BootReason::Unfit(why),
+                    reason: BootReason::Unfit(unfit),
                 },
                 None => Slot::Ready { suite, machine },
             };

@@ -188,7 +188,7 @@ fn run_one(kernel: &mut FakeKernel, suite: &Suite) -> (Vec<TestResult>, Option<S
         .filter(|e| matches!(e, Event::TestFinished { .. }))
         .count();
     assert_eq!(finished, run.results.len());
-    (run.results, run.restart_reason)
+    (run.results, run.restart_reason.map(|r| r.to_string()))
 }
 
 #[test]
