@@ -52,7 +52,11 @@ fn main() {
         Ok("kvm") => Accel::Kvm,
         _ => Accel::Tcg,
     };
-    let image = image::build(&kernel, &image::cache_root()).expect("image build failed");
+    let image = image::build(
+        &kernel,
+        &kcycle::sys::dirs::cache_root().expect("cache dir"),
+    )
+    .expect("image build failed");
     println!(
         "kernel {} ({}), accel {accel}, {runs} runs",
         kernel.manifest.kernel_release,

@@ -47,6 +47,13 @@ fn kcycle_build(cache: Option<&Path>) -> Duration {
     elapsed
 }
 
+/// Build progress as plain lines on stderr.
+fn show(event: kernel::BuildEvent) {
+    if event != kernel::BuildEvent::Tick {
+        eprintln!("kcycle: {event}");
+    }
+}
+
 fn request(modules: Vec<PathBuf>) -> BuildRequest {
     BuildRequest {
         source: SourceSpec::from_option(std::env::var_os("KCYCLE_KERNEL_SRC").map(PathBuf::from)),
@@ -55,8 +62,8 @@ fn request(modules: Vec<PathBuf>) -> BuildRequest {
         cache: Cache::from_env().expect("cache dir"),
         force: false,
         out: None,
-        spinner: false,
-        jobs: kernel::build::default_jobs(),
+        jobs: kernel::default_jobs(),
+        cancel: kcycle::sys::Cancel::process(),
     }
 }
 
@@ -103,15 +110,15 @@ fn main() {
     report("noop-cache-hit", "kcycle kernel build", hits);
 
     let scratch = tempfile::tempdir().unwrap();
-    let base = kernel::build(&request(Vec::new())).expect("kernel build");
+    let base = kernel::build(&request(Vec::new()), &mut show).expect("kernel build");
     // Warm-up: brings the shared build dir to this kernel (a hit does not look at it).
     let warm = smoke_module(scratch.path(), &base.artifacts.manifest.build_dir);
-    kernel::build(&request(vec![warm])).expect("module build");
+    kernel::build(&request(vec![warm]), &mut show).expect("module build");
     let mut rebuilds = Vec::new();
     for _ in 0..3 {
         let module = smoke_module(scratch.path(), &base.artifacts.manifest.build_dir);
         let start = Instant::now();
-        let built = kernel::build(&request(vec![module])).expect("module rebuild");
+        let built = kernel::build(&request(vec![module]), &mut show).expect("module rebuild");
         rebuilds.push(start.elapsed());
         assert!(!built.kernel_rebuilt, "only the module should rebuild");
     }

@@ -3,8 +3,10 @@
 //! The crate is split into a pure core that takes values and returns values
 //! (`dmesg`, `suite`, `status`, `report`, the argv builder in `vm`) and thin
 //! shells that touch processes, sockets and files (`kernel`, `image`, `vm`,
-//! `guest`, `run`). The binary in `main.rs`/`cli.rs` only parses arguments,
-//! calls into these modules and maps errors to exit codes.
+//! `guest`, `run`), all over one substrate (`sys`: the cancel token, waits
+//! with deadlines, child processes). The binary in `main.rs`/`cli/` only
+//! parses arguments, calls into these modules and maps errors to exit codes.
+//! ARCHITECTURE.md at the repository root draws the layers and the data flow.
 
 pub mod bisect;
 pub mod compare;
@@ -25,4 +27,5 @@ pub mod snapshot;
 pub mod status;
 pub mod suite;
 pub mod symbols;
+pub mod sys;
 pub mod vm;

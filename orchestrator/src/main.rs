@@ -11,7 +11,10 @@ fn main() -> std::process::ExitCode {
     match cli::run(args) {
         Ok(status) => status.into(),
         Err(failure) => {
-            eprintln!("kcycle: error: {:#}", failure.error);
+            // Not eprintln!: after a SIGHUP the terminal is gone and a failed
+            // write must not turn exit 3 into a panic.
+            use std::io::Write;
+            let _ = writeln!(std::io::stderr(), "kcycle: error: {:#}", failure.error);
             failure.status.into()
         }
     }

@@ -14,8 +14,12 @@ use object::{Object, ObjectSection, ObjectSymbol, SymbolKind};
 /// Names an address in a module, given where its sections were loaded.
 pub trait Symbolizer {
     /// `func+0x12/0x40`, or `None` when the module or symbol is unknown.
-    fn symbolize(&self, module: &str, sections: &BTreeMap<String, u64>, address: u64)
-        -> Option<String>;
+    fn symbolize(
+        &self,
+        module: &str,
+        sections: &BTreeMap<String, u64>,
+        address: u64,
+    ) -> Option<String>;
 }
 
 /// A symbolizer that knows nothing (tests, runs without module files).
@@ -38,7 +42,11 @@ pub struct Symbol {
 
 /// The function containing `address`: the loaded section with the highest
 /// base at or below it, then the symbol covering the offset there.
-pub fn lookup(symbols: &[Symbol], sections: &BTreeMap<String, u64>, address: u64) -> Option<String> {
+pub fn lookup(
+    symbols: &[Symbol],
+    sections: &BTreeMap<String, u64>,
+    address: u64,
+) -> Option<String> {
     let (section, base) = sections
         .iter()
         .filter(|(_, &base)| base <= address)
@@ -50,7 +58,11 @@ pub fn lookup(symbols: &[Symbol], sections: &BTreeMap<String, u64>, address: u64
         .filter(|s| s.size == 0 || offset < s.offset + s.size)
         .max_by_key(|s| s.offset)?;
     let name = rustc_demangle::demangle(&symbol.name).to_string();
-    Some(format!("{name}+{:#x}/{:#x}", offset - symbol.offset, symbol.size))
+    Some(format!(
+        "{name}+{:#x}/{:#x}",
+        offset - symbol.offset,
+        symbol.size
+    ))
 }
 
 /// The function symbols of an ELF relocatable object (a `.ko`).
@@ -64,7 +76,9 @@ pub fn read_symbols(data: &[u8]) -> Result<Vec<Symbol>, object::Error> {
         let (Some(index), Ok(name)) = (symbol.section_index(), symbol.name()) else {
             continue;
         };
-        let Ok(section) = file.section_by_index(index).and_then(|s| s.name().map(str::to_string))
+        let Ok(section) = file
+            .section_by_index(index)
+            .and_then(|s| s.name().map(str::to_string))
         else {
             continue;
         };
@@ -146,9 +160,24 @@ mod tests {
     #[test]
     fn offsets_resolve_in_their_section() {
         let symbols = vec![
-            Symbol { section: ".text".into(), offset: 0, size: 0x30, name: "probe".into() },
-            Symbol { section: ".text".into(), offset: 0x30, size: 0x40, name: "timer_fn".into() },
-            Symbol { section: ".exit.text".into(), offset: 0, size: 0x20, name: "cleanup_module".into() },
+            Symbol {
+                section: ".text".into(),
+                offset: 0,
+                size: 0x30,
+                name: "probe".into(),
+            },
+            Symbol {
+                section: ".text".into(),
+                offset: 0x30,
+                size: 0x40,
+                name: "timer_fn".into(),
+            },
+            Symbol {
+                section: ".exit.text".into(),
+                offset: 0,
+                size: 0x20,
+                name: "cleanup_module".into(),
+            },
         ];
         let sections: BTreeMap<String, u64> = [
             (".text".to_string(), 0xffffffffc0201000),

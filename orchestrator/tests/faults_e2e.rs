@@ -212,6 +212,17 @@ fn qemu_killed_from_outside_is_incomplete_and_the_run_goes_on() {
 
 #[test]
 fn sigterm_keeps_results_and_reports_the_rest_notrun() {
+    stopped_by(libc::SIGTERM, "SIGTERM");
+}
+
+/// A closed terminal or SSH session ends the run like SIGTERM: summary,
+/// the rest notrun, exit 3 (not death by signal, status 129).
+#[test]
+fn sighup_ends_the_run_like_sigterm() {
+    stopped_by(libc::SIGHUP, "SIGHUP");
+}
+
+fn stopped_by(signal: i32, name: &str) {
     let tmp = tempfile::tempdir().unwrap();
     let suite = write_suite(
         tmp.path(),
@@ -234,11 +245,18 @@ steps = [{ load = "rust_i915_table" }]
     };
     wait_for_console(tmp.path(), "hang_at: waiting", Duration::from_secs(300));
     // SAFETY: kill(2) on our own child.
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    unsafe { libc::kill(child.id() as i32, signal) };
 
     let (code, stderr) = wait_with_deadline(child, Duration::from_secs(120));
     assert_eq!(code, 3, "{stderr}");
-    assert!(stderr.contains("interrupted"), "{stderr}");
+    assert!(
+        stderr.contains(&format!("interrupted by {name}")),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("results in"),
+        "the summary is printed: {stderr}"
+    );
     let results = read_results(&results_dir);
     assert_eq!(
         statuses(&results),

@@ -73,7 +73,7 @@ fn exec_exits_with_the_commands_status_and_streams() {
             "exec",
             "--accel",
             "tcg",
-            "--",
+            "--shell",
             "echo out; echo err >&2; lsmod >/dev/null; exit 7",
         ])
         .output()
@@ -86,6 +86,33 @@ fn exec_exits_with_the_commands_status_and_streams() {
     );
     assert_eq!(String::from_utf8_lossy(&out.stdout), "out\n");
     assert!(String::from_utf8_lossy(&out.stderr).contains("err\n"));
+    assert_eq!(
+        qemus_mentioning(&tmp.path().to_string_lossy()),
+        Vec::<u32>::new()
+    );
+}
+
+/// Every word after `--` reaches the guest as one argument.
+#[test]
+fn exec_keeps_argument_boundaries() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(kernel) = kernel() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let exit = kcycle(tmp.path(), &kernel)
+        .args(["exec", "--accel", "tcg", "--", "sh", "-c", "exit 7"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        exit.status.code(),
+        Some(7),
+        "{}",
+        String::from_utf8_lossy(&exit.stderr)
+    );
+    let echo = kcycle(tmp.path(), &kernel)
+        .args(["exec", "--accel", "tcg", "--", "echo", "a  b", "$HOME"])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&echo.stdout), "a  b $HOME\n");
     assert_eq!(
         qemus_mentioning(&tmp.path().to_string_lossy()),
         Vec::<u32>::new()
@@ -121,7 +148,7 @@ fn boot_panic_is_reported_with_console_lines() {
     let run_dir = RunDir::temporary().unwrap();
     let mut spec = BootSpec::new(
         kernel.bzimage(),
-        base_image(&kernel, &image::cache_root()),
+        base_image(&kernel, &kcycle::sys::dirs::cache_root().unwrap()),
         Accel::Tcg,
     );
     spec.cmdline = vec!["rdinit=/nonexistent".into(), "root=/dev/nonexistent".into()];
@@ -180,7 +207,7 @@ fn port_in_use_is_named() {
     let run_dir = RunDir::temporary().unwrap();
     let config = QemuConfig::new(
         kernel.bzimage(),
-        base_image(&kernel, &image::cache_root()),
+        base_image(&kernel, &kcycle::sys::dirs::cache_root().unwrap()),
         run_dir.path().join(vm::QMP_SOCKET),
         port,
     );
@@ -203,7 +230,7 @@ fn guest_api_exec_copy_qmp_restart_shutdown() {
     let run_dir = RunDir::temporary().unwrap();
     let spec = BootSpec::new(
         kernel.bzimage(),
-        base_image(&kernel, &image::cache_root()),
+        base_image(&kernel, &kcycle::sys::dirs::cache_root().unwrap()),
         Accel::Tcg,
     );
     let mut guest = Guest::boot(spec, run_dir.path()).unwrap();
@@ -272,7 +299,7 @@ fn panic_during_exec_is_reported() {
     let run_dir = RunDir::temporary().unwrap();
     let spec = BootSpec::new(
         kernel.bzimage(),
-        base_image(&kernel, &image::cache_root()),
+        base_image(&kernel, &kcycle::sys::dirs::cache_root().unwrap()),
         Accel::Tcg,
     );
     let mut guest = Guest::boot(spec, run_dir.path()).unwrap();

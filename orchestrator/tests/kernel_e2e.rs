@@ -178,6 +178,13 @@ fn smoke_module(parent: &Path, build_dir: &Path, nonce: &str) -> PathBuf {
     dir
 }
 
+/// Build progress as plain lines on stderr.
+fn show(event: kernel::BuildEvent) {
+    if event != kernel::BuildEvent::Tick {
+        eprintln!("kcycle: {event}");
+    }
+}
+
 fn request(modules: Vec<PathBuf>) -> BuildRequest {
     BuildRequest {
         source: SourceSpec::from_option(std::env::var_os("KCYCLE_KERNEL_SRC").map(PathBuf::from)),
@@ -186,8 +193,8 @@ fn request(modules: Vec<PathBuf>) -> BuildRequest {
         cache: Cache::from_env().unwrap(),
         force: false,
         out: None,
-        spinner: false,
-        jobs: kernel::build::default_jobs(),
+        jobs: kernel::default_jobs(),
+        cancel: kcycle::sys::Cancel::process(),
     }
 }
 
@@ -198,17 +205,17 @@ fn changing_an_external_module_rebuilds_only_that_module() {
     }
     let scratch = tempfile::tempdir().unwrap();
     // The kernel itself (a hit, or the one full build of this run).
-    let base = kernel::build(&request(Vec::new())).unwrap();
+    let base = kernel::build(&request(Vec::new()), &mut show).unwrap();
     let build_dir = base.artifacts.manifest.build_dir.clone();
 
     // A first module version brings the shared build dir to this kernel (a
     // hit above does not look at it, and another checkout may have moved it).
     let first = smoke_module(scratch.path(), &build_dir, "first");
-    kernel::build(&request(vec![first])).unwrap();
+    kernel::build(&request(vec![first]), &mut show).unwrap();
 
     let nonce = format!("{:?}", SystemTime::now());
     let module = smoke_module(scratch.path(), &build_dir, &nonce);
-    let built = kernel::build(&request(vec![module.clone()])).unwrap();
+    let built = kernel::build(&request(vec![module.clone()]), &mut show).unwrap();
     assert!(!built.cache_hit, "a new module version is not a hit");
     assert!(
         !built.kernel_rebuilt,
@@ -225,7 +232,7 @@ fn changing_an_external_module_rebuilds_only_that_module() {
     assert_ne!(built.artifacts.dir, base.artifacts.dir);
 
     // The same module again: a hit.
-    let again = kernel::build(&request(vec![module])).unwrap();
+    let again = kernel::build(&request(vec![module]), &mut show).unwrap();
     assert!(again.cache_hit);
     assert_eq!(again.artifacts.dir, built.artifacts.dir);
 }

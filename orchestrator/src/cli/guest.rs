@@ -1,18 +1,17 @@
 //! `kcycle image build`, `kcycle boot`, `kcycle exec`, and finding the guest kernel.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use kcycle::exit::ExitStatus;
 use kcycle::guest::{BootSpec, ExecRequest, Guest, GuestError, RunDir};
+use kcycle::kernel::cache::Cache;
 use kcycle::kernel::Artifacts;
+use kcycle::sys::Cancel;
 use kcycle::{image, vm};
 
 use super::kernel::build_kernel;
-use super::{
-    interrupt_flag, Accel, ExecArgs, ExitOnError, Failure, GuestArgs, ImageBuildArgs, Progress,
-};
+use super::{AccelArg, ExecArgs, ExitOnError, Failure, GuestArgs, ImageBuildArgs, ProgressMode};
 
 /// Where the kernel comes from: `--kernel`, else `KCYCLE_KERNEL`.
 pub(super) fn guest_kernel(kernel: Option<&Path>) -> Result<Artifacts, Failure> {
@@ -24,7 +23,7 @@ pub(super) fn guest_kernel(kernel: Option<&Path>) -> Result<Artifacts, Failure> 
                 None => {
                     // What `--kernel`'s help promises: build it, or take it from the cache.
                     eprintln!("kcycle: no --kernel or KCYCLE_KERNEL: building or reusing the guest kernel");
-                    return Ok(build_kernel(None, false, None, Progress::Auto)?.artifacts);
+                    return Ok(build_kernel(None, false, None, ProgressMode::Auto)?.artifacts);
                 }
             }
         }
@@ -32,9 +31,14 @@ pub(super) fn guest_kernel(kernel: Option<&Path>) -> Result<Artifacts, Failure> 
     Artifacts::open(&dir).bad_input()
 }
 
+/// The one cache root (kernel, image, accel probe).
+fn cache_root() -> Result<PathBuf, Failure> {
+    Ok(Cache::from_env().bad_input()?.root().to_path_buf())
+}
+
 pub(super) fn image_build(args: &ImageBuildArgs) -> Result<ExitStatus, Failure> {
     let artifacts = guest_kernel(args.kernel.as_deref())?;
-    let image = image::build(&artifacts, &image::cache_root()).infrastructure()?;
+    let image = image::build(&artifacts, &cache_root()?).infrastructure()?;
     eprintln!(
         "kcycle: image {} ({})",
         image.key,
@@ -51,12 +55,12 @@ pub(super) fn boot_spec(
     artifacts: &Artifacts,
     scratch: &Path,
 ) -> Result<BootSpec, Failure> {
-    let cache = image::cache_root();
+    let cache = cache_root()?;
     let image = image::build(artifacts, &cache).infrastructure()?;
     let requested = match args.accel {
-        Accel::Auto => None,
-        Accel::Kvm => Some(vm::Accel::Kvm),
-        Accel::Tcg => Some(vm::Accel::Tcg),
+        AccelArg::Auto => None,
+        AccelArg::Kvm => Some(vm::Accel::Kvm),
+        AccelArg::Tcg => Some(vm::Accel::Tcg),
     };
     // The probe boots the same kernel and image under KVM (only for auto).
     let probe_dir = scratch.join("probe");
@@ -74,7 +78,7 @@ pub(super) fn boot_spec(
     let choice = vm::resolve_accel(requested, &probe, &cache);
     eprintln!("kcycle: accel {} ({})", choice.accel, choice.reason);
     let mut spec = BootSpec::new(artifacts.bzimage(), image.path, choice.accel);
-    spec.cancel = Some(std::sync::Arc::clone(interrupt_flag()));
+    spec.cancel = Some(Cancel::process());
     Ok(spec)
 }
 
@@ -93,7 +97,7 @@ fn boot_guest(args: &GuestArgs, run_dir: &RunDir) -> Result<Guest, Failure> {
 }
 
 pub(super) fn boot(args: &GuestArgs) -> Result<ExitStatus, Failure> {
-    let interrupted = interrupt_flag();
+    let cancel = Cancel::process();
     let run_dir = RunDir::temporary().infrastructure()?;
     let mut guest = match boot_guest(args, &run_dir) {
         Ok(guest) => guest,
@@ -102,14 +106,16 @@ pub(super) fn boot(args: &GuestArgs) -> Result<ExitStatus, Failure> {
     println!("{}", guest.ssh_command());
     eprintln!("kcycle: the guest runs until Ctrl-C");
     loop {
-        if interrupted.load(Ordering::SeqCst) {
+        if cancel.is_cancelled() {
             eprintln!("kcycle: shutting the guest down");
             let how = guest.shutdown(Duration::from_secs(10));
             eprintln!("kcycle: guest stopped ({how:?})");
             return Ok(ExitStatus::Passed);
         }
         match guest.state() {
-            vm::GuestState::Running => std::thread::sleep(Duration::from_millis(200)),
+            vm::GuestState::Running => {
+                cancel.sleep(Duration::from_millis(200));
+            }
             vm::GuestState::Panicked { lines } => {
                 return Err(GuestError::Panicked { lines }).infrastructure()
             }
@@ -126,7 +132,7 @@ pub(super) fn boot(args: &GuestArgs) -> Result<ExitStatus, Failure> {
 }
 
 pub(super) fn exec(args: &ExecArgs) -> Result<ExitStatus, Failure> {
-    let interrupted = interrupt_flag();
+    let cancel = Cancel::process();
     let run_dir = RunDir::temporary().infrastructure()?;
     let mut guest = match boot_guest(&args.guest, &run_dir) {
         Ok(guest) => guest,
@@ -135,28 +141,14 @@ pub(super) fn exec(args: &ExecArgs) -> Result<ExitStatus, Failure> {
     // Ctrl-C during the command: kill QEMU, which ends the SSH session and
     // lets this thread clean up normally.
     let killer = guest.vm().killer();
-    let done = std::sync::Arc::new(AtomicBool::new(false));
-    let watcher = {
-        let done = std::sync::Arc::clone(&done);
-        std::thread::spawn(move || {
-            while !done.load(Ordering::SeqCst) {
-                if interrupted.load(Ordering::SeqCst) {
-                    killer.kill();
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(100));
-            }
-        })
-    };
-    // Like ssh: the words are joined and the guest's shell parses them.
-    let request = ExecRequest::new(args.command.join(" "))
+    let kill_on_cancel = cancel.on_cancel(move || killer.kill());
+    let request = ExecRequest::new(guest_command(args.shell.as_deref(), &args.command))
         .inactivity(Duration::from_secs(600))
         .deadline(Duration::from_secs(3600));
     let result = guest.exec(request);
-    done.store(true, Ordering::SeqCst);
-    let _ = watcher.join();
+    drop(kill_on_cancel);
     let how = guest.shutdown(Duration::from_secs(5));
-    if interrupted.load(Ordering::SeqCst) {
+    if cancel.is_cancelled() {
         return Err(anyhow::anyhow!("interrupted; the guest was killed")).infrastructure();
     }
     let output = result.infrastructure()?;
@@ -179,8 +171,54 @@ pub(super) fn exec(args: &ExecArgs) -> Result<ExitStatus, Failure> {
     std::process::exit(code)
 }
 
+/// The line the guest's shell runs: `--shell` as given, else the argv with
+/// every word quoted, so argument boundaries survive the guest's shell.
+fn guest_command(shell: Option<&str>, argv: &[String]) -> String {
+    match shell {
+        Some(line) => line.to_string(),
+        None => kcycle::sys::shell::command_line(argv),
+    }
+}
+
 /// Keep a failed boot's run directory (console log, QEMU stderr) and say where.
 fn keep_for_debugging(run_dir: RunDir, failure: Failure) -> Failure {
     eprintln!("kcycle: logs kept in {}", run_dir.keep().display());
     failure
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run_in_sh(line: &str) -> std::process::Output {
+        std::process::Command::new("sh")
+            .args(["-c", line])
+            .output()
+            .unwrap()
+    }
+
+    #[test]
+    fn argv_keeps_its_words_and_shell_lines_stay_lines() {
+        let argv = |words: &[&str]| words.iter().map(|w| w.to_string()).collect::<Vec<_>>();
+        let exit = guest_command(None, &argv(&["sh", "-c", "exit 7"]));
+        assert_eq!(run_in_sh(&exit).status.code(), Some(7));
+        let echo = guest_command(None, &argv(&["echo", "a  b", "$HOME"]));
+        assert_eq!(
+            String::from_utf8_lossy(&run_in_sh(&echo).stdout),
+            "a  b $HOME\n"
+        );
+        let line = guest_command(Some("echo x | tr x y; exit 3"), &[]);
+        let out = run_in_sh(&line);
+        assert_eq!((out.status.code(), out.stdout), (Some(3), b"y\n".to_vec()));
+    }
+
+    #[test]
+    fn exec_takes_an_argv_or_a_shell_line_not_both() {
+        use clap::Parser;
+        let parse = |args: &[&str]| super::super::Cli::try_parse_from(args);
+        assert!(parse(&["kcycle", "exec", "--", "true"]).is_ok());
+        assert!(parse(&["kcycle", "exec", "--shell", "true"]).is_ok());
+        assert!(parse(&["kcycle", "exec"]).is_err());
+        assert!(parse(&["kcycle", "exec", "--shell", "true", "--", "true"]).is_err());
+    }
 }

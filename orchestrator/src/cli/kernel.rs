@@ -3,15 +3,17 @@
 use std::path::PathBuf;
 
 use kcycle::exit::ExitStatus;
+use kcycle::sys::Cancel;
 
-use super::{draws_progress, ExitOnError, Failure, KernelBuildArgs, Progress, SetupArgs};
+use super::build_view::BuildView;
+use super::{draws_progress, ExitOnError, Failure, KernelBuildArgs, ProgressMode, SetupArgs};
 
 /// `kcycle setup [--check]`: 0 when the host is complete, 1 when something is missing.
 pub(super) fn setup(args: SetupArgs) -> Result<ExitStatus, Failure> {
-    use kcycle::host::Outcome;
+    use kcycle::host::SetupOutcome;
     match kcycle::host::setup(args.check).infrastructure()? {
-        Outcome::AlreadyComplete | Outcome::Installed => Ok(ExitStatus::Passed),
-        Outcome::Missing { commands } => {
+        SetupOutcome::AlreadyComplete | SetupOutcome::Installed => Ok(ExitStatus::Passed),
+        SetupOutcome::Missing { commands } => {
             eprintln!("kcycle: to complete the host, run:");
             for command in commands {
                 eprintln!("  {command}");
@@ -25,7 +27,7 @@ pub(super) fn setup(args: SetupArgs) -> Result<ExitStatus, Failure> {
 /// with `--json` the manifest plus `"dir"`.
 pub(super) fn kernel_build(
     args: KernelBuildArgs,
-    progress: Progress,
+    progress: ProgressMode,
 ) -> Result<ExitStatus, Failure> {
     let built = build_kernel(args.source, args.force, args.out, progress)?;
     if args.json {
@@ -44,21 +46,23 @@ pub(super) fn kernel_build(
 }
 
 /// Build (or take from the cache) the guest kernel with this project's
-/// fragments, patches and modules.
+/// fragments, patches and modules. A missing Debian source is installed
+/// (when kcycle can) and the build tried once more.
 pub(super) fn build_kernel(
     source: Option<PathBuf>,
     force: bool,
     out: Option<PathBuf>,
-    progress: Progress,
+    progress: ProgressMode,
 ) -> Result<kcycle::kernel::Built, Failure> {
-    use kcycle::kernel::{self, build, cache::Cache, source::SourceSpec, BuildRequest, Project};
+    use kcycle::kernel::source::{SourceError, SourceSpec, DEBIAN_PACKAGE};
+    use kcycle::kernel::{self, cache::Cache, BuildError, BuildRequest, Project};
 
     let project = Project::discover().bad_input()?;
     let cache = Cache::from_env().bad_input()?;
     let jobs = std::env::var("KCYCLE_JOBS")
         .ok()
         .and_then(|j| j.parse().ok())
-        .unwrap_or_else(build::default_jobs);
+        .unwrap_or_else(kernel::default_jobs);
     let request = BuildRequest {
         source: SourceSpec::from_option(source),
         external_modules: project.default_modules(),
@@ -66,10 +70,25 @@ pub(super) fn build_kernel(
         cache,
         force,
         out,
-        spinner: draws_progress(progress),
         jobs,
+        cancel: Cancel::process(),
     };
-    kernel::build(&request).map_err(|error| Failure {
+    let mut view = BuildView::new(draws_progress(progress));
+    let mut observe = |event| view.show(event);
+    let built = match kernel::build(&request, &mut observe) {
+        Err(BuildError::Source(SourceError::MissingTarball { .. }))
+            if kcycle::host::can_install() =>
+        {
+            observe(kernel::BuildEvent::Phase(format!(
+                "installing {DEBIAN_PACKAGE} (apt-get)"
+            )));
+            kcycle::host::apt_install(&[DEBIAN_PACKAGE.to_string()]).infrastructure()?;
+            kernel::build(&request, &mut observe)
+        }
+        other => other,
+    };
+    view.finish();
+    built.map_err(|error| Failure {
         status: if error.is_bad_input() {
             ExitStatus::BadInput
         } else {

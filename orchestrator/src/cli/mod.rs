@@ -5,13 +5,13 @@
 //! to exit code is decided where the error is understood, not guessed later.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use kcycle::exit::ExitStatus;
 
 mod baseline;
 mod bisect;
+mod build_view;
 mod compare;
 mod dmesg;
 mod guest;
@@ -46,6 +46,7 @@ Typical use:
   kcycle dmesg console.log           classify a kernel log you already have
   kcycle compare base/ results/      what a change broke or fixed since a baseline run
   kcycle exec -- cat /proc/version   boot the guest, run one command, shut down
+  kcycle exec --shell 'dmesg | tail' the same with a whole shell line
 
 Exit codes (every subcommand):
   0  passed, or only known issues
@@ -59,15 +60,15 @@ Exit codes (every subcommand):
 #[command(name = "kcycle", version, about = ABOUT, long_about = LONG_ABOUT, after_help = AFTER_HELP)]
 pub struct Cli {
     /// When to draw progress bars: `auto` draws them only when stderr is a terminal.
-    #[arg(long, value_enum, default_value_t = Progress::Auto, global = true)]
-    pub progress: Progress,
+    #[arg(long, value_enum, default_value_t = ProgressMode::Auto, global = true)]
+    pub progress: ProgressMode,
 
     #[command(subcommand)]
     pub command: Command,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Progress {
+pub enum ProgressMode {
     Auto,
     Always,
     Never,
@@ -156,12 +157,12 @@ pub struct GuestArgs {
     #[arg(long)]
     pub kernel: Option<PathBuf>,
     /// CPU accelerator: `auto` probes KVM with a tiny guest and falls back to TCG.
-    #[arg(long, value_enum, default_value_t = Accel::Auto)]
-    pub accel: Accel,
+    #[arg(long, value_enum, default_value_t = AccelArg::Auto)]
+    pub accel: AccelArg,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Accel {
+pub enum AccelArg {
     Auto,
     Kvm,
     Tcg,
@@ -177,8 +178,13 @@ pub struct BootArgs {
 pub struct ExecArgs {
     #[command(flatten)]
     pub guest: GuestArgs,
-    /// The command to run in the guest, after `--`.
-    #[arg(last = true, required = true)]
+    /// A whole shell line for the guest's /bin/sh, e.g. 'dmesg | tail'
+    /// (instead of a command after `--`).
+    #[arg(long, value_name = "LINE", conflicts_with = "command")]
+    pub shell: Option<String>,
+    /// The command and its arguments, after `--`: each one reaches the
+    /// guest as one word, exactly as given (no globbing, no `$` expansion).
+    #[arg(last = true, required_unless_present = "shell")]
     pub command: Vec<String>,
 }
 
@@ -250,8 +256,8 @@ pub struct CiArgs {
     #[arg(long, default_value = "kcycle.toml")]
     pub config: PathBuf,
     /// CPU accelerator: `auto` probes KVM with a tiny guest and falls back to TCG.
-    #[arg(long, value_enum, default_value_t = Accel::Auto)]
-    pub accel: Accel,
+    #[arg(long, value_enum, default_value_t = AccelArg::Auto)]
+    pub accel: AccelArg,
 }
 
 #[derive(Debug, Args)]
@@ -337,34 +343,11 @@ pub fn run(cli: Cli) -> Result<ExitStatus, Failure> {
 }
 
 /// Whether to draw spinners and bars: `auto` only on a terminal.
-fn draws_progress(progress: Progress) -> bool {
+fn draws_progress(progress: ProgressMode) -> bool {
     use std::io::IsTerminal;
     match progress {
-        Progress::Auto => std::io::stderr().is_terminal(),
-        Progress::Always => true,
-        Progress::Never => false,
+        ProgressMode::Auto => std::io::stderr().is_terminal(),
+        ProgressMode::Always => true,
+        ProgressMode::Never => false,
     }
-}
-
-/// A flag set by SIGINT/SIGTERM, so that commands can shut QEMU down
-/// themselves instead of dying with it half-way.
-fn interrupt_flag() -> &'static std::sync::Arc<AtomicBool> {
-    static FLAG: std::sync::OnceLock<std::sync::Arc<AtomicBool>> = std::sync::OnceLock::new();
-    extern "C" fn on_signal(_: libc::c_int) {
-        // Installed only after FLAG is set; get() is an atomic load.
-        if let Some(flag) = FLAG.get() {
-            flag.store(true, Ordering::SeqCst);
-        }
-    }
-    FLAG.get_or_init(|| {
-        // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
-        unsafe {
-            let mut action: libc::sigaction = std::mem::zeroed();
-            action.sa_sigaction = on_signal as *const () as usize;
-            libc::sigemptyset(&mut action.sa_mask);
-            libc::sigaction(libc::SIGINT, &action, std::ptr::null_mut());
-            libc::sigaction(libc::SIGTERM, &action, std::ptr::null_mut());
-        }
-        std::sync::Arc::new(AtomicBool::new(false))
-    })
 }

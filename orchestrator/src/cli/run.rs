@@ -1,26 +1,23 @@
 //! `kcycle run` and `kcycle ci`.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
 
 use kcycle::exit::ExitStatus;
+use kcycle::sys::Cancel;
 
 use super::guest::{boot_spec, guest_kernel};
 use super::kernel::build_kernel;
-use super::{
-    draws_progress, interrupt_flag, CiArgs, ExitOnError, Failure, GuestArgs, Progress, RunArgs,
-};
+use super::{draws_progress, CiArgs, ExitOnError, Failure, GuestArgs, ProgressMode, RunArgs};
 
 /// `kcycle ci`: the main job in one command — host packages, kernel, image,
 /// the configured suites, results.
-pub(super) fn ci(args: &CiArgs, progress: Progress) -> Result<ExitStatus, Failure> {
+pub(super) fn ci(args: &CiArgs, progress: ProgressMode) -> Result<ExitStatus, Failure> {
     use kcycle::config::CiConfig;
-    use kcycle::host::Outcome;
+    use kcycle::host::SetupOutcome;
 
     let config = CiConfig::load(&args.config).bad_input()?;
     eprintln!("kcycle ci: 1/3 host packages");
-    if let Outcome::Missing { commands } = kcycle::host::setup(false).infrastructure()? {
+    if let SetupOutcome::Missing { commands } = kcycle::host::setup(false).infrastructure()? {
         return Err(anyhow::anyhow!(
             "the host lacks what kcycle needs and kcycle cannot install it here; run:\n  {}",
             commands.join("\n  ")
@@ -50,15 +47,13 @@ pub(super) fn ci(args: &CiArgs, progress: Progress) -> Result<ExitStatus, Failur
 }
 
 /// `kcycle run`: check everything that can be checked before a guest boots,
-/// then run the plan and write reports as results arrive.
-pub(super) fn run_suites(args: &RunArgs, progress: Progress) -> Result<ExitStatus, Failure> {
-    use kcycle::outcome::RunInfo;
-    use kcycle::report::results_dir::ResultsWriter;
-    use kcycle::report::terminal::Terminal;
+/// then run the session; its exit status is the command's.
+pub(super) fn run_suites(args: &RunArgs, progress: ProgressMode) -> Result<ExitStatus, Failure> {
     use kcycle::run::qemu::QemuFactory;
+    use kcycle::run::session::{run_info, Session};
     use kcycle::suite::{self, Shard, Suite};
 
-    let interrupted = interrupt_flag();
+    let cancel = Cancel::process();
     let mut suites = args
         .suites
         .iter()
@@ -73,15 +68,7 @@ pub(super) fn run_suites(args: &RunArgs, progress: Progress) -> Result<ExitStatu
         .transpose()
         .bad_input()?;
     let plan = suite::select(&suites, args.filter.as_deref(), shard).bad_input()?;
-    for file in &args.modules {
-        if kcycle::run::qemu::module_name(file).is_none() || !file.is_file() {
-            return Err(anyhow::anyhow!(
-                "--module {}: not a readable .ko file (build it with `make -C <kernel build dir> M=<dir>`)",
-                file.display()
-            ))
-            .bad_input();
-        }
-    }
+    check_module_files(&args.modules)?;
     let sources = QemuFactory::module_sources(&args.modules);
     let chosen: Vec<Suite> = suites
         .iter()
@@ -101,156 +88,88 @@ pub(super) fn run_suites(args: &RunArgs, progress: Progress) -> Result<ExitStatu
     kcycle::report::results_dir::create(&results_dir).infrastructure()?;
     let scratch = tempfile::tempdir().infrastructure()?;
     let spec = boot_spec(&args.guest, &artifacts, scratch.path())?;
-
-    let info = RunInfo {
-        name: match shard {
-            Some(shard) => format!("kcycle shard {shard}"),
-            None => "kcycle".into(),
-        },
-        kernel_release: artifacts.manifest.kernel_release.clone(),
-        kernel_source: artifacts.manifest.source.clone(),
-        qemu_version: qemu_version(),
-        accel: spec.accel.name().into(),
-        commit: git_commit(),
-        hostname: std::fs::read_to_string("/proc/sys/kernel/hostname")
-            .map(|h| h.trim().to_string())
-            .unwrap_or_default(),
-        cmdline: std::env::args().collect(),
-        shard: shard.map(|s| s.to_string()),
-        started_at: std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs_f64())
-            .unwrap_or_default(),
+    let name = match shard {
+        Some(shard) => format!("kcycle shard {shard}"),
+        None => "kcycle".into(),
     };
-    let writer = ResultsWriter::create(&results_dir, info.clone()).infrastructure()?;
-    let fancy = draws_progress(progress);
-    let github = std::env::var_os("GITHUB_ACTIONS").is_some_and(|v| v == "true");
-    let reporters = std::sync::Mutex::new((
-        Terminal::new(fancy, github).with_results_dir(&results_dir),
-        writer,
-        None,
-    ));
-    let emit = |event: kcycle::run::Event| {
-        let Ok(mut guard) = reporters.lock() else {
-            return;
-        };
-        let (terminal, writer, write_error) = &mut *guard;
-        terminal.event(&event);
-        if let kcycle::run::Event::TestFinished { result, .. } = event {
-            if let Err(error) = writer.record(result) {
-                // Keep running: the previous reports stay valid; say so once.
-                if write_error.is_none() {
-                    eprintln!("kcycle: {:#}", anyhow::Error::from(error));
-                    *write_error = Some(());
-                }
-            }
-        }
-    };
-    emit(kcycle::run::Event::RunStarted {
-        info,
-        tests: plan.iter().map(|(_, t)| t.name.clone()).collect(),
-    });
-
-    let killers = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let info = run_info(
+        name,
+        &artifacts.manifest,
+        spec.accel.name(),
+        shard.map(|s| s.to_string()),
+    );
+    let reporters = reporters(&results_dir, &info, progress)?;
     let factory = QemuFactory {
         spec,
         module_files: args.modules.clone(),
         results_dir: results_dir.clone(),
-        killers: std::sync::Arc::clone(&killers),
+        cancel: cancel.clone(),
+        boots: Default::default(),
         symbols: kcycle::symbols::KoSymbols::new(
             vec![artifacts.modules_dir()],
             args.modules.clone(),
         ),
     };
-    // Ctrl-C: kill every QEMU so in-flight commands end; the scheduler then
-    // stops handing out tests and reports the rest as notrun.
-    let done = std::sync::Arc::new(AtomicBool::new(false));
-    let watcher = {
-        let (done, killers) = (
-            std::sync::Arc::clone(&done),
-            std::sync::Arc::clone(&killers),
-        );
-        std::thread::spawn(move || {
-            while !done.load(Ordering::SeqCst) {
-                if interrupted.load(Ordering::SeqCst) {
-                    if let Ok(killers) = killers.lock() {
-                        killers.iter().for_each(|k| k.kill());
-                    }
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(100));
-            }
-        })
+    let session = Session {
+        plan: &plan,
+        options: kcycle::run::RunOptions {
+            jobs: args.jobs,
+            restart_on_taint: !args.keep_tainted_guest,
+        },
+        factory: &factory,
+        sources: &sources,
+        cancel: &cancel,
+        info,
     };
-    let options = kcycle::run::RunOptions {
-        jobs: args.jobs,
-        restart_on_taint: !args.keep_tainted_guest,
-    };
-    kcycle::run::run_plan(&plan, options, &factory, &sources, interrupted, &emit);
-    done.store(true, Ordering::SeqCst);
-    let _ = watcher.join();
-
-    let Ok((_, writer, _)) = reporters.into_inner() else {
-        return Err(anyhow::anyhow!("a reporter panicked")).infrastructure();
-    };
-    let summary = kcycle::report::summary::render(writer.run_info(), writer.results());
-    eprintln!("\n{summary}");
-    super::baseline::report_known_issues(&suites, writer.results(), &release);
-    if github {
-        // Each guest console, folded, so a CI log shows why a guest died.
-        let mut consoles: Vec<PathBuf> = std::fs::read_dir(&results_dir)
-            .map(|entries| entries.flatten().map(|e| e.path()).collect())
-            .unwrap_or_default();
-        consoles.retain(|p| {
-            p.file_name()
-                .is_some_and(|n| n.to_string_lossy().starts_with("console-"))
-        });
-        consoles.sort();
-        for console in consoles {
-            let _ = kcycle::report::terminal::print_console_group(&console, 200);
-        }
-    }
-    eprintln!("kcycle: results in {}", results_dir.display());
-    if let Some(path) = std::env::var_os("GITHUB_STEP_SUMMARY") {
-        use std::io::Write;
-        if let Ok(mut file) = std::fs::OpenOptions::new()
-            .append(true)
-            .create(true)
-            .open(path)
-        {
-            let _ = writeln!(file, "{summary}");
-        }
-    }
-    if interrupted.load(Ordering::SeqCst) {
+    let finished = session.run(reporters);
+    super::baseline::report_known_issues(&suites, &finished.results, &release);
+    if let Some(signal) = finished.cancelled {
         return Err(anyhow::anyhow!(
-            "interrupted; results so far are in {}",
+            "interrupted by {signal}; results so far are in {}",
             results_dir.display()
         ))
         .infrastructure();
     }
-    Ok(kcycle::outcome::exit_status(writer.results()))
+    if let Some(failure) = finished.reporter_failures.first() {
+        return Err(anyhow::anyhow!(
+            "{}; the run's reports are incomplete",
+            kcycle::sys::error::chain(failure)
+        ))
+        .infrastructure();
+    }
+    Ok(finished.exit_status())
 }
 
-/// `qemu-system-x86_64 --version`'s first line, or empty.
-fn qemu_version() -> String {
-    std::process::Command::new("qemu-system-x86_64")
-        .arg("--version")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8(o.stdout).ok())
-        .and_then(|text| text.lines().next().map(str::to_string))
-        .unwrap_or_default()
+/// The results directory's writer, the terminal and, under GitHub Actions, its reporter.
+fn reporters(
+    results_dir: &std::path::Path,
+    info: &kcycle::outcome::RunInfo,
+    progress: ProgressMode,
+) -> Result<Vec<Box<dyn kcycle::report::sink::Reporter>>, Failure> {
+    use kcycle::report::github::GithubActions;
+    use kcycle::report::results_dir::ResultsWriter;
+    use kcycle::report::terminal::Terminal;
+
+    let mut reporters: Vec<Box<dyn kcycle::report::sink::Reporter>> = vec![
+        Box::new(ResultsWriter::create(results_dir, info.clone()).infrastructure()?),
+        Box::new(Terminal::new(draws_progress(progress)).with_results_dir(results_dir)),
+    ];
+    if let Some(github) = GithubActions::from_env(results_dir) {
+        reporters.push(Box::new(github));
+    }
+    Ok(reporters)
 }
 
-/// kcycle's own commit, when run from a git checkout.
-fn git_commit() -> String {
-    std::process::Command::new("git")
-        .args(["rev-parse", "--short=12", "HEAD"])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .ok()
-        .filter(|o| o.status.success())
-        .and_then(|o| String::from_utf8(o.stdout).ok())
-        .map(|s| s.trim().to_string())
-        .unwrap_or_default()
+/// `--module` files must be readable `.ko` files.
+fn check_module_files(modules: &[PathBuf]) -> Result<(), Failure> {
+    for file in modules {
+        if kcycle::run::qemu::module_name(file).is_none() || !file.is_file() {
+            return Err(anyhow::anyhow!(
+                "--module {}: not a readable .ko file (build it with `make -C <kernel build dir> M=<dir>`)",
+                file.display()
+            ))
+            .bad_input();
+        }
+    }
+    Ok(())
 }

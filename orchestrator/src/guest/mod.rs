@@ -13,7 +13,8 @@
 //! use kcycle::{image, kernel::Artifacts, vm};
 //!
 //! let kernel = Artifacts::open("/path/to/artifacts".as_ref())?;
-//! let image = image::build(&kernel, &image::cache_root())?;
+//! let cache = kcycle::sys::dirs::cache_root().ok_or("no cache directory")?;
+//! let image = image::build(&kernel, &cache)?;
 //! let run_dir = RunDir::temporary()?; // short path: the QMP socket lives here
 //! let mut spec = BootSpec::new(kernel.bzimage(), image.path, vm::Accel::Tcg);
 //! spec.cmdline = vec!["slub_debug=U".into()];
@@ -37,13 +38,13 @@ pub mod ssh;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-pub use ssh::{ExecRequest, Output, Ssh, SshError, SshTarget};
+pub use ssh::{ExecOutput, ExecRequest, Ssh, SshError, SshTarget};
 
 use crate::image::{self, ImageError};
+use crate::sys::shell::quote;
+use crate::sys::{child, wait, Cancel};
 use crate::vm::{self, console_block, Accel, GuestState, QemuConfig, Shutdown, Vm, VmError};
 
 /// Files in a run directory besides the VM's logs.
@@ -175,18 +176,20 @@ impl KeyPair {
         let private = dir.join(KEY_FILE);
         let public = dir.join(format!("{KEY_FILE}.pub"));
         if !private.exists() {
-            let output = std::process::Command::new("ssh-keygen")
-                .args(["-q", "-t", "ed25519", "-N", "", "-C", "kcycle", "-f"])
-                .arg(&private)
-                .output()
-                .map_err(|err| GuestError::KeyGen {
-                    path: private.clone(),
-                    detail: err.to_string(),
-                })?;
+            let output = child::capture(
+                std::process::Command::new("ssh-keygen")
+                    .args(["-q", "-t", "ed25519", "-N", "", "-C", "kcycle", "-f"])
+                    .arg(&private),
+                Duration::from_secs(30),
+            )
+            .map_err(|err| GuestError::KeyGen {
+                path: private.clone(),
+                detail: err.to_string(),
+            })?;
             if !output.status.success() {
                 return Err(GuestError::KeyGen {
                     path: private,
-                    detail: String::from_utf8_lossy(&output.stderr).trim().to_string(),
+                    detail: output.stderr.trim().to_string(),
                 });
             }
         }
@@ -217,8 +220,8 @@ pub struct BootSpec {
     pub vfio: Option<String>,
     /// From QEMU start to a working SSH login.
     pub boot_deadline: Duration,
-    /// Set (e.g. by a Ctrl-C handler) to give up waiting for the guest.
-    pub cancel: Option<Arc<AtomicBool>>,
+    /// Give up waiting for the guest (and stop QEMU) when this is cancelled.
+    pub cancel: Option<Cancel>,
 }
 
 impl BootSpec {
@@ -274,7 +277,7 @@ impl Guest {
     /// (with the console) rather than just "connection lost".
     /// A session closed by an earlier deadline is re-established first
     /// (within [`RECONNECT_DEADLINE`]) as long as the guest still runs.
-    pub fn exec(&mut self, request: ExecRequest) -> Result<Output, GuestError> {
+    pub fn exec(&mut self, request: ExecRequest) -> Result<ExecOutput, GuestError> {
         if self.ssh.as_ref().is_none_or(Ssh::is_gone) {
             self.reconnect(RECONNECT_DEADLINE)?;
         }
@@ -285,8 +288,8 @@ impl Guest {
         }
     }
 
-    /// Run a command with default limits; stdout/stderr/status in the Output.
-    pub fn run(&mut self, command: &str) -> Result<Output, GuestError> {
+    /// Run a command with default limits; stdout/stderr/status in the ExecOutput.
+    pub fn run(&mut self, command: &str) -> Result<ExecOutput, GuestError> {
         self.exec(ExecRequest::new(command))
     }
 
@@ -297,7 +300,7 @@ impl Guest {
         remote_path: &str,
         mode: u32,
     ) -> Result<(), GuestError> {
-        let quoted = shell_quote(remote_path);
+        let quoted = quote(remote_path);
         let command = format!("cat > {quoted} && chmod {mode:o} {quoted}");
         let output = self.exec(ExecRequest::new(command.clone()).stdin(data))?;
         if output.success() {
@@ -349,7 +352,7 @@ impl Guest {
     pub fn ssh_command(&self) -> String {
         format!(
             "ssh -i {} -p {} -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR root@127.0.0.1",
-            shell_quote(&self.key.private.to_string_lossy()),
+            quote(&self.key.private.to_string_lossy()),
             self.vm.ssh_port()
         )
     }
@@ -402,17 +405,17 @@ impl Guest {
         // once on a panic or exit); images without the marker fall back to
         // plain polling after SSHD_MARKER_WAIT.
         let marker_until = started + SSHD_MARKER_WAIT.min(deadline);
-        while Instant::now() < marker_until {
-            self.fail_if_cancelled()?;
-            self.fail_if_dead()?;
-            if self
-                .vm
-                .console()
-                .wait_for(SSHD_STARTED, 0, Duration::from_millis(200))
-            {
-                break;
+        // Timing out here is fine: the SSH attempts below decide.
+        wait::poll(marker_until, None, Duration::ZERO, || {
+            if let Err(error) = self.fail_if_cancelled().and_then(|()| self.fail_if_dead()) {
+                return Some(Err(error));
             }
-        }
+            let console = self.vm.console();
+            console
+                .wait_for(SSHD_STARTED, 0, Duration::from_millis(200))
+                .then_some(Ok(()))
+        })
+        .unwrap_or(Ok(()))?;
         let mut backoff = Duration::from_millis(100);
         loop {
             self.fail_if_cancelled()?;
@@ -441,8 +444,7 @@ impl Guest {
     }
 
     fn fail_if_cancelled(&mut self) -> Result<(), GuestError> {
-        let cancel = self.spec.cancel.as_ref();
-        if cancel.is_some_and(|cancel| cancel.load(Ordering::SeqCst)) {
+        if self.spec.cancel.as_ref().is_some_and(Cancel::is_cancelled) {
             self.vm.kill();
             return Err(GuestError::Cancelled);
         }
@@ -509,20 +511,9 @@ fn launch(spec: &BootSpec, run_dir: &Path, initrd: &Path) -> Result<Vm, GuestErr
     }
 }
 
-/// Single-quote for the guest's /bin/sh.
-pub fn shell_quote(text: &str) -> String {
-    format!("'{}'", text.replace('\'', r"'\''"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn quoting_survives_quotes() {
-        assert_eq!(shell_quote("/tmp/a b"), "'/tmp/a b'");
-        assert_eq!(shell_quote("it's"), r"'it'\''s'");
-    }
 
     #[test]
     fn key_pair_is_private() {

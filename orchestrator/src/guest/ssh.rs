@@ -95,7 +95,7 @@ impl ExecRequest {
 
 /// What a finished command left.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Output {
+pub struct ExecOutput {
     /// The exit status (128 + n when killed by signal n is the shell's
     /// business; here a signal shows in `signal` and status is -1).
     pub status: i32,
@@ -104,7 +104,7 @@ pub struct Output {
     pub stderr: Vec<u8>,
 }
 
-impl Output {
+impl ExecOutput {
     pub fn success(&self) -> bool {
         self.status == 0 && self.signal.is_none()
     }
@@ -158,7 +158,7 @@ fn public_key_path(key: &Path) -> PathBuf {
 }
 
 enum Request {
-    Exec(ExecRequest, Sender<Result<Output, SshError>>),
+    Exec(ExecRequest, Sender<Result<ExecOutput, SshError>>),
 }
 
 /// A connected session, owned by its worker thread.
@@ -191,7 +191,7 @@ impl Ssh {
     /// Run a command; returns when it exits, goes quiet for too long, or the
     /// deadline passes (then the session is closed and [`SshError::Gone`]
     /// answers until a reconnect).
-    pub fn exec(&mut self, request: ExecRequest) -> Result<Output, SshError> {
+    pub fn exec(&mut self, request: ExecRequest) -> Result<ExecOutput, SshError> {
         if self.gone {
             return Err(SshError::Gone);
         }
@@ -263,7 +263,7 @@ fn worker(session: ssh2::Session, inbox: Receiver<Request>) {
 
 /// Run one command: stdin written blocking, then stdout and stderr read
 /// non-blocking side by side so a chatty stderr can never stall stdout.
-fn run(session: &ssh2::Session, request: &ExecRequest) -> Result<Output, SshError> {
+fn run(session: &ssh2::Session, request: &ExecRequest) -> Result<ExecOutput, SshError> {
     let command = &request.command;
     let started = Instant::now();
     let exec_err = |step: &'static str| {
@@ -288,6 +288,39 @@ fn run(session: &ssh2::Session, request: &ExecRequest) -> Result<Output, SshErro
     channel.send_eof().map_err(exec_err("send EOF"))?;
 
     session.set_blocking(false);
+    let drained = drain(session, &mut channel, request, started);
+    session.set_blocking(true);
+    let (stdout, stderr) = drained?;
+    channel
+        .wait_close()
+        .map_err(exec_err("close the channel"))?;
+    let signal = channel
+        .exit_signal()
+        .ok()
+        .and_then(|signal| signal.exit_signal);
+    let status = if signal.is_some() {
+        -1
+    } else {
+        channel
+            .exit_status()
+            .map_err(exec_err("read the exit status"))?
+    };
+    Ok(ExecOutput {
+        status,
+        signal,
+        stdout,
+        stderr,
+    })
+}
+
+/// Read stdout and stderr side by side (the session is non-blocking) until
+/// both end, the deadline passes or the command goes quiet for too long.
+fn drain(
+    session: &ssh2::Session,
+    channel: &mut ssh2::Channel,
+    request: &ExecRequest,
+    started: Instant,
+) -> Result<(Vec<u8>, Vec<u8>), SshError> {
     let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
     let (mut out_done, mut err_done) = (false, false);
     let mut last_data = Instant::now();
@@ -309,9 +342,8 @@ fn run(session: &ssh2::Session, request: &ExecRequest) -> Result<Output, SshErro
                 }
                 Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => {}
                 Err(source) => {
-                    session.set_blocking(true);
                     return Err(SshError::Io {
-                        command: command.clone(),
+                        command: request.command.clone(),
                         source,
                     });
                 }
@@ -322,45 +354,23 @@ fn run(session: &ssh2::Session, request: &ExecRequest) -> Result<Output, SshErro
             continue;
         }
         if started.elapsed() >= request.deadline {
-            session.set_blocking(true);
             return Err(SshError::Deadline {
-                command: command.clone(),
+                command: request.command.clone(),
                 after: request.deadline,
             });
         }
         if last_data.elapsed() >= request.inactivity {
             let _ = channel.close();
-            session.set_blocking(true);
             let tail = String::from_utf8_lossy(&stdout[stdout.len().saturating_sub(200)..]);
             return Err(SshError::Inactive {
-                command: command.clone(),
+                command: request.command.clone(),
                 after: request.inactivity,
                 stdout_tail: tail.into_owned(),
             });
         }
         wait_readable(session, Duration::from_millis(50));
     }
-    session.set_blocking(true);
-    channel
-        .wait_close()
-        .map_err(exec_err("close the channel"))?;
-    let signal = channel
-        .exit_signal()
-        .ok()
-        .and_then(|signal| signal.exit_signal);
-    let status = if signal.is_some() {
-        -1
-    } else {
-        channel
-            .exit_status()
-            .map_err(exec_err("read the exit status"))?
-    };
-    Ok(Output {
-        status,
-        signal,
-        stdout,
-        stderr,
-    })
+    Ok((stdout, stderr))
 }
 
 /// libssh2 errors on opening a channel mostly mean the transport is gone.

@@ -12,8 +12,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use crate::kernel::process::{self, Interrupt, Logged, ProcessError};
 use crate::kernel::toolchain::Toolchain;
+use crate::sys::child::{self, ChildError, Logged};
+use crate::sys::{shell, Cancel};
 use packages::{Need, BINDGEN_CRATE, BINDGEN_MIN, PACKAGES};
 
 const INSTALL_LIMIT: Duration = Duration::from_secs(60 * 60);
@@ -25,7 +26,7 @@ pub enum HostError {
     Process {
         step: String,
         #[source]
-        source: ProcessError,
+        source: ChildError,
     },
     #[error("failed to {step}: `{command}` exited with {status}; see its output above")]
     Failed {
@@ -114,7 +115,7 @@ fn privilege() -> Option<Privilege> {
         return Some(Privilege::Root);
     }
     let sudo_works = which("sudo").is_some()
-        && process::capture(Command::new("sudo").args(["-n", "true"]), QUERY_LIMIT)
+        && child::capture(Command::new("sudo").args(["-n", "true"]), QUERY_LIMIT)
             .is_ok_and(|out| out.status.success());
     sudo_works.then_some(Privilege::Sudo)
 }
@@ -159,7 +160,7 @@ pub fn check() -> Result<Report, HostError> {
     }
     let toolchain = Toolchain::discover();
     if let Some(bindgen) = toolchain.bindgen {
-        let version = process::capture(Command::new(&bindgen).arg("--version"), QUERY_LIMIT)
+        let version = child::capture(Command::new(&bindgen).arg("--version"), QUERY_LIMIT)
             .ok()
             .filter(|o| o.status.success())
             .map(|o| o.text().trim().to_string())
@@ -170,7 +171,7 @@ pub fn check() -> Result<Report, HostError> {
 }
 
 fn installed_packages() -> Result<BTreeMap<String, String>, HostError> {
-    let out = process::capture(
+    let out = child::capture(
         Command::new("dpkg-query")
             .arg("-W")
             .arg("-f=${Package}\t${db:Status-Abbrev}\t${Version}\n")
@@ -194,7 +195,7 @@ fn pinned_availability(
         .iter()
         .filter(|p| p.pinned.is_some() && !installed.contains_key(p.name))
     {
-        let out = process::capture(
+        let out = child::capture(
             Command::new("apt-cache").args(["madison", package.name]),
             QUERY_LIMIT,
         )
@@ -213,20 +214,15 @@ fn pinned_availability(
 
 /// Run a command with its output on our stderr.
 fn run_visible(step: &str, command: &mut Command, limit: Duration) -> Result<(), HostError> {
-    let shown = std::iter::once(command.get_program())
-        .chain(command.get_args())
-        .map(|a| a.to_string_lossy().into_owned())
-        .collect::<Vec<_>>()
-        .join(" ");
+    let shown = shell::render(command);
     eprintln!("kcycle: $ {shown}");
-    let interrupt = Interrupt::install().unwrap_or_else(|_| Interrupt::none());
-    let status = process::run_logged(
+    let status = child::run_logged(
         command,
         Logged {
             log: &mut std::io::stderr(),
-            on_event: &mut |_| {},
+            observe: &mut |_| {},
             limit,
-            interrupt: &interrupt,
+            cancel: &Cancel::process(),
             inherit_fd: None,
         },
     )
@@ -296,7 +292,7 @@ pub fn install_bindgen() -> Result<(), HostError> {
 
 /// What `setup` did.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
+pub enum SetupOutcome {
     /// Everything was present; nothing ran.
     AlreadyComplete,
     /// Missing pieces were installed.
@@ -306,15 +302,15 @@ pub enum Outcome {
 }
 
 /// Print the report; install what is missing unless `check_only` or we cannot.
-pub fn setup(check_only: bool) -> Result<Outcome, HostError> {
+pub fn setup(check_only: bool) -> Result<SetupOutcome, HostError> {
     let report = check()?;
     print_report(&report);
     if report.complete() {
-        return Ok(Outcome::AlreadyComplete);
+        return Ok(SetupOutcome::AlreadyComplete);
     }
     let commands = report.commands();
     if check_only || (!report.needs.is_empty() && !can_install()) || !report.debian {
-        return Ok(Outcome::Missing { commands });
+        return Ok(SetupOutcome::Missing { commands });
     }
     if !report.needs.is_empty() {
         for need in &report.needs {
@@ -331,10 +327,10 @@ pub fn setup(check_only: bool) -> Result<Outcome, HostError> {
     let after = check()?;
     if after.complete() {
         eprintln!("kcycle: host requirements complete");
-        Ok(Outcome::Installed)
+        Ok(SetupOutcome::Installed)
     } else {
         print_report(&after);
-        Ok(Outcome::Missing {
+        Ok(SetupOutcome::Missing {
             commands: after.commands(),
         })
     }

@@ -14,10 +14,14 @@ pub mod cpio;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 
 use crate::kernel::Artifacts;
+use crate::sys::child::{self, ChildError};
+use crate::sys::fs::write_atomic;
+use crate::sys::shell;
 use cpio::Archive;
 
 /// Bumped when the image layout changes in a way the inputs do not show.
@@ -60,6 +64,9 @@ const RECIPE: &[(&str, u32, &str)] = &[
 ];
 const FILES_TXT: &str = include_str!("../../../images/files.txt");
 
+/// How long `ldd` or `busybox --list` may take.
+const TOOL_LIMIT: Duration = Duration::from_secs(60);
+
 /// Applets kmod provides; busybox's versions of these are not installed.
 const KMOD_TOOLS: &[&str] = &["modprobe", "rmmod", "insmod", "lsmod", "modinfo", "depmod"];
 
@@ -75,7 +82,7 @@ pub enum ImageError {
     Tool {
         command: String,
         #[source]
-        source: std::io::Error,
+        source: ChildError,
     },
     #[error("failed to parse images/files.txt line {line}: {text:?}")]
     FilesTxt { line: usize, text: String },
@@ -109,15 +116,6 @@ pub struct Image {
 pub struct HostFile {
     pub host: PathBuf,
     pub guest: String,
-}
-
-/// The default cache root: `$KCYCLE_CACHE`, else `~/.cache/kcycle`.
-pub fn cache_root() -> PathBuf {
-    if let Some(dir) = std::env::var_os("KCYCLE_CACHE") {
-        return PathBuf::from(dir);
-    }
-    let home = std::env::var_os("HOME").map_or_else(|| PathBuf::from("/tmp"), PathBuf::from);
-    home.join(".cache/kcycle")
 }
 
 /// Build the image for a kernel, or reuse the cached one with the same key.
@@ -296,14 +294,8 @@ pub fn resolve_host_files(listed: &[HostFile]) -> Result<Vec<HostFile>, ImageErr
             });
         }
         // ldd exits 1 for static binaries ("not a dynamic executable"): no libraries.
-        let output = Command::new("ldd")
-            .arg(&file.host)
-            .output()
-            .map_err(|source| ImageError::Tool {
-                command: format!("ldd {}", file.host.display()),
-                source,
-            })?;
-        for lib in parse_ldd(&String::from_utf8_lossy(&output.stdout)) {
+        let output = run_tool(Command::new("ldd").arg(&file.host))?;
+        for lib in parse_ldd(&output) {
             if !all.iter().any(|f| f.guest == lib) {
                 all.push(HostFile {
                     host: lib.clone().into(),
@@ -354,12 +346,14 @@ pub fn write_run_initrd(image: &Path, public_key: &str, out: &Path) -> Result<()
     })
 }
 
+/// A short host tool's stdout (its exit status does not matter here).
 fn run_tool(command: &mut Command) -> Result<String, ImageError> {
-    let output = command.output().map_err(|source| ImageError::Tool {
-        command: format!("{command:?}"),
-        source,
-    })?;
-    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+    child::capture(command, TOOL_LIMIT)
+        .map(|captured| captured.stdout)
+        .map_err(|source| ImageError::Tool {
+            command: shell::render(command),
+            source,
+        })
 }
 
 fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), ImageError> {
@@ -367,11 +361,8 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), ImageError> {
         path: path.to_path_buf(),
         source,
     };
-    let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(error)?;
-    let tmp = dir.join(format!(".{IMAGE_FILE}.{}", std::process::id()));
-    std::fs::write(&tmp, bytes).map_err(error)?;
-    std::fs::rename(&tmp, path).map_err(error)
+    std::fs::create_dir_all(path.parent().unwrap_or(Path::new("."))).map_err(error)?;
+    write_atomic(path, bytes).map_err(error)
 }
 
 #[cfg(test)]

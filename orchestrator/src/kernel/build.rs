@@ -16,17 +16,17 @@ use std::time::{Duration, Instant, SystemTime};
 
 use super::artifacts::{self, Artifacts, Manifest};
 use super::cache::{self, BuildLock, Cache, CacheError, KeyInputs};
-use super::config::{FragmentError, Mismatch};
-use super::external::{ExternalError, ModuleSource};
-use super::kconfig::Explanation;
+use super::error::{io_err, process_error, BuildError};
+use super::external::ModuleSource;
 use super::make;
 use super::patches::{self, PatchError};
-use super::process::{self, Interrupt, Logged, ProcessError};
-use super::progress::Progress;
-use super::project::{read_inputs, Project};
-use super::source::{self, Identified, Origin, SourceError, SourceSpec};
-use super::steps::{list_modules, Runner};
-use super::toolchain::{Toolchain, ToolchainError};
+use super::progress::BuildEvent;
+use super::project::{read_inputs, Inputs, Project};
+use super::source::{self, Identified, SourceOrigin, SourceSpec};
+use super::steps::{list_modules, Runner, SHORT_MAKE_LIMIT};
+use super::toolchain::Toolchain;
+use crate::sys::child::{self, Logged};
+use crate::sys::Cancel;
 
 /// The build directory remembers which kernel key it last built completely.
 const KERNEL_STAMP: &str = ".kcycle-kernel-key";
@@ -35,179 +35,7 @@ const KERNEL_STAMP: &str = ".kcycle-kernel-key";
 /// (KCYCLE_KERNEL) without going through `kcycle kernel build`.
 const KEEP_ENTRIES: usize = 30;
 const KERNEL_MAKE_LIMIT: Duration = Duration::from_secs(4 * 3600);
-pub(super) const SHORT_MAKE_LIMIT: Duration = Duration::from_secs(30 * 60);
 const LOCK_WAIT_LIMIT: Duration = Duration::from_secs(4 * 3600);
-
-#[derive(Debug, thiserror::Error)]
-pub enum BuildError {
-    #[error(
-        "failed to find the kcycle project (guest-kernel/configs): run kcycle inside its clone \
-         or set KCYCLE_ROOT to it"
-    )]
-    NoProject,
-    #[error("failed to read config fragments in {dir}: there are none (expected *.config files)")]
-    NoFragments { dir: PathBuf },
-    #[error(transparent)]
-    Fragment(#[from] FragmentError),
-    #[error("{}", dropped_message(.0))]
-    ConfigDropped(Vec<(Mismatch, String)>),
-    #[error(transparent)]
-    Source(#[from] SourceError),
-    #[error(transparent)]
-    Patch(#[from] PatchError),
-    #[error(transparent)]
-    External(#[from] ExternalError),
-    #[error(transparent)]
-    Toolchain(#[from] ToolchainError),
-    #[error(transparent)]
-    Cache(#[from] CacheError),
-    #[error(
-        "failed to {step}: {}\n--- last lines of {} ---\n{tail}",
-        first_error.as_deref().unwrap_or("make failed without an error line"),
-        log.display()
-    )]
-    Make {
-        step: String,
-        log: PathBuf,
-        first_error: Option<String>,
-        tail: String,
-    },
-    #[error(
-        "failed to {step}: no space left on device under {}; free some space or point \
-         KCYCLE_CACHE at a larger disk (the kernel cache needs about 3 GB: 1.7 GB source, \
-         0.9 GB build){}",
-        place.display(),
-        log.as_ref().map(|l| format!(". Full log: {}", l.display())).unwrap_or_default()
-    )]
-    DiskFull {
-        step: String,
-        place: PathBuf,
-        log: Option<PathBuf>,
-    },
-    #[error(
-        "kernel build interrupted by {signal} during {step}; nothing was added to the cache \
-         (the build directory keeps its objects, so the next run continues from there)"
-    )]
-    Interrupted { step: String, signal: &'static str },
-    #[error("failed to {step}")]
-    Process {
-        step: String,
-        #[source]
-        source: ProcessError,
-    },
-    #[error("failed to {what} {path}")]
-    Io {
-        what: &'static str,
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("failed to extract {tarball} (is it a complete .tar.xz?): {output}")]
-    Extract { tarball: PathBuf, output: String },
-    #[error("failed to install {package}: {detail}")]
-    Install { package: String, detail: String },
-    #[error("failed to find {what} after the build in {dir}")]
-    Incomplete { what: String, dir: PathBuf },
-}
-
-impl BuildError {
-    /// Compiler messages about the scratch copy of a module name its real sources.
-    pub(super) fn point_at_sources(self, scratch: &Path, sources: &Path) -> Self {
-        match self {
-            BuildError::Make {
-                step,
-                log,
-                first_error,
-                tail,
-            } => {
-                let (from, to) = (scratch.to_string_lossy(), sources.to_string_lossy());
-                BuildError::Make {
-                    step,
-                    log,
-                    first_error: first_error.map(|l| l.replace(&*from, &to)),
-                    tail: tail.replace(&*from, &to),
-                }
-            }
-            other => other,
-        }
-    }
-
-    /// The user's input (fragments, source tree, patches) is at fault rather than the machine.
-    pub fn is_bad_input(&self) -> bool {
-        matches!(
-            self,
-            BuildError::NoProject
-                | BuildError::NoFragments { .. }
-                | BuildError::Fragment(_)
-                | BuildError::ConfigDropped(_)
-                | BuildError::Source(
-                    SourceError::MissingTree { .. }
-                        | SourceError::NotKernelTree { .. }
-                        | SourceError::InTreeBuild { .. }
-                        | SourceError::NoVersion { .. }
-                )
-                | BuildError::Patch(
-                    PatchError::DoesNotApply { .. } | PatchError::MissingInTree { .. }
-                )
-        )
-    }
-}
-
-fn dropped_message(dropped: &[(Mismatch, String)]) -> String {
-    let mut text = String::from(
-        "failed to configure the kernel: Kconfig did not keep these requested options:",
-    );
-    for (mismatch, why) in dropped {
-        text.push_str(&format!(
-            "\n  {} ({}:{}) -> {}: {why}",
-            mismatch.requested.spelled(),
-            mismatch.requested.file.display(),
-            mismatch.requested.line,
-            mismatch.actual_spelled(),
-        ));
-    }
-    text
-}
-
-/// Turn a Kconfig explanation into the "why" of a dropped option.
-pub fn explain_text(name: &str, explanation: &Explanation) -> String {
-    match explanation {
-        Explanation::Unknown => {
-            format!("CONFIG_{name} is not a Kconfig symbol of this tree (a typo, or gone in this version)")
-        }
-        Explanation::Unmet(unmet) => unmet
-            .iter()
-            .map(|(condition, symbols)| {
-                let unset = if symbols.is_empty() {
-                    String::new()
-                } else {
-                    format!(
-                        " ({} not set; add {} to a fragment)",
-                        symbols
-                            .iter()
-                            .map(|s| format!("CONFIG_{s}"))
-                            .collect::<Vec<_>>()
-                            .join(", "),
-                        symbols
-                            .iter()
-                            .map(|s| format!("CONFIG_{s}=y"))
-                            .collect::<Vec<_>>()
-                            .join(" ")
-                    )
-                };
-                format!(
-                    "unmet dependency `{}` from {} at {}{unset}",
-                    condition.expr, condition.from, condition.at
-                )
-            })
-            .collect::<Vec<_>>()
-            .join("; "),
-        Explanation::Undetermined { defined_at } => format!(
-            "its dependencies hold; check `select`, `choice` or the option type at {}",
-            defined_at.join(", ")
-        ),
-    }
-}
 
 /// What to build.
 #[derive(Debug, Clone)]
@@ -221,10 +49,10 @@ pub struct BuildRequest {
     pub force: bool,
     /// Also copy the artifacts here.
     pub out: Option<PathBuf>,
-    /// Draw a spinner (else plain progress lines).
-    pub spinner: bool,
     /// make -j.
     pub jobs: usize,
+    /// Stops the build (make is terminated with grace; nothing enters the cache).
+    pub cancel: Cancel,
 }
 
 /// What a build produced and how much work it took.
@@ -245,11 +73,89 @@ pub fn default_jobs() -> usize {
     std::thread::available_parallelism().map_or(2, |n| n.get()) + 1
 }
 
-/// Build (or find in the cache) the kernel described by `request`.
-pub fn build(request: &BuildRequest) -> Result<Built, BuildError> {
-    let mut progress = Progress::new(request.spinner);
-    let inputs = read_inputs(request, &progress)?;
-    let identified = identify_or_install(request, &mut progress)?;
+/// What the build will produce, known before anything runs.
+struct Plan {
+    inputs: Inputs,
+    identified: Identified,
+    toolchain: Toolchain,
+    versions: std::collections::BTreeMap<String, String>,
+    /// The kernel's key (source, fragments, patches, toolchain).
+    kernel_key: String,
+    /// The entry's key (the kernel's plus the external modules').
+    key: String,
+}
+
+/// Build (or find in the cache) the kernel described by `request`. Progress
+/// goes to `observe`; nothing is printed. A missing Debian source is
+/// [`super::source::SourceError::MissingTarball`]: the caller may install it and retry.
+pub fn build(
+    request: &BuildRequest,
+    observe: &mut dyn FnMut(BuildEvent),
+) -> Result<Built, BuildError> {
+    let plan = plan(request, observe)?;
+    if let Some(hit) = cached(request, &plan.key, observe)? {
+        return Ok(hit);
+    }
+    let started = Instant::now();
+    let (src_dir, version) = prepare_source(request, &plan.identified, observe)?;
+    let source_id = plan.identified.cache_id(&version);
+    let build_dir = request.cache.build_dir(&source_id);
+    let lock = lock_build_dir(request, &build_dir, &source_id, observe)?;
+    // Another kcycle may have finished this very entry while we waited.
+    if let Some(hit) = cached(request, &plan.key, observe)? {
+        return Ok(hit);
+    }
+    let log_path = request.cache.log_file(&plan.key);
+    let mut runner = Runner {
+        src_dir: &src_dir,
+        build_dir: &build_dir,
+        toolchain: &plan.toolchain,
+        jobs: request.jobs,
+        log: open_log(&log_path)?,
+        log_path: log_path.clone(),
+        cache_root: request.cache.root().to_path_buf(),
+        observe,
+        cancel: &request.cancel,
+        lock_fd: lock.raw_fd(),
+    };
+    runner.note_log();
+    apply_patches(
+        &plan.identified,
+        &src_dir,
+        &plan.inputs.patches,
+        request,
+        &mut runner,
+    )?;
+    let kernel_rebuilt = make_kernel(&mut runner, request, &plan)?;
+    let described = plan.identified.describe(&version);
+    let dir = install_entry(&mut runner, request, &plan, described, started)?;
+    drop(lock);
+    request.cache.prune_entries(KEEP_ENTRIES);
+    let artifacts = open_or_copy_out(request, &dir)?;
+    let manifest = &artifacts.manifest;
+    (runner.observe)(BuildEvent::Note(format!(
+        "built kernel {} in {:.0} s ({}; log: {})",
+        manifest.kernel_release,
+        manifest.build_seconds,
+        if kernel_rebuilt {
+            "kernel and modules"
+        } else {
+            "external modules only"
+        },
+        log_path.display()
+    )));
+    Ok(Built {
+        artifacts,
+        cache_hit: false,
+        kernel_rebuilt,
+        log: Some(log_path),
+    })
+}
+
+/// Read the project's inputs, identify the source and compute the keys.
+fn plan(request: &BuildRequest, observe: &mut dyn FnMut(BuildEvent)) -> Result<Plan, BuildError> {
+    let inputs = read_inputs(&request.project, &request.external_modules, observe)?;
+    let identified = source::identify(&request.source, &request.cache)?;
     let toolchain = Toolchain::discover();
     let versions = toolchain.versions();
     let file_name = |p: &Path| {
@@ -274,30 +180,45 @@ pub fn build(request: &BuildRequest) -> Result<Built, BuildError> {
     });
     let module_parts: Vec<_> = inputs.modules.iter().map(ModuleSource::key_part).collect();
     let key = cache::entry_key(&kernel_key, &module_parts);
+    Ok(Plan {
+        inputs,
+        identified,
+        toolchain,
+        versions,
+        kernel_key,
+        key,
+    })
+}
 
-    if !request.force {
-        if let Ok(found) = Artifacts::open(&request.cache.entry_dir(&key)) {
-            progress.finish();
-            return finish_hit(request, found);
-        }
+/// A complete entry for `key` (unless `--force`), touched and copied out.
+fn cached(
+    request: &BuildRequest,
+    key: &str,
+    observe: &mut dyn FnMut(BuildEvent),
+) -> Result<Option<Built>, BuildError> {
+    if request.force {
+        return Ok(None);
     }
+    match Artifacts::open(&request.cache.entry_dir(key)) {
+        Ok(found) => finish_hit(request, found, observe).map(Some),
+        Err(_) => Ok(None),
+    }
+}
 
-    let interrupt = Interrupt::install().map_err(|source| BuildError::Io {
-        what: "install signal handlers for",
-        path: "kcycle".into(),
-        source,
-    })?;
-    let started = Instant::now();
-    let (src_dir, version) = prepare_source(request, &identified, &mut progress, &interrupt)?;
-    let source_id = identified.cache_id(&version);
-    let build_dir = request.cache.build_dir(&source_id);
+/// Hold the build directory's lock (waiting for another kcycle if need be).
+fn lock_build_dir(
+    request: &BuildRequest,
+    build_dir: &Path,
+    source_id: &str,
+    observe: &mut dyn FnMut(BuildEvent),
+) -> Result<BuildLock, BuildError> {
     // Not with_extension: the id holds dots (linux-6.12.117-…).
     let lock_path = build_dir.with_file_name(format!("{source_id}.lock"));
-    let lock = BuildLock::acquire(&lock_path, LOCK_WAIT_LIMIT, &interrupt, || {
-        progress.note(&format!(
+    BuildLock::acquire(&lock_path, LOCK_WAIT_LIMIT, &request.cancel, || {
+        observe(BuildEvent::Note(format!(
             "waiting for another kcycle kernel build that uses {}",
             build_dir.display()
-        ))
+        )))
     })
     .map_err(|e| match e {
         CacheError::Interrupted { signal, .. } => BuildError::Interrupted {
@@ -305,61 +226,57 @@ pub fn build(request: &BuildRequest) -> Result<Built, BuildError> {
             signal,
         },
         other => other.into(),
-    })?;
-    // Another kcycle may have finished this very entry while we waited.
-    if !request.force {
-        if let Ok(found) = Artifacts::open(&request.cache.entry_dir(&key)) {
-            progress.finish();
-            return finish_hit(request, found);
-        }
-    }
+    })
+}
 
-    let log_path = request.cache.log_file(&key);
+fn open_log(log_path: &Path) -> Result<File, BuildError> {
     if let Some(parent) = log_path.parent() {
         std::fs::create_dir_all(parent).map_err(io_err("create", parent))?;
     }
-    let log = File::create(&log_path).map_err(io_err("create", &log_path))?;
-    let mut runner = Runner {
-        src_dir: &src_dir,
-        build_dir: &build_dir,
-        toolchain: &toolchain,
-        jobs: request.jobs,
-        log,
-        log_path: log_path.clone(),
-        cache_root: request.cache.root().to_path_buf(),
-        progress: &mut progress,
-        interrupt: &interrupt,
-        lock_fd: lock.raw_fd(),
-    };
-    runner.note_log();
+    File::create(log_path).map_err(io_err("create", log_path))
+}
 
-    apply_patches(&identified, &src_dir, &inputs.patches, request, &mut runner)?;
-
-    let stamp_path = build_dir.join(KERNEL_STAMP);
+/// Configure and make the kernel unless the build directory's stamp says it
+/// is already built for this kernel key. True if make ran.
+fn make_kernel(
+    runner: &mut Runner<'_>,
+    request: &BuildRequest,
+    plan: &Plan,
+) -> Result<bool, BuildError> {
+    let stamp_path = runner.build_dir.join(KERNEL_STAMP);
     let stamp = std::fs::read_to_string(&stamp_path).unwrap_or_default();
-    let kernel_rebuilt = request.force || stamp.trim() != kernel_key;
-    if kernel_rebuilt {
-        std::fs::create_dir_all(&build_dir).map_err(io_err("create", &build_dir))?;
-        // Before touching the build dir, so a broken toolchain or a rejected
-        // fragment leaves it (and its stamp) as it was.
-        runner.check_rust()?;
-        runner.configure(&inputs)?;
-        // Until make succeeds, the build dir matches no key.
-        let _ = std::fs::remove_file(&stamp_path);
-        runner.make(
-            "build the kernel (make bzImage modules)",
-            &["bzImage", "modules"],
-            KERNEL_MAKE_LIMIT,
-        )?;
-        std::fs::write(&stamp_path, &kernel_key).map_err(io_err("write", &stamp_path))?;
-    } else {
-        runner
-            .progress
-            .note("kernel unchanged; rebuilding external modules only");
+    if !request.force && stamp.trim() == plan.kernel_key {
+        runner.note("kernel unchanged; rebuilding external modules only");
+        return Ok(false);
     }
+    std::fs::create_dir_all(runner.build_dir).map_err(io_err("create", runner.build_dir))?;
+    // Before touching the build dir, so a broken toolchain or a rejected
+    // fragment leaves it (and its stamp) as it was.
+    runner.check_rust()?;
+    runner.configure(&plan.inputs)?;
+    // Until make succeeds, the build dir matches no key.
+    let _ = std::fs::remove_file(&stamp_path);
+    runner.make(
+        "build the kernel (make bzImage modules)",
+        &["bzImage", "modules"],
+        KERNEL_MAKE_LIMIT,
+    )?;
+    std::fs::write(&stamp_path, &plan.kernel_key).map_err(io_err("write", &stamp_path))?;
+    Ok(true)
+}
 
-    let pending = request.cache.begin_entry(&key)?;
-    let release = runner.install(&pending, &inputs.modules, &request.cache, &key)?;
+/// Install bzImage, config and modules into a pending entry, write its
+/// manifest and commit it. Returns the entry directory.
+fn install_entry(
+    runner: &mut Runner<'_>,
+    request: &BuildRequest,
+    plan: &Plan,
+    source: String,
+    started: Instant,
+) -> Result<PathBuf, BuildError> {
+    let key = &plan.key;
+    let pending = request.cache.begin_entry(key)?;
+    let release = runner.install(&pending, &plan.inputs.modules, &request.cache, key)?;
     let config_text = std::fs::read(pending.dir().join(artifacts::CONFIG_FILE))
         .map_err(io_err("read", pending.dir()))?;
     let extra_dir = pending
@@ -370,97 +287,57 @@ pub fn build(request: &BuildRequest) -> Result<Built, BuildError> {
         .join("extra");
     let manifest = Manifest {
         kernel_release: release,
-        source: identified.describe(&version),
+        source,
         config_hash: cache::sha256_hex(&config_text),
-        toolchain: versions,
+        toolchain: plan.versions.clone(),
         key: key.clone(),
-        build_dir: build_dir.clone(),
+        build_dir: runner.build_dir.to_path_buf(),
         built_at: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
         build_seconds: started.elapsed().as_secs_f64(),
         external_modules: list_modules(&extra_dir),
     };
     write_manifest(pending.dir(), &manifest)?;
-    let dir = pending.commit()?;
-    drop(lock);
-    request.cache.prune_entries(KEEP_ENTRIES);
-    progress.finish();
-    eprintln!(
-        "kcycle: built kernel {} in {:.0} s ({}; log: {})",
-        manifest.kernel_release,
-        manifest.build_seconds,
-        if kernel_rebuilt {
-            "kernel and modules"
-        } else {
-            "external modules only"
-        },
-        log_path.display()
-    );
-    let artifacts = match &request.out {
-        Some(out) => copy_out(&dir, out)?,
-        None => Artifacts::open(&dir).map_err(|e| BuildError::Incomplete {
-            what: e.to_string(),
-            dir: dir.clone(),
-        })?,
-    };
-    Ok(Built {
-        artifacts,
-        cache_hit: false,
-        kernel_rebuilt,
-        log: Some(log_path),
-    })
+    Ok(pending.commit()?)
 }
 
-fn finish_hit(request: &BuildRequest, found: Artifacts) -> Result<Built, BuildError> {
+/// The entry itself, or its `--out` copy.
+fn open_or_copy_out(request: &BuildRequest, dir: &Path) -> Result<Artifacts, BuildError> {
+    match &request.out {
+        Some(out) => copy_out(dir, out),
+        None => Artifacts::open(dir).map_err(|e| BuildError::Incomplete {
+            what: e.to_string(),
+            dir: dir.to_path_buf(),
+        }),
+    }
+}
+
+fn finish_hit(
+    request: &BuildRequest,
+    found: Artifacts,
+    observe: &mut dyn FnMut(BuildEvent),
+) -> Result<Built, BuildError> {
     request.cache.touch_entry(&found.dir);
-    eprintln!(
-        "kcycle: kernel {} from the cache ({})",
+    observe(BuildEvent::Note(format!(
+        "kernel {} from the cache ({})",
         found.manifest.kernel_release, found.manifest.key
-    );
-    let artifacts = match &request.out {
-        Some(out) => copy_out(&found.dir, out)?,
-        None => found,
-    };
+    )));
     Ok(Built {
-        artifacts,
+        artifacts: open_or_copy_out(request, &found.dir)?,
         cache_hit: true,
         kernel_rebuilt: false,
         log: None,
     })
 }
 
-/// Identify the source; install Debian's tarball first if it is missing and we can.
-fn identify_or_install(
-    request: &BuildRequest,
-    progress: &mut Progress,
-) -> Result<Identified, BuildError> {
-    match source::identify(&request.source, &request.cache) {
-        Err(SourceError::MissingTarball { path }) if crate::host::can_install() => {
-            progress.phase(&format!("installing {} (apt-get)", source::DEBIAN_PACKAGE));
-            crate::host::apt_install(&[source::DEBIAN_PACKAGE.to_string()]).map_err(|e| {
-                BuildError::Install {
-                    package: source::DEBIAN_PACKAGE.into(),
-                    detail: format!("{e:#}"),
-                }
-            })?;
-            if !path.exists() {
-                return Err(SourceError::MissingTarball { path }.into());
-            }
-            Ok(source::identify(&request.source, &request.cache)?)
-        }
-        other => Ok(other?),
-    }
-}
-
 /// The directory to build from and its kernel version; extracts the Debian tarball once.
 fn prepare_source(
     request: &BuildRequest,
     identified: &Identified,
-    progress: &mut Progress,
-    interrupt: &Interrupt,
+    observe: &mut dyn FnMut(BuildEvent),
 ) -> Result<(PathBuf, String), BuildError> {
     let (tarball, sha256) = match &identified.origin {
-        Origin::Tree { dir, .. } => return Ok((dir.clone(), source::read_version(dir)?)),
-        Origin::Debian { tarball, sha256 } => (tarball, sha256),
+        SourceOrigin::Tree { dir, .. } => return Ok((dir.clone(), source::read_version(dir)?)),
+        SourceOrigin::Debian { tarball, sha256 } => (tarball, sha256),
     };
     let src_root = request.cache.sources_root();
     if let Some(existing) = find_extracted(&src_root, &sha256[..12]) {
@@ -473,9 +350,12 @@ fn prepare_source(
     let tmp = src_root.join(format!(".tmp-{}-{}", &sha256[..12], std::process::id()));
     let _ = std::fs::remove_dir_all(&tmp);
     std::fs::create_dir_all(&tmp).map_err(io_err("create", &tmp))?;
-    progress.phase(&format!("extracting {}", tarball.display()));
+    observe(BuildEvent::Phase(format!(
+        "extracting {}",
+        tarball.display()
+    )));
     let mut log = Vec::new();
-    let status = process::run_logged(
+    let status = child::run_logged(
         Command::new("tar")
             .arg("-xJf")
             .arg(tarball)
@@ -484,9 +364,9 @@ fn prepare_source(
             .arg("--strip-components=1"),
         Logged {
             log: &mut log,
-            on_event: &mut |_| {},
+            observe: &mut |_| {},
             limit: SHORT_MAKE_LIMIT,
-            interrupt,
+            cancel: &request.cancel,
             inherit_fd: None,
         },
     );
@@ -544,21 +424,20 @@ fn apply_patches(
     runner: &mut Runner<'_>,
 ) -> Result<(), BuildError> {
     match &identified.origin {
-        Origin::Tree { dir, .. } => Ok(patches::check_applied(dir, wanted)?),
-        Origin::Debian { .. } => {
-            runner.progress.phase("applying guest-kernel/patches");
+        SourceOrigin::Tree { dir, .. } => Ok(patches::check_applied(dir, wanted)?),
+        SourceOrigin::Debian { .. } => {
+            runner.phase("applying guest-kernel/patches");
             match patches::sync(src_dir, wanted) {
                 Err(PatchError::Revert { name, output, .. }) => {
                     // The tree is in an unknown state: start over from the tarball. The
                     // old objects would look newer than the re-extracted files, so they go too.
-                    runner.progress.note(&format!(
+                    runner.note(&format!(
                         "reverting {name} failed ({output}); extracting the source again"
                     ));
                     for dir in [src_dir, runner.build_dir] {
                         std::fs::remove_dir_all(dir).map_err(io_err("remove", dir))?;
                     }
-                    let (again, _) =
-                        prepare_source(request, identified, runner.progress, runner.interrupt)?;
+                    let (again, _) = prepare_source(request, identified, runner.observe)?;
                     Ok(patches::sync(&again, wanted)?)
                 }
                 other => Ok(other?),
@@ -619,103 +498,9 @@ fn copy_tree(from: &Path, to: &Path) -> Result<(), BuildError> {
     Ok(())
 }
 
-pub(super) fn process_error(step: &str, source: ProcessError) -> BuildError {
-    match source {
-        ProcessError::Interrupted { signal, .. } => BuildError::Interrupted {
-            step: step.to_string(),
-            signal,
-        },
-        source => BuildError::Process {
-            step: step.to_string(),
-            source,
-        },
-    }
-}
-
-/// io errors with the path; ENOSPC becomes [`BuildError::DiskFull`].
-pub(super) fn io_err(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> BuildError {
-    let path = path.to_path_buf();
-    move |source| {
-        if source.raw_os_error() == Some(libc::ENOSPC) {
-            BuildError::DiskFull {
-                step: format!("{what} {}", path.display()),
-                place: path,
-                log: None,
-            }
-        } else {
-            BuildError::Io { what, path, source }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kernel::config;
-    use crate::kernel::kconfig::Condition;
-
-    #[test]
-    fn dropped_option_message_names_option_dependency_and_fix() {
-        let requested = config::parse_fragment(
-            Path::new("guest-kernel/configs/20-i915-selftest.config"),
-            "CONFIG_DRM_I915_SELFTEST=y\n",
-        )
-        .unwrap();
-        let mismatch = Mismatch {
-            requested: requested[0].clone(),
-            actual: None,
-        };
-        let why = explain_text(
-            "DRM_I915_SELFTEST",
-            &Explanation::Unmet(vec![(
-                Condition {
-                    expr: "EXPERT".into(),
-                    from: "menu \"drm/i915 Debugging\"".into(),
-                    at: "drivers/gpu/drm/i915/Kconfig:172".into(),
-                },
-                vec!["EXPERT".into()],
-            )]),
-        );
-        let text = BuildError::ConfigDropped(vec![(mismatch, why)]).to_string();
-        assert_eq!(
-            text,
-            "failed to configure the kernel: Kconfig did not keep these requested options:\n  \
-             CONFIG_DRM_I915_SELFTEST=y (guest-kernel/configs/20-i915-selftest.config:1) -> \
-             CONFIG_DRM_I915_SELFTEST is absent: unmet dependency `EXPERT` from menu \
-             \"drm/i915 Debugging\" at drivers/gpu/drm/i915/Kconfig:172 (CONFIG_EXPERT not set; \
-             add CONFIG_EXPERT=y to a fragment)"
-        );
-    }
-
-    #[test]
-    fn unknown_symbol_reads_as_a_typo() {
-        assert!(explain_text("FOO", &Explanation::Unknown).contains("not a Kconfig symbol"));
-    }
-
-    #[test]
-    fn bad_input_is_told_apart_from_infrastructure() {
-        let typo = BuildError::Fragment(FragmentError::BadValue {
-            file: "f".into(),
-            line: 1,
-            text: "CONFIG_FOO=q".into(),
-            value: "q".into(),
-        });
-        assert!(typo.is_bad_input());
-        let disk = BuildError::DiskFull {
-            step: "build".into(),
-            place: "/c".into(),
-            log: Some("/c/l".into()),
-        };
-        assert!(!disk.is_bad_input());
-        assert!(disk.to_string().contains("no space left on device"));
-    }
-
-    #[test]
-    fn enospc_becomes_disk_full() {
-        let err =
-            io_err("write", Path::new("/c/x"))(std::io::Error::from_raw_os_error(libc::ENOSPC));
-        assert!(matches!(err, BuildError::DiskFull { .. }), "{err}");
-    }
 
     #[test]
     fn extracted_source_is_found_by_tarball_hash() {

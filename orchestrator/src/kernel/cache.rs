@@ -22,7 +22,12 @@ use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 
-use super::process::Interrupt;
+use crate::sys::dirs;
+use crate::sys::wait::{self, Stop};
+use crate::sys::Cancel;
+
+/// How often a busy build lock is tried again.
+const LOCK_POLL: Duration = Duration::from_millis(500);
 
 /// Bump when the build recipe changes in a way that must invalidate entries.
 pub const RECIPE_VERSION: u32 = 1;
@@ -54,18 +59,6 @@ fn io_error(what: &'static str, path: &Path) -> impl FnOnce(io::Error) -> CacheE
     move |source| CacheError::Io { what, path, source }
 }
 
-/// The cache root: `KCYCLE_CACHE`, else `$XDG_CACHE_HOME/kcycle`, else `$HOME/.cache/kcycle`.
-pub fn cache_root(
-    kcycle_cache: Option<&str>,
-    xdg_cache_home: Option<&str>,
-    home: Option<&str>,
-) -> Option<PathBuf> {
-    let nonempty = |v: Option<&str>| v.filter(|s| !s.is_empty()).map(PathBuf::from);
-    nonempty(kcycle_cache)
-        .or_else(|| nonempty(xdg_cache_home).map(|p| p.join("kcycle")))
-        .or_else(|| nonempty(home).map(|p| p.join(".cache/kcycle")))
-}
-
 /// The kernel part of the cache.
 #[derive(Debug, Clone)]
 pub struct Cache {
@@ -77,16 +70,9 @@ impl Cache {
         Cache { root }
     }
 
-    /// From the environment (see [`cache_root`]).
+    /// Under the cache root from the environment ([`dirs::cache_root`]).
     pub fn from_env() -> Result<Self, CacheError> {
-        let var = |name| std::env::var(name).ok();
-        cache_root(
-            var("KCYCLE_CACHE").as_deref(),
-            var("XDG_CACHE_HOME").as_deref(),
-            var("HOME").as_deref(),
-        )
-        .map(Cache::new)
-        .ok_or(CacheError::NoRoot)
+        dirs::cache_root().map(Cache::new).ok_or(CacheError::NoRoot)
     }
 
     pub fn root(&self) -> &Path {
@@ -235,12 +221,12 @@ pub struct BuildLock {
 }
 
 impl BuildLock {
-    /// Wait up to `deadline` for the lock (or until `interrupt` fires);
+    /// Wait up to `deadline` for the lock (or until `cancel` fires);
     /// `on_wait` is called once if it is busy.
     pub fn acquire(
         path: &Path,
         deadline: Duration,
-        interrupt: &Interrupt,
+        cancel: &Cancel,
         on_wait: impl FnOnce(),
     ) -> Result<Self, CacheError> {
         if let Some(parent) = path.parent() {
@@ -254,36 +240,33 @@ impl BuildLock {
             .map_err(io_error("open", path))?;
         let start = Instant::now();
         let mut on_wait = Some(on_wait);
-        loop {
+        let locked = wait::poll(start + deadline, Some(cancel), LOCK_POLL, || {
             // SAFETY: flock on a file descriptor we own; no memory is involved.
             let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-            if rc == 0 {
-                return Ok(BuildLock { file });
-            }
             let err = io::Error::last_os_error();
-            if err.raw_os_error() != Some(libc::EWOULDBLOCK) {
-                return Err(CacheError::Io {
-                    what: "lock",
-                    path: path.to_path_buf(),
-                    source: err,
-                });
-            }
-            if let Some(signal) = interrupt.received() {
-                return Err(CacheError::Interrupted {
-                    path: path.to_path_buf(),
-                    signal,
-                });
-            }
-            if start.elapsed() >= deadline {
-                return Err(CacheError::LockTimeout {
-                    path: path.to_path_buf(),
-                    waited: start.elapsed(),
-                });
+            if rc == 0 || err.raw_os_error() != Some(libc::EWOULDBLOCK) {
+                return Some((rc == 0).then_some(()).ok_or(err));
             }
             if let Some(notify) = on_wait.take() {
                 notify();
             }
-            std::thread::sleep(Duration::from_millis(500));
+            None
+        });
+        match locked {
+            Ok(Ok(())) => Ok(BuildLock { file }),
+            Ok(Err(source)) => Err(CacheError::Io {
+                what: "lock",
+                path: path.to_path_buf(),
+                source,
+            }),
+            Err(Stop::Cancelled(signal)) => Err(CacheError::Interrupted {
+                path: path.to_path_buf(),
+                signal,
+            }),
+            Err(Stop::TimedOut) => Err(CacheError::LockTimeout {
+                path: path.to_path_buf(),
+                waited: start.elapsed(),
+            }),
         }
     }
 
@@ -391,23 +374,6 @@ mod tests {
             patches: vec![],
             toolchain: [("rustc".to_string(), "rustc 1.85.0".to_string())].into(),
         }
-    }
-
-    #[test]
-    fn cache_root_prefers_kcycle_cache_then_xdg_then_home() {
-        assert_eq!(
-            cache_root(Some("/c"), Some("/x"), Some("/h")),
-            Some(PathBuf::from("/c"))
-        );
-        assert_eq!(
-            cache_root(Some(""), Some("/x"), Some("/h")),
-            Some(PathBuf::from("/x/kcycle"))
-        );
-        assert_eq!(
-            cache_root(None, None, Some("/h")),
-            Some(PathBuf::from("/h/.cache/kcycle"))
-        );
-        assert_eq!(cache_root(None, None, None), None);
     }
 
     #[test]
@@ -524,14 +490,17 @@ mod tests {
     fn lock_is_exclusive_and_times_out() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("b.lock");
-        let none = Interrupt::none();
-        let held = BuildLock::acquire(&path, Duration::ZERO, &none, || {}).unwrap();
+        let none = Cancel::new();
+        // Not Duration::ZERO: a child another test forks holds a copy of the
+        // descriptor (and so the lock) until it execs.
+        let soon = Duration::from_secs(5);
+        let held = BuildLock::acquire(&path, soon, &none, || {}).unwrap();
         let mut waited = false;
         let err = BuildLock::acquire(&path, Duration::from_millis(10), &none, || waited = true)
             .unwrap_err();
         assert!(matches!(err, CacheError::LockTimeout { .. }), "{err}");
         assert!(waited);
         drop(held);
-        BuildLock::acquire(&path, Duration::ZERO, &none, || {}).unwrap();
+        BuildLock::acquire(&path, soon, &none, || {}).unwrap();
     }
 }

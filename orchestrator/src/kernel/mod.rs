@@ -8,24 +8,33 @@
 //!   option was dropped), `make` (reading kbuild output), key computation in `cache`;
 //! - shells: `project` (reading fragments, patches, module sources), `source`
 //!   (identity, tarball), `patches`, `external` (M= modules), `toolchain`,
-//!   `steps` (the make steps in a build dir), `process` (children with
-//!   deadlines and signals), `progress`.
+//!   `steps` (the make steps in a build dir); `error` (every build error);
+//!   `progress` (the events a build emits; the library never prints).
+//!   Children run through [`crate::sys::child`].
+//!
+//! Dependencies point one way: `build` -> `steps`/`project`/`source`/... ->
+//! `error`. Nothing here installs packages: a missing Debian source is an
+//! error the caller may fix (`host::apt_install`) before it retries.
 
 pub mod artifacts;
 pub mod build;
 pub mod cache;
 pub mod config;
-pub mod external;
+pub mod error;
+pub(crate) mod external;
 pub mod kconfig;
-pub mod make;
+pub(crate) mod make;
 pub mod patches;
-pub mod process;
 pub mod progress;
-pub mod project;
+pub(crate) mod project;
 pub mod source;
-pub mod steps;
-pub mod toolchain;
+pub(crate) mod steps;
+pub(crate) mod toolchain;
 
 pub use artifacts::{Artifacts, ArtifactsError, KernelModules, Manifest};
-pub use build::{build, BuildError, BuildRequest, Built};
+pub use build::{build, default_jobs, BuildRequest, Built};
+pub use error::BuildError;
+pub use external::ExternalError;
+pub use progress::BuildEvent;
 pub use project::Project;
+pub use toolchain::ToolchainError;

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use super::process;
+use crate::sys::child;
 
 /// Where applied patches are recorded inside a cache-owned source tree.
 const RECORD_DIR: &str = ".kcycle-patches";
@@ -53,7 +53,7 @@ pub enum PatchError {
     Process {
         tree: PathBuf,
         #[source]
-        source: process::ProcessError,
+        source: child::ChildError,
     },
 }
 
@@ -119,7 +119,7 @@ pub fn load(dir: &Path) -> Result<Vec<Patch>, PatchError> {
 
 /// Run `patch -p1` on `tree` with `file`; `Ok(Err(output))` when it does not apply.
 fn run_patch(tree: &Path, file: &Path, extra: &[&str]) -> Result<Result<(), String>, PatchError> {
-    let out = process::capture(
+    let out = child::capture(
         Command::new("patch")
             .args(["-p1", "-f", "-s", "-F0", "--no-backup-if-mismatch"])
             .args(extra)

@@ -3,11 +3,11 @@
 
 use std::path::{Path, PathBuf};
 
-use super::build::{BuildError, BuildRequest};
 use super::config::{self, Requested};
+use super::error::BuildError;
 use super::external::ModuleSource;
 use super::patches::{self, Patch};
-use super::progress::Progress;
+use super::progress::BuildEvent;
 
 /// The kcycle project: where fragments, patches and the Rust module live.
 #[derive(Debug, Clone)]
@@ -69,8 +69,14 @@ pub struct Inputs {
     pub modules: Vec<ModuleSource>,
 }
 
-pub fn read_inputs(request: &BuildRequest, progress: &Progress) -> Result<Inputs, BuildError> {
-    let dir = request.project.configs_dir();
+/// Fragments, patches and the buildable ones of `external_modules`;
+/// skipped modules are told to `observe`.
+pub fn read_inputs(
+    project: &Project,
+    external_modules: &[PathBuf],
+    observe: &mut dyn FnMut(BuildEvent),
+) -> Result<Inputs, BuildError> {
+    let dir = project.configs_dir();
     let read_err = |path: &Path| {
         let path = path.to_path_buf();
         move |source| BuildError::Io {
@@ -98,24 +104,24 @@ pub fn read_inputs(request: &BuildRequest, progress: &Progress) -> Result<Inputs
             &String::from_utf8_lossy(bytes),
         )?);
     }
-    let patches = patches::load(&request.project.patches_dir())?;
+    let patches = patches::load(&project.patches_dir())?;
     let mut modules = Vec::new();
-    for dir in &request.external_modules {
+    for dir in external_modules {
         if !dir.is_dir() {
-            progress.note(&format!(
+            observe(BuildEvent::Note(format!(
                 "warning: skipping external module {}: no such directory",
                 dir.display()
-            ));
+            )));
             continue;
         }
         let module = ModuleSource::read(dir)?;
         if module.is_buildable() {
             modules.push(module);
         } else {
-            progress.note(&format!(
+            observe(BuildEvent::Note(format!(
                 "warning: skipping external module {}: it has no Kbuild or Makefile yet",
                 dir.display()
-            ));
+            )));
         }
     }
     Ok(Inputs {

@@ -14,7 +14,7 @@ use std::time::Duration;
 use sha2::{Digest, Sha256};
 
 use super::cache::{sha256_file, Cache};
-use super::process;
+use crate::sys::child;
 
 /// Debian's kernel source package and where it puts the tarball.
 pub const DEBIAN_PACKAGE: &str = "linux-source-6.12";
@@ -53,7 +53,7 @@ pub enum SourceError {
         what: &'static str,
         dir: PathBuf,
         #[source]
-        source: process::ProcessError,
+        source: child::ChildError,
     },
 }
 
@@ -80,11 +80,11 @@ impl SourceSpec {
 pub struct Identified {
     /// Goes into the cache key: changes whenever the source text may have changed.
     pub identity: String,
-    pub origin: Origin,
+    pub origin: SourceOrigin,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Origin {
+pub enum SourceOrigin {
     Debian { tarball: PathBuf, sha256: String },
     Tree { dir: PathBuf, git: Option<GitState> },
 }
@@ -100,8 +100,8 @@ impl Identified {
     /// Name of this source's directories under the cache (`src/`, `build/`).
     pub fn cache_id(&self, version: &str) -> String {
         match &self.origin {
-            Origin::Debian { sha256, .. } => format!("linux-{version}-{}", &sha256[..12]),
-            Origin::Tree { dir, .. } => {
+            SourceOrigin::Debian { sha256, .. } => format!("linux-{version}-{}", &sha256[..12]),
+            SourceOrigin::Tree { dir, .. } => {
                 let digest = hex::encode(Sha256::digest(dir.to_string_lossy().as_bytes()));
                 format!("tree-{version}-{}", &digest[..12])
             }
@@ -111,11 +111,11 @@ impl Identified {
     /// For the manifest: where the source came from, in words.
     pub fn describe(&self, version: &str) -> String {
         match &self.origin {
-            Origin::Debian { tarball, sha256 } => format!(
+            SourceOrigin::Debian { tarball, sha256 } => format!(
                 "debian {DEBIAN_PACKAGE} {version} ({} sha256 {sha256})",
                 tarball.display()
             ),
-            Origin::Tree {
+            SourceOrigin::Tree {
                 dir,
                 git: Some(git),
             } => format!(
@@ -127,7 +127,7 @@ impl Identified {
                     .map(|d| format!(" +dirty {d}"))
                     .unwrap_or_default()
             ),
-            Origin::Tree { dir, git: None } => format!("tree {} ({version})", dir.display()),
+            SourceOrigin::Tree { dir, git: None } => format!("tree {} ({version})", dir.display()),
         }
     }
 }
@@ -139,7 +139,7 @@ pub fn identify(spec: &SourceSpec, cache: &Cache) -> Result<Identified, SourceEr
             let sha256 = tarball_sha256(tarball, cache)?;
             Ok(Identified {
                 identity: format!("debian-tarball sha256:{sha256}"),
-                origin: Origin::Debian {
+                origin: SourceOrigin::Debian {
                     tarball: tarball.clone(),
                     sha256,
                 },
@@ -164,7 +164,7 @@ pub fn identify(spec: &SourceSpec, cache: &Cache) -> Result<Identified, SourceEr
             };
             Ok(Identified {
                 identity,
-                origin: Origin::Tree { dir, git },
+                origin: SourceOrigin::Tree { dir, git },
             })
         }
     }
@@ -277,8 +277,8 @@ fn tarball_sha256(tarball: &Path, cache: &Cache) -> Result<String, SourceError> 
     Ok(sha)
 }
 
-fn git(dir: &Path, args: &[&str]) -> Result<Option<process::Captured>, SourceError> {
-    let out = process::capture(
+fn git(dir: &Path, args: &[&str]) -> Result<Option<child::Captured>, SourceError> {
+    let out = child::capture(
         Command::new("git").arg("-C").arg(dir).args(args),
         Duration::from_secs(120),
     )

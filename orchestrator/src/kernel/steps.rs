@@ -9,16 +9,20 @@ use std::process::Command;
 use std::time::Duration;
 
 use super::artifacts;
-use super::build::{explain_text, io_err, process_error, BuildError, SHORT_MAKE_LIMIT};
 use super::cache::{Cache, PendingEntry};
 use super::config::{self, DotConfig};
+use super::error::{explain_text, io_err, process_error, BuildError};
 use super::external::ModuleSource;
 use super::kconfig::KconfigFiles;
 use super::make;
-use super::process::{self, Event, Interrupt, Logged, ProcessError};
-use super::progress::Progress;
+use super::progress::BuildEvent;
 use super::project::Inputs;
 use super::toolchain::{self, Toolchain, ToolchainError};
+use crate::sys::child::{self, Activity, ChildError, Logged};
+use crate::sys::{shell, Cancel};
+
+/// Limit for every make step but the kernel's own.
+pub(crate) const SHORT_MAKE_LIMIT: Duration = Duration::from_secs(30 * 60);
 
 /// Upstream's guest options, merged before our fragments.
 const KVM_GUEST_FRAGMENT: &str = "kernel/configs/kvm_guest.config";
@@ -32,17 +36,25 @@ pub struct Runner<'a> {
     pub(super) log: File,
     pub(super) log_path: PathBuf,
     pub(super) cache_root: PathBuf,
-    pub(super) progress: &'a mut Progress,
-    pub(super) interrupt: &'a Interrupt,
+    pub(super) observe: &'a mut dyn FnMut(BuildEvent),
+    pub(super) cancel: &'a Cancel,
     pub(super) lock_fd: i32,
 }
 
 impl Runner<'_> {
     pub(super) fn note_log(&mut self) {
-        self.progress.note(&format!(
-            "building; full log in {}",
-            self.log_path.display()
-        ));
+        let text = format!("building; full log in {}", self.log_path.display());
+        self.note(&text);
+    }
+
+    /// A message that must stay visible.
+    pub(super) fn note(&mut self, text: &str) {
+        (self.observe)(BuildEvent::Note(text.to_string()));
+    }
+
+    /// A new phase of the build.
+    pub(super) fn phase(&mut self, phase: &str) {
+        (self.observe)(BuildEvent::Phase(phase.to_string()));
     }
 
     fn command(&self, program: &str) -> Command {
@@ -77,30 +89,32 @@ impl Runner<'_> {
         mut command: Command,
         limit: Duration,
     ) -> Result<String, BuildError> {
-        self.progress.phase(step);
-        let _ = writeln!(self.log, "\n$ {}", display_command(&command));
-        let progress = &mut *self.progress;
+        self.phase(step);
+        let _ = writeln!(self.log, "\n$ {}", shell::render(&command));
+        let observe = &mut *self.observe;
         let mut captured = String::new();
-        let status = process::run_logged(
+        let status = child::run_logged(
             &mut command,
             Logged {
                 log: &mut self.log,
-                on_event: &mut |event| match event {
-                    Event::Line(line) => {
-                        progress.line(line);
+                observe: &mut |activity| match activity {
+                    Activity::Line(line) => {
+                        if let Some(stage) = make::stage(line) {
+                            observe(BuildEvent::Stage(stage));
+                        }
                         captured.push_str(line);
                         captured.push('\n');
                     }
-                    Event::Tick => progress.tick(),
+                    Activity::Tick => observe(BuildEvent::Tick),
                 },
                 limit,
-                interrupt: self.interrupt,
+                cancel: self.cancel,
                 inherit_fd: Some(self.lock_fd),
             },
         );
         let status = match status {
             Ok(status) => status,
-            Err(ProcessError::Interrupted { signal, .. }) => {
+            Err(ChildError::Interrupted { signal, .. }) => {
                 return Err(BuildError::Interrupted {
                     step: step.to_string(),
                     signal,
@@ -207,7 +221,7 @@ impl Runner<'_> {
         if mismatches.is_empty() {
             return Ok(());
         }
-        self.progress.phase("explaining dropped config options");
+        self.phase("explaining dropped config options");
         let kconfig = KconfigFiles::load(self.src_dir, "x86")
             .map_err(io_err("read Kconfig files in", self.src_dir))?;
         let explained = mismatches
@@ -326,14 +340,6 @@ impl Runner<'_> {
         }
         Ok(())
     }
-}
-
-fn display_command(command: &Command) -> String {
-    std::iter::once(command.get_program())
-        .chain(command.get_args())
-        .map(|a| a.to_string_lossy().into_owned())
-        .collect::<Vec<_>>()
-        .join(" ")
 }
 
 pub(super) fn list_modules(extra: &Path) -> Vec<String> {

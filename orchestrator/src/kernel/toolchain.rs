@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use super::process;
+use crate::sys::child;
 
 /// Debian's rustc-web installs the compiler the kernel was tested with here;
 /// rustup's `rustc` usually comes first on PATH, so it is named explicitly.
@@ -61,7 +61,7 @@ impl Toolchain {
     pub fn versions(&self) -> BTreeMap<String, String> {
         let mut versions = BTreeMap::new();
         let mut probe = |name: &str, program: &Path| {
-            let version = process::capture(
+            let version = child::capture(
                 Command::new(program)
                     .arg("--version")
                     .env("PATH", &self.path),

@@ -40,7 +40,11 @@ struct TestObject {
     )]
     flaky_attempts: Vec<String>,
     /// Memory counters after each cycle (the leak ledger's trend series).
-    #[serde(rename = "kcycle-cycles", default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        rename = "kcycle-cycles",
+        default,
+        skip_serializing_if = "Vec::is_empty"
+    )]
     cycles: Vec<crate::outcome::CycleSample>,
 }
 

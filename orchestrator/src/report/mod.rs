@@ -5,10 +5,12 @@
 //! that touches files, and it replaces each file atomically so a killed run
 //! still leaves valid reports.
 
+pub mod github;
 pub mod igt_json;
 pub mod junit;
 pub mod merge;
 pub mod results_dir;
+pub mod sink;
 pub mod summary;
 pub mod terminal;
 

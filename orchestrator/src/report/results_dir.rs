@@ -4,7 +4,6 @@
 //! CI job, a full disk — the directory holds valid reports of every test
 //! finished so far.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use crate::outcome::{RunInfo, TestResult};
@@ -41,21 +40,12 @@ pub fn create(dir: &Path) -> Result<(), ResultsError> {
     })
 }
 
-/// Replace `path` with `bytes` atomically: write a sibling temp file, fsync, rename.
+/// Replace `path` with `bytes` atomically ([`crate::sys::fs::write_atomic`]).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ResultsError> {
-    let error = |source| ResultsError::Write {
+    crate::sys::fs::write_atomic(path, bytes).map_err(|source| ResultsError::Write {
         path: path.to_path_buf(),
         source,
-    };
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".kcycle-")
-        .tempfile_in(dir)
-        .map_err(error)?;
-    tmp.write_all(bytes).map_err(error)?;
-    tmp.as_file().sync_all().map_err(error)?;
-    tmp.persist(path).map_err(|e| error(e.error))?;
-    Ok(())
+    })
 }
 
 /// Keeps the results of a run and rewrites the reports as results arrive.

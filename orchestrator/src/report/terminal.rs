@@ -12,7 +12,8 @@ use std::time::Duration;
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::outcome::TestResult;
+use crate::outcome::{RunInfo, TestResult};
+use crate::report::{sink, summary};
 use crate::run::Event;
 use crate::status::Status;
 
@@ -23,10 +24,11 @@ pub struct Terminal {
     planned: usize,
     finished: usize,
     totals: BTreeMap<Status, usize>,
-    /// Emit GitHub Actions workflow commands (`::error`) for failures.
-    github: bool,
     /// Where the full logs are, to point failures at them.
     results_dir: Option<std::path::PathBuf>,
+    /// For the summary printed at the end.
+    info: Option<RunInfo>,
+    results: Vec<TestResult>,
 }
 
 struct Bars {
@@ -37,7 +39,7 @@ struct Bars {
 
 impl Terminal {
     /// `fancy`: draw progress bars (stderr is a terminal and --progress allows it).
-    pub fn new(fancy: bool, github: bool) -> Self {
+    pub fn new(fancy: bool) -> Self {
         let bars = fancy.then(|| {
             let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
             let totals = multi.add(ProgressBar::new_spinner());
@@ -57,8 +59,9 @@ impl Terminal {
             planned: 0,
             finished: 0,
             totals: BTreeMap::new(),
-            github,
             results_dir: None,
+            info: None,
+            results: Vec::new(),
         }
     }
 
@@ -71,6 +74,7 @@ impl Terminal {
     pub fn event(&mut self, event: &Event) {
         match event {
             Event::RunStarted { tests, info } => {
+                self.info = Some(info.clone());
                 self.planned = tests.len();
                 self.planned_names = tests.iter().cloned().collect();
                 self.line(&format!(
@@ -104,16 +108,28 @@ impl Terminal {
             Event::StepStarted { guest, test, step } => {
                 self.guest_message(*guest, &format!("{test}: {step}"))
             }
-            Event::TestFinished { result, guest } => self.finished(result, *guest),
-            Event::Notice { message } => self.line(&format!("kcycle: {message}")),
-            Event::RunFinished => {
-                if let Some(bars) = self.bars.take() {
-                    for bar in bars.guests.values() {
-                        bar.finish_and_clear();
-                    }
-                    bars.totals.finish_and_clear();
-                }
+            Event::TestFinished { result, guest } => {
+                self.finished(result, *guest);
+                sink::keep(&mut self.results, result.clone());
             }
+            Event::Notice { message } => self.line(&format!("kcycle: {message}")),
+            Event::RunFinished => self.run_finished(),
+        }
+    }
+
+    /// Clear the bars; print the summary and where the results are.
+    fn run_finished(&mut self) {
+        if let Some(bars) = self.bars.take() {
+            for bar in bars.guests.values() {
+                bar.finish_and_clear();
+            }
+            bars.totals.finish_and_clear();
+        }
+        if let Some(info) = &self.info {
+            self.line(&format!("\n{}", summary::render(info, &self.results)));
+        }
+        if let Some(dir) = &self.results_dir {
+            self.line(&format!("kcycle: results in {}", dir.display()));
         }
     }
 
@@ -151,18 +167,8 @@ impl Terminal {
                     "\n      logs: {} (test \"{}\": out, err, dmesg), console: {}",
                     dir.join("results.json").display(),
                     result.name,
-                    dir.join(format!("console-{}-guest{guest}.log", result.suite))
+                    dir.join(format!("console-{}-guest{guest}*.log", result.suite))
                         .display()
-                ));
-            }
-            if self.github {
-                let title = result
-                    .headline()
-                    .map_or(result.status.as_str(), |f| f.title.as_str());
-                line.push_str(&format!(
-                    "\n::error title={}::{}",
-                    workflow_property(&result.name),
-                    workflow_data(title)
                 ));
             }
         }
@@ -217,77 +223,4 @@ impl Terminal {
 
 fn seconds(duration: Duration) -> String {
     format!("{:.1}s", duration.as_secs_f64())
-}
-
-/// GitHub workflow command data ends at a newline and treats '%' specially.
-fn workflow_data(text: &str) -> String {
-    text.replace('%', "%25")
-        .replace('\r', "%0D")
-        .replace('\n', "%0A")
-}
-
-/// Property values also end at ':' and ','.
-fn workflow_property(text: &str) -> String {
-    workflow_data(text).replace(':', "%3A").replace(',', "%2C")
-}
-
-/// The last `lines` lines of `text` as a folded GitHub Actions log group.
-/// Workflow commands are switched off inside (`::stop-commands::`), so a
-/// guest line that happens to start with `::` cannot act on the workflow;
-/// `token` must not occur in `text`.
-pub fn github_group(title: &str, text: &str, lines: usize, token: &str) -> String {
-    let all: Vec<&str> = text.lines().collect();
-    let tail = &all[all.len().saturating_sub(lines)..];
-    let mut out = format!("::group::{}\n", workflow_data(title));
-    if tail.len() < all.len() {
-        out.push_str(&format!("[last {} of {} lines]\n", tail.len(), all.len()));
-    }
-    out.push_str(&format!("::stop-commands::{token}\n"));
-    for line in tail {
-        out.push_str(line);
-        out.push('\n');
-    }
-    out.push_str(&format!("::{token}::\n::endgroup::\n"));
-    out
-}
-
-/// Print the tail of a guest console log (`path`) to stderr as a GitHub
-/// Actions log group; for runs where `GITHUB_ACTIONS=true`.
-pub fn print_console_group(path: &Path, lines: usize) -> std::io::Result<()> {
-    let bytes = std::fs::read(path)?;
-    let text = String::from_utf8_lossy(&bytes);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
-    let token = format!("kcycle-{}-{nanos}", std::process::id());
-    let title = format!("guest console {}", path.display());
-    std::io::stderr().write_all(github_group(&title, &text, lines, &token).as_bytes())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn github_group_folds_the_tail_with_commands_off() {
-        let text = "one\n::error::from the guest\nthree\n";
-        assert_eq!(
-            github_group("guest console a,b", text, 2, "T"),
-            "::group::guest console a,b\n[last 2 of 3 lines]\n::stop-commands::T\n\
-             ::error::from the guest\nthree\n::T::\n::endgroup::\n"
-        );
-        assert_eq!(
-            github_group("c", "only\n", 10, "T"),
-            "::group::c\n::stop-commands::T\nonly\n::T::\n::endgroup::\n"
-        );
-    }
-
-    #[test]
-    fn print_console_group_reads_the_file() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("console.log");
-        std::fs::write(&path, "Linux version 6.12\n").unwrap();
-        print_console_group(&path, 5).unwrap();
-        assert!(print_console_group(&dir.path().join("missing.log"), 5).is_err());
-    }
 }

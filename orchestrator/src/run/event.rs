@@ -3,6 +3,61 @@
 
 use crate::outcome::{RunInfo, TestResult};
 
+/// Why a guest slot boots.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BootReason {
+    /// A fresh guest for a suite: attempt `attempt` of `attempts`.
+    Suite {
+        suite: String,
+        attempt: u32,
+        attempts: u32,
+    },
+    /// The previous test left the guest unfit.
+    Unfit(Unfit),
+}
+
+/// Why a guest must restart before its next test.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Unfit {
+    /// The test ended with a guest fault (crash, timeout, incomplete).
+    Fault(crate::status::Status),
+    /// Something the test's module created stayed after its unload.
+    Leftover(String),
+    /// A module the test loaded is still loaded.
+    ModuleLoaded(String),
+    /// New fatal taint (WARN, DIE, BAD_PAGE, MCE), by flag.
+    Tainted(Vec<String>),
+}
+
+impl std::fmt::Display for Unfit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Unfit::Fault(status) => write!(f, "the previous test ended with {status}"),
+            Unfit::Leftover(name) => write!(f, "the previous test left {name} behind"),
+            Unfit::ModuleLoaded(module) => {
+                write!(f, "the previous test left module {module} loaded")
+            }
+            Unfit::Tainted(flags) => write!(f, "the kernel is tainted: {}", flags.join(", ")),
+        }
+    }
+}
+
+impl std::fmt::Display for BootReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BootReason::Suite {
+                suite, attempt: 1, ..
+            } => write!(f, "for suite {suite}"),
+            BootReason::Suite {
+                suite,
+                attempt,
+                attempts,
+            } => write!(f, "retry {attempt}/{attempts} for suite {suite}"),
+            BootReason::Unfit(why) => why.fmt(f),
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub enum Event {
     /// The plan is known: test names in run order.
@@ -13,7 +68,7 @@ pub enum Event {
     /// Guest `guest` is booting (first boot or a restart, with the reason).
     GuestBooting {
         guest: usize,
-        reason: String,
+        reason: BootReason,
     },
     GuestReady {
         guest: usize,
@@ -39,4 +94,21 @@ pub enum Event {
         message: String,
     },
     RunFinished,
+}
+
+/// An event with the wall-clock time it was emitted, as reporters get it.
+#[derive(Debug, Clone)]
+pub struct Stamped {
+    pub at: std::time::SystemTime,
+    pub event: Event,
+}
+
+impl Stamped {
+    /// `event`, stamped now.
+    pub fn now(event: Event) -> Stamped {
+        Stamped {
+            at: std::time::SystemTime::now(),
+            event,
+        }
+    }
 }

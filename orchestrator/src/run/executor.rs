@@ -16,14 +16,14 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use super::command::{self, ModuleSources};
-use super::event::Event;
+use super::event::{Event, Unfit};
 use super::ledger::{self, Ledger};
 use super::machine::{Machine, MachineError, Output};
 use super::trend;
 use super::verdict::{self, kind};
 use crate::dmesg;
 use crate::outcome::{CycleSample, Finding, Severity, TestResult};
-use crate::selftest::{self, Outcome, Subtest};
+use crate::selftest::{self, Subtest, SubtestOutcome};
 use crate::snapshot::{self, Snapshot};
 use crate::status::Status;
 use crate::suite::{Action, SelftestKind, Suite, Test};
@@ -43,7 +43,7 @@ pub struct TestRun {
     pub results: Vec<TestResult>,
     /// The guest should be restarted before the next test: it crashed, hung,
     /// or was left with leftovers, loaded modules or fatal taint.
-    pub restart_reason: Option<String>,
+    pub restart_reason: Option<Unfit>,
 }
 
 /// What the executor needs besides the machine.
@@ -163,12 +163,12 @@ pub fn run_test(
     }
 }
 
-fn restart_reason(fault: Option<Status>, rec: &Recorder<'_>) -> Option<String> {
+fn restart_reason(fault: Option<Status>, rec: &Recorder<'_>) -> Option<Unfit> {
     if let Some(fault) = fault {
-        return Some(format!("the previous test ended with {fault}"));
+        return Some(Unfit::Fault(fault));
     }
     if let Some(leftover) = rec.ledger.leftovers.first() {
-        return Some(format!("the previous test left {} behind", leftover.name));
+        return Some(Unfit::Leftover(leftover.name.clone()));
     }
     let loaded: Vec<&String> = rec
         .current
@@ -177,7 +177,7 @@ fn restart_reason(fault: Option<Status>, rec: &Recorder<'_>) -> Option<String> {
         .filter(|m| !rec.baseline.modules.contains(m))
         .collect();
     if let Some(module) = loaded.first() {
-        return Some(format!("the previous test left module {module} loaded"));
+        return Some(Unfit::ModuleLoaded(module.to_string()));
     }
     let fatal: Vec<String> = rec
         .current
@@ -187,8 +187,7 @@ fn restart_reason(fault: Option<Status>, rec: &Recorder<'_>) -> Option<String> {
         .filter(|f| f.is_fatal())
         .map(|f| f.to_string())
         .collect();
-    (rec.ctx.restart_on_taint && !fatal.is_empty())
-        .then(|| format!("the kernel is tainted: {}", fatal.join(", ")))
+    (rec.ctx.restart_on_taint && !fatal.is_empty()).then_some(Unfit::Tainted(fatal))
 }
 
 impl Recorder<'_> {
@@ -495,7 +494,7 @@ impl Recorder<'_> {
             let result = output.stdout.trim();
             let any_subtest_failed = subtests
                 .iter()
-                .any(|s| matches!(s.outcome, Outcome::Fail(_)));
+                .any(|s| matches!(s.outcome, SubtestOutcome::Fail(_)));
             if output.status == 0 && !command::selftest_passed(result) && !any_subtest_failed {
                 self.findings.push(Finding {
                     kind: kind::SELFTEST_RESULT.into(),
@@ -519,10 +518,10 @@ impl Recorder<'_> {
     ) {
         let range = subtest.first_line..subtest.end_line.min(lines.len());
         let mut status = match &subtest.outcome {
-            Outcome::Pass => Status::Pass,
-            Outcome::Fail(_) => Status::Fail,
-            Outcome::Skip(_) => Status::Skip,
-            Outcome::Incomplete => Status::Incomplete,
+            SubtestOutcome::Pass => Status::Pass,
+            SubtestOutcome::Fail(_) => Status::Fail,
+            SubtestOutcome::Skip(_) => Status::Skip,
+            SubtestOutcome::Incomplete => Status::Incomplete,
         };
         let inside: Vec<Finding> = findings
             .iter()
@@ -536,7 +535,7 @@ impl Recorder<'_> {
         let name = format!("{}@{}", self.ctx.test.name, subtest.name);
         let excerpt = lines.get(range).unwrap_or_default().join("\n");
         let detail = match &subtest.outcome {
-            Outcome::Fail(why) | Outcome::Skip(why) => format!("{why}\n"),
+            SubtestOutcome::Fail(why) | SubtestOutcome::Skip(why) => format!("{why}\n"),
             _ => String::new(),
         };
         let result = TestResult {
@@ -592,7 +591,11 @@ impl Recorder<'_> {
             .cloned()
             .collect();
         for found in dmesg::classify(&console) {
-            self.charge(from_dmesg(found), "the console when the guest gave out", &loaded);
+            self.charge(
+                from_dmesg(found),
+                "the console when the guest gave out",
+                &loaded,
+            );
         }
         self.err.push_str(&format!("{error}\n"));
         status

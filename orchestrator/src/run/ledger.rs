@@ -48,12 +48,7 @@ impl Leftover {
                 }
             }
         }
-        if let Some(last) = self
-            .name
-            .rsplit(['/', ' '])
-            .next()
-            .filter(|l| l.len() >= 4)
-        {
+        if let Some(last) = self.name.rsplit(['/', ' ']).next().filter(|l| l.len() >= 4) {
             keys.push(last.to_string());
         }
         keys.dedup();
@@ -193,9 +188,8 @@ impl Ledger {
         if tops.len() > MAX_TITLED {
             title.push_str(&format!(" (+{} more)", tops.len() - MAX_TITLED));
         }
-        let mut report = format!(
-            "Present in {source} after the {by} of {module} but not before its load:\n"
-        );
+        let mut report =
+            format!("Present in {source} after the {by} of {module} but not before its load:\n");
         for name in listed.iter().take(MAX_LISTED) {
             report.push_str(&format!("  {name}\n"));
         }
@@ -225,7 +219,11 @@ impl Ledger {
     pub fn blame(&self, text: &str) -> Option<&Leftover> {
         let mut best: Option<(usize, &Leftover)> = None;
         for leftover in &self.leftovers {
-            if let Some(key) = leftover.keys().into_iter().find(|k| text.contains(k.as_str())) {
+            if let Some(key) = leftover
+                .keys()
+                .into_iter()
+                .find(|k| text.contains(k.as_str()))
+            {
                 if best.is_none_or(|(len, _)| key.len() >= len) {
                     best = Some((key.len(), leftover));
                 }
@@ -290,12 +288,7 @@ impl Ledger {
         let name = symbols
             .symbolize(module, &gone.sections, address)
             .map(|s| format!("{module}:{s}"))
-            .unwrap_or_else(|| {
-                format!(
-                    "{module}+{:#x}",
-                    address - gone.range.start
-                )
-            });
+            .unwrap_or_else(|| format!("{module}+{:#x}", address - gone.range.start));
         let frames: Vec<String> = addresses
             .iter()
             .filter(|&&a| gone.range.contains(a))
@@ -412,11 +405,17 @@ mod tests {
             found[0].title,
             "sysfs entries left after unload of kcycle_leaks: /sys/class/kcycle_leaks"
         );
-        assert_eq!(found[1].attribution.as_deref(), Some("left behind by unload in cycle 2"));
+        assert_eq!(
+            found[1].attribution.as_deref(),
+            Some("left behind by unload in cycle 2")
+        );
 
         // The next load's complaint names the leftover in the kernel's own spelling.
         let dup = "sysctl duplicate entry: /kcycle/kcycle_leaks/value";
-        assert_eq!(ledger.blame(dup).unwrap().name, "/proc/sys/kcycle/kcycle_leaks/value");
+        assert_eq!(
+            ledger.blame(dup).unwrap().name,
+            "/proc/sys/kcycle/kcycle_leaks/value"
+        );
         let sysfs = "sysfs: cannot create duplicate filename '/class/kcycle_leaks'";
         assert_eq!(ledger.blame(sysfs).unwrap().name, "/sys/class/kcycle_leaks");
         assert!(ledger.blame("WARNING in something_else").is_none());
@@ -430,28 +429,46 @@ mod tests {
         let sections =
             parse_sections("/sys/module/kcycle_leaks/sections/.text 0xffffffffc0201000\n");
         ledger.loaded("kcycle_leaks", &loaded, sections);
-        assert!(ledger.unloaded("kcycle_leaks", &after, &after, "unload", 3).is_empty());
+        assert!(ledger
+            .unloaded("kcycle_leaks", &after, &after, "unload", 3)
+            .is_empty());
         let oops = Finding {
             kind: "oops".into(),
             title: "BUG: unable to handle page fault for address: ffffffffc0201040".into(),
             severity: Severity::Fail,
-            report: "RIP: 0010:0xffffffffc0201040\nModules linked in: [last unloaded: kcycle_leaks]\n".into(),
+            report:
+                "RIP: 0010:0xffffffffc0201040\nModules linked in: [last unloaded: kcycle_leaks]\n"
+                    .into(),
             attribution: None,
             known_issue: None,
         };
         let uaf = ledger.use_after_unload(&oops, &[], &NoSymbols).unwrap();
         assert_eq!(uaf.kind, kind::USE_AFTER_UNLOAD);
-        assert_eq!(uaf.title, "kcycle_leaks code ran after its unload: kcycle_leaks+0x40");
-        assert_eq!(uaf.attribution.as_deref(), Some("callback left armed by unload in cycle 3"));
+        assert_eq!(
+            uaf.title,
+            "kcycle_leaks code ran after its unload: kcycle_leaks+0x40"
+        );
+        assert_eq!(
+            uaf.attribution.as_deref(),
+            Some("callback left armed by unload in cycle 3")
+        );
         // The same address in a module loaded there now is that module's business.
-        let reloaded = ModuleRange { module: "other".into(), start: 0xffffffffc0201000, size: 4096 };
-        assert!(ledger.use_after_unload(&oops, &[reloaded], &NoSymbols).is_none());
+        let reloaded = ModuleRange {
+            module: "other".into(),
+            start: 0xffffffffc0201000,
+            size: 4096,
+        };
+        assert!(ledger
+            .use_after_unload(&oops, &[reloaded], &NoSymbols)
+            .is_none());
     }
 
     #[test]
     fn addresses_in_reports() {
         assert_eq!(
-            kernel_addresses("RIP: 0010:0xffffffffc0201040 Code: ffff8880 address: ffffffffc0201041,"),
+            kernel_addresses(
+                "RIP: 0010:0xffffffffc0201040 Code: ffff8880 address: ffffffffc0201041,"
+            ),
             [0xffffffffc0201040, 0xffffffffc0201041]
         );
     }

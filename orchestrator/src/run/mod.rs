@@ -13,12 +13,14 @@ pub mod machine;
 pub mod plan;
 pub mod qemu;
 pub mod scheduler;
+pub mod session;
 pub mod trend;
 pub mod verdict;
 
 pub use event::Event;
 pub use machine::{Machine, MachineError, Output};
 pub use scheduler::{run_plan, MachineFactory, RunOptions};
+pub use session::{Finished, Session};
 
 #[cfg(test)]
 mod tests;

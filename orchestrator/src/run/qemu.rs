@@ -7,6 +7,7 @@
 //! survive a restart. When the machine is dropped, QEMU is shut down and the
 //! console logs are copied into the results directory.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -17,7 +18,8 @@ use super::scheduler::MachineFactory;
 use crate::guest::{BootSpec, ExecRequest, Guest, GuestError, RunDir, SshError};
 use crate::suite::Suite;
 use crate::symbols::{KoSymbols, Symbolizer};
-use crate::vm::Killer;
+use crate::sys::cancel::{Cancel, HookGuard};
+use crate::sys::error::chain as error_chain;
 
 /// Kernel arguments every runner guest gets:
 /// - `slab_nomerge`: a cache a module leaks stays visible by name (merged
@@ -28,10 +30,40 @@ use crate::vm::Killer;
 ///   a chatty driver does not run at the speed of an emulated UART;
 /// - `oops=panic`: an oops ends the step at once as a crash with its report,
 ///   instead of a hung unload that runs into its deadline.
-pub const RUNNER_CMDLINE: [&str; 4] = ["slab_nomerge", "log_buf_len=16M", "loglevel=5", "oops=panic"];
+pub const RUNNER_CMDLINE: [&str; 4] = [
+    "slab_nomerge",
+    "log_buf_len=16M",
+    "loglevel=5",
+    "oops=panic",
+];
 
 /// Bytes of kernel log in one step that mean the ring buffer may have wrapped.
 pub const LOG_BUF_FULL: usize = 15 << 20;
+
+/// Boot numbers already handed out per console base name, so every boot of
+/// a slot (first boots, retries, restarts) gets its own console file.
+#[derive(Debug, Default)]
+pub struct BootCounter {
+    next: Mutex<BTreeMap<String, usize>>,
+}
+
+impl BootCounter {
+    /// The next boot number for `name`: 0, 1, 2...
+    fn take(&self, name: &str) -> usize {
+        let mut next = self.next.lock().unwrap_or_else(|p| p.into_inner());
+        let slot = next.entry(name.to_string()).or_default();
+        *slot += 1;
+        *slot - 1
+    }
+}
+
+/// `console-<suite>-guest<N>.log` for a slot's first boot, then `.1.log`, `.2.log`...
+pub fn console_file(name: &str, boot: usize) -> String {
+    match boot {
+        0 => format!("{name}.log"),
+        n => format!("{name}.{n}.log"),
+    }
+}
 
 /// Boots QEMU guests for suites from one prepared [`BootSpec`].
 pub struct QemuFactory {
@@ -41,8 +73,10 @@ pub struct QemuFactory {
     pub module_files: Vec<PathBuf>,
     /// Where console logs are copied when a guest goes away.
     pub results_dir: PathBuf,
-    /// Killers of every running QEMU, for Ctrl-C.
-    pub killers: Arc<Mutex<Vec<Killer>>>,
+    /// Cancelling this kills every QEMU, so in-flight commands end at once.
+    pub cancel: Cancel,
+    /// Numbers the boots of each slot for the console file names.
+    pub boots: Arc<BootCounter>,
     /// The kernel's modules tree and `--module` files, for naming the code
     /// of unloaded modules.
     pub symbols: KoSymbols,
@@ -71,18 +105,24 @@ pub fn module_name(file: &Path) -> Option<String> {
 
 impl MachineFactory for QemuFactory {
     fn boot(&self, suite: &Suite, guest: usize) -> Result<Box<dyn Machine>, MachineError> {
-        let run_dir = RunDir::temporary().map_err(|e| MachineError::Boot(format!("{e:#}")))?;
+        let run_dir = RunDir::temporary().map_err(|e| MachineError::Boot(error_chain(&e)))?;
         let mut spec = self.spec.clone();
         spec.cmdline
             .extend(RUNNER_CMDLINE.iter().map(|a| a.to_string()));
         spec.cmdline.extend(suite.cmdline.iter().cloned());
         let booted = Guest::boot(spec, run_dir.path());
         let console_name = format!("console-{}-guest{guest}", suite.name);
+        let first_boot = self.boots.take(&console_name);
         let guest = match booted {
             Ok(guest) => guest,
             Err(error) => {
                 // Keep the console of a guest that never came up: it says why.
-                copy_consoles(run_dir.path(), &self.results_dir, &console_name);
+                copy_consoles(
+                    run_dir.path(),
+                    &self.results_dir,
+                    &console_name,
+                    &[first_boot],
+                );
                 return Err(MachineError::Boot(error_chain(&error)));
             }
         };
@@ -92,7 +132,10 @@ impl MachineFactory for QemuFactory {
             module_files: self.module_files.clone(),
             results_dir: self.results_dir.clone(),
             console_name,
-            killers: Arc::clone(&self.killers),
+            boot_numbers: vec![first_boot],
+            boots: Arc::clone(&self.boots),
+            cancel: self.cancel.clone(),
+            kill_on_cancel: None,
         };
         machine.after_boot()?;
         Ok(Box::new(machine))
@@ -109,7 +152,12 @@ pub struct QemuMachine {
     module_files: Vec<PathBuf>,
     results_dir: PathBuf,
     console_name: String,
-    killers: Arc<Mutex<Vec<Killer>>>,
+    /// The boot number of each of this machine's boots, in order.
+    boot_numbers: Vec<usize>,
+    boots: Arc<BootCounter>,
+    cancel: Cancel,
+    /// Kills the current QEMU when the run is cancelled.
+    kill_on_cancel: Option<HookGuard>,
 }
 
 impl QemuMachine {
@@ -119,12 +167,10 @@ impl QemuMachine {
             .ok_or_else(|| MachineError::Lost("the guest was shut down".into()))
     }
 
-    /// Register the new QEMU for Ctrl-C and copy the module files in.
+    /// Hook the new QEMU to the cancel token and copy the module files in.
     fn after_boot(&mut self) -> Result<(), MachineError> {
         let killer = self.guest()?.vm().killer();
-        if let Ok(mut killers) = self.killers.lock() {
-            killers.push(killer);
-        }
+        self.kill_on_cancel = Some(self.cancel.on_cancel(move || killer.kill()));
         if self.module_files.is_empty() {
             return Ok(());
         }
@@ -183,6 +229,8 @@ impl Machine for QemuMachine {
     }
 
     fn restart(&mut self) -> Result<(), MachineError> {
+        let number = self.boots.take(&self.console_name);
+        self.boot_numbers.push(number);
         self.guest()?
             .restart()
             .map_err(|e| MachineError::Boot(error_chain(&e)))?;
@@ -190,9 +238,7 @@ impl Machine for QemuMachine {
     }
 
     fn console_mark(&mut self) -> usize {
-        self.guest
-            .as_mut()
-            .map_or(0, |g| g.console().line_count())
+        self.guest.as_mut().map_or(0, |g| g.console().line_count())
     }
 
     fn console_since(&mut self, mark: usize) -> String {
@@ -213,37 +259,70 @@ impl Drop for QemuMachine {
         if let Some(guest) = self.guest.take() {
             let _ = guest.shutdown(Duration::from_secs(5));
         }
-        copy_consoles(self.run_dir.path(), &self.results_dir, &self.console_name);
+        copy_consoles(
+            self.run_dir.path(),
+            &self.results_dir,
+            &self.console_name,
+            &self.boot_numbers,
+        );
     }
 }
 
-/// Copy `console.log` and the `console.<n>.log` of earlier boots to the results.
-fn copy_consoles(run_dir: &Path, results_dir: &Path, name: &str) {
-    let Ok(entries) = std::fs::read_dir(run_dir) else {
+/// Copy the consoles of one run directory to the results, named by boot
+/// number: [`crate::guest::Guest::restart`] keeps the k-th earlier boot as
+/// `console.<k>.log` and the current one as `console.log`, and `numbers`
+/// holds each boot's number in the same order.
+fn copy_consoles(run_dir: &Path, results_dir: &Path, name: &str, numbers: &[usize]) {
+    let Some((current, earlier)) = numbers.split_last() else {
         return;
     };
-    for entry in entries.flatten() {
-        let file = entry.file_name().to_string_lossy().into_owned();
-        if let Some(rest) = file.strip_prefix("console") {
-            let _ = std::fs::copy(entry.path(), results_dir.join(format!("{name}{rest}")));
+    let mut files = vec![(crate::vm::CONSOLE_LOG.to_string(), *current)];
+    for (k, number) in earlier.iter().enumerate() {
+        files.push((format!("console.{}.log", k + 1), *number));
+    }
+    for (file, number) in files {
+        let from = run_dir.join(file);
+        if from.is_file() {
+            let _ = std::fs::copy(from, results_dir.join(console_file(name, number)));
         }
     }
-}
-
-/// An error with its causes, on one line.
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(&format!(": {cause}"));
-        source = cause.source();
-    }
-    text
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn consoles_are_named_by_boot_order() {
+        let run_dir = tempfile::tempdir().unwrap();
+        let results = tempfile::tempdir().unwrap();
+        // Three boots in one run directory: numbers 0, 2, 3 (1 was another machine's).
+        for (file, text) in [
+            ("console.1.log", "boot 0"),
+            ("console.2.log", "boot 2"),
+            ("console.log", "boot 3"),
+        ] {
+            std::fs::write(run_dir.path().join(file), text).unwrap();
+        }
+        copy_consoles(
+            run_dir.path(),
+            results.path(),
+            "console-s-guest0",
+            &[0, 2, 3],
+        );
+        let read =
+            |n| std::fs::read_to_string(results.path().join(console_file("console-s-guest0", n)));
+        assert_eq!(read(0).unwrap(), "boot 0");
+        assert_eq!(read(2).unwrap(), "boot 2");
+        assert_eq!(read(3).unwrap(), "boot 3");
+        assert!(read(1).is_err());
+        assert_eq!(console_file("c", 0), "c.log");
+        let counter = BootCounter::default();
+        assert_eq!(
+            (counter.take("a"), counter.take("a"), counter.take("b")),
+            (0, 1, 0)
+        );
+    }
 
     #[test]
     fn module_names_from_files() {

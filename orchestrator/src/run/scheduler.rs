@@ -4,17 +4,17 @@
 //! planned test.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use super::command::ModuleSources;
-use super::event::Event;
+use super::event::{BootReason, Event};
 use super::executor::{run_test, TestContext};
 use super::machine::{Machine, MachineError};
 use crate::outcome::{Finding, Severity, TestResult};
 use crate::status::Status;
 use crate::suite::{Suite, Test};
+use crate::sys::Cancel;
 
 /// Name of the result that records why a run stopped early (IGT: `igt@runner@aborted`).
 pub const ABORTED_TEST: &str = "kcycle@runner@aborted";
@@ -39,6 +39,38 @@ pub struct RunOptions {
     pub restart_on_taint: bool,
 }
 
+/// One guest slot: what its guest is fit for. A dirty guest restarts only
+/// when a next test exists and the run is not cancelled, so the last test's
+/// leftovers and a Ctrl-C cost no boot.
+enum Slot<'p> {
+    /// No guest (before the first test, or after a boot failed).
+    Empty,
+    /// A guest ready for tests of this suite.
+    Ready {
+        suite: &'p str,
+        machine: Box<dyn Machine>,
+    },
+    /// A guest of this suite that must restart before its next test.
+    Dirty {
+        suite: &'p str,
+        machine: Box<dyn Machine>,
+        reason: BootReason,
+    },
+}
+
+/// What one guest thread shares with the others.
+struct Shared<'a, 'p> {
+    plan: &'a [(&'p Suite, &'p Test)],
+    options: RunOptions,
+    factory: &'a dyn MachineFactory,
+    sources: &'a ModuleSources,
+    cancel: &'a Cancel,
+    emit: &'a (dyn Fn(Event) + Sync),
+    queue: Mutex<VecDeque<usize>>,
+    aborted: Mutex<Option<String>>,
+    run_start: Instant,
+}
+
 /// Run `plan` per `options`. `emit` receives every event, from every
 /// guest's thread. Returns when every planned test has a result.
 pub fn run_plan(
@@ -46,156 +78,217 @@ pub fn run_plan(
     options: RunOptions,
     factory: &dyn MachineFactory,
     sources: &ModuleSources,
-    interrupted: &AtomicBool,
+    cancel: &Cancel,
     emit: &(dyn Fn(Event) + Sync),
 ) {
-    let run_start = Instant::now();
-    let queue: Mutex<VecDeque<usize>> = Mutex::new((0..plan.len()).collect());
-    let aborted: Mutex<Option<String>> = Mutex::new(None);
-
+    let shared = Shared {
+        plan,
+        options,
+        factory,
+        sources,
+        cancel,
+        emit,
+        queue: Mutex::new((0..plan.len()).collect()),
+        aborted: Mutex::new(None),
+        run_start: Instant::now(),
+    };
     std::thread::scope(|scope| {
         for guest in 0..options.jobs.clamp(1, plan.len().max(1)) {
-            let (queue, aborted) = (&queue, &aborted);
-            scope.spawn(move || {
-                let mut current: Option<(&str, Box<dyn Machine>)> = None;
-                loop {
-                    if interrupted.load(Ordering::SeqCst) {
-                        return;
-                    }
-                    let Some(index) = queue.lock().ok().and_then(|mut q| q.pop_front()) else {
-                        return;
-                    };
-                    let (suite, test) = plan[index];
-                    let fits = current
-                        .as_ref()
-                        .is_some_and(|(name, _)| *name == suite.name);
-                    if !fits {
-                        // Shut down a guest set up for another suite before booting this one.
-                        drop(current.take());
-                        match boot_with_retries(factory, suite, guest, emit) {
-                            Ok(machine) => current = Some((suite.name.as_str(), machine)),
-                            Err(error) => {
-                                // Give the test back: another guest may still run it.
-                                if let Ok(mut q) = queue.lock() {
-                                    q.push_front(index);
-                                }
-                                if let Ok(mut a) = aborted.lock() {
-                                    a.get_or_insert(format!("guest {guest}: {error}"));
-                                }
-                                return;
-                            }
-                        }
-                    }
-                    let Some((_, machine)) = current.as_mut() else {
-                        return;
-                    };
-                    let ctx = TestContext {
-                        suite,
-                        test,
-                        sources,
-                        guest,
-                        run_start,
-                        restart_on_taint: options.restart_on_taint,
-                        symbols: factory.symbols(),
-                    };
-                    let run = run_test(machine.as_mut(), &ctx, &mut |e| emit(e));
-                    if let Some(reason) = run.restart_reason {
-                        emit(Event::GuestBooting { guest, reason });
-                        let started = Instant::now();
-                        match machine.restart() {
-                            Ok(()) => emit(Event::GuestReady {
-                                guest,
-                                seconds: started.elapsed().as_secs_f64(),
-                            }),
-                            // Boot afresh for the next test (with retries), or give up then.
-                            Err(_) => current = None,
-                        }
-                    }
-                }
-            });
+            let shared = &shared;
+            scope.spawn(move || shared.guest_thread(guest));
         }
     });
-
-    // Whatever is left in the queue did not run.
-    let left: Vec<usize> = queue.into_inner().map(Vec::from).unwrap_or_default();
-    let reason = aborted.into_inner().ok().flatten();
-    let why = match (&reason, interrupted.load(Ordering::SeqCst)) {
-        (_, true) => "the run was interrupted".to_string(),
-        (Some(reason), false) => format!("not run: {reason}"),
-        (None, false) => "not run".to_string(),
-    };
-    for index in left {
-        let (suite, test) = plan[index];
-        emit(Event::TestFinished {
-            guest: 0,
-            result: not_run(suite, test, &why, run_start.elapsed().as_secs_f64()),
-        });
-    }
-    if let Some(reason) = reason {
-        emit(Event::TestFinished {
-            guest: 0,
-            result: TestResult {
-                name: ABORTED_TEST.into(),
-                suite: "runner".into(),
-                status: Status::Abort,
-                start: run_start.elapsed().as_secs_f64(),
-                duration: Duration::ZERO,
-                findings: vec![Finding {
-                    kind: "abort".into(),
-                    title: reason.clone(),
-                    severity: Severity::Fail,
-                    report: String::new(),
-                    attribution: None,
-                    known_issue: None,
-                }],
-                out: String::new(),
-                err: reason,
-                dmesg: String::new(),
-                flaky_attempts: Vec::new(),
-                cycles: Vec::new(),
-            },
-        });
-    }
+    shared.account_for_the_rest();
     emit(Event::RunFinished);
+}
+
+impl<'p> Shared<'_, 'p> {
+    /// Take tests in plan order until none are left, the run is cancelled or
+    /// this slot cannot get a guest.
+    fn guest_thread(&self, guest: usize) {
+        let mut slot = Slot::Empty;
+        while !self.cancel.is_cancelled() {
+            let Some(index) = self.queue.lock().ok().and_then(|mut q| q.pop_front()) else {
+                break;
+            };
+            let (suite, test) = self.plan[index];
+            let mut machine = match self.fit(slot, suite, guest) {
+                Ok(machine) => machine,
+                Err(error) => {
+                    // Give the test back: another guest may still run it.
+                    if let Ok(mut q) = self.queue.lock() {
+                        q.push_front(index);
+                    }
+                    if !self.cancel.is_cancelled() {
+                        if let Ok(mut a) = self.aborted.lock() {
+                            a.get_or_insert(format!("guest {guest}: {error}"));
+                        }
+                    }
+                    return;
+                }
+            };
+            let ctx = TestContext {
+                suite,
+                test,
+                sources: self.sources,
+                guest,
+                run_start: self.run_start,
+                restart_on_taint: self.options.restart_on_taint,
+                symbols: self.factory.symbols(),
+            };
+            let run = run_test(machine.as_mut(), &ctx, &mut |e| (self.emit)(e));
+            let suite = suite.name.as_str();
+            slot = match run.restart_reason {
+                Some(unfit) => Slot::Dirty {
+                    suite,
+                    machine,
+                    reason: BootReason::Unfit(unfit),
+                },
+                None => Slot::Ready { suite, machine },
+            };
+        }
+    }
+
+    /// A guest ready for `suite`: the slot's own, restarted if dirty, or a
+    /// fresh boot (another suite's guest is shut down first).
+    fn fit(
+        &self,
+        slot: Slot<'p>,
+        suite: &'p Suite,
+        guest: usize,
+    ) -> Result<Box<dyn Machine>, MachineError> {
+        match slot {
+            Slot::Ready {
+                suite: name,
+                machine,
+            } if name == suite.name => Ok(machine),
+            Slot::Dirty {
+                suite: name,
+                mut machine,
+                reason,
+            } if name == suite.name => {
+                (self.emit)(Event::GuestBooting { guest, reason });
+                let started = Instant::now();
+                match machine.restart() {
+                    Ok(()) => {
+                        self.ready(guest, started);
+                        Ok(machine)
+                    }
+                    Err(error) => {
+                        if !self.cancel.is_cancelled() {
+                            (self.emit)(Event::Notice {
+                                message: format!(
+                                    "guest {guest} failed to restart: {error}; booting a fresh one"
+                                ),
+                            });
+                        }
+                        drop(machine);
+                        self.boot_with_retries(suite, guest)
+                    }
+                }
+            }
+            other => {
+                // Shut down a guest set up for another suite before booting this one.
+                drop(other);
+                self.boot_with_retries(suite, guest)
+            }
+        }
+    }
+
+    fn ready(&self, guest: usize, started: Instant) {
+        (self.emit)(Event::GuestReady {
+            guest,
+            seconds: started.elapsed().as_secs_f64(),
+        });
+    }
+
+    fn boot_with_retries(
+        &self,
+        suite: &Suite,
+        guest: usize,
+    ) -> Result<Box<dyn Machine>, MachineError> {
+        let mut last = None;
+        for attempt in 1..=BOOT_ATTEMPTS {
+            if let Some(signal) = self.cancel.reason() {
+                // No boot for a run that is ending.
+                return Err(MachineError::Boot(format!(
+                    "the run was interrupted ({signal})"
+                )));
+            }
+            let reason = BootReason::Suite {
+                suite: suite.name.clone(),
+                attempt,
+                attempts: BOOT_ATTEMPTS,
+            };
+            (self.emit)(Event::GuestBooting { guest, reason });
+            let started = Instant::now();
+            match self.factory.boot(suite, guest) {
+                Ok(machine) => {
+                    self.ready(guest, started);
+                    return Ok(machine);
+                }
+                Err(error) => {
+                    (self.emit)(Event::Notice {
+                        message: format!("guest {guest} failed to boot: {error}"),
+                    });
+                    last = Some(error);
+                }
+            }
+        }
+        Err(last.unwrap_or_else(|| MachineError::Boot("no boot attempted".into())))
+    }
+
+    /// Whatever is left in the queue did not run; a boot failure is a result too.
+    fn account_for_the_rest(self) {
+        let run_start = self.run_start;
+        let left: Vec<usize> = self.queue.into_inner().map(Vec::from).unwrap_or_default();
+        let reason = self.aborted.into_inner().ok().flatten();
+        let why = match (&reason, self.cancel.reason()) {
+            (_, Some(signal)) => format!("the run was interrupted ({signal})"),
+            (Some(reason), None) => format!("not run: {reason}"),
+            (None, None) => "not run".to_string(),
+        };
+        for index in left {
+            let (suite, test) = self.plan[index];
+            (self.emit)(Event::TestFinished {
+                guest: 0,
+                result: not_run(suite, test, &why, run_start.elapsed().as_secs_f64()),
+            });
+        }
+        if let Some(reason) = reason {
+            (self.emit)(Event::TestFinished {
+                guest: 0,
+                result: aborted(reason, run_start),
+            });
+        }
+    }
 }
 
 /// Boot attempts before a guest is given up.
 const BOOT_ATTEMPTS: u32 = 2;
 
-fn boot_with_retries(
-    factory: &dyn MachineFactory,
-    suite: &Suite,
-    guest: usize,
-    emit: &(dyn Fn(Event) + Sync),
-) -> Result<Box<dyn Machine>, MachineError> {
-    let mut last = None;
-    for attempt in 1..=BOOT_ATTEMPTS {
-        emit(Event::GuestBooting {
-            guest,
-            reason: if attempt == 1 {
-                format!("for suite {}", suite.name)
-            } else {
-                format!("retry {attempt}/{BOOT_ATTEMPTS} for suite {}", suite.name)
-            },
-        });
-        let started = Instant::now();
-        match factory.boot(suite, guest) {
-            Ok(machine) => {
-                emit(Event::GuestReady {
-                    guest,
-                    seconds: started.elapsed().as_secs_f64(),
-                });
-                return Ok(machine);
-            }
-            Err(error) => {
-                emit(Event::Notice {
-                    message: format!("guest {guest} failed to boot: {error}"),
-                });
-                last = Some(error);
-            }
-        }
+/// The result that says why the run stopped early.
+fn aborted(reason: String, run_start: Instant) -> TestResult {
+    TestResult {
+        name: ABORTED_TEST.into(),
+        suite: "runner".into(),
+        status: Status::Abort,
+        start: run_start.elapsed().as_secs_f64(),
+        duration: Duration::ZERO,
+        findings: vec![Finding {
+            kind: "abort".into(),
+            title: reason.clone(),
+            severity: Severity::Fail,
+            report: String::new(),
+            attribution: None,
+            known_issue: None,
+        }],
+        out: String::new(),
+        err: reason,
+        dmesg: String::new(),
+        flaky_attempts: Vec::new(),
+        cycles: Vec::new(),
     }
-    Err(last.unwrap_or_else(|| MachineError::Boot("no boot attempted".into())))
 }
 
 /// `start` is when the run gave up on the test, so reports list it after what did run.

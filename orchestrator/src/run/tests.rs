@@ -4,8 +4,8 @@
 
 use std::collections::BTreeSet;
 use std::path::Path;
-use std::sync::atomic::AtomicBool;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::command::ModuleSources;
@@ -17,6 +17,7 @@ use super::Event;
 use crate::outcome::TestResult;
 use crate::status::Status;
 use crate::suite::Suite;
+use crate::sys::Cancel;
 
 /// A kernel with one driver, `drv`, that creates slab cache `drv_cache` and
 /// debugfs dir `drv` on load. With `legacy_exit=1` its unload leaks both, and
@@ -188,7 +189,7 @@ fn run_one(kernel: &mut FakeKernel, suite: &Suite) -> (Vec<TestResult>, Option<S
         .filter(|e| matches!(e, Event::TestFinished { .. }))
         .count();
     assert_eq!(finished, run.results.len());
-    (run.results, run.restart_reason)
+    (run.results, run.restart_reason.map(|r| r.to_string()))
 }
 
 #[test]
@@ -418,9 +419,16 @@ fn hang_and_crash_become_timeout_and_crash() {
     assert!(restart.is_some());
 }
 
+#[derive(Default)]
 struct FakeFactory {
     boots: Mutex<usize>,
     fail: bool,
+    /// Restarts of every machine this factory booted.
+    restarts: Arc<AtomicUsize>,
+    /// Every restart fails.
+    fail_restart: bool,
+    /// Cancel the run when a command containing this runs.
+    cancel_on: Option<(&'static str, Cancel)>,
 }
 
 impl MachineFactory for FakeFactory {
@@ -429,18 +437,61 @@ impl MachineFactory for FakeFactory {
         if self.fail {
             return Err(MachineError::Boot("kernel panicked at boot".into()));
         }
-        Ok(Box::new(FakeKernel::default()))
+        Ok(Box::new(Counted {
+            kernel: FakeKernel::default(),
+            restarts: Arc::clone(&self.restarts),
+            fail_restart: self.fail_restart,
+            cancel_on: self.cancel_on.clone(),
+        }))
+    }
+}
+
+/// A fake kernel whose restarts are counted (and can fail) and whose
+/// commands can cancel the run, as Ctrl-C would in the middle of a test.
+struct Counted {
+    kernel: FakeKernel,
+    restarts: Arc<AtomicUsize>,
+    fail_restart: bool,
+    cancel_on: Option<(&'static str, Cancel)>,
+}
+
+impl Machine for Counted {
+    fn exec(&mut self, command: &str, timeout: Duration) -> Result<Output, MachineError> {
+        if let Some((needle, cancel)) = &self.cancel_on {
+            if command.contains(needle) {
+                cancel.cancel("SIGINT (Ctrl-C)");
+            }
+        }
+        self.kernel.exec(command, timeout)
+    }
+
+    fn upload(&mut self, host: &Path, guest: &str) -> Result<(), MachineError> {
+        self.kernel.upload(host, guest)
+    }
+
+    fn restart(&mut self) -> Result<(), MachineError> {
+        self.restarts.fetch_add(1, Ordering::SeqCst);
+        if self.fail_restart {
+            return Err(MachineError::Boot("the guest did not come back".into()));
+        }
+        self.kernel.restart()
     }
 }
 
 fn plan_results(suite: &Suite, factory: &FakeFactory, jobs: usize) -> Vec<TestResult> {
+    plan_events(suite, factory, jobs, &Cancel::new())
+        .into_iter()
+        .filter_map(|event| match event {
+            Event::TestFinished { result, .. } => Some(result),
+            _ => None,
+        })
+        .collect()
+}
+
+fn plan_events(suite: &Suite, factory: &FakeFactory, jobs: usize, cancel: &Cancel) -> Vec<Event> {
     let plan: Vec<_> = suite.tests.iter().map(|t| (suite, t)).collect();
-    let results = Mutex::new(Vec::new());
-    let emit = |event: Event| {
-        if let Event::TestFinished { result, .. } = event {
-            results.lock().unwrap().push(result);
-        }
-    };
+    let events = Mutex::new(Vec::new());
+    let emit = |event: Event| events.lock().unwrap().push(event);
     let options = RunOptions {
         jobs,
         restart_on_taint: true,
@@ -450,10 +501,10 @@ fn plan_results(suite: &Suite, factory: &FakeFactory, jobs: usize) -> Vec<TestRe
         options,
         factory,
         &ModuleSources::default(),
-        &AtomicBool::new(false),
+        cancel,
         &emit,
     );
-    results.into_inner().unwrap()
+    events.into_inner().unwrap()
 }
 
 #[test]
@@ -471,10 +522,7 @@ name = "third"
 steps = [{ load = "drv" }, { unload = "drv" }]
 "#,
     );
-    let factory = FakeFactory {
-        boots: Mutex::new(0),
-        fail: false,
-    };
+    let factory = FakeFactory::default();
     let results = plan_results(&suite, &factory, 1);
     let statuses: Vec<_> = results
         .iter()
@@ -490,6 +538,96 @@ steps = [{ load = "drv" }, { unload = "drv" }]
         ]
     );
     assert_eq!(*factory.boots.lock().unwrap(), 1);
+    assert_eq!(
+        factory.restarts.load(Ordering::SeqCst),
+        1,
+        "one restart, after leaky"
+    );
+}
+
+const LEAKY: &str = r#"
+[[test]]
+name = "leaky"
+steps = [{ load = "drv", params = { legacy_exit = true } }, { unload = "drv" }]
+"#;
+const CLEAN: &str = r#"
+[[test]]
+name = "clean"
+steps = [{ load = "drv" }, { unload = "drv" }]
+"#;
+
+#[test]
+fn a_dirty_guest_after_the_last_test_is_not_restarted() {
+    let suite = suite(&format!("{CLEAN}{LEAKY}"));
+    let factory = FakeFactory::default();
+    let events = plan_events(&suite, &factory, 1, &Cancel::new());
+    assert_eq!(factory.restarts.load(Ordering::SeqCst), 0);
+    let boots = events
+        .iter()
+        .filter(|e| matches!(e, Event::GuestBooting { .. }))
+        .count();
+    assert_eq!((boots, *factory.boots.lock().unwrap()), (1, 1));
+}
+
+#[test]
+fn a_cancelled_run_restarts_nothing_and_leaves_the_rest_notrun() {
+    let suite = suite(&format!("{LEAKY}{CLEAN}"));
+    let cancel = Cancel::new();
+    let factory = FakeFactory {
+        // Ctrl-C while leaky unloads: it still finishes, nothing else starts.
+        cancel_on: Some(("modprobe -r", cancel.clone())),
+        ..FakeFactory::default()
+    };
+    let events = plan_events(&suite, &factory, 1, &cancel);
+    assert_eq!(factory.restarts.load(Ordering::SeqCst), 0, "no wasted boot");
+    let statuses: Vec<_> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::TestFinished { result, .. } => Some((result.name.as_str(), result.status)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        statuses,
+        [
+            ("kcycle@fake@leaky", Status::DmesgFail),
+            ("kcycle@fake@clean", Status::Notrun),
+        ]
+    );
+    assert!(matches!(events.last(), Some(Event::RunFinished)));
+}
+
+#[test]
+fn a_failed_restart_is_reported_and_a_fresh_guest_boots() {
+    let suite = suite(&format!("{LEAKY}{CLEAN}"));
+    let factory = FakeFactory {
+        fail_restart: true,
+        ..FakeFactory::default()
+    };
+    let events = plan_events(&suite, &factory, 1, &Cancel::new());
+    assert!(
+        events.iter().any(|e| matches!(e, Event::Notice { message }
+            if message.contains("failed to restart: failed to boot the guest: the guest did not come back"))),
+        "{events:#?}"
+    );
+    let reasons: Vec<String> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::GuestBooting { reason, .. } => Some(reason.to_string()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(reasons[0], "for suite fake");
+    assert!(reasons[1].contains("left"), "{reasons:?}");
+    assert_eq!(reasons[2], "for suite fake");
+    assert_eq!(*factory.boots.lock().unwrap(), 2);
+    let clean = events.iter().find_map(|e| match e {
+        Event::TestFinished { result, .. } if result.name == "kcycle@fake@clean" => {
+            Some(result.status)
+        }
+        _ => None,
+    });
+    assert_eq!(clean, Some(Status::Pass));
 }
 
 #[test]
@@ -498,8 +636,8 @@ fn a_guest_that_never_boots_aborts_with_notrun_results() {
         "[[test]]\nname = \"a\"\nsteps = [{ load = \"drv\" }]\n[[test]]\nname = \"b\"\nsteps = [{ load = \"drv\" }]\n",
     );
     let factory = FakeFactory {
-        boots: Mutex::new(0),
         fail: true,
+        ..FakeFactory::default()
     };
     let results = plan_results(&suite, &factory, 2);
     let mut statuses: Vec<_> = results
@@ -522,4 +660,53 @@ fn a_guest_that_never_boots_aborts_with_notrun_results() {
         crate::outcome::exit_status(&results),
         crate::exit::ExitStatus::Infrastructure
     );
+}
+
+/// A reporter that cannot write anything.
+struct Broken;
+
+impl crate::report::sink::Reporter for Broken {
+    fn name(&self) -> &'static str {
+        "broken"
+    }
+
+    fn report(
+        &mut self,
+        _: &super::event::Stamped,
+    ) -> Result<(), crate::report::sink::ReporterError> {
+        Err(crate::report::sink::ReporterError::new(
+            "broken",
+            "disk full",
+        ))
+    }
+}
+
+#[test]
+fn a_session_whose_reporter_fails_ends_with_exit_status_3() {
+    use crate::exit::ExitStatus;
+    let suite = suite(CLEAN);
+    let plan: Vec<_> = suite.tests.iter().map(|t| (&suite, t)).collect();
+    let factory = FakeFactory::default();
+    let cancel = Cancel::new();
+    let session = |reporters: Vec<Box<dyn crate::report::sink::Reporter>>| {
+        super::Session {
+            plan: &plan,
+            options: RunOptions {
+                jobs: 1,
+                restart_on_taint: true,
+            },
+            factory: &factory,
+            sources: &ModuleSources::default(),
+            cancel: &cancel,
+            info: Default::default(),
+        }
+        .run(reporters)
+    };
+    let fine = session(Vec::new());
+    assert_eq!(fine.results.len(), 1);
+    assert_eq!(fine.exit_status(), ExitStatus::Passed);
+    let broken = session(vec![Box::new(Broken)]);
+    assert_eq!(broken.results.len(), 1, "the run itself goes on");
+    assert_eq!(broken.reporter_failures.len(), 1);
+    assert_eq!(broken.exit_status(), ExitStatus::Infrastructure);
 }

@@ -35,7 +35,9 @@ pub fn steady_growth(samples: &[CycleSample]) -> Vec<Finding> {
             .map(|s| s.counters.get(name).map(|&v| v as f64))
             .collect();
         let Some(values) = values else { continue };
-        let Some(fit) = Fit::of(&values) else { continue };
+        let Some(fit) = Fit::of(&values) else {
+            continue;
+        };
         let monotone = values.windows(2).all(|w| w[1] >= w[0]);
         if fit.slope >= MIN_SLOPE && fit.r2 >= MIN_FIT && monotone {
             found.push(finding(name, &values, &fit, window));
@@ -96,7 +98,10 @@ impl Fit {
             syy += dy * dy;
         }
         if syy == 0.0 {
-            return Some(Fit { slope: 0.0, r2: 0.0 });
+            return Some(Fit {
+                slope: 0.0,
+                r2: 0.0,
+            });
         }
         Some(Fit {
             slope: sxy / sxx,
@@ -130,7 +135,11 @@ mod tests {
         ));
         assert_eq!(found.len(), 1);
         assert_eq!(found[0].title, "kmalloc-512 grows every cycle");
-        assert!(found[0].report.contains("+8.0 objects per cycle"), "{}", found[0].report);
+        assert!(
+            found[0].report.contains("+8.0 objects per cycle"),
+            "{}",
+            found[0].report
+        );
     }
 
     #[test]

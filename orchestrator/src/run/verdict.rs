@@ -117,13 +117,11 @@ pub fn apply_controls(
     let missing: Vec<&Expectation> = expect
         .iter()
         .filter(|e| {
-            !findings
-                .iter()
-                .any(|f| {
-                    f.kind == e.kind
-                        && glob_matches(&e.title, &f.title)
-                        && glob_matches(&e.attribution, f.attribution.as_deref().unwrap_or(""))
-                })
+            !findings.iter().any(|f| {
+                f.kind == e.kind
+                    && glob_matches(&e.title, &f.title)
+                    && glob_matches(&e.attribution, f.attribution.as_deref().unwrap_or(""))
+            })
         })
         .collect();
     if missing.is_empty() {
@@ -245,8 +243,15 @@ mod tests {
         leak.attribution = Some("left behind by unload in cycle 2".into());
         // Found, but charged to the wrong cycle: not flagged as expected.
         let mut wrong = vec![leak.clone()];
-        assert_eq!(apply_controls(&expect[..1], &mut wrong, Status::DmesgFail), Status::Fail);
-        assert!(wrong.last().unwrap().title.ends_with("charged to '*cycle 1*'"));
+        assert_eq!(
+            apply_controls(&expect[..1], &mut wrong, Status::DmesgFail),
+            Status::Fail
+        );
+        assert!(wrong
+            .last()
+            .unwrap()
+            .title
+            .ends_with("charged to '*cycle 1*'"));
         leak.attribution = Some("left behind by unload in cycle 1".into());
         let dup = finding(
             "sysfs-duplicate",

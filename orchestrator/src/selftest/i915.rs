@@ -7,7 +7,7 @@
 //! i915/<caller>: setup failed for <subtest>
 //! ```
 
-use super::{sanitize, Outcome, Subtest};
+use super::{sanitize, Subtest, SubtestOutcome};
 
 /// Subtests of one selftest load of `module` (`i915`, or a module that
 /// prints the same lines). `completed` says whether the load returned: if
@@ -21,11 +21,11 @@ pub fn i915_subtests(module: &str, messages: &[&str], completed: bool) -> Vec<Su
     for (index, message) in messages.iter().enumerate() {
         let message = message.trim();
         if let Some(name) = message.strip_prefix(&running) {
-            close(&mut subtests, open.take(), index, Outcome::Pass);
+            close(&mut subtests, open.take(), index, SubtestOutcome::Pass);
             let name = name.split('/').map(sanitize).collect::<Vec<_>>().join("@");
             subtests.push(Subtest {
                 name,
-                outcome: Outcome::Incomplete,
+                outcome: SubtestOutcome::Incomplete,
                 first_line: index,
                 end_line: index + 1,
             });
@@ -46,7 +46,7 @@ pub fn i915_subtests(module: &str, messages: &[&str], completed: bool) -> Vec<Su
             let name = format!("{}@{}", sanitize(caller), sanitize(test));
             match subtests.iter().rposition(|s| s.name == name) {
                 Some(i) => {
-                    subtests[i].outcome = Outcome::Fail(reason);
+                    subtests[i].outcome = SubtestOutcome::Fail(reason);
                     subtests[i].end_line = index + 1;
                     if open == Some(i) {
                         open = None;
@@ -55,7 +55,7 @@ pub fn i915_subtests(module: &str, messages: &[&str], completed: bool) -> Vec<Su
                 // setup failures come before any "Running" line of the subtest.
                 None => subtests.push(Subtest {
                     name,
-                    outcome: Outcome::Fail(reason),
+                    outcome: SubtestOutcome::Fail(reason),
                     first_line: index,
                     end_line: index + 1,
                 }),
@@ -68,15 +68,15 @@ pub fn i915_subtests(module: &str, messages: &[&str], completed: bool) -> Vec<Su
         open,
         end,
         if completed {
-            Outcome::Pass
+            SubtestOutcome::Pass
         } else {
-            Outcome::Incomplete
+            SubtestOutcome::Incomplete
         },
     );
     subtests
 }
 
-fn close(subtests: &mut [Subtest], open: Option<usize>, end: usize, outcome: Outcome) {
+fn close(subtests: &mut [Subtest], open: Option<usize>, end: usize, outcome: SubtestOutcome) {
     if let Some(i) = open {
         subtests[i].outcome = outcome;
         subtests[i].end_line = end;
@@ -99,7 +99,7 @@ mod tests {
         "i915/i915_sw_fence_mock_selftests: test_self failed with error -22",
     ];
 
-    fn summary(subtests: &[Subtest]) -> Vec<(String, Outcome)> {
+    fn summary(subtests: &[Subtest]) -> Vec<(String, SubtestOutcome)> {
         subtests
             .iter()
             .map(|s| (s.name.clone(), s.outcome.clone()))
@@ -112,16 +112,16 @@ mod tests {
         assert_eq!(
             summary(&subtests),
             [
-                ("sanitycheck".into(), Outcome::Pass),
-                ("shmem_utils".into(), Outcome::Pass),
+                ("sanitycheck".into(), SubtestOutcome::Pass),
+                ("shmem_utils".into(), SubtestOutcome::Pass),
                 (
                     "shmem_utils_mock_selftests@igt_shmem_basic".into(),
-                    Outcome::Pass
+                    SubtestOutcome::Pass
                 ),
-                ("fence".into(), Outcome::Pass),
+                ("fence".into(), SubtestOutcome::Pass),
                 (
                     "i915_sw_fence_mock_selftests@test_self".into(),
-                    Outcome::Fail("error -22".into())
+                    SubtestOutcome::Fail("error -22".into())
                 ),
             ]
         );
@@ -132,8 +132,8 @@ mod tests {
     #[test]
     fn a_crash_leaves_the_running_subtest_incomplete() {
         let subtests = i915_subtests("i915", &LOG[..6], false);
-        assert_eq!(subtests.last().unwrap().outcome, Outcome::Incomplete);
-        assert_eq!(subtests[0].outcome, Outcome::Pass);
+        assert_eq!(subtests.last().unwrap().outcome, SubtestOutcome::Incomplete);
+        assert_eq!(subtests[0].outcome, SubtestOutcome::Pass);
     }
 
     #[test]
@@ -146,8 +146,11 @@ mod tests {
         assert_eq!(
             summary(&subtests),
             [
-                ("globals".into(), Outcome::Pass),
-                ("mock@alloc".into(), Outcome::Fail("setup failed".into())),
+                ("globals".into(), SubtestOutcome::Pass),
+                (
+                    "mock@alloc".into(),
+                    SubtestOutcome::Fail("setup failed".into())
+                ),
             ]
         );
         assert!(i915_subtests("i915", &log, true).is_empty());

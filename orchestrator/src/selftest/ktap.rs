@@ -3,7 +3,7 @@
 //! `# SKIP reason` directive, and `# Subtest: name` opening a nested suite
 //! whose own result line follows its children at the outer indentation.
 
-use super::{sanitize, Outcome, Subtest};
+use super::{sanitize, Subtest, SubtestOutcome};
 
 struct OpenSuite {
     indent: usize,
@@ -62,10 +62,10 @@ pub fn ktap_subtests(messages: &[&str]) -> Vec<Subtest> {
         parts.push(sanitize(name));
         let outcome = match (passed, directive) {
             (_, Some(d)) if d.to_ascii_uppercase().starts_with("SKIP") => {
-                Outcome::Skip(d[4..].trim().to_string())
+                SubtestOutcome::Skip(d[4..].trim().to_string())
             }
-            (true, _) => Outcome::Pass,
-            (false, _) => Outcome::Fail(diagnostic(&messages[first_line.min(index)..index])),
+            (true, _) => SubtestOutcome::Pass,
+            (false, _) => SubtestOutcome::Fail(diagnostic(&messages[first_line.min(index)..index])),
         };
         subtests.push(Subtest {
             name: parts.join("@"),
@@ -134,18 +134,18 @@ mod tests {
         assert_eq!(
             summary,
             [
-                ("list-kernel-test@list_test_list_init", Outcome::Pass),
+                ("list-kernel-test@list_test_list_init", SubtestOutcome::Pass),
                 (
                     "list-kernel-test@list_test_list_add",
-                    Outcome::Fail(
+                    SubtestOutcome::Fail(
                         "list_test_list_add: EXPECTATION FAILED at lib/list-test.c:40".into()
                     )
                 ),
                 (
                     "list-kernel-test@list_test_x",
-                    Outcome::Skip("not on this arch".into())
+                    SubtestOutcome::Skip("not on this arch".into())
                 ),
-                ("empty-suite", Outcome::Fail(String::new())),
+                ("empty-suite", SubtestOutcome::Fail(String::new())),
             ]
         );
     }

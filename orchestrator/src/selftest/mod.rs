@@ -14,7 +14,7 @@ pub use ktap::ktap_subtests;
 
 /// How one subtest ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
+pub enum SubtestOutcome {
     Pass,
     /// With the kernel's error number or KTAP's diagnostic.
     Fail(String),
@@ -29,7 +29,7 @@ pub struct Subtest {
     /// Name parts joined by '@', e.g. `i915_gem_object_mock_selftests@igt_gem_huge`;
     /// characters outside IGT's `[A-Za-z0-9_-]` are replaced by '-'.
     pub name: String,
-    pub outcome: Outcome,
+    pub outcome: SubtestOutcome,
     /// Index of the message that started this subtest (for log excerpts).
     pub first_line: usize,
     /// Index one past the subtest's last message.

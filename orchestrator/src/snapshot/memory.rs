@@ -49,8 +49,14 @@ mod tests {
 
     #[test]
     fn keeps_kernel_memory_fields_and_cache_objects() {
-        let slab = SlabCaches::parse("kmalloc-512\n", "kmalloc-512 40 64 512 16 2 : tunables 0 0 0 : slabdata 4 4 0\n");
-        let c = Counters::new("MemTotal: 100 kB\nSlab:   2048 kB\nSUnreclaim: 1024 kB\nbogus\n", &slab);
+        let slab = SlabCaches::parse(
+            "kmalloc-512\n",
+            "kmalloc-512 40 64 512 16 2 : tunables 0 0 0 : slabdata 4 4 0\n",
+        );
+        let c = Counters::new(
+            "MemTotal: 100 kB\nSlab:   2048 kB\nSUnreclaim: 1024 kB\nbogus\n",
+            &slab,
+        );
         assert_eq!(
             c.0.into_iter().collect::<Vec<_>>(),
             [

@@ -81,9 +81,11 @@ fn sections(text: &str) -> BTreeMap<String, String> {
     let mut out: BTreeMap<String, String> = BTreeMap::new();
     let mut current: Option<String> = None;
     for line in text.lines() {
-        if let Some(name) = line.trim().strip_prefix("@@").filter(|n| {
-            !n.is_empty() && n.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
-        }) {
+        if let Some(name) = line
+            .trim()
+            .strip_prefix("@@")
+            .filter(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'))
+        {
             current = Some(name.to_string());
             out.entry(name.to_string()).or_default();
         } else if let Some(name) = &current {

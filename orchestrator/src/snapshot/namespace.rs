@@ -210,7 +210,11 @@ impl Namespaces {
     }
 
     pub fn get(&self, ns: Namespace) -> impl Iterator<Item = &str> {
-        self.entries.get(&ns).into_iter().flatten().map(String::as_str)
+        self.entries
+            .get(&ns)
+            .into_iter()
+            .flatten()
+            .map(String::as_str)
     }
 
     pub fn contains(&self, ns: Namespace, name: &str) -> bool {
@@ -329,7 +333,10 @@ mod tests {
     #[test]
     fn parses_every_namespace_shape() {
         let ns = Namespaces::parse(&sections(&[
-            ("devices", "Character devices:\n  1 mem\n511 kcycle_leaks\n\nBlock devices:\n  7 loop\n"),
+            (
+                "devices",
+                "Character devices:\n  1 mem\n511 kcycle_leaks\n\nBlock devices:\n  7 loop\n",
+            ),
             ("misc", "122 kcycle_leaks\n183 hw_random\n"),
             ("filesystems", "nodev\tsysfs\n\text4\n"),
             (
@@ -343,7 +350,10 @@ mod tests {
                  22 (mydrv) S 2 0 0\n\
                  300 (bash) S 1 0 0\n",
             ),
-            ("proc", "1\n123\nbuddyinfo\nkcycle_leaks\n/proc/driver/rtc\n"),
+            (
+                "proc",
+                "1\n123\nbuddyinfo\nkcycle_leaks\n/proc/driver/rtc\n",
+            ),
         ]));
         assert_eq!(
             ns.get(Namespace::Chrdev).collect::<Vec<_>>(),
@@ -353,10 +363,18 @@ mod tests {
             ns.get(Namespace::Misc).collect::<Vec<_>>(),
             ["122 kcycle_leaks", "183 hw_random"]
         );
-        assert_eq!(ns.get(Namespace::Filesystem).collect::<Vec<_>>(), ["ext4", "sysfs"]);
+        assert_eq!(
+            ns.get(Namespace::Filesystem).collect::<Vec<_>>(),
+            ["ext4", "sysfs"]
+        );
         assert_eq!(
             ns.get(Namespace::Kthread).collect::<Vec<_>>(),
-            ["kworker/R-kcycle_leaks", "my (odd) thread", "mydrv", "mydrv [2]"]
+            [
+                "kworker/R-kcycle_leaks",
+                "my (odd) thread",
+                "mydrv",
+                "mydrv [2]"
+            ]
         );
         assert_eq!(
             ns.get(Namespace::Proc).collect::<Vec<_>>(),
@@ -375,7 +393,10 @@ mod tests {
             after.appeared_since(&before, &["drm_buddy".into()]),
             [(
                 Namespace::Sysfs,
-                vec!["/sys/class/kcycle_leaks".to_string(), "/sys/module/gone".to_string()]
+                vec![
+                    "/sys/class/kcycle_leaks".to_string(),
+                    "/sys/module/gone".to_string()
+                ]
             )]
         );
         let huge = "x\n".repeat(MAX_ENTRIES + 1);

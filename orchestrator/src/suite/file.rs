@@ -356,7 +356,9 @@ fn parse_test(
                 globset::Glob::new(glob).map_err(|err| {
                     source.error(
                         Some(span.clone()),
-                        format!("test {short:?}: field `expect.{field}` is not a valid glob: {err}"),
+                        format!(
+                            "test {short:?}: field `expect.{field}` is not a valid glob: {err}"
+                        ),
                     )
                 })?;
             }

@@ -13,6 +13,7 @@ use std::time::Duration;
 use sha2::{Digest, Sha256};
 
 use super::{free_port, Accel, QemuConfig, Vm, QMP_SOCKET};
+use crate::sys::fs::write_atomic;
 
 /// How long a KVM guest gets to reach init and power off. A working KVM
 /// needs about a second; a hanging one never finishes.
@@ -74,7 +75,8 @@ pub fn resolve_accel(
     if let Some(path) = entry {
         if let (Some(dir), Ok(text)) = (path.parent(), serde_json::to_string(&choice)) {
             // A lost cache entry only costs another probe.
-            let _ = std::fs::create_dir_all(dir).and_then(|()| std::fs::write(&path, text));
+            let _ =
+                std::fs::create_dir_all(dir).and_then(|()| write_atomic(&path, text.as_bytes()));
         }
     }
     choice
@@ -133,11 +135,7 @@ fn cache_entry(cache: &Path, guest: &ProbeGuest<'_>) -> Option<PathBuf> {
             .find(|l| l.starts_with("model name"))
             .unwrap_or(""),
     );
-    let qemu = std::process::Command::new(guest.qemu)
-        .arg("--version")
-        .output()
-        .ok()?;
-    hasher.update(&qemu.stdout);
+    hasher.update(super::qemu_version(guest.qemu).ok()?);
     hasher.update(Sha256::digest(std::fs::read(guest.kernel).ok()?));
     Some(
         cache

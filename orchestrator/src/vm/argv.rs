@@ -27,7 +27,7 @@ impl std::fmt::Display for Accel {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Machine {
+pub enum Chipset {
     /// PCIe machine: what passthrough of a modern GPU wants.
     Q35,
     /// The older i440FX machine.
@@ -40,7 +40,7 @@ pub struct QemuConfig {
     /// The QEMU binary, normally `qemu-system-x86_64` from PATH.
     pub qemu: PathBuf,
     pub accel: Accel,
-    pub machine: Machine,
+    pub machine: Chipset,
     /// Guest memory; 2 GiB by default because i915 mock selftests allocate.
     pub memory_mib: u32,
     pub cpus: u32,
@@ -71,7 +71,7 @@ impl QemuConfig {
         QemuConfig {
             qemu: PathBuf::from("qemu-system-x86_64"),
             accel: Accel::Tcg,
-            machine: Machine::Q35,
+            machine: Chipset::Q35,
             memory_mib: 2048,
             cpus: 2,
             kernel,
@@ -105,8 +105,8 @@ pub fn argv(config: &QemuConfig) -> Vec<OsString> {
     let mut args: Vec<OsString> = Vec::new();
     let mut push = |parts: &[&str]| args.extend(parts.iter().map(OsString::from));
     let machine = match config.machine {
-        Machine::Q35 => "q35",
-        Machine::Pc => "pc",
+        Chipset::Q35 => "q35",
+        Chipset::Pc => "pc",
     };
     let cpu = match config.accel {
         Accel::Kvm => "host",
@@ -177,7 +177,7 @@ mod tests {
     fn kvm_pc_with_suite_cmdline_and_vfio() {
         let config = QemuConfig {
             accel: Accel::Kvm,
-            machine: Machine::Pc,
+            machine: Chipset::Pc,
             memory_mib: 4096,
             cpus: 4,
             cmdline: vec!["slub_debug=U".into(), "kmemleak=on".into()],

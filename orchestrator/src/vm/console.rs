@@ -171,6 +171,7 @@ fn lock_ignoring_poison<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sys::wait::poll_for;
 
     #[test]
     fn panic_lines_are_recognised() {
@@ -207,19 +208,18 @@ mod tests {
         .unwrap();
         // wait_for returns early (false) once a panic shows.
         assert!(!console.wait_for("never printed", mark, Duration::from_secs(5)));
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while console.line_count() < 5 && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        let every = Duration::from_millis(10);
+        let _ = poll_for(Duration::from_secs(5), None, every, || {
+            (console.line_count() >= 5).then_some(())
+        });
         let panic = console.panic().unwrap();
         assert!(panic.iter().any(|l| l.contains("Oops")), "{panic:?}");
         assert!(panic.last().unwrap().contains("end Kernel panic"));
 
         drop(writer);
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while !console.closed() && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        let _ = poll_for(Duration::from_secs(5), None, every, || {
+            console.closed().then_some(())
+        });
         assert!(console.closed());
         let text = std::fs::read_to_string(&log).unwrap();
         assert!(text.starts_with("Linux version 6.12.0\nkcycle-init"));

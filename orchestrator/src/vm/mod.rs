@@ -1,23 +1,27 @@
-//! QEMU: argv builder, accel probe, QMP, serial console, process guard.
+//! QEMU: argv builder, accel probe, QMP, serial console.
 //!
-//! [`Vm::launch`] starts QEMU from a [`QemuConfig`] and gives back a handle
-//! that owns the process (killed and reaped on drop), the console capture
-//! and the QMP connection. What runs inside the guest is `guest`'s business.
+//! [`Vm::launch`] starts QEMU from a [`QemuConfig`] as a [`Child`] and gives
+//! back a handle that owns the process (killed and reaped on drop), the
+//! console capture and the QMP connection. What runs inside the guest is
+//! `guest`'s business.
 
 pub mod accel;
 pub mod argv;
 pub mod console;
-pub mod process;
 pub mod qmp;
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
 pub use accel::{resolve_accel, AccelChoice};
-pub use argv::{argv, Accel, Machine, QemuConfig};
+pub use argv::{argv, Accel, Chipset, QemuConfig};
 pub use console::Console;
-pub use process::{Killer, QemuProcess};
 pub use qmp::{Qmp, QmpError, QmpEvent};
+
+pub use crate::sys::child::Killer;
+use crate::sys::child::{self, Child, ChildError, Spawn};
+use crate::sys::wait;
 
 /// Oldest QEMU whose options (`-chardev ...signal=off`, `server=on,wait=off`) we use.
 pub const MIN_QEMU: (u32, u32) = (6, 0);
@@ -32,6 +36,8 @@ pub const QMP_SOCKET: &str = "qmp.sock";
 const QMP_CONNECT: Duration = Duration::from_secs(10);
 /// Console lines put into error messages.
 const ERROR_LINES: usize = 25;
+/// How long `qemu --version` may take.
+const VERSION_LIMIT: Duration = Duration::from_secs(30);
 
 #[derive(Debug, thiserror::Error)]
 pub enum VmError {
@@ -47,7 +53,7 @@ pub enum VmError {
     Spawn {
         qemu: PathBuf,
         #[source]
-        source: std::io::Error,
+        source: ChildError,
     },
     #[error("failed to start QEMU: it exited at once ({status}): {stderr}{}", console_block(.console))]
     ExitedAtStart {
@@ -114,7 +120,7 @@ pub struct Vm {
     qmp: Option<Qmp>,
     console: Console,
     // Dropped last: the console thread ends when QEMU's stdout closes.
-    process: QemuProcess,
+    process: Child,
 }
 
 impl Vm {
@@ -130,20 +136,11 @@ impl Vm {
         }
         check_qemu_version(&config.qemu)?;
         let _ = std::fs::remove_file(&config.qmp_socket);
-        let stderr_log = run_dir.join(QEMU_LOG);
-        let (process, stdout) =
-            QemuProcess::spawn(&argv(&config), &stderr_log).map_err(|source| {
-                if source.kind() == std::io::ErrorKind::NotFound {
-                    VmError::QemuMissing {
-                        qemu: config.qemu.clone(),
-                    }
-                } else {
-                    VmError::Spawn {
-                        qemu: config.qemu.clone(),
-                        source,
-                    }
-                }
-            })?;
+        let mut process = spawn_qemu(&config, &run_dir.join(QEMU_LOG))?;
+        let stdout = process.take_stdout().ok_or_else(|| VmError::RunDir {
+            path: run_dir.to_path_buf(),
+            source: std::io::Error::other("QEMU's stdout was not piped"),
+        })?;
         let console = Console::capture(stdout, &run_dir.join(CONSOLE_LOG)).map_err(|source| {
             VmError::RunDir {
                 path: run_dir.to_path_buf(),
@@ -157,23 +154,30 @@ impl Vm {
             console,
             process,
         };
-        let started = Instant::now();
-        loop {
+        let transcript = vm.run_dir.join(QMP_LOG);
+        let mut last_error = None;
+        let connected = wait::poll_for(QMP_CONNECT, None, Duration::ZERO, || {
             if let Some(status) = vm.process.try_wait() {
-                return Err(vm.start_failure(status.to_string()));
+                return Some(Err(status.to_string()));
             }
-            match Qmp::connect(
-                &vm.config.qmp_socket,
-                Duration::from_millis(200),
-                Some(&vm.run_dir.join(QMP_LOG)),
-            ) {
-                Ok(qmp) => {
-                    vm.qmp = Some(qmp);
-                    return Ok(vm);
+            // Each attempt waits up to 200 ms for the socket: that paces the poll.
+            let attempt = Duration::from_millis(200);
+            match Qmp::connect(&vm.config.qmp_socket, attempt, Some(&transcript)) {
+                Ok(qmp) => Some(Ok(qmp)),
+                Err(err) => {
+                    last_error = Some(err);
+                    None
                 }
-                Err(err) if started.elapsed() >= QMP_CONNECT => return Err(VmError::Qmp(err)),
-                Err(_) => {}
             }
+        });
+        match (connected, last_error) {
+            (Ok(Ok(qmp)), _) => {
+                vm.qmp = Some(qmp);
+                Ok(vm)
+            }
+            (Ok(Err(status)), _) => Err(vm.start_failure(status)),
+            (Err(_), Some(err)) => Err(VmError::Qmp(err)),
+            (Err(_), None) => Err(vm.start_failure("no QMP socket".into())),
         }
     }
 
@@ -299,23 +303,24 @@ pub fn parse_qemu_version(text: &str) -> Option<(u32, u32)> {
     Some((parts.next()?.parse().ok()?, parts.next()?.parse().ok()?))
 }
 
+/// `qemu --version`'s output, with a deadline.
+pub fn qemu_version(qemu: &Path) -> Result<String, VmError> {
+    let captured = child::capture(Command::new(qemu).arg("--version"), VERSION_LIMIT)
+        .map_err(|source| spawn_error(qemu, source))?;
+    Ok(captured.stdout)
+}
+
+fn spawn_error(qemu: &Path, source: ChildError) -> VmError {
+    let qemu = qemu.to_path_buf();
+    if source.not_found() {
+        VmError::QemuMissing { qemu }
+    } else {
+        VmError::Spawn { qemu, source }
+    }
+}
+
 fn check_qemu_version(qemu: &Path) -> Result<(), VmError> {
-    let output = std::process::Command::new(qemu)
-        .arg("--version")
-        .output()
-        .map_err(|source| {
-            if source.kind() == std::io::ErrorKind::NotFound {
-                VmError::QemuMissing {
-                    qemu: qemu.to_path_buf(),
-                }
-            } else {
-                VmError::Spawn {
-                    qemu: qemu.to_path_buf(),
-                    source,
-                }
-            }
-        })?;
-    let text = String::from_utf8_lossy(&output.stdout);
+    let text = qemu_version(qemu)?;
     match parse_qemu_version(&text) {
         Some(found) if found >= MIN_QEMU => Ok(()),
         _ => Err(VmError::QemuTooOld {
@@ -323,6 +328,26 @@ fn check_qemu_version(qemu: &Path) -> Result<(), VmError> {
             found: text.lines().next().unwrap_or("unknown").to_string(),
         }),
     }
+}
+
+/// QEMU with stdin closed, stdout piped (the serial console) and stderr to `stderr_log`.
+fn spawn_qemu(config: &QemuConfig, stderr_log: &Path) -> Result<Child, VmError> {
+    let argv = argv(config);
+    let (program, args) = argv.split_first().ok_or_else(|| VmError::QemuMissing {
+        qemu: config.qemu.clone(),
+    })?;
+    let stderr = std::fs::File::create(stderr_log).map_err(|source| VmError::RunDir {
+        path: stderr_log.to_path_buf(),
+        source,
+    })?;
+    let mut command = Command::new(program);
+    command
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(stderr);
+    // SIGKILL on parent death: if kcycle itself is SIGKILLed, QEMU goes too.
+    Child::spawn(&mut command, Spawn::default()).map_err(|source| spawn_error(&config.qemu, source))
 }
 
 #[cfg(test)]

@@ -12,6 +12,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use qapi::qmp;
+
+use crate::sys::wait;
 use qapi::Command;
 
 #[derive(Debug, thiserror::Error)]
@@ -81,21 +83,20 @@ impl Qmp {
         wait: Duration,
         transcript: Option<&Path>,
     ) -> Result<Qmp, QmpError> {
-        let started = Instant::now();
-        let stream = loop {
-            match UnixStream::connect(path) {
-                Ok(stream) => break stream,
-                Err(source) if started.elapsed() >= wait => {
-                    return Err(QmpError::Connect {
-                        path: path.to_path_buf(),
-                        waited: wait,
-                        source,
-                    })
-                }
-                Err(_) => std::thread::sleep(Duration::from_millis(20)),
-            }
-        };
-        Self::negotiate(stream, transcript)
+        let mut last = None;
+        let connected = wait::poll_for(wait, None, Duration::from_millis(20), || {
+            UnixStream::connect(path)
+                .map_err(|source| last = Some(source))
+                .ok()
+        });
+        match (connected, last) {
+            (Ok(stream), _) => Self::negotiate(stream, transcript),
+            (Err(_), last) => Err(QmpError::Connect {
+                path: path.to_path_buf(),
+                waited: wait,
+                source: last.unwrap_or_else(|| std::io::ErrorKind::TimedOut.into()),
+            }),
+        }
     }
 
     /// Take over a connected stream (tests use a socketpair).
