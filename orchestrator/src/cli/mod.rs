@@ -14,12 +14,14 @@ mod dmesg;
 mod guest;
 mod kernel;
 mod merge;
+mod report;
 mod run;
 
 use dmesg::dmesg;
 use guest::{boot, exec, image_build};
 use kernel::{kernel_build, setup};
 use merge::merge_results;
+use report::report;
 use run::{ci, run_suites};
 
 const ABOUT: &str = "Catch kernel drivers that do not undo what they set up.";
@@ -85,6 +87,8 @@ pub enum Command {
     Ci(CiArgs),
     /// Merge results directories from shards into one junit.xml and results.json.
     Merge(MergeArgs),
+    /// Render index.html again from a results directory's results.json (older runs, merged shards).
+    Report(ReportArgs),
     /// Classify kernel logs: WARNs, oopses, KASAN, duplicate debugfs/sysfs entries, leaks.
     ///
     /// Exits 0 when nothing is found, 1 when something is, 2 on error (like grep).
@@ -214,6 +218,12 @@ pub struct MergeArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// A results directory (from `kcycle run` or `kcycle merge`); index.html is written there.
+    pub dir: PathBuf,
+}
+
+#[derive(Debug, Args)]
 pub struct DmesgArgs {
     /// Print one JSON object per input file: {"file", "findings": [...]}.
     #[arg(long)]
@@ -265,6 +275,7 @@ pub fn run(cli: Cli) -> Result<ExitStatus, Failure> {
         Command::Run(args) => run_suites(&args, progress),
         Command::Ci(args) => ci(&args, progress),
         Command::Merge(args) => merge_results(&args),
+        Command::Report(args) => report(&args),
         Command::Dmesg(args) => dmesg(&args),
     }
 }

@@ -182,6 +182,9 @@ pub(super) fn run_suites(args: &RunArgs, progress: Progress) -> Result<ExitStatu
     let Ok((_, writer, _)) = reporters.into_inner() else {
         return Err(anyhow::anyhow!("a reporter panicked")).infrastructure();
     };
+    if let Err(error) = writer.finish() {
+        eprintln!("kcycle: {:#}", anyhow::Error::from(error));
+    }
     let summary = kcycle::report::summary::render(writer.run_info(), writer.results());
     eprintln!("\n{summary}");
     if github {
