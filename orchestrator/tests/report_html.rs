@@ -94,7 +94,14 @@ fn write_run(dir: &Path) {
 }
 
 fn chromium() -> Option<PathBuf> {
-    let found = ["chromium", "chromium-browser"].iter().find_map(|name| {
+    // Debian's chromium first; GitHub's Ubuntu images carry google-chrome.
+    let names = [
+        "chromium",
+        "chromium-browser",
+        "google-chrome",
+        "google-chrome-stable",
+    ];
+    let found = names.iter().find_map(|name| {
         std::env::split_paths(&std::env::var_os("PATH")?)
             .map(|d| d.join(name))
             .find(|p| p.is_file())
