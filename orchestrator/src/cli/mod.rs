@@ -11,6 +11,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use kcycle::exit::ExitStatus;
 
 mod dmesg;
+mod docs;
 mod guest;
 mod kernel;
 mod merge;
@@ -18,6 +19,7 @@ mod report;
 mod run;
 
 use dmesg::dmesg;
+use docs::{completions, man};
 use guest::{boot, exec, image_build};
 use kernel::{kernel_build, setup};
 use merge::merge_results;
@@ -93,6 +95,24 @@ pub enum Command {
     ///
     /// Exits 0 when nothing is found, 1 when something is, 2 on error (like grep).
     Dmesg(DmesgArgs),
+    /// Print a shell completion script: `kcycle completions bash > /etc/bash_completion.d/kcycle`.
+    Completions(CompletionsArgs),
+    /// Print the man page kcycle(1), or with --out DIR write one per subcommand.
+    Man(ManArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// bash, zsh, fish (or elvish, powershell).
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// Write kcycle.1 and kcycle-<subcommand>.1 into this directory instead of printing kcycle.1.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -293,6 +313,8 @@ pub fn run(cli: Cli) -> Result<ExitStatus, Failure> {
         Command::Merge(args) => merge_results(&args),
         Command::Report(args) => report(&args),
         Command::Dmesg(args) => dmesg(&args),
+        Command::Completions(args) => completions(&args),
+        Command::Man(args) => man(&args),
     }
 }
 
