@@ -1,11 +1,16 @@
 //! Host requirements for `kcycle setup`: apt packages and bindgen.
 //!
-//! `packages` is the pure core (the list, and what is missing given
-//! `dpkg-query` output); this module runs dpkg-query, apt-cache, apt-get and
-//! cargo. Installing happens only on Debian/Ubuntu as root (or with
-//! password-less sudo); elsewhere the exact commands are printed instead.
+//! `packages` (the list, and what is missing given `dpkg-query` output),
+//! `apt` (what an install would do, from its simulation) and `qemu` (whether
+//! the installed QEMU will do) are the pure core; this module runs
+//! dpkg-query, apt-cache, apt-get, QEMU and cargo. Installing happens only on
+//! Debian/Ubuntu as root (or with password-less sudo), never removes a
+//! package (`--no-remove`, after a simulation that says what would conflict),
+//! and elsewhere the exact commands are printed instead.
 
+pub mod apt;
 pub mod packages;
+pub mod qemu;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -33,6 +38,9 @@ pub enum HostError {
         command: String,
         status: String,
     },
+    /// The install would remove packages; the message says which and what to do.
+    #[error("{0}")]
+    WouldRemove(String),
 }
 
 /// What `kcycle setup --check` found.
@@ -44,6 +52,8 @@ pub struct Report {
     pub warnings: Vec<String>,
     /// False when this is not a dpkg system: package state is unknown.
     pub debian: bool,
+    /// A usable QEMU already on PATH, used instead of Debian's qemu-system-x86.
+    pub qemu: Option<qemu::Found>,
 }
 
 impl Report {
@@ -157,6 +167,24 @@ pub fn check() -> Result<Report, HostError> {
         report.needs = packages::missing(PACKAGES, &installed, &available);
         report.warnings = packages::version_warnings(PACKAGES, &installed);
     }
+    if let Some(found) = which(qemu::BINARY).and_then(|path| qemu::probe(&path)) {
+        if found.usable() {
+            // A newer QEMU (backports, a source build) will do: do not force bookworm's.
+            report.needs.retain(|n| n.package.name != "qemu-system-x86");
+            report.qemu = Some(found);
+        } else if report
+            .needs
+            .iter()
+            .any(|n| n.package.name == "qemu-system-x86")
+        {
+            report.warnings.push(format!(
+                "{} {} does not do ({}): installing Debian's qemu-system-x86",
+                found.path.display(),
+                found.version_text(),
+                unusable_reason(&found)
+            ));
+        }
+    }
     let toolchain = Toolchain::discover();
     if let Some(bindgen) = toolchain.bindgen {
         let version = process::capture(Command::new(&bindgen).arg("--version"), QUERY_LIMIT)
@@ -167,6 +195,15 @@ pub fn check() -> Result<Report, HostError> {
         report.bindgen = Some((bindgen, version));
     }
     Ok(report)
+}
+
+fn unusable_reason(found: &qemu::Found) -> String {
+    if found.missing.is_empty() {
+        let (a, b, _) = qemu::MIN_VERSION;
+        format!("kcycle needs {a}.{b} or newer")
+    } else {
+        format!("it lacks {}", found.missing.join(", "))
+    }
 }
 
 fn installed_packages() -> Result<BTreeMap<String, String>, HostError> {
@@ -245,28 +282,63 @@ fn run_visible(step: &str, command: &mut Command, limit: Duration) -> Result<(),
     }
 }
 
-/// `apt-get install` these packages (as root or via sudo), running `apt-get update` first
-/// when the package lists are empty or the first attempt fails.
+/// `apt-get install --no-remove` these packages (as root or via sudo), after
+/// a simulation shows nothing would be removed; `apt-get update` first when
+/// the package lists are empty or the simulation cannot find a package.
 pub fn apt_install(apt_args: &[String]) -> Result<(), HostError> {
-    let install = || {
-        let mut args: Vec<String> = ["install", "-y", "--no-install-recommends"]
-            .map(String::from)
-            .to_vec();
-        args.extend_from_slice(apt_args);
-        apt_get(&args)
-    };
     let lists_empty = std::fs::read_dir("/var/lib/apt/lists")
         .map(|d| d.count() < 3)
         .unwrap_or(true);
-    if !lists_empty && run_visible("apt-get install", &mut install(), INSTALL_LIMIT).is_ok() {
-        return Ok(());
+    let update = || {
+        run_visible(
+            "apt-get update",
+            &mut apt_get(&["update".to_string()]),
+            INSTALL_LIMIT,
+        )
+    };
+    if lists_empty {
+        update()?;
     }
-    run_visible(
-        "apt-get update",
-        &mut apt_get(&["update".to_string()]),
-        INSTALL_LIMIT,
-    )?;
-    run_visible("apt-get install", &mut install(), INSTALL_LIMIT)
+    let mut plan = simulate(apt_args)?;
+    if !plan.errors.is_empty() && plan.removals.is_empty() && !lists_empty {
+        update()?;
+        plan = simulate(apt_args)?;
+    }
+    let sudo = if is_root() { "" } else { "sudo " };
+    if let Some(message) = apt::refusal(&plan, apt_args, sudo) {
+        return Err(HostError::WouldRemove(message));
+    }
+    if !plan.errors.is_empty() {
+        return Err(HostError::Failed {
+            step: "plan the install".into(),
+            command: format!("apt-get -s install {}", apt_args.join(" ")),
+            status: plan.errors.join("; "),
+        });
+    }
+    let mut args: Vec<String> = ["install", "-y", "--no-install-recommends", "--no-remove"]
+        .map(String::from)
+        .to_vec();
+    args.extend_from_slice(apt_args);
+    run_visible("apt-get install", &mut apt_get(&args), INSTALL_LIMIT)
+}
+
+/// `apt-get -s install`: what apt would do, changing nothing (no root needed).
+fn simulate(apt_args: &[String]) -> Result<apt::Plan, HostError> {
+    let out = process::capture(
+        Command::new("apt-get")
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .args(["-s", "install", "--no-install-recommends"])
+            .args(apt_args),
+        QUERY_LIMIT,
+    )
+    .map_err(|source| HostError::Process {
+        step: "apt-get -s install".into(),
+        source,
+    })?;
+    Ok(apt::parse_simulation(&format!(
+        "{}\n{}",
+        out.stdout, out.stderr
+    )))
 }
 
 /// `cargo install --locked bindgen-cli`; if the newest does not build with this
@@ -350,6 +422,13 @@ fn print_report(report: &Report) {
             need.apt_arg, need.package.why
         );
     }
+    if let Some(found) = &report.qemu {
+        eprintln!(
+            "kcycle: QEMU {} at {} (used instead of Debian's qemu-system-x86)",
+            found.version_text(),
+            found.path.display()
+        );
+    }
     match &report.bindgen {
         Some((path, version)) if report.bindgen_ok() => {
             eprintln!("kcycle: bindgen: {version} ({})", path.display())
@@ -402,13 +481,14 @@ mod tests {
             needs: packages::missing(PACKAGES, &installed, &BTreeMap::new()),
             bindgen: bindgen("bindgen 0.60.0"),
             warnings: Vec::new(),
+            qemu: None,
         };
         assert!(!report.bindgen_ok(), "older than the kernel's minimum");
         assert!(!report.complete());
         let commands = report.commands();
         assert!(commands[0].ends_with("apt-get update"), "{commands:?}");
         assert!(
-            commands[1].ends_with("apt-get install -y --no-install-recommends clang"),
+            commands[1].ends_with("apt-get install -y --no-install-recommends --no-remove clang"),
             "{commands:?}"
         );
         assert_eq!(commands[2], "cargo install --locked bindgen-cli");

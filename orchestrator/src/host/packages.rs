@@ -168,6 +168,8 @@ pub fn apt_install_argv(needs: &[Need]) -> Vec<String> {
         "install".to_string(),
         "-y".to_string(),
         "--no-install-recommends".to_string(),
+        // Never remove what the user has; `kcycle setup` explains a conflict.
+        "--no-remove".to_string(),
     ];
     argv.extend(needs.iter().map(|n| n.apt_arg.clone()));
     argv
@@ -229,8 +231,14 @@ libc6:amd64\tii \t2.36-9
         assert_eq!(src.apt_arg, format!("rust-web-src={RUST_WEB_VERSION}"));
         let argv = apt_install_argv(&needs);
         assert_eq!(
-            &argv[..4],
-            ["apt-get", "install", "-y", "--no-install-recommends"]
+            &argv[..5],
+            [
+                "apt-get",
+                "install",
+                "-y",
+                "--no-install-recommends",
+                "--no-remove"
+            ]
         );
         assert!(argv.contains(&"clang".to_string()));
     }
