@@ -69,6 +69,43 @@ pub fn parse_simulation(output: &str) -> Plan {
     plan
 }
 
+/// Versions apt offers and the release each comes from, from `apt-cache
+/// madison` lines (`qemu-system-x86 | 1:10.0.2+ds-2+deb13u1~bpo12+1 |
+/// http://deb.debian.org/debian bookworm-backports/main amd64 Packages`).
+pub fn parse_madison_releases(output: &str) -> Vec<(String, String)> {
+    output
+        .lines()
+        .filter_map(|line| {
+            let mut fields = line.split('|').map(str::trim);
+            fields.next()?;
+            let version = fields.next()?;
+            let release = fields
+                .next()?
+                .split_whitespace()
+                .nth(1)?
+                .split('/')
+                .next()?;
+            Some((version.to_string(), release.to_string()))
+        })
+        .collect()
+}
+
+/// The release to install QEMU from so that the QEMU packages the user has
+/// stay: the one that offers the removed QEMU package's own version (e.g.
+/// bookworm-backports for qemu-utils 1:10.0.2+ds-2+deb13u1~bpo12+1).
+pub fn qemu_release(plan: &Plan, offered: &[(String, String)]) -> Option<String> {
+    plan.removals
+        .iter()
+        .filter(|r| r.name.starts_with("qemu"))
+        .filter_map(|r| r.version.as_deref())
+        .find_map(|version| {
+            offered
+                .iter()
+                .find(|(v, _)| v == version)
+                .map(|(_, release)| release.clone())
+        })
+}
+
 /// What to tell the user when installing `apt_args` would remove packages:
 /// `None` when nothing would be removed. `sudo` is the prefix the printed
 /// commands need ("" for root, "sudo " otherwise).
@@ -179,6 +216,32 @@ mod tests {
             ["Packages need to be removed but remove is disabled."]
         );
         assert!(refusal(&plan, &args(&["busybox"]), "").is_some());
+    }
+
+    #[test]
+    fn qemu_comes_from_the_release_of_the_qemu_packages_the_user_has() {
+        // Captured format of `apt-cache madison qemu-system-x86`, plus a backports line.
+        let madison = "qemu-system-x86 | 1:10.0.2+ds-2+deb13u1~bpo12+1 | http://deb.debian.org/debian bookworm-backports/main amd64 Packages\n\
+             qemu-system-x86 | 1:7.2+dfsg-7+deb12u18+b3 | http://deb.debian.org/debian bookworm/main amd64 Packages\n\
+             qemu-system-x86 | 1:7.2+dfsg-7+deb12u15 | http://deb.debian.org/debian-security bookworm-security/main amd64 Packages\n";
+        let offered = parse_madison_releases(madison);
+        assert_eq!(
+            offered[2],
+            ("1:7.2+dfsg-7+deb12u15".into(), "bookworm-security".into())
+        );
+        let mut plan = parse_simulation(BACKPORTS);
+        // The fixture's qemu-utils is 8.2.2 from backports; the archive now offers 10.0.2 there.
+        assert_eq!(
+            qemu_release(&plan, &offered),
+            None,
+            "no release has that version"
+        );
+        plan.removals[1].version = Some("1:10.0.2+ds-2+deb13u1~bpo12+1".into());
+        assert_eq!(
+            qemu_release(&plan, &offered).as_deref(),
+            Some("bookworm-backports")
+        );
+        assert_eq!(qemu_release(&parse_simulation(REMOVES), &offered), None);
     }
 
     #[test]

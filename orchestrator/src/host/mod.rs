@@ -299,35 +299,88 @@ pub fn apt_install(apt_args: &[String]) -> Result<(), HostError> {
     if lists_empty {
         update()?;
     }
-    let mut plan = simulate(apt_args)?;
+    let mut plan = simulate(&[], apt_args)?;
     if !plan.errors.is_empty() && plan.removals.is_empty() && !lists_empty {
         update()?;
-        plan = simulate(apt_args)?;
+        plan = simulate(&[], apt_args)?;
+    }
+    let rest = match qemu_from_its_release(&plan, apt_args)? {
+        Some(rest) => rest,
+        None => apt_args.to_vec(),
+    };
+    if rest.len() != apt_args.len() {
+        plan = simulate(&[], &rest)?;
     }
     let sudo = if is_root() { "" } else { "sudo " };
-    if let Some(message) = apt::refusal(&plan, apt_args, sudo) {
+    if let Some(message) = apt::refusal(&plan, &rest, sudo) {
         return Err(HostError::WouldRemove(message));
     }
     if !plan.errors.is_empty() {
         return Err(HostError::Failed {
             step: "plan the install".into(),
-            command: format!("apt-get -s install {}", apt_args.join(" ")),
+            command: format!("apt-get -s install {}", rest.join(" ")),
             status: plan.errors.join("; "),
         });
+    }
+    install(&[], &rest)
+}
+
+/// `apt-get install --no-remove [options] packages`.
+fn install(options: &[String], packages: &[String]) -> Result<(), HostError> {
+    if packages.is_empty() {
+        return Ok(());
     }
     let mut args: Vec<String> = ["install", "-y", "--no-install-recommends", "--no-remove"]
         .map(String::from)
         .to_vec();
-    args.extend_from_slice(apt_args);
+    args.extend_from_slice(options);
+    args.extend_from_slice(packages);
     run_visible("apt-get install", &mut apt_get(&args), INSTALL_LIMIT)
 }
 
+/// When bookworm's QEMU would remove the user's newer QEMU packages (say
+/// qemu-utils from backports) and that release offers qemu-system-x86 at
+/// the same version, install it from there first, alone, if that removes
+/// nothing. Returns the packages still to install, or `None` to go on as planned.
+fn qemu_from_its_release(
+    plan: &apt::Plan,
+    apt_args: &[String],
+) -> Result<Option<Vec<String>>, HostError> {
+    const QEMU: &str = "qemu-system-x86";
+    if plan.removals.is_empty() || !apt_args.iter().any(|a| a == QEMU) {
+        return Ok(None);
+    }
+    let madison = process::capture(
+        Command::new("apt-cache").args(["madison", QEMU]),
+        QUERY_LIMIT,
+    )
+    .map_err(|source| HostError::Process {
+        step: "apt-cache madison".into(),
+        source,
+    })?;
+    let Some(release) = apt::qemu_release(plan, &apt::parse_madison_releases(&madison.stdout))
+    else {
+        return Ok(None);
+    };
+    let target = ["-t".to_string(), release.clone()];
+    let alone = simulate(&target, &[QEMU.to_string()])?;
+    if !alone.removals.is_empty() || !alone.errors.is_empty() {
+        return Ok(None);
+    }
+    eprintln!("kcycle: installing {QEMU} from {release}, where your QEMU packages come from, instead of removing them");
+    install(&target, &[QEMU.to_string()])?;
+    Ok(Some(
+        apt_args.iter().filter(|a| *a != QEMU).cloned().collect(),
+    ))
+}
+
 /// `apt-get -s install`: what apt would do, changing nothing (no root needed).
-fn simulate(apt_args: &[String]) -> Result<apt::Plan, HostError> {
+fn simulate(options: &[String], apt_args: &[String]) -> Result<apt::Plan, HostError> {
     let out = process::capture(
         Command::new("apt-get")
             .env("DEBIAN_FRONTEND", "noninteractive")
             .args(["-s", "install", "--no-install-recommends"])
+            .args(options)
             .args(apt_args),
         QUERY_LIMIT,
     )
