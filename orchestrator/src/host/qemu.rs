@@ -47,18 +47,7 @@ impl Found {
 /// `QEMU emulator version 8.2.2 (Debian 1:8.2.2+ds-0ubuntu1)` -> (8, 2, 2).
 pub fn parse_version(text: &str) -> Option<(u32, u32, u32)> {
     let rest = text.split("QEMU emulator version").nth(1)?;
-    let word = rest.split_whitespace().next()?;
-    let mut parts = word.split('.').map(|p| {
-        p.chars()
-            .take_while(char::is_ascii_digit)
-            .collect::<String>()
-            .parse::<u32>()
-    });
-    Some((
-        parts.next()?.ok()?,
-        parts.next()?.ok()?,
-        parts.next().and_then(Result::ok).unwrap_or(0),
-    ))
+    super::packages::parse_dotted(rest.split_whitespace().next()?)
 }
 
 /// Which features are absent, given each `<option> help` output (same order as FEATURES).

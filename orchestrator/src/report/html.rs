@@ -117,18 +117,13 @@ fn header(html: &mut String, run: &RunInfo, results: &[TestResult], verdict: &st
     };
     let total = format!("{total:.1} s");
     let cmdline = run.cmdline.join(" ");
-    for (key, value) in [
-        ("kernel", run.kernel_release.as_str()),
-        ("kernel source", run.kernel_source.as_str()),
-        ("QEMU", run.qemu_version.as_str()),
-        ("accel", run.accel.as_str()),
-        ("commit", run.commit.as_str()),
-        ("shard", run.shard.as_deref().unwrap_or("")),
+    let more = [
         ("host", run.hostname.as_str()),
         ("started", started.as_str()),
         ("test time", total.as_str()),
         ("command", cmdline.as_str()),
-    ] {
+    ];
+    for (key, value) in super::summary::run_facts(run).into_iter().chain(more) {
         if !value.is_empty() {
             let slug = key.replace(' ', "-");
             let _ = writeln!(
