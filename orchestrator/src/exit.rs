@@ -12,6 +12,10 @@ pub enum ExitStatus {
     BadInput = 2,
     /// Infrastructure failure: QEMU, SSH, the kernel build, the disk.
     Infrastructure = 3,
+    /// `--bisect`: this commit cannot be tested (`git bisect run` skips it).
+    BisectSkip = 125,
+    /// `--bisect`: stop the bisection (bad input would fail every commit alike).
+    BisectAbort = 128,
 }
 
 impl ExitStatus {

@@ -6,9 +6,12 @@
 //! `guest`, `run`). The binary in `main.rs`/`cli.rs` only parses arguments,
 //! calls into these modules and maps errors to exit codes.
 
+pub mod bisect;
+pub mod compare;
 pub mod config;
 pub mod dmesg;
 pub mod exit;
+pub mod fingerprint;
 pub mod guest;
 pub mod host;
 pub mod image;
@@ -21,4 +24,5 @@ pub mod selftest;
 pub mod snapshot;
 pub mod status;
 pub mod suite;
+pub mod symbols;
 pub mod vm;

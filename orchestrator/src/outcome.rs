@@ -50,6 +50,19 @@ pub struct TestResult {
     /// Earlier failed attempts of a test that passed on retry (JUnit `flakyFailure`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub flaky_attempts: Vec<String>,
+    /// Memory counters after each cycle, for trends and charts.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cycles: Vec<CycleSample>,
+}
+
+/// Guest state after one cycle's last step.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct CycleSample {
+    pub cycle: u32,
+    /// `meminfo:<Field>` (kB) and `slab:<cache>` (active objects).
+    pub counters: std::collections::BTreeMap<String, u64>,
+    /// Names left behind so far in this test, over every namespace.
+    pub leftovers: usize,
 }
 
 impl TestResult {
@@ -120,6 +133,7 @@ mod tests {
             err: String::new(),
             dmesg: String::new(),
             flaky_attempts: vec![],
+            cycles: Vec::new(),
         }
     }
 

@@ -62,6 +62,7 @@ fn result(name: &str, status: Status, start: f64) -> TestResult {
         err: String::new(),
         dmesg: "[    1.0] rust_i915_table: loaded\n".into(),
         flaky_attempts: vec![],
+        cycles: Vec::new(),
     }
 }
 

@@ -93,6 +93,7 @@ fn unsharded(suites: &[Suite], statuses: &[Status]) -> Vec<TestResult> {
                 err: String::new(),
                 dmesg: format!("[    1.0] {}\n", test.name),
                 flaky_attempts: vec![],
+                cycles: Vec::new(),
             }
         })
         .collect()

@@ -43,6 +43,7 @@ fn result(name: &str, status: Status, findings: Vec<Finding>) -> TestResult {
         err: String::new(),
         dmesg: "[    1.0] loaded\x1b[0m\x00\n".into(),
         flaky_attempts: vec![],
+        cycles: Vec::new(),
     }
 }
 

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use assert_cmd::Command;
-use kcycle::outcome::{Finding, RunInfo, Severity, TestResult};
+use kcycle::outcome::{CycleSample, Finding, RunInfo, Severity, TestResult};
 use kcycle::report::results_dir::{ResultsWriter, HTML_FILE};
 use kcycle::status::Status;
 
@@ -48,7 +48,26 @@ fn result(name: &str, status: Status, start: f64, findings: Vec<Finding>) -> Tes
         // Kernel logs carry ESC and NUL bytes; the page must stay well-formed.
         dmesg: "[    1.0] rust_i915_table: loaded\x1b[0m\x00 <done>\n".into(),
         flaky_attempts: vec![],
+        cycles: Vec::new(),
     }
+}
+
+/// What the runner samples after each cycle: a slab cache that grows and leftovers.
+fn cycles(count: u32) -> Vec<CycleSample> {
+    (1..=count)
+        .map(|cycle| CycleSample {
+            cycle,
+            counters: [
+                ("slab:rust_i915_vma".to_string(), 100 * u64::from(cycle)),
+                (
+                    "meminfo:MemFree".to_string(),
+                    500_000 - 64 * u64::from(cycle),
+                ),
+            ]
+            .into(),
+            leftovers: cycle as usize - 1,
+        })
+        .collect()
 }
 
 fn leak() -> Finding {
@@ -71,7 +90,10 @@ fn results() -> Vec<TestResult> {
     known.known_issue = Some("https://example.invalid/bug/7".into());
     vec![
         result("load-unload", Status::Pass, 1.0, vec![]),
-        result("legacy-exit-leaks", Status::DmesgWarn, 3.0, vec![leak()]),
+        TestResult {
+            cycles: cycles(4),
+            ..result("legacy-exit-leaks", Status::DmesgWarn, 3.0, vec![leak()])
+        },
         result("known", Status::DmesgWarn, 5.0, vec![known]),
         result("passthrough", Status::Skip, 7.0, vec![]),
         result("reload", Status::Pass, 9.0, vec![]),
@@ -227,9 +249,14 @@ fn chromium_renders_findings_counts_chart_and_links() {
     assert!(failure.contains("left behind by unload in cycle 2"));
     assert!(failure.contains("with parent 'slab' already present!"));
     assert!(failure.contains(TRACE_LINE), "the call trace is shown");
-    // The per-cycle section: one bar per test (no per-cycle counters in the model yet).
+    // The per-cycle section: the sampled test's leftovers and its two moving
+    // counters, a line each with a point per cycle.
     let chart = dom.split("data-kcycle-hook=\"per-cycle\"").nth(1).unwrap();
-    assert_eq!(chart.matches("class=\"bar\"").count(), results().len());
+    let chart = &chart[..chart.find("</section>").unwrap()];
+    assert_eq!(chart.matches("<polyline").count(), 3, "{chart:.2000}");
+    assert_eq!(chart.matches("<circle").count(), 3 * 4);
+    assert!(chart.contains("kcycle@rust-table@legacy-exit-leaks: slab:rust_i915_vma (objects)"));
+    assert!(chart.contains("cycle 1: 100, cycle 2: 200, cycle 3: 300, cycle 4: 400"));
     assert!(dom.contains("id=\"kcycle-chart-data\""));
     assert!(dom.contains("href=\"console-rust-table-guest0.log\""));
     assert!(dom.contains("data-fact=\"shard\">2/3</dd>"));

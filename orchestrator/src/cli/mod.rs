@@ -10,6 +10,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use kcycle::exit::ExitStatus;
 
+mod baseline;
+mod bisect;
+mod compare;
 mod dmesg;
 mod docs;
 mod guest;
@@ -18,6 +21,8 @@ mod merge;
 mod report;
 mod run;
 
+use baseline::baseline_update;
+use compare::compare_results;
 use dmesg::dmesg;
 use docs::{completions, man};
 use guest::{boot, exec, image_build};
@@ -43,13 +48,16 @@ Typical use:
   kcycle ci                          build or reuse kernel and image, run the default suites
   kcycle run suites/rust-table.toml  run one suite, results in results/
   kcycle dmesg console.log           classify a kernel log you already have
+  kcycle compare base/ results/      what a change broke or fixed since a baseline run
   kcycle exec -- cat /proc/version   boot the guest, run one command, shut down
 
 Exit codes (every subcommand):
   0  passed, or only known issues
   1  test failures or findings
   2  bad input or usage (the message names the file, field or option)
-  3  infrastructure failure (QEMU, SSH, kernel build, disk)";
+  3  infrastructure failure (QEMU, SSH, kernel build, disk)
+`kcycle run --bisect` exits for `git bisect run` instead: 0 good, 1 bad,
+125 skip (infrastructure failure), 128 abort (bad input).";
 
 #[derive(Debug, Parser)]
 #[command(name = "kcycle", version, about = ABOUT, long_about = LONG_ABOUT, after_help = AFTER_HELP)]
@@ -91,6 +99,15 @@ pub enum Command {
     Merge(MergeArgs),
     /// Render index.html again from a results directory's results.json (older runs, merged shards).
     Report(ReportArgs),
+    /// Compare two runs: possible regressions, fixes, still failing, flaky, known, newly skipped.
+    ///
+    /// Exits 1 when NEW has a new failure, 0 otherwise, 2 when an input is unreadable
+    /// or the runs have no test in common.
+    Compare(CompareArgs),
+    /// Known-issue files from runs: `baseline update` writes consistent failures as
+    /// known issues and inconsistent ones as flakes.
+    #[command(subcommand)]
+    Baseline(BaselineCommand),
     /// Classify kernel logs: WARNs, oopses, KASAN, duplicate debugfs/sysfs entries, leaks.
     ///
     /// Exits 0 when nothing is found, 1 when something is, 2 on error (like grep).
@@ -215,6 +232,40 @@ pub struct RunArgs {
     /// MCE). By default it is restarted so one bug does not poison later tests.
     #[arg(long)]
     pub keep_tainted_guest: bool,
+    /// A known-issues file (`[[known_issue]]`, `[[flake]]`), e.g. from `kcycle baseline update`.
+    #[arg(long = "known-issues")]
+    pub known_issues: Vec<PathBuf>,
+    #[command(flatten)]
+    pub bisect: BisectArgs,
+}
+
+/// Exit codes for `git bisect run`.
+#[derive(Debug, Clone, Default, Args)]
+pub struct BisectArgs {
+    /// Exit as `git bisect run` expects: 0 good, 1 bad, 125 skip (infrastructure
+    /// failure), 128 abort (bad input).
+    #[arg(long)]
+    pub bisect: bool,
+    /// With --bisect: only a failing finding that matches this (a fingerprint, an
+    /// id prefix, or a glob over its title) makes the commit bad.
+    #[arg(long, requires = "bisect")]
+    pub finding: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BaselineCommand {
+    /// Write or refresh a known-issues file from results directories (or results.json files).
+    Update(BaselineUpdateArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BaselineUpdateArgs {
+    /// Results directories or results.json files of several runs of the same suites.
+    #[arg(required = true)]
+    pub results: Vec<PathBuf>,
+    /// The known-issues file to write; an existing one is refreshed, keeping its fields.
+    #[arg(long, default_value = "known-issues.toml")]
+    pub file: PathBuf,
 }
 
 #[derive(Debug, Args)]
@@ -257,6 +308,20 @@ pub struct MergeArgs {
 pub struct ReportArgs {
     /// A results directory (from `kcycle run` or `kcycle merge`); index.html is written there.
     pub dir: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct CompareArgs {
+    /// The baseline: a results directory or its results.json.
+    pub base: PathBuf,
+    /// The run to judge: a results directory or its results.json.
+    pub new: PathBuf,
+    /// Print markdown for a pull-request comment.
+    #[arg(long, conflicts_with = "json")]
+    pub markdown: bool,
+    /// Print the comparison as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -308,10 +373,12 @@ pub fn run(cli: Cli) -> Result<ExitStatus, Failure> {
         Command::Image(ImageCommand::Build(args)) => image_build(&args),
         Command::Boot(args) => boot(&args.guest),
         Command::Exec(args) => exec(&args),
-        Command::Run(args) => run_suites(&args, progress),
+        Command::Run(args) => bisect::map(&args.bisect, &args.results, run_suites(&args, progress)),
         Command::Ci(args) => ci(&args, progress),
         Command::Merge(args) => merge_results(&args),
         Command::Report(args) => report(&args),
+        Command::Compare(args) => compare_results(&args),
+        Command::Baseline(BaselineCommand::Update(args)) => baseline_update(&args),
         Command::Dmesg(args) => dmesg(&args),
         Command::Completions(args) => completions(&args),
         Command::Man(args) => man(&args),

@@ -71,6 +71,8 @@ fn ci_run_args(config: kcycle::config::CiConfig, args: &CiArgs, kernel: PathBuf)
         modules: args.modules.clone(),
         shard: args.shard.clone(),
         keep_tainted_guest: false,
+        known_issues: Vec::new(),
+        bisect: Default::default(),
     }
 }
 
@@ -84,12 +86,13 @@ pub(super) fn run_suites(args: &RunArgs, progress: Progress) -> Result<ExitStatu
     use kcycle::suite::{self, Shard, Suite};
 
     let interrupted = interrupt_flag();
-    let suites = args
+    let mut suites = args
         .suites
         .iter()
         .map(|path| Suite::load(path))
         .collect::<Result<Vec<_>, _>>()
         .bad_input()?;
+    super::baseline::add_known_issue_files(&mut suites, &args.known_issues)?;
     let shard = args
         .shard
         .as_deref()
@@ -115,6 +118,10 @@ pub(super) fn run_suites(args: &RunArgs, progress: Progress) -> Result<ExitStatu
 
     let artifacts = guest_kernel(args.guest.kernel.as_deref())?;
     let kernel_modules = artifacts.modules().infrastructure()?;
+    // Known issues for other kernels do not apply: plan again with the rest.
+    let release = artifacts.manifest.kernel_release.clone();
+    let suites = super::baseline::for_kernel(&suites, &release);
+    let plan = suite::select(&suites, args.filter.as_deref(), shard).bad_input()?;
     kcycle::run::plan::check(&chosen, &kernel_modules, &sources).bad_input()?;
 
     let results_dir = args.results.clone();
@@ -177,6 +184,10 @@ pub(super) fn run_suites(args: &RunArgs, progress: Progress) -> Result<ExitStatu
         module_files: args.modules.clone(),
         results_dir: results_dir.clone(),
         killers: std::sync::Arc::clone(&killers),
+        symbols: kcycle::symbols::KoSymbols::new(
+            vec![artifacts.modules_dir()],
+            args.modules.clone(),
+        ),
     };
     // Ctrl-C: kill every QEMU so in-flight commands end; the scheduler then
     // stops handing out tests and reports the rest as notrun.
@@ -214,6 +225,7 @@ pub(super) fn run_suites(args: &RunArgs, progress: Progress) -> Result<ExitStatu
     }
     let summary = kcycle::report::summary::render(writer.run_info(), writer.results());
     eprintln!("\n{summary}");
+    super::baseline::report_known_issues(&suites, writer.results(), &release);
     if github {
         // Each guest console, folded, so a CI log shows why a guest died.
         let mut consoles: Vec<PathBuf> = std::fs::read_dir(&results_dir)

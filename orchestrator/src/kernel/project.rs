@@ -50,7 +50,10 @@ impl Project {
 
     /// The external modules kcycle always builds.
     pub fn default_modules(&self) -> Vec<PathBuf> {
-        vec![self.root.join("guest-kernel/rust_i915_table")]
+        vec![
+            self.root.join("guest-kernel/rust_i915_table"),
+            self.root.join("guest-kernel/kcycle_leaks"),
+        ]
     }
 }
 

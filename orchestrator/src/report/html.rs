@@ -28,6 +28,8 @@ pub struct Series {
     pub unit: String,
     /// `(label, value)`: "cycle 3" or a test name.
     pub points: Vec<(String, f64)>,
+    /// Drawn as a line over cycles; otherwise as bars (one per test).
+    pub per_cycle: bool,
 }
 
 /// The per-cycle section's data and what it shows.
@@ -38,22 +40,101 @@ pub struct Charts {
     pub series: Vec<Series>,
 }
 
-/// DATA HOOK (per-cycle chart): the series the per-cycle section draws.
-///
-/// The result model carries no per-cycle counters yet (slab caches, memory
-/// counters and leftovers per cycle are being added to `TestResult`); until
-/// then this draws each test's duration. When they land, return one `Series`
-/// per test and counter here (points labelled "cycle N"); the drawing, the
-/// JSON data island and the tests take any series.
+/// Counters drawn per test, besides its leftovers: those that moved most.
+const COUNTERS_PER_TEST: usize = 4;
+/// Panels at most, so a run of hundreds of tests keeps a readable page.
+const MAX_PANELS: usize = 60;
+
+/// DATA HOOK (per-cycle chart): the series the per-cycle section draws, from
+/// each test's `cycles` (the samples the runner takes after every cycle):
+/// leftovers, and the counters (`meminfo:*` kB, `slab:*` objects) that moved
+/// most from the first cycle to the last. Results without samples (older
+/// runs, single-cycle tests) fall back to each test's duration, and the note says so.
 pub fn charts(results: &[TestResult]) -> Charts {
+    let sampled: Vec<&TestResult> = results
+        .iter()
+        .filter(|r| is_top_level(&r.name) && !r.cycles.is_empty())
+        .collect();
+    if sampled.is_empty() {
+        return durations(results);
+    }
+    let mut series = Vec::new();
+    for result in &sampled {
+        let label = |c: &crate::outcome::CycleSample| format!("cycle {}", c.cycle);
+        series.push(Series {
+            title: format!("{}: leftovers", result.name),
+            unit: "names".into(),
+            points: result
+                .cycles
+                .iter()
+                .map(|c| (label(c), c.leftovers as f64))
+                .collect(),
+            per_cycle: true,
+        });
+        for name in moving_counters(&result.cycles) {
+            series.push(Series {
+                title: format!("{}: {name}", result.name),
+                unit: if name.starts_with("meminfo:") {
+                    "kB"
+                } else {
+                    "objects"
+                }
+                .into(),
+                points: result
+                    .cycles
+                    .iter()
+                    .map(|c| (label(c), c.counters.get(&name).copied().unwrap_or(0) as f64))
+                    .collect(),
+                per_cycle: true,
+            });
+        }
+    }
+    let shown = series.len().min(MAX_PANELS);
+    series.truncate(MAX_PANELS);
+    Charts {
+        note: format!(
+            "Sampled after every cycle ({} sampled test{}): names left behind so far, and \
+             the up to {COUNTERS_PER_TEST} counters per test that moved most from the first \
+             cycle to the last ({shown} panels).",
+            sampled.len(),
+            if sampled.len() == 1 { "" } else { "s" }
+        ),
+        series,
+    }
+}
+
+/// The counters that changed most over the samples, largest relative change first.
+fn moving_counters(cycles: &[crate::outcome::CycleSample]) -> Vec<String> {
+    let (Some(first), Some(last)) = (cycles.first(), cycles.last()) else {
+        return Vec::new();
+    };
+    let mut moved: Vec<(f64, &String)> = last
+        .counters
+        .iter()
+        .filter_map(|(name, &end)| {
+            let start = *first.counters.get(name)?;
+            let change = (end as f64 - start as f64).abs() / (start.max(1) as f64);
+            (end != start).then_some((change, name))
+        })
+        .collect();
+    moved.sort_by(|a, b| b.0.total_cmp(&a.0).then_with(|| a.1.cmp(b.1)));
+    moved
+        .into_iter()
+        .take(COUNTERS_PER_TEST)
+        .map(|(_, name)| name.clone())
+        .collect()
+}
+
+/// Without per-cycle samples: each test's duration, and a note that says so.
+fn durations(results: &[TestResult]) -> Charts {
     let points: Vec<(String, f64)> = results
         .iter()
         .filter(|r| is_top_level(&r.name))
         .map(|r| (r.name.clone(), r.duration.as_secs_f64()))
         .collect();
     Charts {
-        note: "These results carry no per-cycle counters yet; the panel shows each \
-               test's duration instead."
+        note: "These results carry no per-cycle samples (older runs, or tests of one \
+               cycle); the panel shows each test's duration instead."
             .into(),
         series: if points.is_empty() {
             Vec::new()
@@ -62,6 +143,7 @@ pub fn charts(results: &[TestResult]) -> Charts {
                 title: "duration per test".into(),
                 unit: "s".into(),
                 points,
+                per_cycle: false,
             }]
         },
     }
@@ -259,9 +341,15 @@ fn chart_section(html: &mut String, charts: &Charts) {
          <h2 id=\"cycles-h\">Per cycle</h2>\n",
     );
     let _ = writeln!(html, "<p class=\"note\">{}</p>", escape(&charts.note));
+    html.push_str("<div class=\"panels\">\n");
     for (i, series) in charts.series.iter().enumerate() {
-        html.push_str(&bar_chart(series, i));
+        if series.per_cycle {
+            html.push_str(&line_chart(series, i));
+        } else {
+            html.push_str(&bar_chart(series, i));
+        }
     }
+    html.push_str("</div>\n");
     let data = serde_json::to_string(charts)
         .unwrap_or_default()
         .replace("</", "<\\/");
@@ -314,6 +402,106 @@ fn bar_chart(series: &Series, index: usize) -> String {
         escape(&series.title)
     );
     svg
+}
+
+const LINE_WIDTH: f64 = 340.0;
+const LINE_HEIGHT: f64 = 110.0;
+const LINE_LEFT: f64 = 64.0;
+const LINE_TOP: f64 = 10.0;
+
+/// A small line chart of one series over cycles, as inline SVG: the y axis
+/// from the series' minimum to its maximum, each point with its value as a
+/// tooltip, and the values as text for screen readers.
+fn line_chart(series: &Series, index: usize) -> String {
+    let values: Vec<f64> = series.points.iter().map(|(_, v)| *v).collect();
+    let min = values.iter().copied().fold(f64::INFINITY, f64::min);
+    let max = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let span = if max > min { max - min } else { 1.0 };
+    let step = LINE_WIDTH / (values.len().max(2) - 1) as f64;
+    let at = |i: usize, v: f64| {
+        let x = LINE_LEFT + step * i as f64;
+        let y = LINE_TOP + LINE_HEIGHT - (v - min) / span * LINE_HEIGHT;
+        (x, y)
+    };
+    let id = format!("chart-{index}");
+    let (width, height) = (LINE_LEFT + LINE_WIDTH + 16.0, LINE_TOP + LINE_HEIGHT + 30.0);
+    let described: Vec<String> = series
+        .points
+        .iter()
+        .map(|(label, v)| format!("{label}: {v}"))
+        .collect();
+    let mut svg = format!(
+        "<figure class=\"chart\">\n<svg role=\"img\" aria-labelledby=\"{id}-t {id}-d\" \
+         viewBox=\"0 0 {width} {height}\" width=\"{width}\" height=\"{height}\" \
+         xmlns=\"http://www.w3.org/2000/svg\">\n<title id=\"{id}-t\">{} ({})</title>\n\
+         <desc id=\"{id}-d\">{}</desc>\n",
+        escape(&series.title),
+        escape(&series.unit),
+        escape(&described.join(", "))
+    );
+    let bottom = LINE_TOP + LINE_HEIGHT;
+    let _ = write!(
+        svg,
+        "<line x1=\"{LINE_LEFT}\" y1=\"{bottom}\" x2=\"{}\" y2=\"{bottom}\" class=\"axis\"/>\
+         <line x1=\"{LINE_LEFT}\" y1=\"{LINE_TOP}\" x2=\"{LINE_LEFT}\" y2=\"{bottom}\" class=\"axis\"/>\n\
+         <text x=\"{}\" y=\"{}\" text-anchor=\"end\">{}</text>\
+         <text x=\"{}\" y=\"{bottom}\" text-anchor=\"end\">{}</text>\n",
+        LINE_LEFT + LINE_WIDTH,
+        LINE_LEFT - 4.0,
+        LINE_TOP + 8.0,
+        number(max),
+        LINE_LEFT - 4.0,
+        number(min),
+    );
+    let path: Vec<String> = values
+        .iter()
+        .enumerate()
+        .map(|(i, &v)| {
+            let (x, y) = at(i, v);
+            format!("{x:.1},{y:.1}")
+        })
+        .collect();
+    let _ = writeln!(
+        svg,
+        "<polyline points=\"{}\" class=\"line\"/>",
+        path.join(" ")
+    );
+    for (i, (label, v)) in series.points.iter().enumerate() {
+        let (x, y) = at(i, *v);
+        let _ = writeln!(
+            svg,
+            "<circle cx=\"{x:.1}\" cy=\"{y:.1}\" r=\"3\" class=\"point\"><title>{}: {}</title></circle>",
+            escape(label),
+            number(*v)
+        );
+    }
+    if let (Some((first, _)), Some((last, _))) = (series.points.first(), series.points.last()) {
+        let _ = writeln!(
+            svg,
+            "<text x=\"{LINE_LEFT}\" y=\"{}\">{}</text><text x=\"{}\" y=\"{}\" text-anchor=\"end\">{}</text>",
+            bottom + 16.0,
+            escape(first),
+            LINE_LEFT + LINE_WIDTH,
+            bottom + 16.0,
+            escape(last)
+        );
+    }
+    let _ = write!(
+        svg,
+        "</svg>\n<figcaption>{} ({})</figcaption>\n</figure>\n",
+        escape(&series.title),
+        escape(&series.unit)
+    );
+    svg
+}
+
+/// A value for an axis label: integers as integers.
+fn number(v: f64) -> String {
+    if v.fract() == 0.0 && v.abs() < 1e15 {
+        format!("{}", v as i64)
+    } else {
+        format!("{v:.2}")
+    }
 }
 
 /// Every test's own logs, collapsed, and the guest consoles of its suite.
@@ -467,6 +655,12 @@ pre { background: #f5f5f5; border: 1px solid var(--line); padding: .5rem; overfl
   overflow-wrap: anywhere; }
 .chart svg { max-width: 100%; height: auto; }
 .chart .bar { fill: var(--bar); }
+.panels { display: flex; flex-wrap: wrap; gap: .5rem 1.5rem; }
+.chart { margin: .5rem 0; }
+.chart figcaption { font-size: .85em; overflow-wrap: anywhere; max-width: 26rem; }
+.chart .line { fill: none; stroke: var(--bar); stroke-width: 2; }
+.chart .point { fill: var(--bar); }
+.chart .axis { stroke: var(--muted); stroke-width: 1; }
 .chart text { font: 12px ui-monospace, monospace; fill: var(--fg); }
 .note { color: var(--muted); }
 @media print {
@@ -506,6 +700,75 @@ mod tests {
     fn subtests_are_not_top_level() {
         assert!(is_top_level("kcycle@i915-mock@load"));
         assert!(!is_top_level("kcycle@i915-mock@load@sanitycheck"));
+    }
+
+    fn sampled(name: &str, samples: &[(u64, u64, usize)]) -> TestResult {
+        let mut result: TestResult = serde_json::from_value(serde_json::json!({
+            "name": name, "suite": "s", "status": "pass", "start": 0.0,
+            "duration": {"secs": 2, "nanos": 0}, "findings": [], "out": "", "err": "", "dmesg": ""
+        }))
+        .unwrap();
+        result.cycles = samples
+            .iter()
+            .enumerate()
+            .map(
+                |(i, &(slab, free, leftovers))| crate::outcome::CycleSample {
+                    cycle: i as u32 + 1,
+                    counters: [
+                        ("slab:rust_i915_vma".to_string(), slab),
+                        ("meminfo:MemFree".to_string(), free),
+                        ("slab:steady".to_string(), 7),
+                    ]
+                    .into(),
+                    leftovers,
+                },
+            )
+            .collect();
+        result
+    }
+
+    #[test]
+    fn per_cycle_samples_become_line_panels_of_leftovers_and_moving_counters() {
+        let results = [
+            sampled(
+                "kcycle@s@leaks",
+                &[(10, 1000, 0), (20, 990, 1), (30, 985, 2)],
+            ),
+            sampled("kcycle@s@leaks@subtest", &[(1, 1, 0)]),
+        ];
+        let charts = charts(&results);
+        let titles: Vec<&str> = charts.series.iter().map(|s| s.title.as_str()).collect();
+        assert_eq!(
+            titles,
+            [
+                "kcycle@s@leaks: leftovers",
+                "kcycle@s@leaks: slab:rust_i915_vma",
+                "kcycle@s@leaks: meminfo:MemFree"
+            ],
+            "the steady counter and the subtest are left out"
+        );
+        assert!(charts.series.iter().all(|s| s.per_cycle));
+        assert_eq!(charts.series[1].points[2], ("cycle 3".to_string(), 30.0));
+        assert_eq!(charts.series[2].unit, "kB");
+        assert!(charts.note.contains("(1 sampled test)"), "{}", charts.note);
+        let svg = line_chart(&charts.series[1], 1);
+        assert_eq!(svg.matches("<circle").count(), 3);
+        assert!(svg.contains("<desc id=\"chart-1-d\">cycle 1: 10, cycle 2: 20, cycle 3: 30</desc>"));
+    }
+
+    #[test]
+    fn without_samples_the_panel_is_durations_and_says_so() {
+        let mut plain = sampled("kcycle@s@a", &[]);
+        plain.cycles.clear();
+        let charts = charts(&[plain]);
+        assert!(
+            charts.note.contains("no per-cycle samples"),
+            "{}",
+            charts.note
+        );
+        assert_eq!(charts.series.len(), 1);
+        assert!(!charts.series[0].per_cycle);
+        assert_eq!(charts.series[0].points, [("kcycle@s@a".to_string(), 2.0)]);
     }
 
     #[test]

@@ -8,6 +8,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
+use crate::fingerprint;
 use crate::outcome::{Finding, RunInfo, TestResult};
 use crate::status::Status;
 
@@ -37,7 +38,7 @@ struct TestObject {
     dmesg_warnings: Option<String>,
     /// kcycle's structured findings; IGT tools ignore unknown keys.
     #[serde(rename = "kcycle-findings", default)]
-    findings: Vec<Finding>,
+    findings: Vec<FindingObject>,
     #[serde(rename = "kcycle-suite", default)]
     suite: String,
     #[serde(
@@ -46,6 +47,24 @@ struct TestObject {
         skip_serializing_if = "Vec::is_empty"
     )]
     flaky_attempts: Vec<String>,
+    /// Memory counters after each cycle (the leak ledger's trend series).
+    #[serde(
+        rename = "kcycle-cycles",
+        default,
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    cycles: Vec<crate::outcome::CycleSample>,
+}
+
+/// A finding with its fingerprint. The fingerprint is written for other
+/// tools; kcycle recomputes it from the finding when it reads results back,
+/// so results written by older versions compare the same way.
+#[derive(Debug, Serialize, Deserialize)]
+struct FindingObject {
+    #[serde(flatten)]
+    finding: Finding,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    fingerprint: String,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -92,9 +111,17 @@ pub fn render(run: &RunInfo, results: &[TestResult]) -> Value {
             kcycle_result: (written != result.status).then_some(result.status),
             time: TimeAttribute::new(result.start, result.start + duration),
             dmesg_warnings: (!warnings.is_empty()).then(|| warnings.join("\n") + "\n"),
-            findings: result.findings.clone(),
+            findings: result
+                .findings
+                .iter()
+                .map(|f| FindingObject {
+                    finding: f.clone(),
+                    fingerprint: fingerprint::of(f).id,
+                })
+                .collect(),
             suite: result.suite.clone(),
             flaky_attempts: result.flaky_attempts.clone(),
+            cycles: result.cycles.clone(),
         };
         tests.insert(
             result.name.clone(),
@@ -183,11 +210,12 @@ pub fn parse(text: &str) -> Result<(RunInfo, Vec<TestResult>), IgtJsonError> {
             status: object.kcycle_result.unwrap_or(object.result),
             start: object.time.start,
             duration: Duration::from_secs_f64((object.time.end - object.time.start).max(0.0)),
-            findings: object.findings,
+            findings: object.findings.into_iter().map(|f| f.finding).collect(),
             out: object.out,
             err: object.err,
             dmesg: object.dmesg,
             flaky_attempts: object.flaky_attempts,
+            cycles: object.cycles,
         });
     }
     results.sort_by(|a, b| {

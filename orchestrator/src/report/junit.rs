@@ -14,6 +14,7 @@ use quick_junit::{
     NonSuccessKind, Property, Report, TestCase, TestCaseStatus, TestRerun, TestSuite,
 };
 
+use crate::fingerprint;
 use crate::outcome::{RunInfo, TestResult};
 use crate::status::Status;
 
@@ -103,6 +104,9 @@ fn test_case(suite: &str, result: &TestResult) -> TestCase {
     case.set_classname(suite);
     case.set_time(result.duration);
     case.add_property(Property::new("status", result.status.as_str()));
+    for finding in &result.findings {
+        case.add_property(Property::new("fingerprint", fingerprint::of(finding).id));
+    }
     for finding in result
         .findings
         .iter()

@@ -323,6 +323,7 @@ mod tests {
             err: String::new(),
             dmesg: String::new(),
             flaky_attempts: vec![],
+            cycles: Vec::new(),
         }
     }
 

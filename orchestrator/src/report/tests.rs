@@ -45,6 +45,7 @@ fn result(name: &str, status: Status, findings: Vec<Finding>) -> TestResult {
         // Kernel logs carry escape sequences and NULs; the XML must stay valid.
         dmesg: "[    1.0] rust_i915_table: loaded\x1b[0m\x00 done\n".into(),
         flaky_attempts: vec![],
+        cycles: Vec::new(),
     }
 }
 
@@ -156,6 +157,19 @@ fn junit_is_valid_and_maps_statuses() {
         TestCaseStatus::Success { flaky_runs } => assert_eq!(flaky_runs.len(), 1),
         other => panic!("flaky: {other:?}"),
     }
+    let fingerprints = |name: &str| -> Vec<String> {
+        case(name)
+            .properties
+            .iter()
+            .filter(|p| p.name.as_str() == "fingerprint")
+            .map(|p| p.value.to_string())
+            .collect()
+    };
+    assert_eq!(
+        fingerprints("legacy"),
+        [crate::fingerprint::of(&sample()[1].findings[0]).id]
+    );
+    assert!(fingerprints("clean").is_empty());
     let out = case("clean").system_out.as_ref().unwrap().as_str();
     assert!(out.contains("--- dmesg ---") && out.contains("rust_i915_table: loaded"));
 }
@@ -202,6 +216,13 @@ fn results_json_has_igt_shape_and_round_trips() {
         assert_eq!(totals["notrun"], 0, "{key}");
     }
     assert_eq!(value["runtimes"]["kcycle@rust-table"]["time"]["end"], 15.0);
+    // Each finding carries its fingerprint next to its fields.
+    let written = &legacy["kcycle-findings"][0];
+    assert_eq!(written["kind"], "sysfs-duplicate");
+    assert_eq!(
+        written["fingerprint"],
+        crate::fingerprint::of(&results[1].findings[0]).id
+    );
 
     let text = serde_json::to_string(&value).unwrap();
     let (run, parsed) = igt_json::parse(&text).unwrap();

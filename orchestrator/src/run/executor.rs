@@ -1,32 +1,40 @@
 //! Runs one test on a machine: its steps, `cycles` times, with the kernel log,
-//! slab caches, debugfs and taint checked around every step.
+//! the leak ledger's namespaces, memory counters and taint checked around
+//! every step.
 //!
 //! Per step: run the action; take the kernel log printed since the previous
 //! step (`dmesg -c`) and a snapshot; classify the log; after an unload,
 //! compare against the snapshot from before the module's load, so what the
 //! module created and left behind is named and charged to the cycle whose
 //! unload left it ("left behind by unload in cycle N"). A later load that
-//! trips over a leftover (duplicate debugfs/sysfs entries) is charged to that
-//! same unload rather than to itself, which is the whole point of kcycle.
+//! trips over a leftover (a duplicate-entry warning, -EEXIST) and code that
+//! runs in a module's image after its unload are charged to that same unload
+//! rather than to whatever ran next ([`super::ledger`]), which is the whole
+//! point of kcycle.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use super::command::{self, ModuleSources};
 use super::event::Event;
+use super::ledger::{self, Ledger};
 use super::machine::{Machine, MachineError, Output};
+use super::trend;
 use super::verdict::{self, kind};
 use crate::dmesg;
-use crate::outcome::{Finding, Severity, TestResult};
+use crate::outcome::{CycleSample, Finding, Severity, TestResult};
 use crate::selftest::{self, Outcome, Subtest};
 use crate::snapshot::{self, Snapshot};
 use crate::status::Status;
 use crate::suite::{Action, SelftestKind, Suite, Test};
+use crate::symbols::Symbolizer;
 
 /// Deadline for the runner's own bookkeeping commands (log, snapshot).
 const COLLECT_TIMEOUT: Duration = Duration::from_secs(60);
 /// Marks the end of the kernel log in the collect command's output.
 const SNAPSHOT_MARK: &str = "@@kcycle-snapshot";
+/// Starts a loaded module's section addresses in the collect command's output.
+const SECTIONS_MARK: &str = "@@kcycle-sections";
 
 /// Everything one test produced.
 #[derive(Debug)]
@@ -48,18 +56,14 @@ pub struct TestContext<'a> {
     pub run_start: Instant,
     /// Ask for a restart when the test left fatal taint.
     pub restart_on_taint: bool,
+    /// Names addresses in modules that are gone.
+    pub symbols: &'a dyn Symbolizer,
 }
 
 /// A step's kernel log and its classification, made once per step.
 struct StepLog<'a> {
     text: &'a str,
     findings: Vec<dmesg::Finding>,
-}
-
-/// Something an unload left behind, remembered for attributing later warnings.
-struct Leftover {
-    name: String,
-    cycle: u32,
 }
 
 /// The test being run: its accumulating log and findings.
@@ -70,7 +74,13 @@ struct Recorder<'a> {
     dmesg: String,
     findings: Vec<Finding>,
     subtests: BTreeMap<String, TestResult>,
-    leftovers: Vec<Leftover>,
+    ledger: Ledger,
+    /// Counters after each cycle.
+    cycles: Vec<CycleSample>,
+    /// The console line count when the current step started.
+    console_mark: usize,
+    /// The module and cycle of the unload step running now, if one is.
+    unloading: Option<(String, u32)>,
     /// Snapshot taken before each module's latest load.
     before_load: BTreeMap<String, Snapshot>,
     baseline: Snapshot,
@@ -97,7 +107,10 @@ pub fn run_test(
         dmesg: String::new(),
         findings: Vec::new(),
         subtests: BTreeMap::new(),
-        leftovers: Vec::new(),
+        ledger: Ledger::default(),
+        cycles: Vec::new(),
+        console_mark: 0,
+        unloading: None,
         before_load: BTreeMap::new(),
         baseline: Snapshot::default(),
         current: Snapshot::default(),
@@ -106,8 +119,10 @@ pub fn run_test(
 
     let fault = match rec.run_steps(machine, emit) {
         Ok(()) => None,
-        Err(error) => Some(rec.fault(error)),
+        Err(error) => Some(rec.fault(error, machine)),
     };
+    let trends = trend::steady_growth(&rec.cycles);
+    rec.findings.extend(trends);
 
     let mut findings = std::mem::take(&mut rec.findings);
     let mut status = verdict::status(fault, &findings);
@@ -126,6 +141,7 @@ pub fn run_test(
         err: rec.err,
         dmesg: rec.dmesg,
         flaky_attempts: Vec::new(),
+        cycles: changing_counters(std::mem::take(&mut rec.cycles)),
     }];
     results.extend(rec.subtests.into_values().map(|mut subtest| {
         verdict::apply_known_issues(
@@ -151,7 +167,7 @@ fn restart_reason(fault: Option<Status>, rec: &Recorder<'_>) -> Option<String> {
     if let Some(fault) = fault {
         return Some(format!("the previous test ended with {fault}"));
     }
-    if let Some(leftover) = rec.leftovers.first() {
+    if let Some(leftover) = rec.ledger.leftovers.first() {
         return Some(format!("the previous test left {} behind", leftover.name));
     }
     let loaded: Vec<&String> = rec
@@ -184,82 +200,120 @@ impl Recorder<'_> {
         // Start from a clean log and a baseline snapshot. What the kernel
         // printed before (boot, an earlier test) is not this test's; it is in
         // the console log.
-        let (_, baseline) = self.collect(machine)?;
+        let (_, baseline) = self.collect(machine, None)?;
         self.dmesg.clear();
         self.baseline = baseline.clone();
         self.current = baseline;
+        if self.kmemleak {
+            machine.exec(command::KMEMLEAK_CLEAR, COLLECT_TIMEOUT)?;
+        }
 
         let test = self.ctx.test;
         for cycle in 1..=test.cycles {
             for step in &test.steps {
-                let description = describe(&step.action);
-                let label = if test.cycles > 1 {
-                    format!("cycle {cycle}/{}: {description}", test.cycles)
-                } else {
-                    description.clone()
-                };
-                emit(Event::StepStarted {
-                    guest: self.ctx.guest,
-                    test: test.name.clone(),
-                    step: label.clone(),
-                });
-                let module = command::canonical(step.module());
-                if !matches!(step.action, Action::Unload { .. }) {
-                    self.before_load
-                        .insert(module.clone(), self.current.clone());
-                }
+                self.run_step(machine, emit, step, cycle)?;
+            }
+            self.cycles.push(CycleSample {
+                cycle,
+                counters: self.current.counters.0.clone(),
+                leftovers: self.ledger.leftovers.len(),
+            });
+        }
+        Ok(())
+    }
 
-                let shell = command::for_action(&step.action, self.ctx.sources);
-                let output = self.exec_logged(machine, &label, &shell, step.timeout)?;
-                let succeeded = output.status == 0;
-                match (succeeded, step.expect_failure) {
-                    (false, false) => self.findings.push(step_failed(&label, &shell, &output)),
-                    (true, true) => self.findings.push(Finding {
-                        kind: kind::UNEXPECTED_SUCCESS.into(),
-                        title: format!("{description} succeeded but the suite expects it to fail"),
-                        severity: Severity::Fail,
-                        report: format!("$ {shell}\n{}{}", output.stdout, output.stderr),
-                        attribution: Some(label.clone()),
-                        known_issue: None,
-                    }),
-                    _ => {}
-                }
+    fn run_step(
+        &mut self,
+        machine: &mut dyn Machine,
+        emit: &mut dyn FnMut(Event),
+        step: &crate::suite::Step,
+        cycle: u32,
+    ) -> Result<(), MachineError> {
+        let test = self.ctx.test;
+        let description = describe(&step.action);
+        let label = if test.cycles > 1 {
+            format!("cycle {cycle}/{}: {description}", test.cycles)
+        } else {
+            description.clone()
+        };
+        emit(Event::StepStarted {
+            guest: self.ctx.guest,
+            test: test.name.clone(),
+            step: label.clone(),
+        });
+        let module = command::canonical(step.module());
+        let loads = !matches!(step.action, Action::Unload { .. });
+        if loads {
+            self.before_load
+                .insert(module.clone(), self.current.clone());
+        }
 
-                let (log, after) = self.collect(machine)?;
-                // Classified once: the test's findings and its subtests' both come from it.
-                let step_log = StepLog {
-                    findings: dmesg::classify(&log),
-                    text: &log,
-                };
-                self.check_log(&step_log.findings, &label);
-                if let Action::Selftest {
-                    module: name, kind, ..
-                } = &step.action
-                {
-                    self.record_selftest(machine, name, *kind, &step_log, succeeded, cycle)?;
+        self.console_mark = machine.console_mark();
+        self.unloading = (!loads).then(|| (module.clone(), cycle));
+        let shell = command::for_action(&step.action, self.ctx.sources);
+        let output = self.exec_logged(machine, &label, &shell, step.timeout)?;
+        let succeeded = output.status == 0;
+        if succeeded && !loads {
+            // Before the collect: a callback left armed may fire during it.
+            self.ledger.removed(&module, cycle);
+        }
+        match (succeeded, step.expect_failure) {
+            (false, false) => {
+                let mut failed = step_failed(&label, &shell, &output);
+                if loads {
+                    self.charge_load_failure(&mut failed, &module);
                 }
-                // After an unload, and after a load whose init failed (nothing
-                // of the module should remain either way), what appeared since
-                // the module's load was left behind.
-                match (&step.action, succeeded) {
-                    (Action::Unload { .. }, true) => {
-                        self.check_leftovers(&module, &after, "unload", cycle)
-                    }
-                    (
-                        Action::Load { .. } | Action::Reload { .. } | Action::Selftest { .. },
-                        false,
-                    ) => self.check_leftovers(&module, &after, "failed load", cycle),
-                    _ => {}
-                }
-                self.check_taint(&after, &label);
-                self.current = after;
+                self.findings.push(failed);
+            }
+            (true, true) => self.findings.push(Finding {
+                kind: kind::UNEXPECTED_SUCCESS.into(),
+                title: format!("{description} succeeded but the suite expects it to fail"),
+                severity: Severity::Fail,
+                report: format!("$ {shell}\n{}{}", output.stdout, output.stderr),
+                attribution: Some(label.clone()),
+                known_issue: None,
+            }),
+            _ => {}
+        }
+
+        let loaded_now = (loads && succeeded).then_some(module.as_str());
+        let (log, after) = self.collect(machine, loaded_now)?;
+        if let Some(module) = loaded_now {
+            self.ledger
+                .loaded(module, &after, after.module_sections.clone());
+        }
+        // Classified once: the test's findings and its subtests' both come from it.
+        let step_log = StepLog {
+            findings: dmesg::classify(&log),
+            text: &log,
+        };
+        self.check_log(&step_log.findings, &label, &after);
+        if let Action::Selftest {
+            module: name, kind, ..
+        } = &step.action
+        {
+            self.record_selftest(machine, name, *kind, &step_log, succeeded, cycle)?;
+        }
+        // After an unload, and after a load whose init failed (nothing of
+        // the module should remain either way), what appeared since the
+        // module's load was left behind.
+        let by = match (&step.action, succeeded) {
+            (Action::Unload { .. }, true) => Some("unload"),
+            (_, false) if loads => Some("failed load"),
+            _ => None,
+        };
+        if let Some(by) = by {
+            if let Some(before) = self.before_load.get(&module) {
+                let found = self.ledger.unloaded(&module, before, &after, by, cycle);
+                self.findings.extend(found);
+            }
+            if self.kmemleak {
+                self.check_kmemleak(machine, &module, by, cycle)?;
             }
         }
-        // kmemleak reports objects only once they are a few seconds old, so
-        // one scan at the end of the test finds what every cycle leaked.
-        if self.kmemleak {
-            self.check_kmemleak(machine)?;
-        }
+        self.check_taint(&after, &label);
+        self.current = after;
+        self.unloading = None;
         Ok(())
     }
 
@@ -283,119 +337,115 @@ impl Recorder<'_> {
         result
     }
 
-    /// Take the kernel log since the last call, and a snapshot.
-    fn collect(&mut self, machine: &mut dyn Machine) -> Result<(String, Snapshot), MachineError> {
-        let shell = format!(
+    /// Take the kernel log since the last call, and a snapshot; after a
+    /// load, also where the module's sections are (for naming its code
+    /// once it is gone).
+    fn collect(
+        &mut self,
+        machine: &mut dyn Machine,
+        loaded: Option<&str>,
+    ) -> Result<(String, Snapshot), MachineError> {
+        let mut shell = format!(
             "{}; echo {SNAPSHOT_MARK}; {}",
             command::TAKE_DMESG,
-            snapshot::COMMAND
+            snapshot::command()
         );
+        if let Some(module) = loaded {
+            shell.push_str(&format!(
+                "; echo {SECTIONS_MARK}; {}",
+                ledger::sections_command(module)
+            ));
+        }
         let output = machine.exec(&shell, COLLECT_TIMEOUT)?;
-        let (log, snap) = output
+        let (log, rest) = output
             .stdout
             .split_once(&format!("{SNAPSHOT_MARK}\n"))
             .unwrap_or((output.stdout.as_str(), ""));
+        let (snap, sections) = rest
+            .split_once(&format!("{SECTIONS_MARK}\n"))
+            .unwrap_or((rest, ""));
         self.dmesg.push_str(log);
-        Ok((log.to_string(), Snapshot::parse(snap)))
+        if log.len() >= super::qemu::LOG_BUF_FULL {
+            self.err.push_str(&format!(
+                "kernel log: {} MiB since the previous step; the ring buffer may have \
+                 wrapped and lost the oldest lines\n",
+                log.len() >> 20
+            ));
+        }
+        let mut snapshot = Snapshot::parse(snap);
+        snapshot.module_sections = ledger::parse_sections(sections);
+        Ok((log.to_string(), snapshot))
     }
 
-    /// Classify a step's kernel log; charge duplicates to the unload that left their entry behind.
-    fn check_log(&mut self, found: &[dmesg::Finding], label: &str) {
+    /// Classify a step's kernel log and charge each finding: a report that
+    /// names something an earlier unload left behind goes to that unload,
+    /// code running in a gone module's image to the unload that removed it.
+    fn check_log(&mut self, found: &[dmesg::Finding], label: &str, now: &Snapshot) {
         for found in found {
-            let mut finding = from_dmesg(found.clone());
-            finding.attribution = Some(if is_duplicate(&finding.kind) {
-                match self.blame(&finding.title) {
-                    Some(leftover) => format!(
-                        "left behind by unload in cycle {}; seen at {label}",
-                        leftover.cycle
-                    ),
-                    None => format!("seen at {label}"),
-                }
-            } else {
-                format!("seen at {label}")
-            });
-            self.findings.push(finding);
+            let finding = from_dmesg(found.clone());
+            self.charge(finding, label, &now.module_ranges);
         }
     }
 
-    /// The leftover a duplicate warning is about: the one it names, else the latest.
-    fn blame(&self, title: &str) -> Option<&Leftover> {
-        self.leftovers
+    /// Attribute one finding and record it (with its use-after-unload finding, if any).
+    fn charge(&mut self, mut finding: Finding, label: &str, loaded: &[snapshot::ModuleRange]) {
+        let named = format!("{}\n{}", finding.title, first_lines(&finding.report, 3));
+        let blamed = self.ledger.blame(&named).or_else(|| {
+            is_duplicate(&finding.kind)
+                .then(|| self.ledger.leftovers.last())
+                .flatten()
+        });
+        finding.attribution = Some(match blamed {
+            Some(leftover) => format!(
+                "{} ({}); seen at {label}",
+                leftover.attribution(),
+                leftover.name
+            ),
+            None => format!("seen at {label}"),
+        });
+        let uaf = self
+            .ledger
+            .use_after_unload(&finding, loaded, self.ctx.symbols);
+        self.findings.push(finding);
+        self.findings.extend(uaf);
+    }
+
+    /// A load that failed because a name is taken (-EEXIST, -EBUSY) after an
+    /// earlier unload left that module's names behind is charged to that unload.
+    fn charge_load_failure(&self, failed: &mut Finding, module: &str) {
+        let text = failed.report.to_ascii_lowercase();
+        let taken = ["file exists", "device or resource busy", "eexist", "ebusy"]
             .iter()
-            .rev()
-            .find(|l| title.contains(&l.name))
-            .or_else(|| self.leftovers.last())
-    }
-
-    /// Name what appeared since `module`'s load and is still there; `by` is
-    /// the step that left it ("unload", "failed load"). Titles carry no cycle
-    /// number so known issues and controls can match them; attributions do.
-    fn check_leftovers(&mut self, module: &str, after: &Snapshot, by: &str, cycle: u32) {
-        let Some(before) = self.before_load.get(module) else {
-            return;
-        };
-        let attribution = format!("left behind by {by} in cycle {cycle}");
-        let leaked = after.slab.appeared_since(&before.slab);
-        if !leaked.is_empty() {
-            let names: Vec<&str> = leaked.iter().map(|c| c.name.as_str()).collect();
-            let counted: Vec<String> = leaked
-                .iter()
-                .map(|c| match c.active_objects {
-                    Some(n) => format!("{} ({n} objects)", c.name),
-                    None => c.name.clone(),
-                })
-                .collect();
-            self.findings.push(Finding {
-                kind: kind::LEAKED_SLAB_CACHE.into(),
-                title: format!("slab caches left after {by} of {module}: {}", names.join(", ")),
-                severity: Severity::Fail,
-                report: format!(
-                    "Present in /sys/kernel/slab after the {by} of {module} but not before its load:\n  {}\n",
-                    counted.join("\n  ")
-                ),
-                attribution: Some(attribution.clone()),
-                known_issue: None,
-            });
-            self.leftovers
-                .extend(names.into_iter().map(|name| Leftover {
-                    name: name.into(),
-                    cycle,
-                }));
-        }
-        let entries: Vec<String> = after
-            .debugfs_appeared_since(before)
-            .into_iter()
-            .map(str::to_string)
-            .collect();
-        if !entries.is_empty() {
-            self.findings.push(Finding {
-                kind: kind::LEAKED_DEBUGFS_ENTRY.into(),
-                title: format!("debugfs entries left after {by} of {module}: {}", entries.join(", ")),
-                severity: Severity::Fail,
-                report: format!(
-                    "Present in /sys/kernel/debug after the {by} of {module} but not before its load:\n  {}\n",
-                    entries.join("\n  ")
-                ),
-                attribution: Some(attribution),
-                known_issue: None,
-            });
-            self.leftovers
-                .extend(entries.into_iter().map(|name| Leftover { name, cycle }));
+            .any(|m| text.contains(m));
+        if let (true, Some(leftover)) = (taken, self.ledger.latest_of(module)) {
+            failed.attribution = Some(format!(
+                "{}: the load tripped over {} ({})",
+                leftover.attribution(),
+                leftover.name,
+                leftover.kind
+            ));
         }
     }
 
-    /// Ask kmemleak for unreferenced objects, report them, and clear its list
-    /// so the next test reports only its own.
-    fn check_kmemleak(&mut self, machine: &mut dyn Machine) -> Result<(), MachineError> {
-        let output = self.exec_logged(
-            machine,
-            "kmemleak scan",
-            command::KMEMLEAK_SCAN,
-            COLLECT_TIMEOUT,
-        )?;
+    /// After an unload (or failed load): ask kmemleak for unreferenced
+    /// objects, charge them to this cycle, and clear its list so the next
+    /// check reports only new ones. Module frames of a gone module are named
+    /// from its `.ko`.
+    fn check_kmemleak(
+        &mut self,
+        machine: &mut dyn Machine,
+        module: &str,
+        by: &str,
+        cycle: u32,
+    ) -> Result<(), MachineError> {
+        let label = format!("kmemleak scan after {by} of {module} in cycle {cycle}");
+        let output = self.exec_logged(machine, &label, command::KMEMLEAK_SCAN, COLLECT_TIMEOUT)?;
         for found in dmesg::classify(&output.stdout) {
             let mut finding = from_dmesg(found);
-            finding.attribution = Some("reported by kmemleak at the end of the test".into());
+            self.ledger.annotate(&mut finding, self.ctx.symbols);
+            finding.attribution = Some(format!(
+                "left behind by {by} in cycle {cycle} (reported by kmemleak after it)"
+            ));
             self.findings.push(finding);
         }
         Ok(())
@@ -500,6 +550,7 @@ impl Recorder<'_> {
             err: String::new(),
             dmesg: excerpt,
             flaky_attempts: Vec::new(),
+            cycles: Vec::new(),
         };
         // The same subtest in several cycles is one result: the worst one.
         match self.subtests.get_mut(&name) {
@@ -510,27 +561,42 @@ impl Recorder<'_> {
         }
     }
 
-    /// Record a guest fault as findings and return its status.
-    fn fault(&mut self, error: MachineError) -> Status {
-        let (status, report) = match &error {
-            MachineError::Timeout(_) => (Status::Timeout, String::new()),
+    /// Record a guest fault as findings and return its status. The console
+    /// since the step began is the evidence (SSH is gone or stuck): its
+    /// reports are classified and charged like a step's log.
+    fn fault(&mut self, error: MachineError, machine: &mut dyn Machine) -> Status {
+        let (status, console) = match &error {
+            MachineError::Timeout(_) => (Status::Timeout, machine.console_since(self.console_mark)),
             MachineError::Crashed { console, .. } => (Status::Crash, console.clone()),
-            MachineError::Lost(_) => (Status::Incomplete, String::new()),
+            MachineError::Lost(_) => (Status::Incomplete, machine.console_since(self.console_mark)),
             MachineError::Boot(_) => (Status::Abort, String::new()),
         };
-        let from_console = dmesg::classify(&report);
-        if from_console.is_empty() {
-            self.findings.push(Finding {
-                kind: status.to_string(),
-                title: error.to_string(),
-                severity: Severity::Fail,
-                report: tail(&report, 60),
-                attribution: None,
-                known_issue: None,
-            });
-        } else {
-            self.findings
-                .extend(from_console.into_iter().map(from_dmesg));
+        self.findings.push(Finding {
+            kind: status.to_string(),
+            title: error.to_string(),
+            severity: Severity::Fail,
+            report: tail(&console, 60),
+            attribution: None,
+            known_issue: None,
+        });
+        // A guest that died inside an unload died with the module's image
+        // gone or going: what ran there is charged to that unload.
+        if let Some((module, cycle)) = self.unloading.take() {
+            self.ledger.removed(&module, cycle);
+        }
+        let loaded: Vec<_> = self
+            .current
+            .module_ranges
+            .iter()
+            .filter(|r| !self.ledger.is_gone(&r.module))
+            .cloned()
+            .collect();
+        for found in dmesg::classify(&console) {
+            self.charge(
+                from_dmesg(found),
+                "the console when the guest gave out",
+                &loaded,
+            );
         }
         self.err.push_str(&format!("{error}\n"));
         status
@@ -576,6 +642,29 @@ fn from_dmesg(found: dmesg::Finding) -> Finding {
         attribution: None,
         known_issue: None,
     }
+}
+
+fn first_lines(text: &str, n: usize) -> String {
+    text.lines().take(n).collect::<Vec<_>>().join("\n")
+}
+
+/// Keep only the counters that changed during the test: the series is for
+/// trends and charts, and a constant counter says nothing.
+fn changing_counters(mut samples: Vec<CycleSample>) -> Vec<CycleSample> {
+    let Some(first) = samples.first().map(|s| s.counters.clone()) else {
+        return samples;
+    };
+    let constant: Vec<String> = first
+        .iter()
+        .filter(|(name, value)| samples.iter().all(|s| s.counters.get(*name) == Some(value)))
+        .map(|(name, _)| name.clone())
+        .collect();
+    for sample in &mut samples {
+        for name in &constant {
+            sample.counters.remove(name);
+        }
+    }
+    samples
 }
 
 fn tail(text: &str, lines: usize) -> String {

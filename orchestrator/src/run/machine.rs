@@ -40,4 +40,13 @@ pub trait Machine {
         -> Result<(), MachineError>;
     /// Start the guest afresh (after a crash, a hang, leftovers or fatal taint).
     fn restart(&mut self) -> Result<(), MachineError>;
+    /// Lines the serial console printed so far: a mark for [`Machine::console_since`].
+    fn console_mark(&mut self) -> usize {
+        0
+    }
+    /// What the console printed after `mark`: the evidence of a step that
+    /// hung or killed the guest, which SSH can no longer fetch.
+    fn console_since(&mut self, _mark: usize) -> String {
+        String::new()
+    }
 }

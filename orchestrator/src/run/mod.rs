@@ -8,10 +8,12 @@
 pub mod command;
 pub mod event;
 pub mod executor;
+pub mod ledger;
 pub mod machine;
 pub mod plan;
 pub mod qemu;
 pub mod scheduler;
+pub mod trend;
 pub mod verdict;
 
 pub use event::Event;

@@ -104,7 +104,7 @@ mod tests {
 
     fn kernel() -> KernelModules {
         KernelModules::parse(
-            "kernel/i915.ko:\nextra/rust_i915_table.ko:\n",
+            "kernel/i915.ko:\nextra/rust_i915_table.ko:\nextra/kcycle_leaks.ko:\n",
             "kernel/8250.ko\n",
         )
     }
@@ -157,7 +157,7 @@ mod tests {
     fn shipped_suites_pass_the_checks() {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../suites");
         let kernel = KernelModules::parse(
-            "kernel/i915.ko:\nextra/rust_i915_table.ko:\nkernel/samples/rust/rust_minimal.ko:\nkernel/lib/list-test.ko:\n",
+            "kernel/i915.ko:\nextra/rust_i915_table.ko:\nextra/kcycle_leaks.ko:\nkernel/samples/rust/rust_minimal.ko:\nkernel/lib/list-test.ko:\n",
             "",
         );
         for entry in std::fs::read_dir(dir).unwrap() {

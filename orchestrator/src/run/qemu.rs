@@ -16,13 +16,27 @@ use super::machine::{Machine, MachineError, Output};
 use super::scheduler::MachineFactory;
 use crate::guest::{BootSpec, ExecRequest, Guest, GuestError, RunDir, SshError};
 use crate::suite::Suite;
+use crate::symbols::{KoSymbols, Symbolizer};
 use crate::vm::Killer;
 
-/// Kernel arguments every runner guest gets: unmerged slab caches, so a cache
-/// a module leaks stays visible by name (merged aliases leave stale sysfs
-/// links whether leaked or not), and a log buffer large enough for selftest
-/// chatter between two reads.
-pub const RUNNER_CMDLINE: [&str; 2] = ["slab_nomerge", "log_buf_len=4M"];
+/// Kernel arguments every runner guest gets:
+/// - `slab_nomerge`: a cache a module leaks stays visible by name (merged
+///   aliases leave stale sysfs links whether leaked or not);
+/// - `log_buf_len=16M`: a log flood between two reads stays in the ring;
+/// - `loglevel=5`: only warnings and worse go to the serial console, which
+///   must survive a dead guest; the rest is read from the ring over SSH, so
+///   a chatty driver does not run at the speed of an emulated UART;
+/// - `oops=panic`: an oops ends the step at once as a crash with its report,
+///   instead of a hung unload that runs into its deadline.
+pub const RUNNER_CMDLINE: [&str; 4] = [
+    "slab_nomerge",
+    "log_buf_len=16M",
+    "loglevel=5",
+    "oops=panic",
+];
+
+/// Bytes of kernel log in one step that mean the ring buffer may have wrapped.
+pub const LOG_BUF_FULL: usize = 15 << 20;
 
 /// Boots QEMU guests for suites from one prepared [`BootSpec`].
 pub struct QemuFactory {
@@ -34,6 +48,9 @@ pub struct QemuFactory {
     pub results_dir: PathBuf,
     /// Killers of every running QEMU, for Ctrl-C.
     pub killers: Arc<Mutex<Vec<Killer>>>,
+    /// The kernel's modules tree and `--module` files, for naming the code
+    /// of unloaded modules.
+    pub symbols: KoSymbols,
 }
 
 impl QemuFactory {
@@ -84,6 +101,10 @@ impl MachineFactory for QemuFactory {
         };
         machine.after_boot()?;
         Ok(Box::new(machine))
+    }
+
+    fn symbols(&self) -> &dyn Symbolizer {
+        &self.symbols
     }
 }
 
@@ -171,6 +192,22 @@ impl Machine for QemuMachine {
             .restart()
             .map_err(|e| MachineError::Boot(error_chain(&e)))?;
         self.after_boot()
+    }
+
+    fn console_mark(&mut self) -> usize {
+        self.guest.as_mut().map_or(0, |g| g.console().line_count())
+    }
+
+    fn console_since(&mut self, mark: usize) -> String {
+        let Some(guest) = self.guest.as_mut() else {
+            return String::new();
+        };
+        let text = guest.console().contents();
+        let mut lines: Vec<&str> = text.lines().skip(mark).collect();
+        // Bounded: the end of a flood is what explains the hang.
+        let keep = lines.len().saturating_sub(5_000);
+        lines.drain(..keep);
+        lines.join("\n")
     }
 }
 

@@ -22,6 +22,10 @@ pub const ABORTED_TEST: &str = "kcycle@runner@aborted";
 /// Boots guests configured for a suite (its command line, its guest mode).
 pub trait MachineFactory: Sync {
     fn boot(&self, suite: &Suite, guest: usize) -> Result<Box<dyn Machine>, MachineError>;
+    /// Names addresses in the guest's modules once they are unloaded.
+    fn symbols(&self) -> &dyn crate::symbols::Symbolizer {
+        &crate::symbols::NoSymbols
+    }
 }
 
 /// How a plan runs.
@@ -92,6 +96,7 @@ pub fn run_plan(
                         guest,
                         run_start,
                         restart_on_taint: options.restart_on_taint,
+                        symbols: factory.symbols(),
                     };
                     let run = run_test(machine.as_mut(), &ctx, &mut |e| emit(e));
                     if let Some(reason) = run.restart_reason {
@@ -147,6 +152,7 @@ pub fn run_plan(
                 err: reason,
                 dmesg: String::new(),
                 flaky_attempts: Vec::new(),
+                cycles: Vec::new(),
             },
         });
     }
@@ -205,5 +211,6 @@ fn not_run(suite: &Suite, test: &Test, why: &str, start: f64) -> TestResult {
         err: why.to_string(),
         dmesg: String::new(),
         flaky_attempts: Vec::new(),
+        cycles: Vec::new(),
     }
 }

@@ -179,6 +179,7 @@ fn run_one(kernel: &mut FakeKernel, suite: &Suite) -> (Vec<TestResult>, Option<S
         guest: 0,
         run_start: Instant::now(),
         restart_on_taint: true,
+        symbols: &crate::symbols::NoSymbols,
     };
     let mut events = Vec::new();
     let run = run_test(kernel, &ctx, &mut |e| events.push(e));
@@ -250,7 +251,7 @@ steps = [
         dup.attribution
             .as_deref()
             .unwrap()
-            .starts_with("left behind by unload in cycle 1; seen at load drv"),
+            .starts_with("left behind by unload in cycle 1 (drv_cache); seen at load drv"),
         "{:?}",
         dup.attribution
     );
@@ -284,6 +285,7 @@ fn fatal_taint_asks_for_a_restart_unless_told_otherwise() {
         guest: 0,
         run_start: Instant::now(),
         restart_on_taint: false,
+        symbols: &crate::symbols::NoSymbols,
     };
     let mut tainted = FakeKernel {
         warn_on_unload: true,
@@ -409,7 +411,9 @@ fn hang_and_crash_become_timeout_and_crash() {
     };
     let (results, restart) = run_one(&mut crashing, &suite);
     assert_eq!(results[0].status, Status::Crash);
-    let panic = &results[0].findings[0];
+    // The fault itself, then what the console says about it.
+    assert_eq!(results[0].findings[0].kind, "crash");
+    let panic = &results[0].findings[1];
     assert_eq!(panic.kind, "panic", "{panic:#?}");
     assert!(restart.is_some());
 }

@@ -7,7 +7,8 @@ use crate::outcome::{Finding, Severity};
 use crate::status::Status;
 use crate::suite::{Expectation, KnownIssue};
 
-/// The runner's own finding kinds (the dmesg classifier has the rest).
+/// The runner's own finding kinds (the dmesg classifier has the rest, and
+/// each ledger namespace has its `leaked-*` kind: [`crate::snapshot::Namespace::leak_kind`]).
 pub mod kind {
     /// A step's command failed (non-zero exit, module still loaded after unload).
     pub const STEP_FAILED: &str = "step-failed";
@@ -19,12 +20,16 @@ pub mod kind {
     pub const LEAKED_SLAB_CACHE: &str = "leaked-slab-cache";
     /// debugfs entries that appeared with a load and outlived the unload.
     pub const LEAKED_DEBUGFS_ENTRY: &str = "leaked-debugfs-entry";
-    /// kmemleak's report after an unload.
-    pub const KMEMLEAK: &str = "kmemleak";
+    /// An oops or warning in the image of a module that had been unloaded.
+    pub const USE_AFTER_UNLOAD: &str = "use-after-unload";
+    /// A memory counter that grew by a steady amount every cycle.
+    pub const STEADY_GROWTH: &str = "steady-growth";
     /// New taint bits that are not expected from the test itself.
     pub const TAINT: &str = "taint";
     /// A control test that did not come out flagged as expected.
     pub const CONTROL_NOT_FLAGGED: &str = "control-not-flagged";
+    /// Guest faults, named as the status they give.
+    pub const FAULTS: [&str; 4] = ["crash", "timeout", "incomplete", "abort"];
 
     /// Kinds that make a test `fail` rather than `dmesg-warn`/`dmesg-fail`.
     pub const TEST_FAILURES: [&str; 4] = [
@@ -34,13 +39,15 @@ pub mod kind {
         CONTROL_NOT_FLAGGED,
     ];
 
+    /// The runner's kinds besides the ledger's `leaked-*` ones (kmemleak
+    /// findings carry the classifier's `kmemleak` kind).
     pub const ALL: [&str; 8] = [
         STEP_FAILED,
         UNEXPECTED_SUCCESS,
         SELFTEST_RESULT,
         LEAKED_SLAB_CACHE,
-        LEAKED_DEBUGFS_ENTRY,
-        KMEMLEAK,
+        USE_AFTER_UNLOAD,
+        STEADY_GROWTH,
         TAINT,
         CONTROL_NOT_FLAGGED,
     ];
@@ -69,13 +76,16 @@ pub fn status(fault: Option<Status>, findings: &[Finding]) -> Status {
 
 /// Whether `name` is a finding kind some check can produce.
 pub fn is_known_kind(name: &str) -> bool {
-    kind::ALL.contains(&name) || crate::dmesg::Kind::ALL.iter().any(|k| k.name() == name)
+    known_kinds().contains(&name)
 }
 
-/// Every finding kind, for error messages.
+/// Every finding kind, for error messages: the classifier's, the runner's,
+/// the ledger's and the faults'.
 pub fn known_kinds() -> Vec<&'static str> {
     let mut all: Vec<&str> = crate::dmesg::Kind::ALL.iter().map(|k| k.name()).collect();
     all.extend(kind::ALL);
+    all.extend(super::ledger::leak_kinds());
+    all.extend(kind::FAULTS);
     all
 }
 
@@ -86,10 +96,7 @@ fn glob_matches(glob: &str, text: &str) -> bool {
 /// Mark findings that a suite's known issue covers; they keep the status they caused.
 pub fn apply_known_issues(test: &str, findings: &mut [Finding], known: &[KnownIssue]) {
     for finding in findings.iter_mut().filter(|f| f.known_issue.is_none()) {
-        if let Some(issue) = known
-            .iter()
-            .find(|k| glob_matches(&k.test, test) && glob_matches(&k.title, &finding.title))
-        {
+        if let Some(issue) = known.iter().find(|k| k.matches(test, &finding.title)) {
             finding.known_issue = Some(issue.reason.clone());
         }
     }
@@ -110,9 +117,11 @@ pub fn apply_controls(
     let missing: Vec<&Expectation> = expect
         .iter()
         .filter(|e| {
-            !findings
-                .iter()
-                .any(|f| f.kind == e.kind && glob_matches(&e.title, &f.title))
+            !findings.iter().any(|f| {
+                f.kind == e.kind
+                    && glob_matches(&e.title, &f.title)
+                    && glob_matches(&e.attribution, f.attribution.as_deref().unwrap_or(""))
+            })
         })
         .collect();
     if missing.is_empty() {
@@ -128,8 +137,14 @@ pub fn apply_controls(
         findings.push(Finding {
             kind: kind::CONTROL_NOT_FLAGGED.into(),
             title: format!(
-                "control not flagged: expected a {} finding matching '{}'",
-                expectation.kind, expectation.title
+                "control not flagged: expected a {} finding matching '{}'{}",
+                expectation.kind,
+                expectation.title,
+                if expectation.attribution == "*" {
+                    String::new()
+                } else {
+                    format!(" charged to '{}'", expectation.attribution)
+                }
             ),
             severity: Severity::Fail,
             report: "This test reproduces a known bug on purpose; kcycle must flag it. \
@@ -162,7 +177,10 @@ mod tests {
         assert!(is_known_kind("sysfs-duplicate"));
         assert!(is_known_kind(kind::LEAKED_SLAB_CACHE));
         assert!(!is_known_kind("leaked-slab"));
-        assert_eq!(known_kinds().len(), 14 + kind::ALL.len());
+        assert!(is_known_kind("leaked-sysctl") && is_known_kind("timeout"));
+        let all = known_kinds();
+        let unique: std::collections::BTreeSet<&&str> = all.iter().collect();
+        assert_eq!(unique.len(), all.len(), "a kind is declared twice: {all:?}");
     }
 
     #[test]
@@ -194,6 +212,7 @@ mod tests {
             test: "kcycle@i915-mock@*".into(),
             title: "WARNING in i915_*".into(),
             reason: "bug 1".into(),
+            ..KnownIssue::default()
         }];
         apply_known_issues("kcycle@i915-mock@load", &mut findings, &known);
         assert_eq!(findings[0].known_issue.as_deref(), Some("bug 1"));
@@ -208,17 +227,32 @@ mod tests {
             Expectation {
                 kind: kind::LEAKED_SLAB_CACHE.into(),
                 title: "*rust_i915_*".into(),
+                attribution: "*cycle 1*".into(),
             },
             Expectation {
                 kind: "sysfs-duplicate".into(),
                 title: "*".into(),
+                attribution: "*".into(),
             },
         ];
-        let leak = finding(
+        let mut leak = finding(
             kind::LEAKED_SLAB_CACHE,
             "slab caches left after unload: rust_i915_vma",
             Severity::Fail,
         );
+        leak.attribution = Some("left behind by unload in cycle 2".into());
+        // Found, but charged to the wrong cycle: not flagged as expected.
+        let mut wrong = vec![leak.clone()];
+        assert_eq!(
+            apply_controls(&expect[..1], &mut wrong, Status::DmesgFail),
+            Status::Fail
+        );
+        assert!(wrong
+            .last()
+            .unwrap()
+            .title
+            .ends_with("charged to '*cycle 1*'"));
+        leak.attribution = Some("left behind by unload in cycle 1".into());
         let dup = finding(
             "sysfs-duplicate",
             "sysfs: cannot create duplicate filename '/kernel/slab/rust_i915_vma'",

@@ -1,26 +1,43 @@
 //! Snapshots of guest kernel state, taken around each step: slab caches,
-//! taint, loaded modules. Pure: the runner fetches the text in one SSH round
-//! trip ([`COMMAND`]) and these functions parse and compare it.
+//! taint, loaded modules with their addresses, memory counters, and the names
+//! in every namespace a driver registers in ([`namespace`]). Pure: the runner
+//! fetches the text in one SSH round trip ([`command`]) and these functions
+//! parse and compare it.
 
+mod memory;
 mod modules;
+pub mod namespace;
 mod slab;
 mod taint;
 
-pub use modules::loaded_modules;
+use std::collections::BTreeMap;
+use std::sync::LazyLock;
+
+pub use memory::{Counters, MEMINFO_FIELDS};
+pub use modules::{loaded_modules, module_ranges, ModuleRange};
+pub use namespace::{Namespace, Namespaces};
 pub use slab::{SlabCache, SlabCaches};
 pub use taint::{Taint, TaintFlag};
 
-/// One shell command that prints everything [`Snapshot::parse`] reads, in sections.
+/// One shell command that prints everything [`Snapshot::parse`] reads, in
+/// `@@<section>` sections.
 ///
 /// Slab names are the real cache directories of /sys/kernel/slab: SLUB
 /// leaves the symlink of a merged alias behind when the alias is destroyed,
 /// so symlinks say nothing about leaks (kcycle boots with `slab_nomerge`).
-pub const COMMAND: &str =
-    "echo @@slab; for d in /sys/kernel/slab/*; do [ -L \"$d\" ] || echo \"${d##*/}\"; done; \
+pub fn command() -> &'static str {
+    static COMMAND: LazyLock<String> = LazyLock::new(|| {
+        format!(
+            "echo @@slab; for d in /sys/kernel/slab/*; do [ -L \"$d\" ] || echo \"${{d##*/}}\"; done; \
 echo @@slabinfo; cat /proc/slabinfo 2>/dev/null; \
 echo @@taint; cat /proc/sys/kernel/tainted; \
 echo @@modules; cat /proc/modules; \
-echo @@debugfs; ls -1 /sys/kernel/debug 2>/dev/null";
+echo @@meminfo; cat /proc/meminfo; {}",
+            namespace::command()
+        )
+    });
+    &COMMAND
+}
 
 /// Guest kernel state at one moment.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -29,55 +46,55 @@ pub struct Snapshot {
     pub taint: Taint,
     /// Names of loaded modules, as /proc/modules spells them.
     pub modules: Vec<String>,
-    /// Top-level debugfs entries (drivers create their directory there).
-    pub debugfs: Vec<String>,
+    /// Where each loaded module's core image lies.
+    pub module_ranges: Vec<ModuleRange>,
+    /// Names in every namespace the ledger reads.
+    pub namespaces: Namespaces,
+    /// /proc/meminfo counters and per-cache active objects, for trends.
+    pub counters: Counters,
+    /// Section addresses of a module just loaded (read after loads only).
+    pub module_sections: BTreeMap<String, u64>,
 }
 
 impl Snapshot {
-    /// Parse the output of [`COMMAND`]. Missing sections give empty values
+    /// Parse the output of [`command`]. Missing sections give empty values
     /// (a kernel without SLUB sysfs simply has no slab names).
     pub fn parse(text: &str) -> Snapshot {
-        let mut sections: [(&str, String); 5] = [
-            ("@@slab", String::new()),
-            ("@@slabinfo", String::new()),
-            ("@@taint", String::new()),
-            ("@@modules", String::new()),
-            ("@@debugfs", String::new()),
-        ];
-        let mut current: Option<usize> = None;
-        for line in text.lines() {
-            if let Some(i) = sections
-                .iter()
-                .position(|(marker, _)| line.trim() == *marker)
-            {
-                current = Some(i);
-            } else if let Some(i) = current {
-                sections[i].1.push_str(line);
-                sections[i].1.push('\n');
-            }
-        }
-        let [(_, names), (_, slabinfo), (_, taint), (_, modules), (_, debugfs)] = sections;
+        let sections = sections(text);
+        let get = |name: &str| sections.get(name).map(String::as_str).unwrap_or("");
+        let slab = SlabCaches::parse(get("slab"), get("slabinfo"));
+        let counters = Counters::new(get("meminfo"), &slab);
         Snapshot {
-            slab: SlabCaches::parse(&names, &slabinfo),
-            taint: Taint::parse(&taint).unwrap_or_default(),
-            modules: loaded_modules(&modules),
-            debugfs: debugfs
-                .lines()
-                .map(str::trim)
-                .filter(|l| !l.is_empty())
-                .map(str::to_string)
-                .collect(),
+            taint: Taint::parse(get("taint")).unwrap_or_default(),
+            modules: loaded_modules(get("modules")),
+            module_ranges: module_ranges(get("modules")),
+            namespaces: Namespaces::parse(&sections),
+            counters,
+            slab,
+            module_sections: BTreeMap::new(),
         }
     }
+}
 
-    /// debugfs entries present now that were not in `before`.
-    pub fn debugfs_appeared_since<'a>(&'a self, before: &Snapshot) -> Vec<&'a str> {
-        self.debugfs
-            .iter()
-            .filter(|e| !before.debugfs.contains(e))
-            .map(String::as_str)
-            .collect()
+/// `@@name` lines start sections; text before the first one is ignored.
+fn sections(text: &str) -> BTreeMap<String, String> {
+    let mut out: BTreeMap<String, String> = BTreeMap::new();
+    let mut current: Option<String> = None;
+    for line in text.lines() {
+        if let Some(name) = line
+            .trim()
+            .strip_prefix("@@")
+            .filter(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'))
+        {
+            current = Some(name.to_string());
+            out.entry(name.to_string()).or_default();
+        } else if let Some(name) = &current {
+            let section = out.entry(name.clone()).or_default();
+            section.push_str(line);
+            section.push('\n');
+        }
     }
+    out
 }
 
 #[cfg(test)]
@@ -103,19 +120,28 @@ rust_i915_vma         12     32    128   32    1 : tunables    0    0    0 : sla
         );
         assert_eq!(snap.taint.flags(), [TaintFlag::User, TaintFlag::OotModule]);
         assert_eq!(snap.modules, ["rust_i915_table"]);
-        assert_eq!(snap.debugfs, ["slab", "rust_i915_table"]);
-        let before = Snapshot {
-            debugfs: vec!["slab".into()],
-            ..Snapshot::default()
-        };
-        assert_eq!(snap.debugfs_appeared_since(&before), ["rust_i915_table"]);
+        assert_eq!(
+            snap.module_ranges,
+            [ModuleRange {
+                module: "rust_i915_table".into(),
+                start: 0xffffffffc0000000,
+                size: 16384
+            }]
+        );
+        assert_eq!(
+            snap.namespaces.get(Namespace::Debugfs).collect::<Vec<_>>(),
+            ["rust_i915_table", "slab"]
+        );
     }
 
     #[test]
     fn garbage_gives_empty_state() {
         assert_eq!(
-            Snapshot::parse("\0\0garbage\n@@taint\nnot a number"),
-            Snapshot::default()
+            Snapshot::parse("\0\0garbage\n@@taint\nnot a number").taint,
+            Taint::default()
         );
+        assert!(Snapshot::parse("\0\0garbage\n@@taint\nnot a number")
+            .slab
+            .is_empty());
     }
 }

@@ -10,6 +10,7 @@ use toml::Spanned;
 
 use crate::located::Located;
 
+use super::known::Date;
 use super::step::{self, Action, ParamValue, Params, SelftestKind, Step};
 use super::{Expectation, GuestMode, KnownIssue, Suite, Test};
 
@@ -108,6 +109,8 @@ struct RawExpectation {
     kind: String,
     #[serde(default = "match_all")]
     title: String,
+    #[serde(default = "match_all")]
+    attribution: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -117,6 +120,22 @@ struct RawKnownIssue {
     #[serde(default = "match_all")]
     title: String,
     reason: String,
+    bug: Option<String>,
+    kernel: Option<String>,
+    /// A TOML date (`2026-12-31`) or a string holding one.
+    first_seen: Option<toml::Value>,
+    expires: Option<toml::Value>,
+}
+
+/// A known-issues file (`kcycle run --known-issues`, written by `kcycle
+/// baseline update`): only known issues and flakes.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawKnownIssues {
+    #[serde(default)]
+    known_issue: Vec<Spanned<RawKnownIssue>>,
+    #[serde(default)]
+    flake: Vec<Spanned<RawKnownIssue>>,
 }
 
 fn match_all() -> String {
@@ -203,29 +222,7 @@ pub(super) fn parse(source: SuiteSource<'_>) -> Result<Suite, SuiteError> {
     let known_issues = raw
         .known_issue
         .into_iter()
-        .map(|issue| {
-            let span = issue.span();
-            let issue = issue.into_inner();
-            if issue.reason.trim().is_empty() {
-                return Err(source.error(
-                    Some(span),
-                    "field `reason` of a known issue is empty: say why it is known (a bug link)",
-                ));
-            }
-            for (field, glob) in [("test", &issue.test), ("title", &issue.title)] {
-                globset::Glob::new(glob).map_err(|e| {
-                    source.error(
-                        Some(span.clone()),
-                        format!("field `{field}` of a known issue is not a valid glob: {e}"),
-                    )
-                })?;
-            }
-            Ok(KnownIssue {
-                test: issue.test,
-                title: issue.title,
-                reason: issue.reason,
-            })
-        })
+        .map(|issue| known_issue(&source, issue, false))
         .collect::<Result<_, _>>()?;
 
     Ok(Suite {
@@ -236,6 +233,76 @@ pub(super) fn parse(source: SuiteSource<'_>) -> Result<Suite, SuiteError> {
         step_timeout,
         tests,
         known_issues,
+    })
+}
+
+/// Parse a known-issues file: `[[known_issue]]` and `[[flake]]` tables.
+pub fn parse_known_issues(source: SuiteSource<'_>) -> Result<Vec<KnownIssue>, SuiteError> {
+    let raw: RawKnownIssues =
+        toml::from_str(source.text).map_err(|e| source.error(e.span(), e.message().trim()))?;
+    let known = raw.known_issue.into_iter().map(|i| (i, false));
+    let flakes = raw.flake.into_iter().map(|i| (i, true));
+    known
+        .chain(flakes)
+        .map(|(issue, flake)| known_issue(&source, issue, flake))
+        .collect()
+}
+
+/// Read and parse a known-issues file.
+pub fn load_known_issues(path: &Path) -> Result<Vec<KnownIssue>, SuiteError> {
+    let text = std::fs::read_to_string(path).map_err(|source| SuiteError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    parse_known_issues(SuiteSource::new(path, &text))
+}
+
+fn known_issue(
+    source: &SuiteSource<'_>,
+    issue: Spanned<RawKnownIssue>,
+    flake: bool,
+) -> Result<KnownIssue, SuiteError> {
+    let span = issue.span();
+    let issue = issue.into_inner();
+    let invalid = |message: String| source.error(Some(span.clone()), message);
+    if issue.reason.trim().is_empty() {
+        return Err(invalid(
+            "field `reason` of a known issue is empty: say why it is known (a bug link)".into(),
+        ));
+    }
+    for (field, glob) in [("test", &issue.test), ("title", &issue.title)] {
+        globset::Glob::new(glob).map_err(|e| {
+            invalid(format!(
+                "field `{field}` of a known issue is not a valid glob: {e}"
+            ))
+        })?;
+    }
+    let kernel = issue
+        .kernel
+        .as_deref()
+        .map(str::parse)
+        .transpose()
+        .map_err(|why| invalid(format!("field `kernel` of a known issue: {why}")))?;
+    let date = |field: &str, value: Option<toml::Value>| -> Result<Option<Date>, SuiteError> {
+        let text = match value {
+            None => return Ok(None),
+            Some(toml::Value::Datetime(d)) => d.to_string(),
+            Some(toml::Value::String(s)) => s,
+            Some(other) => other.to_string(),
+        };
+        text.parse()
+            .map(Some)
+            .map_err(|why| invalid(format!("field `{field}` of a known issue: {why}")))
+    };
+    Ok(KnownIssue {
+        first_seen: date("first_seen", issue.first_seen)?,
+        expires: date("expires", issue.expires)?,
+        test: issue.test,
+        title: issue.title,
+        reason: issue.reason,
+        bug: issue.bug,
+        kernel,
+        flake,
     })
 }
 
@@ -285,15 +352,20 @@ fn parse_test(
         .map(|e| {
             let span = e.span();
             let e = e.into_inner();
-            globset::Glob::new(&e.title).map_err(|err| {
-                source.error(
-                    Some(span),
-                    format!("test {short:?}: field `expect.title` is not a valid glob: {err}"),
-                )
-            })?;
+            for (field, glob) in [("title", &e.title), ("attribution", &e.attribution)] {
+                globset::Glob::new(glob).map_err(|err| {
+                    source.error(
+                        Some(span.clone()),
+                        format!(
+                            "test {short:?}: field `expect.{field}` is not a valid glob: {err}"
+                        ),
+                    )
+                })?;
+            }
             Ok(Expectation {
                 kind: e.kind,
                 title: e.title,
+                attribution: e.attribution,
             })
         })
         .collect::<Result<_, SuiteError>>()?;

@@ -7,10 +7,12 @@
 //! into a silently skipped check.
 
 mod file;
+mod known;
 mod select;
 mod step;
 
-pub use file::{SuiteError, SuiteSource};
+pub use file::{load_known_issues, parse_known_issues, SuiteError, SuiteSource};
+pub use known::{audit, Date, KernelRange, Note};
 pub use select::{select, SelectError, Shard};
 pub use step::{Action, ParamValue, Params, SelftestKind, Step};
 
@@ -60,10 +62,13 @@ pub struct Expectation {
     pub kind: String,
     /// Glob the finding's title must match (default `*`).
     pub title: String,
+    /// Glob the finding's attribution must match (default `*`), e.g.
+    /// `*unload in cycle 2*`: a control checks the blame, not only the find.
+    pub attribution: String,
 }
 
 /// A finding that is known and does not fail the run; it keeps its status in the reports.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct KnownIssue {
     /// Glob over full test names.
     pub test: String,
@@ -71,6 +76,17 @@ pub struct KnownIssue {
     pub title: String,
     /// Why it is known: a bug link or a sentence.
     pub reason: String,
+    /// The bug tracker's link or id.
+    pub bug: Option<String>,
+    /// The kernels it happens on; other kernels do not get the entry.
+    pub kernel: Option<KernelRange>,
+    /// When it was first seen (kept by `kcycle baseline update`).
+    pub first_seen: Option<Date>,
+    /// After this date the entry still applies but the run warns about it.
+    pub expires: Option<Date>,
+    /// A flake (`[[flake]]` in a known-issues file): it may or may not
+    /// happen, so matching nothing is no unexpected pass.
+    pub flake: bool,
 }
 
 impl Suite {
