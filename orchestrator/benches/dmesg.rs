@@ -30,7 +30,12 @@ fn logs_in(dir: &Path) -> Vec<String> {
 
 fn main() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let mut sources = logs_in(&root.join("../../shared/corpus/dmesg"));
+    let corpus = root
+        .ancestors()
+        .map(|a| a.join("shared/corpus/dmesg"))
+        .find(|d| d.is_dir())
+        .unwrap_or_else(|| root.join("../../shared/corpus/dmesg"));
+    let mut sources = logs_in(&corpus);
     sources.extend(logs_in(&root.join("tests/fixtures/dmesg")));
     assert!(
         !sources.is_empty(),

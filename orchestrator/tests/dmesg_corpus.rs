@@ -7,8 +7,15 @@ use std::path::{Path, PathBuf};
 
 use kcycle::dmesg::{classify_bytes, Kind};
 
+/// `shared/corpus/dmesg` beside the checkout, found from any worktree depth
+/// (`/work/main/orchestrator` and `/work/wt/<branch>/orchestrator` alike).
 fn corpus_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/corpus/dmesg")
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    manifest
+        .ancestors()
+        .map(|a| a.join("shared/corpus/dmesg"))
+        .find(|d| d.is_dir())
+        .unwrap_or_else(|| manifest.join("../../shared/corpus/dmesg"))
 }
 
 /// The corpus lives outside the repository; without it there is nothing to

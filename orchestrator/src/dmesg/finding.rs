@@ -11,6 +11,13 @@ pub enum Kind {
     DebugfsDuplicate,
     /// `sysfs: cannot create duplicate filename '...'` + stack dump.
     SysfsDuplicate,
+    /// `proc_dir_entry '<parent>/<name>' already registered` (a WARN).
+    ProcDuplicate,
+    /// `sysctl duplicate entry: /<path>`.
+    SysctlDuplicate,
+    /// `kobject_add_internal failed for <name> with -EEXIST` (when it is not
+    /// the aftermath of a sysfs duplicate).
+    KobjectDuplicate,
     /// `kmem_cache_destroy x: Slab cache still has objects` (pr_err before
     /// 5.17, a WARN since), or SLUB's `Objects remaining in x`.
     SlabLeak,
@@ -49,9 +56,12 @@ pub enum Severity {
 
 impl Kind {
     /// Every kind, in declaration order.
-    pub const ALL: [Kind; 14] = [
+    pub const ALL: [Kind; 17] = [
         Kind::DebugfsDuplicate,
         Kind::SysfsDuplicate,
+        Kind::ProcDuplicate,
+        Kind::SysctlDuplicate,
+        Kind::KobjectDuplicate,
         Kind::SlabLeak,
         Kind::Kmemleak,
         Kind::Warning,
@@ -71,6 +81,9 @@ impl Kind {
         match self {
             Kind::DebugfsDuplicate => "debugfs-duplicate",
             Kind::SysfsDuplicate => "sysfs-duplicate",
+            Kind::ProcDuplicate => "proc-duplicate",
+            Kind::SysctlDuplicate => "sysctl-duplicate",
+            Kind::KobjectDuplicate => "kobject-duplicate",
             Kind::SlabLeak => "slab-leak",
             Kind::Kmemleak => "kmemleak",
             Kind::Warning => "warning",
@@ -100,6 +113,9 @@ impl Kind {
             // The sysfs entry is not created and the caller gets -EEXIST: the
             // registration (e.g. kmem_cache_create) fails.
             Kind::SysfsDuplicate => Severity::Fail,
+            // The same for /proc entries, sysctl tables and kobjects: the
+            // registration fails with -EEXIST.
+            Kind::ProcDuplicate | Kind::SysctlDuplicate | Kind::KobjectDuplicate => Severity::Fail,
             // Objects outlived their module: a leak, and the next load of the
             // module collides with the leftover cache.
             Kind::SlabLeak => Severity::Fail,
@@ -151,4 +167,14 @@ pub struct Finding {
     /// The report's lines without their transport prefixes, cut at
     /// [`super::MAX_REPORT_LINES`] lines / [`super::MAX_REPORT_BYTES`] bytes.
     pub report: String,
+    /// The name the report is about, as the kernel printed it: the
+    /// duplicated debugfs path (`<parent>/<name>`, no leading `/`), sysfs,
+    /// proc or sysctl path, kobject name, or the leaked cache. The runner
+    /// matches it to what a module left behind.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
+    /// The report went on past the size limits and was cut: its end (and
+    /// maybe a better title) is missing.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub corrupted: bool,
 }

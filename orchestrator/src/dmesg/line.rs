@@ -1,21 +1,21 @@
-//! One log line: strip whatever prefix the log's source added and say where
-//! the line came from.
+//! One log line: strip whatever prefixes the log's sources added and say
+//! where the line came from.
 //!
-//! Kernel text reaches us through many pipes: raw `dmesg` (`[   12.345678] `),
-//! `dmesg` with `CONFIG_PRINTK_CALLER` (`[   12.345678][  T123] `), `dmesg -T`,
-//! `-x` and `--time-format iso`, `/dev/kmsg` dumps and IGT
-//! (`<4>[   12.345678] `, `<3> [513.235] `), syslog
-//! (`Jun  2 06:00:57 host kernel: `), journalctl (`06:00:57 kernel: `,
-//! `2024-06-02T06:00:57+0000 host kernel: `, `[  12.3] host kernel: `),
-//! consoles that glue a login prompt in front of a kernel line, and files
-//! with no prefix at all (kmemleak). The classifier only ever looks at
-//! [`Line::text`].
+//! Kernel text reaches us through many pipes, often several at once (a
+//! journal line quoted in a mail). [`parse`] applies the [`STRIPPERS`] until
+//! none matches at the start of the line: `/dev/kmsg` records, `<N>` levels,
+//! every `dmesg` timestamp (`-T` in any locale, `-d`, `--reltime`, elided
+//! `[..]`), printk caller ids and CPU suffixes, syslog and journalctl in their
+//! variants, kunit.py's `[hh:mm:ss]`, quote markers and the indentation of
+//! pastes. Prefixes no stripper knows (log-aggregator columns, a subsystem
+//! tag repeated on each line) are learned from a report's first line instead:
+//! see [`Shape`]. The classifier only ever looks at [`Line::text`].
 
 use std::sync::LazyLock;
 
 use regex::Regex;
 
-/// A log line with its transport prefix removed.
+/// A log line with its transport prefixes removed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Line<'a> {
     /// The message as the kernel printed it (leading indentation kept: stack
@@ -39,39 +39,173 @@ pub enum Origin {
     Unknown,
 }
 
-/// `Jun  2 06:00:57 host kernel: ` (month names in any locale: `июл 27`),
-/// `2024-06-02T06:00:57.1+00:00 host kernel: `,
-/// `06:00:57 kernel: ` and the same with another program's tag (`sshd[12]: `).
-/// Without a host only the `kernel` tag counts: `<time> debugfs: ...` is a
-/// kernel line with a timestamp (`dmesg --time-format iso`).
-static SYSLOG: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(concat!(
-        r"^(?:\p{L}{2,5}\.? +\d{1,2} +|\d{4}-\d{2}-\d{2}[T ])?",
-        r"\d{2}:\d{2}:\d{2}(?:[.,]\d+)?(?:Z|[+-]\d{2}:?\d{2})?",
-        r"(?: +(?P<host>[A-Za-z0-9_.-]+))?",
-        r" +(?P<tag>[A-Za-z0-9_./-]+(?:\[\d+\])?): ",
-    ))
-    .expect("static regex")
+/// What one stripper took off the front of a line.
+struct Strip<'a> {
+    rest: &'a str,
+    caller: Option<&'a str>,
+    origin: Origin,
+}
+
+impl<'a> Strip<'a> {
+    fn kernel(rest: &'a str) -> Self {
+        Strip {
+            rest,
+            caller: None,
+            origin: Origin::Kernel,
+        }
+    }
+    fn userspace(rest: &'a str) -> Self {
+        Strip {
+            rest,
+            caller: None,
+            origin: Origin::Userspace,
+        }
+    }
+    fn unknown(rest: &'a str) -> Self {
+        Strip {
+            rest,
+            caller: None,
+            origin: Origin::Unknown,
+        }
+    }
+}
+
+/// A prefix stripper: the rest of the line when its prefix is at the start.
+type Stripper = for<'a> fn(&'a str) -> Option<Strip<'a>>;
+
+/// Every prefix family, each anchored at the start of the line. [`parse`]
+/// applies them until none matches, so stacked prefixes come off one by one.
+const STRIPPERS: &[(&str, Stripper)] = &[
+    ("quote marker", quote),
+    ("indentation before a prefix", indent),
+    ("/dev/kmsg record", kmsg_record),
+    ("dmesg -x facility", facility),
+    ("dmesg --time-format iso", dmesg_iso),
+    ("Go logger time", tool_time),
+    ("syslog/journalctl", syslog),
+    ("dmesg timestamp", timestamp),
+    ("raw level", level),
+    ("printk caller id", caller_id),
+    ("kunit.py time", kunit_time),
+    ("console multiplexer tag", console_tag),
+    ("login prompt glued in front", login),
+    ("LAVA job log", lava),
+    ("columns before a kernel prefix", columns),
+];
+
+/// At most this many prefixes come off one line (bounds the work).
+const MAX_PREFIXES: usize = 8;
+
+/// Lines longer than this are cut before matching: no kernel line is this
+/// long, and it bounds the work per line on garbage input.
+pub const MAX_LINE: usize = 4096;
+
+/// Strip the transport prefixes from one line (without its `\n`).
+pub fn parse(raw: &str) -> Line<'_> {
+    let mut text = cut(raw);
+    // Serial consoles end lines with `\r\r\n` (or a pasted `^M`) and may
+    // start them with `\r`.
+    loop {
+        let trimmed = text
+            .trim_end_matches('\r')
+            .trim_end_matches("^M")
+            .trim_start_matches(['\r', '\u{feff}']);
+        if trimmed.len() == text.len() {
+            break;
+        }
+        text = trimmed;
+    }
+    let mut line = Line {
+        text,
+        caller: None,
+        origin: Origin::Unknown,
+    };
+    'again: for _ in 0..MAX_PREFIXES {
+        for (_, strip) in STRIPPERS {
+            let Some(s) = strip(line.text) else {
+                continue;
+            };
+            if s.rest.len() == line.text.len() {
+                continue;
+            }
+            line.text = s.rest;
+            line.caller = line.caller.or(s.caller);
+            match s.origin {
+                Origin::Userspace => {
+                    line.origin = Origin::Userspace;
+                    return line;
+                }
+                Origin::Kernel => line.origin = Origin::Kernel,
+                Origin::Unknown => {}
+            }
+            continue 'again;
+        }
+        break;
+    }
+    line
+}
+
+/// The names of the prefix families [`parse`] strips, in the order tried.
+pub fn prefix_families() -> impl Iterator<Item = &'static str> {
+    STRIPPERS.iter().map(|(name, _)| *name)
+}
+
+/// Logs quoted in mails (`> > [  12.3] ...`); KASAN's `>ffff...` shadow line
+/// has no space after its `>`, so it stays.
+fn quote(text: &str) -> Option<Strip<'_>> {
+    if text == ">" || text == ">>" {
+        return Some(Strip::unknown(""));
+    }
+    let rest = text
+        .strip_prefix("> ")
+        .or_else(|| text.strip_prefix(">> "))?;
+    Some(Strip::unknown(rest))
+}
+
+/// Pastes indent whole logs (Markdown code blocks, mails): the indentation
+/// goes when a prefix follows it; otherwise it is a frame's and stays.
+fn indent(text: &str) -> Option<Strip<'_>> {
+    let trimmed = text.trim_start_matches([' ', '\t']);
+    if trimmed.len() == text.len() {
+        return None;
+    }
+    let kernel_prefix = [quote, kmsg_record, dmesg_iso, syslog, timestamp, level]
+        .iter()
+        .any(|strip| strip(trimmed).is_some());
+    kernel_prefix.then(|| Strip::unknown(trimmed))
+}
+
+/// `/dev/kmsg` records: `6,1234,5678901,-;msg` (level, sequence,
+/// microseconds, flags; optionally `,caller=T123`).
+fn kmsg_record(text: &str) -> Option<Strip<'_>> {
+    if !text.as_bytes().first()?.is_ascii_digit() {
+        return None;
+    }
+    let c = KMSG.captures(text)?;
+    let mut s = Strip::kernel(&text[c.get(0)?.end()..]);
+    s.caller = c.get(1).map(|m| m.as_str());
+    Some(s)
+}
+
+static KMSG: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"^\d{1,3},\d+,\d+,[-c+]?(?:,caller=([TC]\d+))?[^;]{0,40};").expect("static regex")
 });
 
-/// `2018/01/09 14:28:48 ` in front of lines from tools that log with Go's
-/// default logger (syzkaller executor logs).
-static TOOL_TIME: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"^\d{4}/\d{2}/\d{2} \d{2}:\d{2}:\d{2}(?:\.\d+)? ").expect("static regex")
-});
+/// `dmesg -x`: `kern  :warn  : ` (facility and level); other facilities are
+/// user space.
+fn facility(text: &str) -> Option<Strip<'_>> {
+    if !text.as_bytes().first()?.is_ascii_lowercase() {
+        return None;
+    }
+    let c = FACILITY.captures(text)?;
+    let rest = &text[c.get(0)?.end()..];
+    if c.get(1).is_some_and(|m| m.as_str() == "kern") {
+        Some(Strip::kernel(rest))
+    } else {
+        Some(Strip::userspace(rest))
+    }
+}
 
-/// The kernel's own prefix: optional `<level>`, `[ seconds]` or `dmesg -T`'s
-/// `[Fri Apr 17 01:44:46 2026]`, optional `[ T123]`/`[C1]` caller id.
-/// Group 1 is the caller id.
-static KERNEL: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(concat!(
-        r"^(?:<\d{1,3}>)? ?\[(?: *\d+\.\d+|[A-Z][a-z]{2} [A-Z][a-z]{2} [ \d]\d \d{2}:\d{2}:\d{2} \d{4})\]",
-        r"(?:\[ *([TC]\d+)\])? ?",
-    ))
-    .expect("static regex")
-});
-
-/// `dmesg -x`: `kern  :warn  : ` (facility and level). Group 1 is the facility.
 static FACILITY: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(concat!(
         r"^(kern|user|mail|daemon|auth|syslog|lpr|news|uucp|cron|authpriv|ftp|local[0-7]) *:",
@@ -82,150 +216,193 @@ static FACILITY: LazyLock<Regex> = LazyLock::new(|| {
 
 /// `dmesg --time-format iso`: `2024-06-02T06:00:57,123456+00:00 `. The comma
 /// tells it from rsyslog's ISO time (a dot), which a host and tag follow.
+fn dmesg_iso(text: &str) -> Option<Strip<'_>> {
+    if !text.as_bytes().first()?.is_ascii_digit() {
+        return None;
+    }
+    let m = ISO_TIME.find(text)?;
+    Some(Strip::kernel(&text[m.end()..]))
+}
+
 static ISO_TIME: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2},\d+(?:Z|[+-]\d{2}:?\d{2}) ")
         .expect("static regex")
 });
 
-/// `journalctl -o short-monotonic`: `[   12.345678] host kernel: ` - the host
-/// and tag after the kernel's own prefix.
+/// `2018/01/09 14:28:48 ` in front of lines from tools that log with Go's
+/// default logger (syzkaller executor logs).
+fn tool_time(text: &str) -> Option<Strip<'_>> {
+    if text.as_bytes().get(4) != Some(&b'/') {
+        return None;
+    }
+    let m = TOOL_TIME.find(text)?;
+    Some(Strip::unknown(&text[m.end()..]))
+}
+
+static TOOL_TIME: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"^\d{4}/\d{2}/\d{2} \d{2}:\d{2}:\d{2}(?:\.\d+)? ").expect("static regex")
+});
+
+/// syslog and journalctl: `Jun  2 06:00:57 host kernel: ` (month names in
+/// any locale: `июл 27`), `2024-06-02T06:00:57.1+00:00 host kernel: `,
+/// `Sun 2024-06-02 06:00:57 UTC host kernel: ` (`-o short-full`), OpenWrt's
+/// `Sun Sep  1 19:30:19 2019 kern.warn kernel: `, `06:00:57 kernel: `, and the
+/// same with another program's tag (`sshd[12]: `: user space). Without a host
+/// only the `kernel` tag counts: `<time> debugfs: ...` is a kernel line.
+fn syslog(text: &str) -> Option<Strip<'_>> {
+    let first = *text.as_bytes().first()?;
+    let maybe = (first.is_ascii_alphanumeric() || !first.is_ascii())
+        && text.as_bytes().iter().take(48).any(|&b| b == b':');
+    if !maybe {
+        return None;
+    }
+    let c = SYSLOG.captures(text)?;
+    let tag = c.name("tag").map_or("", |m| m.as_str());
+    // klogd forwards kernel lines as `kernel[<pid>]:`.
+    let kernel = tag == "kernel" || tag.starts_with("kernel[");
+    if c.name("host").is_none() && !kernel {
+        return None;
+    }
+    let rest = &text[c.get(0)?.end()..];
+    if kernel {
+        Some(Strip::kernel(rest))
+    } else {
+        Some(Strip::userspace(rest))
+    }
+}
+
+static SYSLOG: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(concat!(
+        r"^(?:\p{L}{2,3}\.?,? )?",
+        r"(?:\p{L}{2,5}\.? +\d{1,2} +|\d{4}-\d{2}-\d{2}[T ])?",
+        r"\d{2}:\d{2}:\d{2}(?:[.,]\d+)?(?:Z|[+-]\d{2}:?\d{2})?",
+        r"(?: \d{4})?(?: [A-Z]{3,5})?",
+        r"(?: +(?P<host>[A-Za-z0-9_.-]+))?",
+        r" +(?P<tag>[A-Za-z0-9_./-]+(?:\[\d+\])?): ",
+    ))
+    .expect("static regex")
+});
+
+/// The kernel's own timestamp, optionally after a `<level>`: `[   12.345678]`,
+/// `[12.3@0]` (CPU suffix), `dmesg -d`'s `[ 1.2 < 0.0001>]`, `--reltime`'s
+/// `[  +0.000021]` and `[Apr17 01:44]`, `dmesg -T`'s `[Fri Apr 17 01:44:46
+/// 2026]` in any locale, an ISO time, or a time the poster elided (`[..]`,
+/// `[ ... ]`). Android kernels add the caller (`[  T123]`, `[    C1]`,
+/// `[3:  kworker/3:1:  123]`, `(3)[123:kworker]`); a journal's host and
+/// `kernel:` tag may follow (`journalctl -o short-monotonic`).
+fn timestamp(text: &str) -> Option<Strip<'_>> {
+    if !matches!(text.as_bytes().first()?, b'[' | b'<') {
+        return None;
+    }
+    let c = TIMESTAMP.captures(text)?;
+    let mut s = Strip::kernel(&text[c.get(0)?.end()..]);
+    s.caller = c.get(1).map(|m| m.as_str());
+    if let Some(m) = HOST_KERNEL.find(s.rest) {
+        s.rest = &s.rest[m.end()..];
+    }
+    Some(s)
+}
+
+static TIMESTAMP: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(concat!(
+        r"^(?:<\d{1,3}>)? ?\[(?:",
+        r"\s*\+?\d+[.,]\d+(?:@\d+)?(?: <\s*\d+[.,]\d+>)?",
+        r"|\s*\.{2,}\s*",
+        r"|\p{L}{2,3}\.? \p{L}{2,5}\.? [ \d]\d \d{2}:\d{2}:\d{2} \d{4}",
+        r"|\p{Lu}\p{Ll}{2}[ \d]?\d \d{2}:\d{2}",
+        r"|\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(?:[.,]\d+)?(?:Z|[+-]\d{2}:?\d{2})?",
+        r")\]",
+        r"(?:\[\s*([TC]\d+)\]| ?\[\s*\d+:[^\]]{1,40}\]|\(\d+\)\[\d+:[^\]]{1,40}\]|@\d+)?",
+        r" ?",
+    ))
+    .expect("static regex")
+});
+
+/// `[   12.345678] host kernel: ` - the host and tag after the kernel's own
+/// prefix (`journalctl -o short-monotonic`).
 static HOST_KERNEL: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"^[A-Za-z0-9_.-]+ kernel: ").expect("static regex"));
 
-/// `<4>` alone (kmsg records without timestamps).
-static LEVEL_ONLY: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"^<\d{1,3}>").expect("static regex"));
+/// `<4>` alone (`dmesg -r` without timestamps, kmsg levels).
+fn level(text: &str) -> Option<Strip<'_>> {
+    let m = LEVEL.find(text)?;
+    Some(Strip::kernel(&text[m.end()..]))
+}
 
-/// The caller id alone, `[  T123] ` (logs printed without timestamps).
-static CALLER_ONLY: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"^\[ *([TC]\d+)\] ").expect("static regex"));
+static LEVEL: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"^<\d{1,3}> ?").expect("static regex"));
+
+/// The caller id alone, `[  T123] ` (logs printed without timestamps, or a
+/// caller after a space).
+fn caller_id(text: &str) -> Option<Strip<'_>> {
+    if !text.starts_with('[') {
+        return None;
+    }
+    let c = CALLER.captures(text)?;
+    let mut s = Strip::kernel(&text[c.get(0)?.end()..]);
+    s.caller = c.get(1).map(|m| m.as_str());
+    Some(s)
+}
+
+static CALLER: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"^\[ *([TC]\d+)\] ?").expect("static regex"));
+
+/// kunit.py's wall clock: `[12:34:56] `.
+fn kunit_time(text: &str) -> Option<Strip<'_>> {
+    let b = text.as_bytes();
+    let shaped = b.len() >= 11
+        && b[0] == b'['
+        && b[3] == b':'
+        && b[6] == b':'
+        && b[9] == b']'
+        && b[10] == b' '
+        && [1, 2, 4, 5, 7, 8].iter().all(|&i| b[i].is_ascii_digit());
+    shaped.then(|| Strip::kernel(&text[11..]))
+}
+
+/// A console multiplexer's tag before the kernel prefix (xvisor's
+/// `[guest0/uart0] [    1.88] ...`).
+fn console_tag(text: &str) -> Option<Strip<'_>> {
+    let inner = text.strip_prefix('[')?;
+    let end = inner.find("] ")?;
+    if inner[..end].contains(' ') || end == 0 {
+        return None;
+    }
+    let after = &inner[end + 2..];
+    timestamp(after).map(|_| Strip::unknown(after))
+}
 
 /// Consoles print `host login: ` and the next kernel line on one line.
-const LOGIN: &str = " login: ";
+fn login(text: &str) -> Option<Strip<'_>> {
+    const LOGIN: &str = " login: ";
+    let pos = text.find(LOGIN)?;
+    let after = &text[pos + LOGIN.len()..];
+    timestamp(after).map(|_| Strip::unknown(after))
+}
 
-/// Lines longer than this are cut before matching: no kernel line is this
-/// long, and it bounds the work per line on garbage input.
-pub const MAX_LINE: usize = 4096;
+/// LAVA's job log (`log.yaml`): `- {"dt": "...", "lvl": "target", "msg": "..."}`.
+fn lava(text: &str) -> Option<Strip<'_>> {
+    let rest = text.strip_prefix("- {\"dt\": \"")?;
+    let at = rest.find("\"msg\": \"")?;
+    let msg = &rest[at + 8..];
+    let msg = msg.strip_suffix("\"}").unwrap_or(msg);
+    Some(Strip::unknown(msg))
+}
 
-/// Strip the transport prefix from one line (without its `\n`).
-pub fn parse(raw: &str) -> Line<'_> {
-    // Serial consoles end lines with `\r\r\n`.
-    let mut text = cut(raw.trim_end_matches('\r'));
-    let mut origin = Origin::Unknown;
-
-    if let Some(rest) = text.strip_prefix('\u{feff}') {
-        text = rest;
+/// Log-aggregator exports put columns (time, host, unit) before the line as
+/// the kernel printed it: a timestamp or caller id after a separator within
+/// the first bytes is where the kernel's line starts.
+fn columns(text: &str) -> Option<Strip<'_>> {
+    const WITHIN: usize = 96;
+    if matches!(text.as_bytes().first()?, b'[' | b'<' | b' ' | b'\t') {
+        return None;
     }
-    // Logs quoted in mails (`> > [  12.3] ...`); KASAN's `>ffff...` shadow
-    // line has no space after its `>`.
-    while let Some(rest) = text.strip_prefix("> ").or_else(|| text.strip_prefix(">> ")) {
-        text = rest;
-    }
-    if text == ">" {
-        text = "";
-    }
-    // Cheap byte checks first: most lines start with `[` and need no regex
-    // but the kernel prefix's.
-    let first = text.as_bytes().first().copied().unwrap_or(b' ');
-    if first.is_ascii_digit() && text.as_bytes().get(4) == Some(&b'/') {
-        if let Some(m) = TOOL_TIME.find(text) {
-            text = &text[m.end()..];
-        }
-    }
-    let first = text.as_bytes().first().copied().unwrap_or(b' ');
-    if first.is_ascii_lowercase() {
-        if let Some(c) = FACILITY.captures(text) {
-            let kernel = c.get(1).is_some_and(|m| m.as_str() == "kern");
-            text = &text[c.get(0).map_or(0, |m| m.end())..];
-            if !kernel {
-                return Line {
-                    text,
-                    caller: None,
-                    origin: Origin::Userspace,
-                };
-            }
-            origin = Origin::Kernel;
-        }
-    }
-    let first = text.as_bytes().first().copied().unwrap_or(b' ');
-    let mut dmesg_iso = false;
-    if first.is_ascii_digit() {
-        if let Some(m) = ISO_TIME.find(text) {
-            text = &text[m.end()..];
-            origin = Origin::Kernel;
-            dmesg_iso = true;
-        }
-    }
-    let first = text.as_bytes().first().copied().unwrap_or(b' ');
-    let maybe_syslog = !dmesg_iso
-        && (first.is_ascii_alphanumeric() || !first.is_ascii())
-        && text.as_bytes().iter().take(40).any(|&b| b == b':');
-    let syslog = maybe_syslog
-        .then(|| SYSLOG.captures(text))
-        .flatten()
-        .filter(|c| {
-            c.name("host").is_some() || c.name("tag").is_some_and(|t| t.as_str() == "kernel")
-        });
-    if let Some(c) = syslog {
-        let tag = c.name("tag").map_or("", |m| m.as_str());
-        text = &text[c.get(0).map_or(0, |m| m.end())..];
-        if tag != "kernel" {
-            return Line {
-                text,
-                caller: None,
-                origin: Origin::Userspace,
-            };
-        }
-        origin = Origin::Kernel;
-    }
-    if let Some(pos) = text.find(LOGIN) {
-        let after = &text[pos + LOGIN.len()..];
-        if KERNEL.is_match(after) {
-            text = after;
-        }
-    }
-    let mut caller = None;
-    let first = text.as_bytes().first().copied().unwrap_or(b' ');
-    if first == b'[' && !KERNEL.is_match(text) {
-        // A tag of the console multiplexer in front of the kernel prefix
-        // (xvisor's `[guest0/uart0] [    1.88] ...`).
-        if let Some(end) = text.find("] [") {
-            let after = &text[end + 2..];
-            if !text[1..end].contains(' ') && KERNEL.is_match(after) {
-                text = after;
-            }
-        }
-    }
-    if !matches!(first, b'[' | b'<') {
-        return Line {
-            text,
-            caller,
-            origin,
-        };
-    }
-    if let Some(c) = KERNEL.captures(text) {
-        caller = c.get(1).map(|m| m.as_str());
-        text = &text[c.get(0).map_or(0, |m| m.end())..];
-        origin = Origin::Kernel;
-        if let Some(m) = HOST_KERNEL.find(text) {
-            text = &text[m.end()..];
-        }
-    } else if let Some(m) = LEVEL_ONLY.find(text) {
-        text = &text[m.end()..];
-        origin = Origin::Kernel;
-    }
-    if caller.is_none() {
-        if let Some(c) = CALLER_ONLY.captures(text) {
-            caller = c.get(1).map(|m| m.as_str());
-            text = &text[c.get(0).map_or(0, |m| m.end())..];
-            origin = Origin::Kernel;
-        }
-    }
-    Line {
-        text,
-        caller,
-        origin,
-    }
+    let head = &text.as_bytes()[..text.len().min(WITHIN)];
+    (1..head.len())
+        .filter(|&i| head[i] == b'[' && matches!(head[i - 1], b' ' | b'"' | b'|' | b'\t'))
+        .map(|i| &text[i..])
+        .find(|rest| timestamp(rest).is_some() || caller_id(rest).is_some())
+        .map(Strip::unknown)
 }
 
 /// Cut `s` to at most [`MAX_LINE`] bytes on a character boundary.
@@ -238,6 +415,102 @@ fn cut(s: &str) -> &str {
         end -= 1;
     }
     &s[..end]
+}
+
+/// The shape of a prefix no stripper knows, learned from the line a report
+/// starts on (the text before its header): log-aggregator columns
+/// (`2024-06-02 06:00:57.1 | host | `), a subsystem tag on every line
+/// (`kmemleak: `). The report's following lines lose a prefix of the same
+/// shape: words with digits match any word (times, pids), other words and
+/// punctuation match themselves, a run of blanks matches any run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Shape {
+    tokens: Vec<Token>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Token {
+    /// A word with a digit in it: any word.
+    Variable,
+    /// A word without digits: itself.
+    Word(String),
+    /// A run of blanks: any run of one or more.
+    Blank,
+    /// Any other character: itself.
+    Char(char),
+}
+
+fn is_word(c: char) -> bool {
+    c.is_alphanumeric() || c == '_'
+}
+
+impl Shape {
+    /// The shape of `prefix` (the text before a report's header).
+    pub fn learn(prefix: &str) -> Shape {
+        let mut tokens = Vec::new();
+        let mut rest = prefix;
+        while let Some(c) = rest.chars().next() {
+            let len = if is_word(c) {
+                let end = rest.find(|c: char| !is_word(c)).unwrap_or(rest.len());
+                let word = &rest[..end];
+                tokens.push(if word.bytes().any(|b| b.is_ascii_digit()) {
+                    Token::Variable
+                } else {
+                    Token::Word(word.to_string())
+                });
+                end
+            } else if c == ' ' || c == '\t' {
+                tokens.push(Token::Blank);
+                rest.find(|c: char| c != ' ' && c != '\t')
+                    .unwrap_or(rest.len())
+            } else {
+                tokens.push(Token::Char(c));
+                c.len_utf8()
+            };
+            rest = &rest[len..];
+        }
+        Shape { tokens }
+    }
+
+    /// `text` without a prefix of this shape, if it has one. The last blank
+    /// run takes one blank only: the rest is the line's own indentation.
+    /// A line that has only the leading columns of the shape (up to a
+    /// blank) loses those: `console: rcu: ` learned, `console: ` on a frame.
+    pub fn strip<'a>(&self, text: &'a str) -> Option<&'a str> {
+        let mut rest = text;
+        let last = self.tokens.len().checked_sub(1)?;
+        let mut partial = None;
+        for (i, token) in self.tokens.iter().enumerate() {
+            if i >= 2 && *token == Token::Blank {
+                partial = rest.strip_prefix([' ', '\t']);
+            }
+            let Some(next) = self.step(i == last, token, rest) else {
+                return partial;
+            };
+            rest = next;
+        }
+        Some(rest)
+    }
+
+    /// One token of the shape at the start of `rest`.
+    fn step<'a>(&self, last: bool, token: &Token, rest: &'a str) -> Option<&'a str> {
+        Some(match token {
+            Token::Variable => {
+                let end = rest.find(|c: char| !is_word(c)).unwrap_or(rest.len());
+                (end > 0).then(|| &rest[end..])?
+            }
+            Token::Word(word) => {
+                let after = rest.strip_prefix(word.as_str())?;
+                (!after.starts_with(is_word)).then_some(after)?
+            }
+            Token::Blank if last => rest.strip_prefix([' ', '\t'])?,
+            Token::Blank => {
+                let after = rest.trim_start_matches([' ', '\t']);
+                (after.len() < rest.len()).then_some(after)?
+            }
+            Token::Char(c) => rest.strip_prefix(*c)?,
+        })
+    }
 }
 
 #[cfg(test)]
@@ -281,6 +554,27 @@ mod tests {
             format!("> [   12.345678] {MSG}"),
             format!("[guest0/uart0] [    1.885337] {MSG}"),
             format!("> > Jun  2 06:00:57 host kernel: {MSG}"),
+            format!("6,1234,5678901,-;{MSG}"),
+            format!("4,17,1000,-,caller=T12;{MSG}"),
+            format!("<4>{MSG}"),
+            format!("[  +0.000021] {MSG}"),
+            format!("[    3.117189 <    0.000162>] {MSG}"),
+            format!("[Apr17 01:44] {MSG}"),
+            format!("[пн ное 13 18:26:42 2017] {MSG}"),
+            format!("[..] {MSG}"),
+            format!("[ ... ] {MSG}"),
+            format!("[12:34:56] {MSG}"),
+            format!("[    7.910564@0] {MSG}"),
+            format!("[    1.234567][  T123] {MSG}"),
+            format!("[    0.000000] [0:        swapper:    0] {MSG}"),
+            format!("Sun Sep  1 19:30:19 2019 kern.warn kernel: [138620.515738] {MSG}"),
+            format!("Sun 2024-06-02 06:00:57 UTC host kernel: {MSG}"),
+            format!("Jun 02 06:00:57.123456 host kernel: {MSG}"),
+            format!("    [   12.345678] {MSG}"),
+            format!("\t> [   12.345678] {MSG}"),
+            format!("\r[   12.345678] {MSG}^M"),
+            format!("2024-06-02 06:00:57.1 | node-7 | kernel | [   12.345678] {MSG}"),
+            format!("- {{\"dt\": \"2024-06-02T06:00:57\", \"lvl\": \"target\", \"msg\": \"[   12.3] {MSG}\"}}"),
         ];
         for v in &variants {
             assert_eq!(text_of(v), MSG, "prefix not stripped: {v:?}");
@@ -322,6 +616,33 @@ mod tests {
         );
         assert_eq!(parse(&format!("[ 1.0] {MSG}")).origin, Origin::Kernel);
         assert_eq!(parse(MSG).origin, Origin::Unknown);
+    }
+
+    #[test]
+    fn every_family_has_a_name() {
+        assert!(prefix_families().count() >= 10);
+    }
+
+    #[test]
+    fn learned_shapes_strip_the_same_columns() {
+        let shape = Shape::learn("2024-06-02 06:00:57.123 | node-1 | kernel | ");
+        assert_eq!(
+            shape.strip("2024-06-02 06:00:58.004 | node-1 | kernel |  dump_stack+0x1/0x2"),
+            Some(" dump_stack+0x1/0x2")
+        );
+        assert_eq!(shape.strip("usb 1-1: new device"), None);
+        // Only the leading columns: those go.
+        assert_eq!(
+            shape.strip("2024-06-02 06:00:58.004 | other-1 | x"),
+            Some("other-1 | x")
+        );
+        let kmemleak = Shape::learn("kmemleak: ");
+        assert_eq!(
+            kmemleak.strip("kmemleak:   backtrace:"),
+            Some("  backtrace:")
+        );
+        assert_eq!(kmemleak.strip("CPU: 0 PID: 1"), None);
+        assert_eq!(Shape::learn("").strip("x"), None);
     }
 
     #[test]

@@ -1,9 +1,11 @@
 //! Classifies kernel logs into findings (pure: text in, findings out).
 //!
 //! One pass over the lines (module `report`): [`line::parse`] strips the
-//! transport prefix, the table in [`rules`] says whether a line starts a
-//! report, and an open report takes the lines that belong to it (its caller
-//! id, its stack trace) until the dump ends. Each closed report becomes a
+//! transport prefixes it knows, the table in [`rules`] finds a report header
+//! anywhere in a line (what is before it is that line's prefix, whose shape
+//! the report's following lines lose too), and an open report takes the
+//! lines that belong to it (its caller id, its stack trace) until the dump
+//! ends. Each closed report becomes a
 //! [`Finding`] whose title (module `title`) is built from its lines
 //! ([`stack`] picks the function it is "in").
 //!
@@ -55,25 +57,37 @@ pub fn i915_selftest_running(text: &str) -> Option<&str> {
 /// lines handed to title extraction (which makes a fixed number of passes
 /// over them). Tests use it to check the cost stays linear.
 pub fn classify_with_work(text: &str) -> (Vec<Finding>, usize) {
-    // `dmesg --color=always` output: drop the colours first.
-    let uncoloured;
-    let text = if text.contains('\x1b') {
-        uncoloured = ANSI.replace_all(text, "");
-        uncoloured.as_ref()
+    // Text other writers put anywhere in a line: `dmesg --color=always` and
+    // serial consoles' colours, LAVA's test markers. Dropped first.
+    let cleaned;
+    let text = if text.contains('\x1b') || text.contains("<LAVA_SIGNAL_") {
+        cleaned = SPLICED.replace_all(text, "");
+        cleaned.as_ref()
     } else {
         text
     };
     let mut walk = report::Walk::default();
     for (index, raw) in text.split('\n').enumerate() {
-        walk.line(index + 1, raw);
+        // rsyslog escapes a record's newlines as `#012`: one line, several
+        // kernel lines.
+        let mut pieces = raw.split(RSYSLOG_NEWLINE);
+        walk.line(index + 1, pieces.next().unwrap_or(""));
+        for piece in pieces {
+            walk.continuation(index + 1, piece);
+        }
     }
     walk.close();
     walk.into_findings()
 }
 
-/// ANSI colour and cursor sequences (`ESC [ ... m`).
-static ANSI: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new("\x1b\\[[0-9;?]*[A-Za-z]").expect("static regex"));
+/// rsyslog's escape of a newline inside a record.
+const RSYSLOG_NEWLINE: &str = "#012";
+
+/// ANSI colour and cursor sequences (`ESC [ ... m`) and LAVA's
+/// `<LAVA_SIGNAL_ENDTC name>` markers.
+static SPLICED: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new("\x1b\\[[0-9;?]*[A-Za-z]|<LAVA_SIGNAL_[A-Z]+[^>]{0,200}>").expect("static regex")
+});
 
 #[cfg(test)]
 mod tests;

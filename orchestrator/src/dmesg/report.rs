@@ -10,7 +10,7 @@ use std::sync::LazyLock;
 use regex::Regex;
 
 use super::finding::{Finding, Kind};
-use super::line::{self, Origin};
+use super::line::{self, Line, Origin, Shape};
 use super::rules::{Body, Follows, Rule, Title, RULES, TABLE};
 use super::{stack, title, MAX_ANALYSED_LINES, MAX_REPORT_BYTES, MAX_REPORT_LINES};
 
@@ -19,12 +19,21 @@ use super::{stack, title, MAX_ANALYSED_LINES, MAX_REPORT_BYTES, MAX_REPORT_LINES
 pub(super) struct Walk<'a> {
     open: Option<Open<'a>>,
     findings: Vec<Finding>,
+    /// Failed KUnit expectations whose test has not said `not ok` yet, with
+    /// the test's name: the `not ok` replaces them, or the end of the log
+    /// makes them findings.
+    pending: Vec<(&'a str, Finding)>,
     work: usize,
     /// KTAP `# Subtest: <name>` lines seen, innermost last, with their
     /// indentation: a `not ok` at that indentation is a test of that suite.
     suites: Vec<(usize, &'a str)>,
+    /// The suite of kunit.py's last `==== name (N subtests) ====` banner.
+    kunit_suite: Option<&'a str>,
     /// The number of the last line that went into a report.
     last_taken: usize,
+    /// The previous line as parsed (continuations of a `#012`-joined record
+    /// share its origin and caller).
+    previous: Option<Line<'a>>,
 }
 
 /// A report whose end has not been seen yet.
@@ -36,12 +45,24 @@ struct Open<'a> {
     /// The printk caller id of its start line: lines of other callers are
     /// not part of it.
     caller: Option<&'a str>,
+    /// The indentation of its start line (a paste's).
+    indent: usize,
+    /// The shape of the unknown prefix its start line had, if any: its
+    /// following lines lose a prefix of that shape.
+    shape: Option<Shape>,
     /// Its lines (without prefixes), at most [`MAX_ANALYSED_LINES`].
     lines: Vec<&'a str>,
+    /// It went on past [`MAX_ANALYSED_LINES`].
+    cut: bool,
     /// A stack trace has started, so the dump ends with the trace.
     in_trace: bool,
-    /// Lines before the trace that look like no part of an oops dump.
+    /// Its `---[ end trace` line was seen.
+    ended: bool,
+    /// Lines in a row before the trace that look like no part of an oops dump.
     stray: usize,
+    /// Foreign lines in a row inside the trace (another writer's, or a line
+    /// cut short): a few do not end the report.
+    interruptions: usize,
     /// How many lines the report had at its last dump line: stray lines
     /// after it are dropped if the report ends without a trace.
     dump_lines: usize,
@@ -53,66 +74,55 @@ struct Open<'a> {
 enum Step {
     Take,
     TakeAndClose,
+    Skip,
     Close,
 }
 
 impl<'a> Walk<'a> {
     /// Take the next line (1-based `number`).
     pub(super) fn line(&mut self, number: usize, raw: &'a str) {
-        self.work += 1;
         let line = line::parse(raw);
+        self.parsed(number, line);
+    }
+
+    /// Take a piece of the previous line's record (rsyslog joins a record's
+    /// lines with `#012`): no prefix of its own, the record's origin.
+    pub(super) fn continuation(&mut self, number: usize, text: &'a str) {
+        let Some(previous) = self.previous else {
+            return self.line(number, text);
+        };
+        self.parsed(
+            number,
+            Line {
+                text: line::parse(text).text,
+                ..previous
+            },
+        );
+    }
+
+    fn parsed(&mut self, number: usize, mut line: Line<'a>) {
+        self.work += 1;
+        self.previous = Some(line);
         if line.origin == Origin::Userspace {
             return;
         }
+        // A header on a line that lost the open report's prefix shape
+        // starts a report with the same shape (the next kmemleak object).
+        let mut inherited = None;
+        if let Some(shape) = self.open.as_ref().and_then(|open| open.shape.as_ref()) {
+            if let Some(rest) = shape.strip(line.text) {
+                line.text = rest;
+                inherited = Some(shape);
+            }
+        }
+        let inherited = inherited.cloned();
         self.note_ktap_suite(line.text);
         let foreign = self
             .open
             .as_ref()
             .is_some_and(|open| matches!((open.caller, line.caller), (Some(a), Some(b)) if a != b));
-        // Logs pasted into mails and issues are often indented; between
-        // reports an indented start line is still a start line.
-        let start = TABLE.start(line.text).or_else(|| {
-            let trimmed = line.text.trim_start();
-            (self.open.is_none() && trimmed.len() < line.text.len())
-                .then(|| TABLE.start(trimmed))
-                .flatten()
-        });
-        if let Some(index) = start {
-            let rule = &RULES[index];
-            if let Some(open) = &mut self.open {
-                if open.absorbs(rule, foreign) {
-                    open.take(line.text);
-                    self.last_taken = number;
-                    return;
-                }
-            }
-            self.close();
-            let after_report = !self.findings.is_empty()
-                && number.saturating_sub(self.last_taken) <= AFTERMATH_DISTANCE;
-            if rule.kind == Kind::Panic && after_report && is_aftermath(line.text) {
-                // The panic that panic_on_warn/panic_on_oops/hung_task_panic
-                // adds to the report just found: not a finding of its own.
-                return;
-            }
-            self.last_taken = number;
-            let open = Open {
-                rule: index,
-                line: number,
-                caller: line.caller,
-                lines: vec![line.text.trim_start()],
-                in_trace: false,
-                stray: 0,
-                dump_lines: 1,
-                gap: 0,
-            };
-            if matches!(rule.title, Title::Ktap) {
-                let suite = self.ktap_suite(line.text);
-                self.finish_ktap(open, suite);
-            } else if rule.body == Body::Line {
-                self.finish(open);
-            } else {
-                self.open = Some(open);
-            }
+        if let Some((at, index)) = self.header(line.text) {
+            self.start(number, line, (at, index), foreign, inherited);
             return;
         }
         let Some(open) = &mut self.open else {
@@ -137,6 +147,7 @@ impl<'a> Walk<'a> {
                 self.last_taken = number;
                 self.close();
             }
+            Step::Skip => {}
             Step::Close => {
                 if !open.in_trace {
                     open.lines.truncate(open.dump_lines);
@@ -146,8 +157,95 @@ impl<'a> Walk<'a> {
         }
     }
 
+    /// Where a report header starts in `text`, and its rule. Inside an open
+    /// report an indented header is part of the report (a frame, a lock
+    /// description), except KTAP results, which are indented by nesting.
+    /// A header at the indentation of the open report's own is its sibling.
+    fn header(&self, text: &str) -> Option<(usize, usize)> {
+        let (at, index) = TABLE.find(text)?;
+        let indented = at > 0 && text[..at].trim().is_empty();
+        let ktap = matches!(RULES[index].title, Title::Ktap { .. });
+        let sibling = self.open.as_ref().is_none_or(|open| open.indent == at);
+        (!indented || sibling || ktap).then_some((at, index))
+    }
+
+    /// A header at byte `at` of the line's text, of rule `index`.
+    fn start(
+        &mut self,
+        number: usize,
+        line: Line<'a>,
+        (at, index): (usize, usize),
+        foreign: bool,
+        inherited: Option<Shape>,
+    ) {
+        let rule = &RULES[index];
+        let text = &line.text[at..];
+        if let Some(open) = &mut self.open {
+            if open.absorbs(index, foreign) {
+                open.take(text);
+                open.interruptions = 0;
+                self.last_taken = number;
+                return;
+            }
+        }
+        self.close();
+        if self.is_aftermath(number, rule, text) {
+            return;
+        }
+        self.last_taken = number;
+        let prefix = &line.text[..at];
+        let blank = prefix.trim().is_empty();
+        let open = Open {
+            rule: index,
+            line: number,
+            caller: line.caller,
+            indent: if blank { at } else { 0 },
+            shape: if blank {
+                inherited
+            } else {
+                Some(Shape::learn(prefix))
+            },
+            lines: vec![text],
+            cut: false,
+            in_trace: false,
+            ended: false,
+            stray: 0,
+            interruptions: 0,
+            dump_lines: 1,
+            gap: 0,
+        };
+        if let Title::Ktap { pending } = rule.title {
+            let suite = self.ktap_suite(indentation(prefix));
+            self.finish_ktap(open, suite, pending);
+        } else if rule.body == Body::Line {
+            self.finish(open);
+        } else {
+            self.open = Some(open);
+        }
+    }
+
+    /// Is this start only the consequence of the report just found? The
+    /// panic that panic_on_warn/panic_on_oops/hung_task_panic adds, or the
+    /// `kobject_add_internal failed` that follows a sysfs duplicate.
+    fn is_aftermath(&self, number: usize, rule: &Rule, text: &str) -> bool {
+        let Some(last) = self.findings.last() else {
+            return false;
+        };
+        let near = number.saturating_sub(self.last_taken) <= AFTERMATH_DISTANCE;
+        match rule.kind {
+            Kind::Panic => near && is_aftermath(text),
+            Kind::KobjectDuplicate => near && last.kind == Kind::SysfsDuplicate,
+            _ => false,
+        }
+    }
+
     /// The findings so far and the work done (see [`super::classify_with_work`]).
-    pub(super) fn into_findings(self) -> (Vec<Finding>, usize) {
+    pub(super) fn into_findings(mut self) -> (Vec<Finding>, usize) {
+        if !self.pending.is_empty() {
+            self.findings
+                .extend(self.pending.drain(..).map(|(_, finding)| finding));
+            self.findings.sort_by_key(|f| f.line);
+        }
         (self.findings, self.work)
     }
 
@@ -159,38 +257,58 @@ impl<'a> Walk<'a> {
     }
 
     /// Track KTAP's nesting: `# Subtest: name` opens a suite whose tests are
-    /// printed at the same indentation.
+    /// printed at the same indentation; kunit.py prints a banner instead.
+    /// The indentation is the blank run just before the text, so a prefix
+    /// no stripper knows does not change it.
     fn note_ktap_suite(&mut self, text: &'a str) {
-        let trimmed = text.trim_start();
-        let Some(name) = trimmed.strip_prefix("# Subtest: ") else {
+        if text.contains(" subtest") {
+            if let Some(c) = KUNIT_SUITE.captures(text) {
+                self.kunit_suite = c.get(1).map(|m| m.as_str());
+            }
+            return;
+        }
+        const SUBTEST: &str = "# Subtest: ";
+        let Some(at) = text.find(SUBTEST) else {
             return;
         };
-        let indent = text.len() - trimmed.len();
+        let name = text[at + SUBTEST.len()..].trim_end();
+        let indent = indentation(&text[..at]);
         self.suites.retain(|&(i, _)| i < indent);
-        self.suites.push((indent, name.trim_end()));
+        self.suites.push((indent, name));
     }
 
-    /// The suite of a KTAP test line, if one is open at its indentation.
-    fn ktap_suite(&self, text: &str) -> Option<&'a str> {
-        let indent = text.len() - text.trim_start().len();
+    /// The suite of a KTAP test line at indentation `indent`, if one is
+    /// open there (or kunit.py named one).
+    fn ktap_suite(&self, indent: usize) -> Option<&'a str> {
         self.suites
             .iter()
             .rev()
             .find(|&&(i, _)| i == indent)
             .map(|&(_, name)| name)
+            .or(self.kunit_suite)
     }
 
-    fn finish_ktap(&mut self, open: Open<'a>, suite: Option<&str>) {
+    fn finish_ktap(&mut self, open: Open<'a>, suite: Option<&str>, pending: bool) {
         let first = open.lines.first().copied().unwrap_or("");
-        let title = title::ktap(open.rule, first, suite);
-        self.work += 1;
-        self.findings.push(Finding {
+        let test = title::ktap_test(open.rule, first);
+        let finding = Finding {
             kind: Kind::SelftestFail,
-            title,
+            title: title::ktap(test, suite),
             line: open.line,
             severity: Kind::SelftestFail.severity(),
-            report: report_text(&open.lines),
-        });
+            report: report_text(&open.lines).0,
+            subject: None,
+            corrupted: false,
+        };
+        self.work += 1;
+        // One finding per failed test: its `not ok` replaces the failed
+        // expectations printed before it.
+        self.pending.retain(|(name, _)| *name != test);
+        if pending {
+            self.pending.push((test, finding));
+        } else {
+            self.findings.push(finding);
+        }
     }
 
     fn finish(&mut self, open: Open<'a>) {
@@ -200,14 +318,27 @@ impl<'a> Walk<'a> {
             lines.pop();
         }
         self.work += lines.len();
+        let (report, truncated) = report_text(&lines);
         self.findings.push(Finding {
             kind: rule.kind,
             title: title::demangle_rust(&title::build(open.rule, &lines)),
             line: open.line,
             severity: rule.kind.severity(),
-            report: report_text(&lines),
+            report,
+            subject: title::subject(open.rule, &lines),
+            corrupted: open.cut || truncated,
         });
     }
+}
+
+/// kunit.py's suite banner: `===== list-kunit-test (10 subtests) =====`.
+static KUNIT_SUITE: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"=+ \[?(\S+?)\]? \(\d+ subtests?\) =+\s*$").expect("static regex")
+});
+
+/// The blank run at the end of `prefix`: a KTAP line's nesting depth.
+fn indentation(prefix: &str) -> usize {
+    prefix.len() - prefix.trim_end_matches([' ', '\t']).len()
 }
 
 impl<'a> Open<'a> {
@@ -215,29 +346,35 @@ impl<'a> Open<'a> {
         &RULES[self.rule]
     }
 
-    /// Does the start line of `incoming` belong to this report?
-    fn absorbs(&self, incoming: &Rule, foreign: bool) -> bool {
-        if incoming.follows == Follows::Consequence {
+    /// Does the start line of rule `incoming` belong to this report?
+    fn absorbs(&self, incoming: usize, foreign: bool) -> bool {
+        let rule = &RULES[incoming];
+        if rule.follows == Follows::Consequence {
             return true;
         }
         !foreign
-            && self
-                .rule()
-                .absorbs
-                .is_some_and(|(kind, within)| kind == incoming.kind && self.lines.len() <= within)
+            && incoming != self.rule
+            && self.rule().absorbs.is_some_and(|(kinds, within)| {
+                kinds.contains(&rule.kind) && self.lines.len() <= within
+            })
     }
 
     fn take(&mut self, text: &'a str) {
+        self.interruptions = 0;
         if self.lines.len() < MAX_ANALYSED_LINES {
             self.lines.push(text);
+        } else {
+            self.cut = true;
         }
         if text.trim_start().starts_with("---[ end") {
             self.in_trace = true;
+            self.ended = true;
         }
     }
 
     fn step(&mut self, text: &str) -> Step {
         if self.lines.len() >= MAX_ANALYSED_LINES {
+            self.cut = true;
             return Step::Close;
         }
         let body = self.rule().body;
@@ -257,8 +394,15 @@ impl<'a> Open<'a> {
         }
         if is_dump_line(text) {
             self.dump_lines = self.lines.len() + 1;
+            self.stray = 0;
         } else {
             if self.in_trace {
+                // Another writer's line (or one cut short) inside a trace:
+                // the trace may go on after it.
+                if !self.ended && self.interruptions < MAX_INTERRUPTIONS {
+                    self.interruptions += 1;
+                    return Step::Skip;
+                }
                 return Step::Close;
             }
             // An oops dump has few free-form lines before its trace (a WARN
@@ -272,6 +416,9 @@ impl<'a> Open<'a> {
         Step::Take
     }
 }
+
+/// Foreign lines in a row a stack trace may have inside it.
+const MAX_INTERRUPTIONS: usize = 2;
 
 /// Lines of other callers after which a report with a caller id is over.
 const MAX_FOREIGN_GAP: usize = 200;
@@ -427,9 +574,11 @@ fn is_dump_line(text: &str) -> bool {
         || DUMP_SHAPE.is_match(text)
 }
 
-/// A report's text: its first lines within the size limits.
-fn report_text(lines: &[&str]) -> String {
+/// A report's text: its first lines within the size limits, and whether
+/// lines were left out.
+fn report_text(lines: &[&str]) -> (String, bool) {
     let mut out = String::new();
+    let mut truncated = lines.len() > MAX_REPORT_LINES;
     for line in lines.iter().take(MAX_REPORT_LINES) {
         let needed = line.len() + usize::from(!out.is_empty());
         if out.len() + needed > MAX_REPORT_BYTES {
@@ -440,6 +589,7 @@ fn report_text(lines: &[&str]) -> String {
                 }
                 out.push_str(&line[..end]);
             }
+            truncated = true;
             break;
         }
         if !out.is_empty() {
@@ -447,5 +597,5 @@ fn report_text(lines: &[&str]) -> String {
         }
         out.push_str(line);
     }
-    out
+    (out, truncated)
 }

@@ -69,9 +69,29 @@ pub enum Title {
     },
     /// `KASAN: <type> <Read|Write> in <func>`.
     Kasan,
-    /// `KTAP: not ok <suite>/<test>`: the suite is the `# Subtest:` open at
-    /// the test's indentation (tracked by the walk over the log).
-    Ktap,
+    /// `KTAP: not ok <suite>/<test>` from capture 1: the suite is the
+    /// `# Subtest:` open at the test's indentation, or kunit.py's suite
+    /// banner (tracked by the walk over the log). `pending`: a failed
+    /// expectation, which the test's own `not ok` replaces when it comes.
+    Ktap { pending: bool },
+    /// A template filled from the first report line `regex` matches (the
+    /// message a `WARNING:` of a known function printed with it), or the
+    /// fallback text without one.
+    Find {
+        regex: &'static str,
+        fmt: &'static str,
+        fallback: &'static str,
+    },
+}
+
+/// What a report is about, by name: the duplicated path or the leaked
+/// cache, so the runner can match it to what a module left behind.
+#[derive(Debug, Clone, Copy)]
+pub enum Subject {
+    /// A template of the start line's captures.
+    Start(&'static str),
+    /// A template of the captures of the first report line `regex` matches.
+    Find(&'static str, &'static str),
 }
 
 /// Whether a start line may continue a report that is already open.
@@ -89,29 +109,45 @@ pub enum Follows {
 #[derive(Debug, Clone, Copy)]
 pub struct Rule {
     pub kind: Kind,
-    /// Regex matched against the line's text (after the transport prefix).
+    /// The literal text a start line begins with (one of them): the
+    /// prefilter looks for these, and the start regex is built as
+    /// `^(?:keyword|...)` + [`Rule::start`], so no rule can start without
+    /// its keyword.
+    pub keywords: &'static [&'static str],
+    /// Regex of the rest of the start line, after the keyword.
     pub start: &'static str,
     /// A regex that, when it also matches, means the line is not a report.
     pub unless: Option<&'static str>,
     pub title: Title,
     pub body: Body,
     pub follows: Follows,
-    /// A report of this rule takes in a start of `Kind` that comes within
-    /// its first N lines: the message of `WARN(cond, "msg")` is printed
-    /// before the `WARNING:` line, syzkaller's `BUG: memory leak` before
-    /// kmemleak's `unreferenced object`.
-    pub absorbs: Option<(Kind, usize)>,
+    /// A report of this rule takes in a start of one of these kinds (by
+    /// another rule) that comes within its first N lines: the message of
+    /// `WARN(cond, "msg")` is printed before the `WARNING:` line (after it
+    /// before 4.11), syzkaller's `BUG: memory leak` before kmemleak's
+    /// `unreferenced object`.
+    pub absorbs: Option<(&'static [Kind], usize)>,
+    /// The name the report is about, if any.
+    pub subject: Option<Subject>,
 }
 
-const fn rule(kind: Kind, start: &'static str, title: Title, body: Body) -> Rule {
+const fn rule(
+    kind: Kind,
+    keywords: &'static [&'static str],
+    start: &'static str,
+    title: Title,
+    body: Body,
+) -> Rule {
     Rule {
         kind,
+        keywords,
         start,
         unless: None,
         title,
         body,
         follows: Follows::Never,
         absorbs: None,
+        subject: None,
     }
 }
 
@@ -120,8 +156,8 @@ const fn consequence(mut r: Rule) -> Rule {
     r
 }
 
-const fn absorbing(mut r: Rule, kind: Kind, within: usize) -> Rule {
-    r.absorbs = Some((kind, within));
+const fn absorbing(mut r: Rule, kinds: &'static [Kind], within: usize) -> Rule {
+    r.absorbs = Some((kinds, within));
     r
 }
 
@@ -130,21 +166,54 @@ const fn unless(mut r: Rule, pattern: &'static str) -> Rule {
     r
 }
 
+const fn about(mut r: Rule, subject: Subject) -> Rule {
+    r.subject = Some(subject);
+    r
+}
+
 const fn in_func(fmt: &'static str, from: From, skip: &'static [&'static str]) -> Title {
     Title::In { fmt, from, skip }
+}
+
+const fn find(regex: &'static str, fmt: &'static str, fallback: &'static str) -> Title {
+    Title::Find {
+        regex,
+        fmt,
+        fallback,
+    }
 }
 
 const NONE: &[&str] = &[];
 const SKIP_RCU: &[&str] = &[
     "rcu", "kmem", "slab", "kmalloc", "vmalloc", "kcalloc", "kzalloc",
 ];
+const W: &[&str] = &["WARNING: "];
+const WI: &[&str] = &["WARNING: ", "INFO: "];
+const WB: &[&str] = &["WARNING: ", "BUG: "];
+const B: &[&str] = &["BUG: "];
+const SYSFS_DUP: &str = r"sysfs: cannot create duplicate filename '(.*)'";
+const PROC_DUP: &str = r"proc_dir_entry '(.*)' already registered";
+const SLAB_LEFT: &str = r"kmem_cache_destroy (\S+): Slab cache still has objects";
+/// `WARNING: CPU: 1 PID: 2 at path:line func+0x..` (to 6.18), `WARNING:
+/// path:line at func+0x..` (6.19+), `WARNING: at path:line func+0x..()` (old):
+/// what comes between the keyword and the function.
+macro_rules! warn_in {
+    ($func:literal) => {
+        concat!(
+            r"(?:CPU: \d+ PID: \d+ at \S+ |(?:\[.*\] )?\S+ at |at (?:\S+ )?)",
+            $func,
+            r"\+0x"
+        )
+    };
+}
 
 /// Every format, most specific first.
 pub static RULES: &[Rule] = &[
     // --- lockdep: its reports start with `WARNING:` but are not WARN()s.
     rule(
         Kind::Lockdep,
-        r"^(?:\[ )?(?:WARNING|INFO): possible (?:circular locking dependency|recursive locking|irq lock inversion dependency) detected",
+        &["WARNING: possible ", "INFO: possible "],
+        r"(?:circular locking dependency|recursive locking|irq lock inversion dependency) detected",
         in_func(
             "possible deadlock in {func}",
             From::LockAt(2),
@@ -154,7 +223,8 @@ pub static RULES: &[Rule] = &[
     ),
     rule(
         Kind::Lockdep,
-        r"^(?:\[ )?(?:WARNING|INFO): .*-safe -> .*-unsafe lock order detected",
+        WI,
+        r".*-safe -> .*-unsafe lock order detected",
         in_func(
             "possible deadlock in {func}",
             From::LockAt(1),
@@ -164,7 +234,8 @@ pub static RULES: &[Rule] = &[
     ),
     rule(
         Kind::Lockdep,
-        r"^(?:\[ )?(?:WARNING|INFO): inconsistent lock state",
+        WI,
+        r"inconsistent lock state",
         in_func(
             "inconsistent lock state in {func}",
             From::LockAt(1),
@@ -174,7 +245,8 @@ pub static RULES: &[Rule] = &[
     ),
     rule(
         Kind::Lockdep,
-        r"^(?:\[ )?(?:WARNING|INFO): suspicious RCU usage",
+        WI,
+        r"suspicious RCU usage",
         in_func(
             "WARNING: suspicious RCU usage in {func}",
             From::Trace,
@@ -184,7 +256,8 @@ pub static RULES: &[Rule] = &[
     ),
     rule(
         Kind::Lockdep,
-        r"^(?:WARNING|BUG): bad unlock balance detected!",
+        WB,
+        r"bad unlock balance detected!",
         in_func(
             "WARNING: bad unlock balance in {func}",
             From::LockAt(1),
@@ -194,13 +267,15 @@ pub static RULES: &[Rule] = &[
     ),
     rule(
         Kind::Lockdep,
-        r"^(?:WARNING|BUG): held lock freed!",
+        WB,
+        r"held lock freed!",
         in_func("WARNING: held lock freed in {func}", From::LockAt(1), NONE),
         Body::Text,
     ),
     rule(
         Kind::Lockdep,
-        r"^(?:WARNING|BUG): lock held when returning to user space!",
+        WB,
+        r"lock held when returning to user space!",
         in_func(
             "WARNING: lock held when returning to user space in {func}",
             From::LockAt(1),
@@ -210,7 +285,8 @@ pub static RULES: &[Rule] = &[
     ),
     rule(
         Kind::Lockdep,
-        r"^(?:\[ )?BUG: Invalid wait context",
+        &["BUG: Invalid wait context"],
+        "",
         in_func(
             "BUG: invalid wait context in {func}",
             From::Trace,
@@ -220,14 +296,16 @@ pub static RULES: &[Rule] = &[
     ),
     rule(
         Kind::Lockdep,
-        r"^(?:WARNING|BUG): .*still has locks held!",
+        WB,
+        r".*still has locks held!",
         in_func("BUG: still has locks held in {func}", From::LockAt(1), NONE),
         Body::Text,
     ),
     // DEBUG_LOCKS_WARN_ON() inside lockdep itself.
     rule(
         Kind::Lockdep,
-        r"^WARNING: .*kernel/locking/lockdep\.c.*lock_",
+        W,
+        r".*kernel/locking/lockdep\.c.*lock_",
         in_func(
             "WARNING: locking bug in {func}",
             From::Pc,
@@ -237,7 +315,8 @@ pub static RULES: &[Rule] = &[
     ),
     rule(
         Kind::Lockdep,
-        r"^WARNING: Nested lock was not taken",
+        &["WARNING: Nested lock was not taken"],
+        "",
         in_func(
             "WARNING: nested lock was not taken in {func}",
             From::Trace,
@@ -247,7 +326,8 @@ pub static RULES: &[Rule] = &[
     ),
     rule(
         Kind::Lockdep,
-        r"^INFO: trying to register non-static key",
+        &["INFO: trying to register non-static key"],
+        "",
         in_func(
             "INFO: trying to register non-static key in {func}",
             From::Trace,
@@ -257,14 +337,16 @@ pub static RULES: &[Rule] = &[
     ),
     rule(
         Kind::Lockdep,
-        r"^BUG: (MAX_LOCKDEP_\w+|MAX_STACK_TRACE_ENTRIES) too low!",
+        B,
+        r"(MAX_LOCKDEP_\w+|MAX_STACK_TRACE_ENTRIES) too low!",
         Title::Text("BUG: {1} too low!"),
         Body::Trace,
     ),
     // --- sanitizers.
     rule(
         Kind::Kasan,
-        r"^BUG: KASAN: double-free or invalid-free in (?P<func>[\w.$]+)",
+        &["BUG: KASAN: "],
+        r"double-free or invalid-free in (?P<func>[\w.$]+)",
         in_func(
             "KASAN: invalid-free in {func}",
             From::Start,
@@ -274,43 +356,50 @@ pub static RULES: &[Rule] = &[
     ),
     rule(
         Kind::Kasan,
-        r"^BUG: KASAN: (double-free|invalid-free) in (?P<func>[\w.$]+)",
+        &["BUG: KASAN: "],
+        r"(double-free|invalid-free) in (?P<func>[\w.$]+)",
         in_func("KASAN: {1} in {func}", From::Start, stack::SKIP_FREE),
         Body::Banner,
     ),
     rule(
         Kind::Kasan,
-        r"^BUG: KASAN: ([a-z0-9-]+) in (?P<func>[\w.$]+)",
+        &["BUG: KASAN: "],
+        r"([a-z0-9-]+) in (?P<func>[\w.$]+)",
         Title::Kasan,
         Body::Banner,
     ),
     rule(
         Kind::Kasan,
-        r"^BUG: KASAN: ([a-z0-9 -]+)",
+        &["BUG: KASAN: "],
+        r"([a-z0-9 -]+)",
         Title::Text("KASAN: {1}"),
         Body::Banner,
     ),
     rule(
         Kind::Kasan,
-        r"^BUG: KFENCE: ([a-z0-9 -]+?) in (?P<func>[\w.$]+)",
+        &["BUG: KFENCE: "],
+        r"([a-z0-9 -]+?) in (?P<func>[\w.$]+)",
         in_func("KFENCE: {1} in {func}", From::Start, NONE),
         Body::Banner,
     ),
     rule(
         Kind::Kasan,
-        r"^BUG: KMSAN: ([a-z0-9-]+) in (?P<func>[\w.$]+)",
+        &["BUG: KMSAN: "],
+        r"([a-z0-9-]+) in (?P<func>[\w.$]+)",
         in_func("KMSAN: {1} in {func}", From::Start, NONE),
         Body::Banner,
     ),
     rule(
         Kind::Kasan,
-        r"^BUG: KCSAN: (.+?)\s*$",
+        &["BUG: KCSAN: "],
+        r"(.+?)\s*$",
         Title::Text("KCSAN: {1}"),
         Body::Banner,
     ),
     rule(
         Kind::Ubsan,
-        r"^UBSAN: Undefined behaviour in",
+        &["UBSAN: Undefined behaviour in"],
+        "",
         in_func(
             "UBSAN: undefined-behaviour in {func}",
             From::Trace,
@@ -320,7 +409,8 @@ pub static RULES: &[Rule] = &[
     ),
     rule(
         Kind::Ubsan,
-        r"^UBSAN: ([a-z0-9-]+) in",
+        &["UBSAN: "],
+        r"([a-z0-9-]+) in",
         in_func("UBSAN: {1} in {func}", From::Trace, stack::SKIP_UBSAN),
         Body::Banner,
     ),
@@ -328,123 +418,295 @@ pub static RULES: &[Rule] = &[
     absorbing(
         rule(
             Kind::Kmemleak,
-            r"^BUG: memory leak",
+            &["BUG: memory leak"],
+            "",
             in_func("memory leak in {func}", From::Trace, stack::SKIP_ALLOC),
             Body::Trace,
         ),
-        Kind::Kmemleak,
+        &[Kind::Kmemleak],
         2,
     ),
     rule(
         Kind::Kmemleak,
-        r"^unreferenced object 0x[0-9a-f]+ \(size \d+\):",
+        &["unreferenced object 0x"],
+        r"[0-9a-f]+ \(size \d+\):",
         in_func("memory leak in {func}", From::Trace, stack::SKIP_ALLOC),
         Body::Trace,
     ),
     rule(
         Kind::Kmemleak,
-        r"^kmemleak: \d+ new suspected memory leaks",
+        &["kmemleak: "],
+        r"\d+ new suspected memory leaks",
         Title::Text("kmemleak: new suspected memory leaks"),
         Body::Line,
     ),
-    absorbing(
+    about(
+        absorbing(
+            rule(
+                Kind::SlabLeak,
+                &["kmem_cache_destroy "],
+                r"(\S+): Slab cache still has objects",
+                Title::Text("kmem_cache_destroy {1}: Slab cache still has objects"),
+                Body::Trace,
+            ),
+            &[Kind::Warning, Kind::SlabLeak],
+            3,
+        ),
+        Subject::Start("{1}"),
+    ),
+    // The WARN() of 5.17+ when its message was lost (grep, an interleaved
+    // writer) or comes after it: still the leak, named by the message if any.
+    about(
+        absorbing(
+            rule(
+                Kind::SlabLeak,
+                W,
+                warn_in!("kmem_cache_destroy"),
+                find(
+                    SLAB_LEFT,
+                    "kmem_cache_destroy {1}: Slab cache still has objects",
+                    "kmem_cache_destroy: Slab cache still has objects",
+                ),
+                Body::Trace,
+            ),
+            &[Kind::SlabLeak],
+            4,
+        ),
+        Subject::Find(SLAB_LEFT, "{1}"),
+    ),
+    // SLUB debug's report of the same leak (printed first when slub_debug is on).
+    about(
         rule(
             Kind::SlabLeak,
-            r"^kmem_cache_destroy (\S+): Slab cache still has objects",
+            &["BUG "],
+            r"(\S+) \((?:Not tainted|Tainted:[^)]*)\): Objects remaining in ",
             Title::Text("kmem_cache_destroy {1}: Slab cache still has objects"),
             Body::Trace,
         ),
-        Kind::Warning,
-        3,
-    ),
-    // SLUB debug's report of the same leak (printed first when slub_debug is on).
-    rule(
-        Kind::SlabLeak,
-        r"^BUG (\S+) \((?:Not tainted|Tainted:[^)]*)\): Objects remaining in ",
-        Title::Text("kmem_cache_destroy {1}: Slab cache still has objects"),
-        Body::Trace,
+        Subject::Start("{1}"),
     ),
     // The SLAB allocator's wording (before SLAB was removed in 6.8).
-    rule(
-        Kind::SlabLeak,
-        r"^slab error in kmem_cache_destroy\(\): cache `([^']+)': Can't free all objects",
-        Title::Text("kmem_cache_destroy {1}: Slab cache still has objects"),
-        Body::Trace,
-    ),
-    // --- duplicate debugfs/sysfs entries: the symptom of a leak one load earlier.
-    rule(
-        Kind::DebugfsDuplicate,
-        r"^debugfs: Directory '(.*)' with parent '(.*)' already present!",
-        Title::Text("debugfs: duplicate '{1}' in '{2}'"),
-        Body::Line,
-    ),
-    rule(
-        Kind::DebugfsDuplicate,
-        r"^debugfs: File '(.*)' in directory '(.*)' already present!",
-        Title::Text("debugfs: duplicate '{1}' in '{2}'"),
-        Body::Line,
-    ),
-    rule(
-        Kind::DebugfsDuplicate,
-        r"^debugfs: '(.*)' already exists in '(.*)'",
-        Title::Text("debugfs: duplicate '{1}' in '{2}'"),
-        Body::Line,
-    ),
-    // Before 4.15 sysfs_warn_dup() also WARN()ed: the WARNING belongs to it.
-    absorbing(
+    about(
         rule(
-            Kind::SysfsDuplicate,
-            r"^sysfs: cannot create duplicate filename '(.*)'",
-            Title::Text("sysfs: cannot create duplicate filename '{1}'"),
+            Kind::SlabLeak,
+            &["slab error in kmem_cache_destroy(): cache `"],
+            r"([^']+)': Can't free all objects",
+            Title::Text("kmem_cache_destroy {1}: Slab cache still has objects"),
             Body::Trace,
         ),
-        Kind::Warning,
-        3,
+        Subject::Start("{1}"),
+    ),
+    // --- duplicate debugfs/sysfs/proc/sysctl entries: the symptom of a
+    // leak one load earlier.
+    about(
+        rule(
+            Kind::DebugfsDuplicate,
+            &["debugfs: Directory '"],
+            r"(.*)' with parent '(.*)' already present!",
+            Title::Text("debugfs: duplicate '{1}' in '{2}'"),
+            Body::Line,
+        ),
+        Subject::Start("{2}/{1}"),
+    ),
+    about(
+        rule(
+            Kind::DebugfsDuplicate,
+            &["debugfs: File '"],
+            r"(.*)' in directory '(.*)' already present!",
+            Title::Text("debugfs: duplicate '{1}' in '{2}'"),
+            Body::Line,
+        ),
+        Subject::Start("{2}/{1}"),
+    ),
+    // 6.17+.
+    about(
+        rule(
+            Kind::DebugfsDuplicate,
+            &["debugfs: '"],
+            r"(.*)' already exists in '(.*)'",
+            Title::Text("debugfs: duplicate '{1}' in '{2}'"),
+            Body::Line,
+        ),
+        Subject::Start("{2}/{1}"),
+    ),
+    // 5.3-6.16 without a parent: the debugfs root.
+    about(
+        rule(
+            Kind::DebugfsDuplicate,
+            &["debugfs: Directory '", "debugfs: File '"],
+            r"(.*)' already present!",
+            Title::Text("debugfs: duplicate '{1}' in '/'"),
+            Body::Line,
+        ),
+        Subject::Start("{1}"),
+    ),
+    // Before 4.15 sysfs_warn_dup() also WARN()ed: the WARNING belongs to it,
+    // before or after the message.
+    about(
+        absorbing(
+            rule(
+                Kind::SysfsDuplicate,
+                &["sysfs: cannot create duplicate filename '"],
+                r"(.*)'",
+                Title::Text("sysfs: cannot create duplicate filename '{1}'"),
+                Body::Trace,
+            ),
+            &[Kind::Warning, Kind::SysfsDuplicate],
+            3,
+        ),
+        Subject::Start("{1}"),
+    ),
+    about(
+        absorbing(
+            rule(
+                Kind::SysfsDuplicate,
+                W,
+                r"(?:CPU: \d+ PID: \d+ at \S+ |(?:\[.*\] )?\S+ at |at (?:\S+ )?)sysfs_(?:warn_dup|add_one)\+0x",
+                find(
+                    SYSFS_DUP,
+                    "sysfs: cannot create duplicate filename '{1}'",
+                    "sysfs: cannot create duplicate filename",
+                ),
+                Body::Trace,
+            ),
+            &[Kind::SysfsDuplicate],
+            4,
+        ),
+        Subject::Find(SYSFS_DUP, "{1}"),
+    ),
+    about(
+        absorbing(
+            rule(
+                Kind::ProcDuplicate,
+                &["proc_dir_entry '"],
+                r"(.*)' already registered",
+                Title::Text("proc_dir_entry '{1}' already registered"),
+                Body::Trace,
+            ),
+            &[Kind::Warning, Kind::ProcDuplicate],
+            3,
+        ),
+        Subject::Start("{1}"),
+    ),
+    about(
+        absorbing(
+            rule(
+                Kind::ProcDuplicate,
+                W,
+                warn_in!("proc_register"),
+                find(
+                    PROC_DUP,
+                    "proc_dir_entry '{1}' already registered",
+                    "proc_dir_entry already registered",
+                ),
+                Body::Trace,
+            ),
+            &[Kind::ProcDuplicate],
+            4,
+        ),
+        Subject::Find(PROC_DUP, "{1}"),
+    ),
+    about(
+        rule(
+            Kind::SysctlDuplicate,
+            &["sysctl duplicate entry: "],
+            r"(\S+)",
+            Title::Text("sysctl duplicate entry: {1}"),
+            Body::Trace,
+        ),
+        Subject::Start("{1}"),
+    ),
+    about(
+        rule(
+            Kind::KobjectDuplicate,
+            &["kobject_add_internal failed for "],
+            r"(\S+) with -EEXIST",
+            Title::Text("kobject_add_internal failed for {1} with -EEXIST"),
+            Body::Trace,
+        ),
+        Subject::Start("{1}"),
     ),
     // --- selftests.
     rule(
         Kind::SelftestFail,
-        r"^i915/(\S+): (\S+) failed with error (-?\d+)",
+        &["i915/"],
+        r"(\S+): (\S+) failed with error (-?\d+)",
         Title::Text("i915/{1}: {2} failed with error {3}"),
         Body::Line,
     ),
     rule(
         Kind::SelftestFail,
-        r"^i915/(\S+): setup failed for (\S+)",
+        &["i915/"],
+        r"(\S+): setup failed for (\S+)",
         Title::Text("i915/{1}: setup failed for {2}"),
         Body::Line,
     ),
     unless(
         rule(
             Kind::SelftestFail,
-            r"^\s*not ok \d+(?: -)? ([^#]*?)\s*(?:#.*)?$",
-            Title::Ktap,
+            &["not ok "],
+            r"\d+(?: -)? ([^#]*?)\s*(?:#.*)?$",
+            Title::Ktap { pending: false },
             Body::Line,
         ),
         r"#\s*(?i:skip|todo)\b",
     ),
+    // kunit.py's parsed output.
+    rule(
+        Kind::SelftestFail,
+        &["[FAILED] ", "[CRASHED] "],
+        r"(\S+)",
+        Title::Ktap { pending: false },
+        Body::Line,
+    ),
+    // A failed KUnit expectation: the test's `not ok` comes later unless the
+    // log was cut or filtered.
+    rule(
+        Kind::SelftestFail,
+        &["# "],
+        r"(\S+): (?:EXPECTATION|ASSERTION) FAILED at \S+",
+        Title::Ktap { pending: true },
+        Body::Line,
+    ),
     // --- BUG: reports.
     // Rust's panic handler (rust/kernel/lib.rs) prints the panic, then BUG()s:
     // the `kernel BUG at rust/helpers/bug.c` that follows belongs to it.
+    // Rust before 1.73 printed `panicked at 'msg', file:line:col`.
     absorbing(
         rule(
             Kind::Bug,
-            r"^rust_kernel: panicked at (.+?):\d+:\d+",
+            &["rust_kernel: panicked at "],
+            r"(?:'.*', )?(.+?):\d+:\d+",
             Title::Text("Rust panic at {1}"),
             Body::Trace,
         ),
-        Kind::Bug,
+        &[Kind::Bug],
         6,
     ),
     rule(
         Kind::Bug,
-        r"^kernel BUG at lib/list_debug\.c",
+        &["kernel BUG at lib/list_debug.c"],
+        "",
         in_func("BUG: corrupted list in {func}", From::Pc, &["list_"]),
         Body::Trace,
     ),
+    // CONFIG_DEBUG_LIST's message, before its BUG or WARNING (or alone in a
+    // filtered log).
+    absorbing(
+        rule(
+            Kind::Bug,
+            &["list_add corruption", "list_del corruption"],
+            "",
+            in_func("BUG: corrupted list in {func}", From::Pc, &["list_"]),
+            Body::Trace,
+        ),
+        &[Kind::Bug, Kind::Warning],
+        4,
+    ),
     rule(
         Kind::Bug,
-        r"^kernel BUG at mm/usercopy\.c",
+        &["kernel BUG at mm/usercopy.c"],
+        "",
         in_func(
             "BUG: bad usercopy in {func}",
             From::Pc,
@@ -454,13 +716,15 @@ pub static RULES: &[Rule] = &[
     ),
     rule(
         Kind::Bug,
-        r"^kernel BUG at (\S+?)!?\s*$",
+        &["kernel BUG at "],
+        r"(\S+?)!?\s*$",
         in_func("kernel BUG in {func}", From::Pc, NONE),
         Body::Trace,
     ),
     rule(
         Kind::Bug,
-        r"^BUG: sleeping function called from invalid context",
+        &["BUG: sleeping function called from invalid context"],
+        "",
         in_func(
             "BUG: sleeping function called from invalid context in {func}",
             From::Trace,
@@ -470,7 +734,8 @@ pub static RULES: &[Rule] = &[
     ),
     rule(
         Kind::Bug,
-        r"^BUG: scheduling while atomic",
+        &["BUG: scheduling while atomic"],
+        "",
         in_func(
             "BUG: scheduling while atomic in {func}",
             From::Trace,
@@ -480,19 +745,22 @@ pub static RULES: &[Rule] = &[
     ),
     rule(
         Kind::Bug,
-        r"^(?:watchdog: )?BUG: soft lockup",
+        &["BUG: soft lockup"],
+        "",
         in_func("BUG: soft lockup in {func}", From::Stall, NONE),
         Body::Trace,
     ),
     rule(
         Kind::Bug,
-        r"^(?:NMI )?(?:watchdog: )?Watchdog detected hard LOCKUP",
+        &["Watchdog detected hard LOCKUP"],
+        "",
         Title::Text("BUG: hard lockup"),
         Body::Trace,
     ),
     rule(
         Kind::Bug,
-        r"^BUG: (spinlock|rwlock) (lockup suspected|already unlocked|recursion|cpu recursion|bad magic|wrong owner|wrong CPU|trylock failure on UP)",
+        B,
+        r"(spinlock|rwlock) (lockup suspected|already unlocked|recursion|cpu recursion|bad magic|wrong owner|wrong CPU|trylock failure on UP)",
         in_func(
             "BUG: {1} {2} in {func}",
             From::Trace,
@@ -502,7 +770,8 @@ pub static RULES: &[Rule] = &[
     ),
     rule(
         Kind::Bug,
-        r"^BUG: using (\w+)\(\) in preemptible",
+        &["BUG: using "],
+        r"(\w+)\(\) in preemptible",
         in_func(
             "BUG: using {1}() in preemptible code in {func}",
             From::Trace,
@@ -512,37 +781,48 @@ pub static RULES: &[Rule] = &[
     ),
     rule(
         Kind::Bug,
-        r"^BUG: workqueue lockup",
+        &["BUG: workqueue lockup"],
+        "",
         in_func("BUG: workqueue lockup in {func}", From::Workqueue, NONE),
         Body::Text,
     ),
     rule(
         Kind::Bug,
-        r"^BUG: Bad page (state|map)",
+        &["BUG: Bad page "],
+        r"(state|map)",
         Title::Text("BUG: Bad page {1}"),
         Body::Trace,
     ),
     rule(
         Kind::Bug,
-        r"^BUG: Dentry .* still in use \(\d+\) \[unmount of (\S+) ",
+        &["BUG: Dentry "],
+        r".* still in use \(\d+\) \[unmount of (\S+) ",
         Title::Text("BUG: Dentry still in use [unmount of {1}]"),
         Body::Trace,
     ),
     rule(
         Kind::Bug,
-        r"^BUG: .*stack guard page was hit",
+        B,
+        r".*stack guard page was hit",
         in_func("BUG: stack guard page was hit in {func}", From::Pc, NONE),
         Body::Trace,
     ),
     rule(
         Kind::Oops,
-        r"^BUG: (?:unable to handle kernel paging request|unable to handle page fault for address|Unable to handle kernel data access)",
+        B,
+        r"(?:unable to handle kernel paging request|unable to handle page fault for address|Unable to handle kernel data access)",
         in_func("BUG: unable to handle page fault in {func}", From::Pc, NONE),
         Body::Trace,
     ),
     rule(
         Kind::Oops,
-        r"^(?:BUG: (?:unable to handle kernel|kernel|Kernel) NULL pointer dereference|Unable to handle kernel NULL pointer dereference)",
+        &[
+            "BUG: unable to handle kernel NULL pointer dereference",
+            "BUG: kernel NULL pointer dereference",
+            "BUG: Kernel NULL pointer dereference",
+            "Unable to handle kernel NULL pointer dereference",
+        ],
+        "",
         in_func(
             "BUG: unable to handle kernel NULL pointer dereference in {func}",
             From::Pc,
@@ -553,94 +833,112 @@ pub static RULES: &[Rule] = &[
     // The rest of the line lost to an interleaved printk: still an oops.
     rule(
         Kind::Oops,
-        r"^BUG: (?:unable to handle kernel|Unable to handle kernel)",
+        &[
+            "BUG: unable to handle kernel",
+            "BUG: Unable to handle kernel",
+        ],
+        "",
         in_func("BUG: unable to handle kernel in {func}", From::Pc, NONE),
         Body::Trace,
     ),
     rule(
         Kind::Oops,
-        r"^Unable to handle kernel (?:paging request|access to user memory|execute from non-executable memory|read from unreadable memory|write to read-only memory)",
+        &["Unable to handle kernel "],
+        r"(?:paging request|access to user memory|execute from non-executable memory|read from unreadable memory|write to read-only memory)",
         in_func("BUG: unable to handle page fault in {func}", From::Pc, NONE),
         Body::Trace,
     ),
     rule(
         Kind::Bug,
-        r"^BUG (\S+) \((?:Not tainted|Tainted:[^)]*)\): (.+?)\s*$",
+        &["BUG "],
+        r"(\S+) \((?:Not tainted|Tainted:[^)]*)\): (.+?)\s*$",
         Title::Numbers("BUG: {2} in {1}"),
         Body::Trace,
     ),
     rule(
         Kind::Bug,
-        r"^BUG: (.+?)\s*$",
+        B,
+        r"(.+?)\s*$",
         Title::Numbers("BUG: {1}"),
         Body::Trace,
     ),
-    // --- oopses.
+    // --- oopses (`Oops: ` in front since 6.9 comes off as a prefix).
     rule(
         Kind::Oops,
-        r"^(?:Oops: )?general protection fault",
+        &["general protection fault"],
+        r"(?:,[^:]*)?: [0-9a-f]+ \[#\d+\]",
         in_func("general protection fault in {func}", From::Pc, NONE),
         Body::Trace,
     ),
     rule(
         Kind::Oops,
-        r"^(?:Oops: )?stack segment: ",
+        &["stack segment: "],
+        "",
         in_func("stack segment fault in {func}", From::Pc, NONE),
         Body::Trace,
     ),
     rule(
         Kind::Oops,
-        r"^(?:Oops: )?divide error: ",
+        &["divide error: "],
+        "",
         in_func("divide error in {func}", From::Pc, NONE),
         Body::Trace,
     ),
     consequence(rule(
         Kind::Oops,
-        r"^(?:Oops: )?invalid opcode: ",
+        &["invalid opcode: "],
+        "",
         in_func("invalid opcode in {func}", From::Pc, NONE),
         Body::Trace,
     )),
     consequence(rule(
         Kind::Oops,
-        r"^Oops: [0-9a-f]+ \[#\d+\]",
+        &["Oops: "],
+        r"[0-9a-f]+ \[#\d+\]",
         in_func("Oops in {func}", From::Pc, NONE),
         Body::Trace,
     )),
     consequence(rule(
         Kind::Oops,
-        r"^Internal error: .*: [0-9a-f]+ \[#\d+\]",
+        &["Internal error: "],
+        r".*: [0-9a-f]+ \[#\d+\]",
         in_func("Internal error in {func}", From::Pc, NONE),
         Body::Trace,
     )),
     // --- stalls and hangs.
     rule(
         Kind::HungTask,
-        r"^INFO: task \S+ blocked (?:in I/O wait )?for more than \d+ seconds",
+        &["INFO: task "],
+        r"\S+ blocked (?:in I/O wait )?for more than \d+ seconds",
         in_func("INFO: task hung in {func}", From::HungTask, NONE),
         Body::Trace,
     ),
     rule(
         Kind::HungTask,
-        r"^INFO: task .* can't die for more than",
+        &["INFO: task "],
+        r".* can't die for more than",
         in_func("INFO: task can't die in {func}", From::Trace, &["schedule"]),
         Body::Trace,
     ),
     rule(
         Kind::RcuStall,
-        r"^(?:rcu: )?INFO: rcu_(?:preempt|sched|bh)(?:_state)? (?:self-)?detected(?: expedited)? stall",
+        &["INFO: rcu_"],
+        r"(?:preempt|sched|bh)(?:_state)? (?:self-)?detected(?: expedited)? stall",
         in_func("INFO: rcu detected stall in {func}", From::Stall, NONE),
         Body::Trace,
     ),
     rule(
         Kind::RcuStall,
-        r"^(?:rcu: )?INFO: (rcu_tasks\w*) detected stall",
+        &["INFO: "],
+        r"(rcu_tasks\w*) detected stall",
         Title::Text("INFO: {1} detected stall"),
         Body::Trace,
     ),
     // --- panics: usually the last words of another report.
     consequence(rule(
         Kind::Panic,
-        r"^Kernel panic - not syncing: stack-protector: Kernel stack is corrupted in: (?P<func>[\w.$]+)",
+        &["Kernel panic - not syncing: stack-protector: Kernel stack is corrupted in: "],
+        r"(?P<func>[\w.$]+)",
         in_func(
             "kernel panic: stack is corrupted in {func}",
             From::Start,
@@ -650,26 +948,46 @@ pub static RULES: &[Rule] = &[
     )),
     consequence(rule(
         Kind::Panic,
-        r"^Kernel panic - not syncing: Attempted to kill init!",
+        &["Kernel panic - not syncing: Attempted to kill init!"],
+        "",
         Title::Text("kernel panic: Attempted to kill init!"),
         Body::Trace,
     )),
     consequence(rule(
         Kind::Panic,
-        r"^Kernel panic - not syncing: (.+?)\s*$",
+        &["Kernel panic - not syncing: "],
+        r"(.+?)\s*$",
         Title::Numbers("kernel panic: {1}"),
         Body::Trace,
     )),
     rule(
         Kind::Panic,
-        r"^PANIC: double fault",
+        &["PANIC: double fault"],
+        "",
         in_func("PANIC: double fault in {func}", From::Pc, NONE),
         Body::Trace,
     ),
     // --- WARN()s of kernel checkers: named after the check, "in" the caller.
+    // refcount_warn_saturate()'s message, before its WARNING.
+    absorbing(
+        rule(
+            Kind::Warning,
+            &["refcount_t: "],
+            r"(?:underflow|overflow|saturated|addition on 0|decrement hit 0)",
+            in_func(
+                "WARNING: refcount bug in {func}",
+                From::Pc,
+                &["refcount", "kobject_"],
+            ),
+            Body::Trace,
+        ),
+        &[Kind::Warning],
+        3,
+    ),
     rule(
         Kind::Warning,
-        r"^WARNING: .*lib/refcount\.c.* refcount_",
+        W,
+        r".*lib/refcount\.c.* refcount_",
         in_func(
             "WARNING: refcount bug in {func}",
             From::Pc,
@@ -679,7 +997,8 @@ pub static RULES: &[Rule] = &[
     ),
     rule(
         Kind::Warning,
-        r"^WARNING: .*lib/debugobjects\.c.* (?:debug_print|debug_check)",
+        W,
+        r".*lib/debugobjects\.c.* (?:debug_print|debug_check)",
         in_func(
             "WARNING: ODEBUG bug in {func}",
             From::Pc,
@@ -692,13 +1011,15 @@ pub static RULES: &[Rule] = &[
     ),
     rule(
         Kind::Warning,
-        r"^WARNING: .*lib/kobject\.c.* kobject_",
+        W,
+        r".*lib/kobject\.c.* kobject_",
         in_func("WARNING: kobject bug in {func}", From::Pc, &["kobject_"]),
         Body::Trace,
     ),
     rule(
         Kind::Warning,
-        r"^WARNING: .*mm/usercopy\.c.* usercopy_",
+        W,
+        r".*mm/usercopy\.c.* usercopy_",
         in_func(
             "WARNING: bad usercopy in {func}",
             From::Pc,
@@ -706,42 +1027,52 @@ pub static RULES: &[Rule] = &[
         ),
         Body::Trace,
     ),
-    rule(
-        Kind::Warning,
-        r"^WARNING: .*lib/list_debug\.c",
-        in_func("WARNING: corrupted list in {func}", From::Pc, &["list_"]),
-        Body::Trace,
+    absorbing(
+        rule(
+            Kind::Warning,
+            W,
+            r".*lib/list_debug\.c:\d+ (?:(?P<func>[\w.$]+)\+0x)?",
+            in_func("WARNING: corrupted list in {func}", From::Start, &["list_"]),
+            Body::Trace,
+        ),
+        &[Kind::Bug],
+        3,
     ),
     // --- WARN(): every spelling of the first line since 2.6.
     rule(
         Kind::Warning,
-        r"^WARNING: CPU: \d+ PID: \d+ at (?:\S+:\d+ )?(?P<func>[\w.$]+)\+0x",
+        W,
+        r"CPU: \d+ PID: \d+ at (?:\S+:\d+ )?(?P<func>[\w.$]+)\+0x",
         in_func("WARNING in {func}", From::Start, stack::SKIP_WARNING),
         Body::Trace,
     ),
     rule(
         Kind::Warning,
-        r"^WARNING: (?:\[.*\] )?(?:\S+:\d+ )?at (?P<func>[\w.$]+)\+0x[0-9a-f]+/0x[0-9a-f]+(?: \[[\w-]+\])?,? CPU#\d+",
+        W,
+        r"(?:\[.*\] )?(?:\S+:\d+ )?at (?P<func>[\w.$]+)\+0x[0-9a-f]+/0x[0-9a-f]+(?: \[[\w-]+\])?,? CPU#\d+",
         in_func("WARNING in {func}", From::Start, stack::SKIP_WARNING),
         Body::Trace,
     ),
     // The 6.19+ spelling without a function (file:line and a raw address).
     rule(
         Kind::Warning,
-        r"^WARNING: (?:\[.*\] )?\S+:\d+ at 0x[0-9a-f]+,? CPU#\d+",
+        W,
+        r"(?:\[.*\] )?\S+:\d+ at 0x[0-9a-f]+,? CPU#\d+",
         in_func("WARNING in {func}", From::Pc, stack::SKIP_WARNING),
         Body::Trace,
     ),
     rule(
         Kind::Warning,
-        r"^WARNING: at (?:\S+:\d+ )?(?P<func>[\w.$]+)(?:\+0x|\(\))",
+        W,
+        r"at (?:\S+:\d+ )?(?P<func>[\w.$]+)(?:\+0x|\(\))",
         in_func("WARNING in {func}", From::Start, stack::SKIP_WARNING),
         Body::Trace,
     ),
 ];
 
-/// The compiled table: one pass of a [`RegexSet`] finds the candidates of a
-/// line; the first candidate in table order whose `unless` does not match wins.
+/// The compiled table: the keywords find where a start line may begin, one
+/// pass of a [`RegexSet`] there finds the candidates, and the first
+/// candidate in table order whose `unless` does not match wins.
 pub struct Table {
     keywords: AhoCorasick,
     set: RegexSet,
@@ -749,18 +1080,31 @@ pub struct Table {
     unless: Vec<Option<Regex>>,
 }
 
+/// The start regex of a rule: its keywords, then its `start`.
+fn start_regex(rule: &Rule) -> String {
+    let keywords: Vec<String> = rule.keywords.iter().map(|k| regex::escape(k)).collect();
+    format!("^(?:{}){}", keywords.join("|"), rule.start)
+}
+
 /// The compiled [`RULES`].
 pub static TABLE: LazyLock<Table> = LazyLock::new(|| {
-    let set = RegexSet::new(RULES.iter().map(|r| r.start)).expect("static regex set");
-    let starts = RULES
+    let sources: Vec<String> = RULES.iter().map(start_regex).collect();
+    let set = RegexSet::new(&sources).expect("static regex set");
+    let starts = sources
         .iter()
-        .map(|r| Regex::new(r.start).expect("static regex"))
+        .map(|s| Regex::new(s).expect("static regex"))
         .collect();
     let unless = RULES
         .iter()
         .map(|r| r.unless.map(|u| Regex::new(u).expect("static regex")))
         .collect();
-    let keywords = AhoCorasick::new(KEYWORDS).expect("static keywords");
+    let mut keywords: Vec<&str> = RULES
+        .iter()
+        .flat_map(|r| r.keywords.iter().copied())
+        .collect();
+    keywords.sort_unstable();
+    keywords.dedup();
+    let keywords = AhoCorasick::new(keywords).expect("static keywords");
     Table {
         keywords,
         set,
@@ -769,40 +1113,41 @@ pub static TABLE: LazyLock<Table> = LazyLock::new(|| {
     }
 });
 
-/// Keywords one of which every start line contains: lines without any are
-/// skipped before the regex set runs (most log lines).
-const KEYWORDS: &[&str] = &[
-    "WARNING",
-    "INFO:",
-    "BUG",
-    "UBSAN",
-    "unreferenced object",
-    "kmemleak",
-    "kmem_cache_destroy",
-    "slab error",
-    "debugfs:",
-    "sysfs:",
-    "i915/",
-    "not ok",
-    "Oops",
-    "fault",
-    "opcode",
-    "stack segment",
-    "error",
-    "Unable to handle",
-    "Watchdog",
-    "panic",
-    "PANIC",
-];
-
 impl Table {
-    /// The index into [`RULES`] of the format `text` starts, if any.
+    /// The index into [`RULES`] of the format a header in `text` starts, if
+    /// any (see [`Table::find`]).
     pub fn start(&self, text: &str) -> Option<usize> {
-        if !self.keywords.is_match(text) {
-            return None;
+        self.find(text).map(|(_, index)| index)
+    }
+
+    /// The leftmost report header in `text` and its rule: `(offset, index)`.
+    /// A header starts at the start of the text or after a character that is
+    /// not part of a word; what is before it is the line's prefix.
+    pub fn find(&self, text: &str) -> Option<(usize, usize)> {
+        let mut tried = usize::MAX;
+        for m in self.keywords.find_overlapping_iter(text) {
+            let at = m.start();
+            if at == tried {
+                continue;
+            }
+            tried = at;
+            let boundary = text[..at]
+                .chars()
+                .next_back()
+                .is_none_or(|c| !(c.is_alphanumeric() || c == '_'));
+            if !boundary {
+                continue;
+            }
+            if let Some(index) = self.at(&text[at..]) {
+                return Some((at, index));
+            }
         }
-        let matches = self.set.matches(text);
-        matches.into_iter().find(|&i| {
+        None
+    }
+
+    /// The rule whose header `text` begins with.
+    fn at(&self, text: &str) -> Option<usize> {
+        self.set.matches(text).into_iter().find(|&i| {
             self.unless[i]
                 .as_ref()
                 .is_none_or(|unless| !unless.is_match(text))
@@ -847,6 +1192,50 @@ mod tests {
         for s in starts {
             assert!(TABLE.start(s).is_some(), "no rule for {s:?}");
         }
+    }
+
+    #[test]
+    fn every_rule_starts_with_its_keyword() {
+        // The prefilter only ever looks for keywords, so a rule fires only
+        // if each of its start lines begins with one of its keywords.
+        for (i, rule) in RULES.iter().enumerate() {
+            assert!(!rule.keywords.is_empty(), "rule {i} has no keyword");
+            for keyword in rule.keywords {
+                assert!(!keyword.is_empty(), "rule {i} has an empty keyword");
+                assert!(
+                    TABLE
+                        .keywords
+                        .find_overlapping_iter(keyword)
+                        .any(|m| m.start() == 0 && m.end() == keyword.len()),
+                    "rule {i}: keyword {keyword:?} is not in the prefilter"
+                );
+                let source = TABLE.starts[i].as_str();
+                assert!(
+                    source.starts_with("^(?:") && source.contains(&regex::escape(keyword)),
+                    "rule {i}: start regex {source:?} does not begin with {keyword:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn headers_are_found_after_any_prefix() {
+        let header = "WARNING: CPU: 1 PID: 1 at a.c:1 f+0x1/0x2";
+        for prefix in [
+            "",
+            "2024-06-02 06:00:57 | node | ",
+            "kmemleak: ",
+            "\u{2502} ",
+            "x\t",
+        ] {
+            let text = format!("{prefix}{header}");
+            let (at, _) = TABLE.find(&text).expect("found");
+            assert_eq!(&text[at..], header, "{prefix:?}");
+        }
+        assert!(TABLE
+            .find("XWARNING: CPU: 1 PID: 1 at a.c:1 f+0x1/0x2")
+            .is_none());
+        assert!(TABLE.find("traps: a.out[3615] general protection fault ip:7feb96eb56a1 sp:20000fd0 error:0 in a.out").is_none());
     }
 
     #[test]

@@ -432,3 +432,109 @@ fn a_fatal_exception_panic_long_after_a_finding_is_its_own_finding() {
         ]
     );
 }
+
+#[test]
+fn duplicates_name_what_they_collide_with() {
+    // fs/debugfs/inode.c (5.3 root, 6.17+), fs/proc/generic.c proc_register(),
+    // fs/proc/proc_sysctl.c insert_entry(), lib/kobject.c kobject_add_internal().
+    let log = "\
+debugfs: Directory 'i915_vma' already present!
+debugfs: 'i915_vma' already exists in 'slab'
+proc_dir_entry 'driver/rust_i915_table' already registered
+sysctl duplicate entry: /dev/i915/perf_stream_paranoid
+kobject_add_internal failed for rust_i915_table with -EEXIST, don't try to register things with the same name in the same directory.
+";
+    let found: Vec<(Kind, String, Option<String>)> = classify(log)
+        .into_iter()
+        .map(|f| (f.kind, f.title, f.subject))
+        .collect();
+    let subjects: Vec<(Kind, Option<&str>)> =
+        found.iter().map(|(k, _, s)| (*k, s.as_deref())).collect();
+    assert_eq!(
+        subjects,
+        vec![
+            (Kind::DebugfsDuplicate, Some("i915_vma")),
+            (Kind::DebugfsDuplicate, Some("slab/i915_vma")),
+            (Kind::ProcDuplicate, Some("driver/rust_i915_table")),
+            (
+                Kind::SysctlDuplicate,
+                Some("/dev/i915/perf_stream_paranoid")
+            ),
+            (Kind::KobjectDuplicate, Some("rust_i915_table")),
+        ]
+    );
+    assert_eq!(found[0].1, "debugfs: duplicate 'i915_vma' in '/'");
+}
+
+#[test]
+fn a_warning_in_a_leak_reporter_is_the_leak() {
+    // 6.19+ first line, message lost to grep; then the message after it.
+    for log in [
+        "WARNING: mm/slab_common.c:529 at kmem_cache_destroy+0x10d/0x130, CPU#0: rmmod/77\nCall Trace:\n i915_exit+0x2a/0x40 [i915]\n",
+        "WARNING: CPU: 0 PID: 77 at mm/slab_common.c:529 kmem_cache_destroy+0x10d/0x130\nkmem_cache_destroy i915_vma: Slab cache still has objects when called from i915_exit+0x15/0x30\nCall Trace:\n i915_exit+0x2a/0x40 [i915]\n",
+    ] {
+        let findings = classify(log);
+        assert_eq!(findings.len(), 1, "{findings:#?}");
+        assert_eq!(findings[0].kind, Kind::SlabLeak);
+    }
+    let sysfs = "WARNING: fs/sysfs/dir.c:31 at sysfs_warn_dup+0x62/0x80, CPU#0: modprobe/9\nsysfs: cannot create duplicate filename '/kernel/slab/i915_vma'\n";
+    let findings = classify(sysfs);
+    assert_eq!(findings.len(), 1, "{findings:#?}");
+    assert_eq!(findings[0].kind, Kind::SysfsDuplicate);
+    assert_eq!(
+        findings[0].subject.as_deref(),
+        Some("/kernel/slab/i915_vma")
+    );
+}
+
+#[test]
+fn rust_panics_of_old_and_new_toolchains() {
+    // rust/kernel/lib.rs panic handler; Rust < 1.73 quoted the message first.
+    for line in [
+        "rust_kernel: panicked at 'index out of bounds', drivers/gpu/drm/i915/rust/table.rs:42:9",
+        "rust_kernel: panicked at drivers/gpu/drm/i915/rust/table.rs:42:9:",
+    ] {
+        assert_eq!(
+            kinds_and_titles(line),
+            vec![(
+                Kind::Bug,
+                "Rust panic at drivers/gpu/drm/i915/rust/table.rs".into()
+            )],
+            "{line}"
+        );
+    }
+}
+
+#[test]
+fn kunit_py_output_and_lone_expectations() {
+    // tools/testing/kunit/kunit_parser.py output, made-up names.
+    let parsed = "\
+[06:00:57] ================= list-kunit-test (2 subtests) =================
+[06:00:57] [PASSED] list_test_list_init
+[06:00:57]     # list_test_list_add: EXPECTATION FAILED at lib/list-test.c:45
+[06:00:57]     Expected list.next == &a, but
+[06:00:57] [FAILED] list_test_list_add
+";
+    assert_eq!(
+        kinds_and_titles(parsed),
+        vec![(
+            Kind::SelftestFail,
+            "KTAP: not ok list-kunit-test/list_test_list_add".into()
+        )]
+    );
+    // A grep-filtered log with only the expectation.
+    assert_eq!(
+        kinds_and_titles("    # list_test_list_add: EXPECTATION FAILED at lib/list-test.c:45\n"),
+        vec![(Kind::SelftestFail, "KTAP: not ok list_test_list_add".into())]
+    );
+}
+
+#[test]
+fn reports_cut_at_the_limit_are_marked_corrupted() {
+    let mut log = String::from("BUG: soft lockup - CPU#0 stuck for 22s! [a:1]\nCall Trace:\n");
+    for i in 0..1000 {
+        log.push_str(&format!(" frame_{i}+0x1/0x2\n"));
+    }
+    assert!(classify(&log)[0].corrupted);
+    assert!(!classify("debugfs: 'a' already exists in 'b'")[0].corrupted);
+}

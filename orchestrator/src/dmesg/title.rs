@@ -5,8 +5,9 @@ use std::sync::LazyLock;
 
 use regex::Regex;
 
-use super::rules::{From, Title, RULES, TABLE};
+use super::rules::{From, Subject, Title, RULES, TABLE};
 use super::stack;
+use super::Kind;
 
 /// `, at: func+0x..` in lockdep's lock descriptions.
 static LOCK_AT: LazyLock<Regex> = LazyLock::new(|| {
@@ -26,16 +27,7 @@ pub(super) fn build(index: usize, lines: &[&str]) -> String {
     let rule = &RULES[index];
     let first = lines.first().copied().unwrap_or("");
     let captures = TABLE.captures(index, first);
-    let fill = |template: &str| -> String {
-        let mut out = template.to_string();
-        if let Some(c) = &captures {
-            for n in 1..c.len() {
-                let value = c.get(n).map_or("", |m| m.as_str());
-                out = out.replace(&format!("{{{n}}}"), value);
-            }
-        }
-        out
-    };
+    let fill = |template: &str| fill(template, captures.as_ref());
     let start_func = || {
         captures
             .as_ref()
@@ -50,7 +42,15 @@ pub(super) fn build(index: usize, lines: &[&str]) -> String {
             with_func(&fill(fmt), func)
         }
         // Named in `Walk::finish_ktap`, which knows the enclosing suite.
-        Title::Ktap => fill("KTAP: not ok {1}"),
+        Title::Ktap { .. } => fill("KTAP: not ok {1}"),
+        Title::Find {
+            regex,
+            fmt,
+            fallback,
+        } => match find_line(regex, lines) {
+            Some(c) => self::fill(fmt, Some(&c)),
+            None => fallback.to_string(),
+        },
         Title::Kasan => {
             let kind = captures
                 .as_ref()
@@ -69,6 +69,67 @@ pub(super) fn build(index: usize, lines: &[&str]) -> String {
             with_func(&head, func)
         }
     }
+}
+
+/// `template` with `{1}`, `{2}` ... replaced by `captures`.
+fn fill(template: &str, captures: Option<&regex::Captures<'_>>) -> String {
+    let mut out = template.to_string();
+    if let Some(c) = captures {
+        for n in 1..c.len() {
+            let value = c.get(n).map_or("", |m| m.as_str());
+            out = out.replace(&format!("{{{n}}}"), value);
+        }
+    }
+    out
+}
+
+/// The captures of `regex` on the first of `lines` it matches.
+fn find_line<'l>(regex: &str, lines: &[&'l str]) -> Option<regex::Captures<'l>> {
+    let re = FOUND
+        .iter()
+        .find(|(source, _)| *source == regex)
+        .map(|(_, re)| re)?;
+    lines.iter().find_map(|l| re.captures(l))
+}
+
+/// The `Find` regexes of the rules' titles and subjects, compiled once.
+static FOUND: LazyLock<Vec<(&'static str, Regex)>> = LazyLock::new(|| {
+    let mut sources: Vec<&'static str> = RULES
+        .iter()
+        .flat_map(|r| {
+            let title = match r.title {
+                Title::Find { regex, .. } => Some(regex),
+                _ => None,
+            };
+            let subject = match r.subject {
+                Some(Subject::Find(regex, _)) => Some(regex),
+                _ => None,
+            };
+            title.into_iter().chain(subject)
+        })
+        .collect();
+    sources.sort_unstable();
+    sources.dedup();
+    sources
+        .into_iter()
+        .map(|s| (s, Regex::new(s).expect("static regex")))
+        .collect()
+});
+
+/// The name the report of rule `index` is about (see `Finding::subject`):
+/// debugfs paths lose the root's `/`.
+pub(super) fn subject(index: usize, lines: &[&str]) -> Option<String> {
+    let first = lines.first().copied().unwrap_or("");
+    let raw = match RULES[index].subject? {
+        Subject::Start(template) => fill(template, TABLE.captures(index, first).as_ref()),
+        Subject::Find(regex, template) => fill(template, Some(&find_line(regex, lines)?)),
+    };
+    let name = if RULES[index].kind == Kind::DebugfsDuplicate {
+        raw.trim_start_matches('/').replace("//", "/")
+    } else {
+        raw
+    };
+    (!name.is_empty()).then_some(name)
 }
 
 /// Put `func` into a title template, or drop ` in {func}` without one.
@@ -110,8 +171,6 @@ fn function<'a>(
     }
 }
 
-/// The title of a KTAP `not ok` line of rule `index`, inside `suite` if one
-/// is open at its indentation.
 /// Rust symbols in titles read as Rust paths: `WARNING in
 /// _RNvCs…_15rust_i915_table12globals_exit` becomes `WARNING in
 /// rust_i915_table::globals_exit` (v0 and legacy manglings, hash dropped).
@@ -131,15 +190,20 @@ pub(super) fn demangle_rust(title: &str) -> String {
         .join(" ")
 }
 
-pub(super) fn ktap(index: usize, line: &str, suite: Option<&str>) -> String {
-    let test = TABLE
-        .captures(index, line)
-        .and_then(|c| c.get(1))
-        .map_or("", |m| m.as_str());
+/// The title of a failed KTAP test, inside `suite` if one is known.
+pub(super) fn ktap(test: &str, suite: Option<&str>) -> String {
     match suite {
         Some(suite) => format!("KTAP: not ok {suite}/{test}"),
         None => format!("KTAP: not ok {test}"),
     }
+}
+
+/// The test a KTAP/KUnit result line of rule `index` names.
+pub(super) fn ktap_test(index: usize, line: &str) -> &str {
+    TABLE
+        .captures(index, line)
+        .and_then(|c| c.get(1))
+        .map_or("", |m| m.as_str())
 }
 
 #[cfg(test)]
