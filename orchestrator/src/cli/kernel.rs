@@ -9,7 +9,7 @@ use super::{draws_progress, ExitOnError, Failure, KernelBuildArgs, Progress, Set
 /// `kcycle setup [--check]`: 0 when the host is complete, 1 when something is missing.
 pub(super) fn setup(args: SetupArgs) -> Result<ExitStatus, Failure> {
     use kcycle::host::Outcome;
-    match kcycle::host::setup(args.check).infrastructure()? {
+    match kcycle::host::setup_allowing(args.check, args.allow_remove).infrastructure()? {
         Outcome::AlreadyComplete | Outcome::Installed => Ok(ExitStatus::Passed),
         Outcome::Missing { commands } => {
             eprintln!("kcycle: to complete the host, run:");

@@ -137,6 +137,10 @@ pub struct SetupArgs {
     /// Only report what is missing; install nothing.
     #[arg(long)]
     pub check: bool,
+    /// Accept that apt removes packages to install kcycle's (by default setup
+    /// stops and names them, e.g. a newer qemu-utils that bookworm's QEMU conflicts with).
+    #[arg(long, conflicts_with = "check")]
+    pub allow_remove: bool,
 }
 
 #[derive(Debug, Subcommand)]

@@ -150,7 +150,8 @@ pub fn refusal(plan: &Plan, apt_args: &[String], sudo: &str) -> Option<String> {
             .push_str("  - keep them and install the packages that conflict with them yourself;\n");
     }
     message.push_str(&format!(
-        "  - or accept the removal:\n      {sudo}apt-get install -y --no-install-recommends {}",
+        "  - or accept the removal: `kcycle setup --allow-remove`, or\n      \
+         {sudo}apt-get install -y --no-install-recommends {}",
         apt_args.join(" ")
     ));
     Some(message)

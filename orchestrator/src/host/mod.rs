@@ -286,6 +286,12 @@ fn run_visible(step: &str, command: &mut Command, limit: Duration) -> Result<(),
 /// a simulation shows nothing would be removed; `apt-get update` first when
 /// the package lists are empty or the simulation cannot find a package.
 pub fn apt_install(apt_args: &[String]) -> Result<(), HostError> {
+    apt_install_allowing(apt_args, false)
+}
+
+/// [`apt_install`]; with `allow_remove` (`kcycle setup --allow-remove`, the
+/// user's explicit consent) what apt must remove is listed and removed.
+pub fn apt_install_allowing(apt_args: &[String], allow_remove: bool) -> Result<(), HostError> {
     let lists_empty = std::fs::read_dir("/var/lib/apt/lists")
         .map(|d| d.count() < 3)
         .unwrap_or(true);
@@ -313,7 +319,16 @@ pub fn apt_install(apt_args: &[String]) -> Result<(), HostError> {
     }
     let sudo = if is_root() { "" } else { "sudo " };
     if let Some(message) = apt::refusal(&plan, &rest, sudo) {
-        return Err(HostError::WouldRemove(message));
+        if !allow_remove {
+            return Err(HostError::WouldRemove(message));
+        }
+        let names: Vec<&str> = plan.removals.iter().map(|r| r.name.as_str()).collect();
+        eprintln!("kcycle: --allow-remove: removing {}", names.join(", "));
+        let mut args: Vec<String> = ["install", "-y", "--no-install-recommends"]
+            .map(String::from)
+            .to_vec();
+        args.extend_from_slice(&rest);
+        return run_visible("apt-get install", &mut apt_get(&args), INSTALL_LIMIT);
     }
     if !plan.errors.is_empty() {
         return Err(HostError::Failed {
@@ -432,6 +447,11 @@ pub enum Outcome {
 
 /// Print the report; install what is missing unless `check_only` or we cannot.
 pub fn setup(check_only: bool) -> Result<Outcome, HostError> {
+    setup_allowing(check_only, false)
+}
+
+/// [`setup`]; with `allow_remove` the packages apt must remove are removed.
+pub fn setup_allowing(check_only: bool, allow_remove: bool) -> Result<Outcome, HostError> {
     let report = check()?;
     print_report(&report);
     if report.complete() {
@@ -448,7 +468,7 @@ pub fn setup(check_only: bool) -> Result<Outcome, HostError> {
             }
         }
         let args: Vec<String> = report.needs.iter().map(|n| n.apt_arg.clone()).collect();
-        apt_install(&args)?;
+        apt_install_allowing(&args, allow_remove)?;
     }
     if !report.bindgen_ok() {
         install_bindgen()?;
