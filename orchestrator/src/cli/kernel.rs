@@ -11,7 +11,7 @@ use super::{draws_progress, ExitOnError, Failure, KernelBuildArgs, ProgressMode,
 /// `kcycle setup [--check]`: 0 when the host is complete, 1 when something is missing.
 pub(super) fn setup(args: SetupArgs) -> Result<ExitStatus, Failure> {
     use kcycle::host::SetupOutcome;
-    match kcycle::host::setup(args.check).infrastructure()? {
+    match kcycle::host::setup_allowing(args.check, args.allow_remove).infrastructure()? {
         SetupOutcome::AlreadyComplete | SetupOutcome::Installed => Ok(ExitStatus::Passed),
         SetupOutcome::Missing { commands } => {
             eprintln!("kcycle: to complete the host, run:");

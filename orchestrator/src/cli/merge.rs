@@ -11,7 +11,7 @@ use super::{ExitOnError, Failure, MergeArgs};
 /// input is read and checked before anything is written; the merged run
 /// exits like the unsharded run would have (0, 1 or 3).
 pub(super) fn merge_results(args: &MergeArgs) -> Result<ExitStatus, Failure> {
-    use kcycle::report::{igt_json, junit, merge, results_dir, summary};
+    use kcycle::report::{merge, results_dir, summary};
 
     let mut runs = Vec::with_capacity(args.dirs.len());
     for dir in &args.dirs {
@@ -44,23 +44,12 @@ pub(super) fn merge_results(args: &MergeArgs) -> Result<ExitStatus, Failure> {
     let (run, results) = merge::merge(runs).bad_input()?;
 
     results_dir::create(&args.out).infrastructure()?;
-    let junit = junit::render(&run, &results).infrastructure()?;
-    results_dir::write_atomic(&args.out.join(results_dir::JUNIT_FILE), junit.as_bytes())
-        .infrastructure()?;
-    let json = serde_json::to_string_pretty(&igt_json::render(&run, &results))
-        .context("failed to serialize the merged results.json")
-        .infrastructure()?;
-    results_dir::write_atomic(&args.out.join(results_dir::RESULTS_FILE), json.as_bytes())
-        .infrastructure()?;
-    let summary = summary::render(&run, &results);
-    results_dir::write_atomic(
-        &args.out.join(results_dir::SUMMARY_FILE),
-        summary.as_bytes(),
-    )
-    .infrastructure()?;
+    // Consoles first, so index.html links them.
     for (dir, label) in &consoles {
         copy_console_logs(dir, &args.out.join(label)).infrastructure()?;
     }
+    results_dir::write_reports(&args.out, &run, &results).infrastructure()?;
+    let summary = summary::render(&run, &results);
     eprintln!("{summary}");
     eprintln!(
         "kcycle: merged {} tests from {inputs} results directories into {}",

@@ -14,17 +14,21 @@ mod bisect;
 mod build_view;
 mod compare;
 mod dmesg;
+mod docs;
 mod guest;
 mod kernel;
 mod merge;
+mod report;
 mod run;
 
 use baseline::baseline_update;
 use compare::compare_results;
 use dmesg::dmesg;
+use docs::{completions, man};
 use guest::{boot, exec, image_build};
 use kernel::{kernel_build, setup};
 use merge::merge_results;
+use report::report;
 use run::{ci, run_suites};
 
 const ABOUT: &str = "Catch kernel drivers that do not undo what they set up.";
@@ -94,6 +98,8 @@ pub enum Command {
     Ci(CiArgs),
     /// Merge results directories from shards into one junit.xml and results.json.
     Merge(MergeArgs),
+    /// Render index.html again from a results directory's results.json (older runs, merged shards).
+    Report(ReportArgs),
     /// Compare two runs: possible regressions, fixes, still failing, flaky, known, newly skipped.
     ///
     /// Exits 1 when NEW has a new failure, 0 otherwise, 2 when an input is unreadable
@@ -107,6 +113,24 @@ pub enum Command {
     ///
     /// Exits 0 when nothing is found, 1 when something is, 2 on error (like grep).
     Dmesg(DmesgArgs),
+    /// Print a shell completion script: `kcycle completions bash > /etc/bash_completion.d/kcycle`.
+    Completions(CompletionsArgs),
+    /// Print the man page kcycle(1), or with --out DIR write one per subcommand.
+    Man(ManArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// bash, zsh, fish (or elvish, powershell).
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// Write kcycle.1 and kcycle-<subcommand>.1 into this directory instead of printing kcycle.1.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -114,6 +138,10 @@ pub struct SetupArgs {
     /// Only report what is missing; install nothing.
     #[arg(long)]
     pub check: bool,
+    /// Accept that apt removes packages to install kcycle's (by default setup
+    /// stops and names them, e.g. a newer qemu-utils that bookworm's QEMU conflicts with).
+    #[arg(long, conflicts_with = "check")]
+    pub allow_remove: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -252,12 +280,28 @@ pub struct BaselineUpdateArgs {
 
 #[derive(Debug, Args)]
 pub struct CiArgs {
-    /// The config that lists kernel source, suites, jobs and results dir.
+    /// The config that lists kernel source, suites, jobs and results dir
+    /// (optional with --suites).
     #[arg(long, default_value = "kcycle.toml")]
     pub config: PathBuf,
     /// CPU accelerator: `auto` probes KVM with a tiny guest and falls back to TCG.
     #[arg(long, value_enum, default_value_t = AccelArg::Auto)]
     pub accel: AccelArg,
+    /// Suite files to run instead of the config's `[run] suites` (repeat, or comma-separate).
+    #[arg(long, value_delimiter = ',', num_args = 1..)]
+    pub suites: Vec<PathBuf>,
+    /// Run only shard I of N (e.g. 2/4) of the suites' tests.
+    #[arg(long)]
+    pub shard: Option<String>,
+    /// Where the reports go, instead of the config's `[run] results`.
+    #[arg(long)]
+    pub results: Option<PathBuf>,
+    /// An out-of-tree module (.ko) to copy into the guest and cycle with insmod.
+    #[arg(long = "module")]
+    pub modules: Vec<PathBuf>,
+    /// A kernel tree to build instead of the config's `[kernel] source` or Debian's linux-source-6.12.
+    #[arg(long, env = "KCYCLE_KERNEL_SRC")]
+    pub kernel_source: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -268,6 +312,12 @@ pub struct MergeArgs {
     /// Where the merged junit.xml and results.json go.
     #[arg(long, default_value = "results")]
     pub out: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// A results directory (from `kcycle run` or `kcycle merge`); index.html is written there.
+    pub dir: PathBuf,
 }
 
 #[derive(Debug, Args)]
@@ -336,9 +386,12 @@ pub fn run(cli: Cli) -> Result<ExitStatus, Failure> {
         Command::Run(args) => bisect::map(&args.bisect, &args.results, run_suites(&args, progress)),
         Command::Ci(args) => ci(&args, progress),
         Command::Merge(args) => merge_results(&args),
+        Command::Report(args) => report(&args),
         Command::Compare(args) => compare_results(&args),
         Command::Baseline(BaselineCommand::Update(args)) => baseline_update(&args),
         Command::Dmesg(args) => dmesg(&args),
+        Command::Completions(args) => completions(&args),
+        Command::Man(args) => man(&args),
     }
 }
 

@@ -10,12 +10,15 @@ use super::kernel::build_kernel;
 use super::{draws_progress, CiArgs, ExitOnError, Failure, GuestArgs, ProgressMode, RunArgs};
 
 /// `kcycle ci`: the main job in one command — host packages, kernel, image,
-/// the configured suites, results.
+/// the configured suites (or `--suites`, one `--shard`), results.
 pub(super) fn ci(args: &CiArgs, progress: ProgressMode) -> Result<ExitStatus, Failure> {
-    use kcycle::config::CiConfig;
     use kcycle::host::SetupOutcome;
 
-    let config = CiConfig::load(&args.config).bad_input()?;
+    let config = ci_config(args)?;
+    if let Some(shard) = &args.shard {
+        // A bad shard is bad input: say so before minutes of setup and kernel build.
+        shard.parse::<kcycle::suite::Shard>().bad_input()?;
+    }
     eprintln!("kcycle ci: 1/3 host packages");
     if let SetupOutcome::Missing { commands } = kcycle::host::setup(false).infrastructure()? {
         return Err(anyhow::anyhow!(
@@ -25,25 +28,49 @@ pub(super) fn ci(args: &CiArgs, progress: ProgressMode) -> Result<ExitStatus, Fa
         .infrastructure();
     }
     eprintln!("kcycle ci: 2/3 guest kernel");
-    let built = build_kernel(config.kernel_source.clone(), false, None, progress)?;
+    let kernel_source = args.kernel_source.clone().or(config.kernel_source.clone());
+    let built = build_kernel(kernel_source, false, None, progress)?;
     eprintln!("kcycle ci: kernel {}", built.artifacts.dir.display());
     eprintln!("kcycle ci: 3/3 suites");
-    let run = RunArgs {
-        suites: config.suites.clone(),
+    run_suites(&ci_run_args(config, args, built.artifacts.dir), progress)
+}
+
+/// kcycle.toml, or with `--suites` and no such file, its defaults.
+fn ci_config(args: &CiArgs) -> Result<kcycle::config::CiConfig, Failure> {
+    use kcycle::config::CiConfig;
+    if !args.suites.is_empty() && !args.config.exists() {
+        return Ok(CiConfig {
+            kernel_source: None,
+            suites: Vec::new(),
+            jobs: 1,
+            results: PathBuf::from("results"),
+            filter: None,
+        });
+    }
+    CiConfig::load(&args.config).bad_input()
+}
+
+/// What `kcycle ci` runs: the config, with the command line's choices over it.
+fn ci_run_args(config: kcycle::config::CiConfig, args: &CiArgs, kernel: PathBuf) -> RunArgs {
+    RunArgs {
+        suites: if args.suites.is_empty() {
+            config.suites
+        } else {
+            args.suites.clone()
+        },
         guest: GuestArgs {
-            kernel: Some(built.artifacts.dir.clone()),
+            kernel: Some(kernel),
             accel: args.accel,
         },
-        results: config.results.clone(),
-        filter: config.filter.clone(),
+        results: args.results.clone().unwrap_or(config.results),
+        filter: config.filter,
         jobs: config.jobs,
-        modules: Vec::new(),
-        shard: None,
+        modules: args.modules.clone(),
+        shard: args.shard.clone(),
         keep_tainted_guest: false,
         known_issues: Vec::new(),
         bisect: Default::default(),
-    };
-    run_suites(&run, progress)
+    }
 }
 
 /// `kcycle run`: check everything that can be checked before a guest boots,
@@ -172,4 +199,79 @@ fn check_module_files(modules: &[PathBuf]) -> Result<(), Failure> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    fn ci_args(argv: &[&str]) -> CiArgs {
+        let cli = super::super::Cli::parse_from(["kcycle", "ci"].iter().chain(argv));
+        match cli.command {
+            super::super::Command::Ci(args) => args,
+            other => panic!("not ci: {other:?}"),
+        }
+    }
+
+    fn config() -> kcycle::config::CiConfig {
+        kcycle::config::CiConfig::parse(
+            std::path::Path::new("/repo/kcycle.toml"),
+            "[run]\nsuites = [\"suites/a.toml\", \"suites/b.toml\"]\njobs = 2\nfilter = \"kcycle@a@*\"\n",
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn ci_runs_the_config_unless_told_otherwise() {
+        let run = ci_run_args(config(), &ci_args(&[]), "/k".into());
+        assert_eq!(
+            run.suites,
+            [
+                PathBuf::from("/repo/suites/a.toml"),
+                "/repo/suites/b.toml".into()
+            ]
+        );
+        assert_eq!(run.results, PathBuf::from("/repo/results"));
+        assert_eq!((run.jobs, run.shard), (2, None));
+        assert_eq!(run.filter.as_deref(), Some("kcycle@a@*"));
+        assert_eq!(run.guest.kernel, Some(PathBuf::from("/k")));
+    }
+
+    #[test]
+    fn ci_shard_suites_and_results_override_the_config() {
+        let args = ci_args(&[
+            "--shard",
+            "2/3",
+            "--suites",
+            "x.toml,y.toml",
+            "--suites",
+            "z.toml",
+            "--results",
+            "results-2",
+            "--module",
+            "drv.ko",
+        ]);
+        let run = ci_run_args(config(), &args, "/k".into());
+        assert_eq!(
+            run.suites,
+            [PathBuf::from("x.toml"), "y.toml".into(), "z.toml".into()]
+        );
+        assert_eq!(run.shard.as_deref(), Some("2/3"));
+        assert_eq!(run.results, PathBuf::from("results-2"));
+        assert_eq!(run.modules, [PathBuf::from("drv.ko")]);
+    }
+
+    #[test]
+    fn ci_with_suites_needs_no_config_file() {
+        let args = ci_args(&["--config", "/nonexistent/kcycle.toml", "--suites", "s.toml"]);
+        let config = ci_config(&args).unwrap();
+        assert_eq!(
+            ci_run_args(config, &args, "/k".into()).results,
+            PathBuf::from("results")
+        );
+        let without = ci_args(&["--config", "/nonexistent/kcycle.toml"]);
+        let error = ci_config(&without).unwrap_err();
+        assert_eq!(error.status, ExitStatus::BadInput);
+    }
 }

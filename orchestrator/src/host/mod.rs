@@ -1,11 +1,16 @@
 //! Host requirements for `kcycle setup`: apt packages and bindgen.
 //!
-//! `packages` is the pure core (the list, and what is missing given
-//! `dpkg-query` output); this module runs dpkg-query, apt-cache, apt-get and
-//! cargo. Installing happens only on Debian/Ubuntu as root (or with
-//! password-less sudo); elsewhere the exact commands are printed instead.
+//! `packages` (the list, and what is missing given `dpkg-query` output),
+//! `apt` (what an install would do, from its simulation) and `qemu` (whether
+//! the installed QEMU will do) are the pure core; this module runs
+//! dpkg-query, apt-cache, apt-get, QEMU and cargo. Installing happens only on
+//! Debian/Ubuntu as root (or with password-less sudo), never removes a
+//! package (`--no-remove`, after a simulation that says what would conflict),
+//! and elsewhere the exact commands are printed instead.
 
+pub mod apt;
 pub mod packages;
+pub mod qemu;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -34,6 +39,9 @@ pub enum HostError {
         command: String,
         status: String,
     },
+    /// The install would remove packages; the message says which and what to do.
+    #[error("{0}")]
+    WouldRemove(String),
 }
 
 /// What `kcycle setup --check` found.
@@ -45,6 +53,8 @@ pub struct Report {
     pub warnings: Vec<String>,
     /// False when this is not a dpkg system: package state is unknown.
     pub debian: bool,
+    /// A usable QEMU already on PATH, used instead of Debian's qemu-system-x86.
+    pub qemu: Option<qemu::Found>,
 }
 
 impl Report {
@@ -158,6 +168,24 @@ pub fn check() -> Result<Report, HostError> {
         report.needs = packages::missing(PACKAGES, &installed, &available);
         report.warnings = packages::version_warnings(PACKAGES, &installed);
     }
+    if let Some(found) = which(qemu::BINARY).and_then(|path| qemu::probe(&path)) {
+        if found.usable() {
+            // A newer QEMU (backports, a source build) will do: do not force bookworm's.
+            report.needs.retain(|n| n.package.name != "qemu-system-x86");
+            report.qemu = Some(found);
+        } else if report
+            .needs
+            .iter()
+            .any(|n| n.package.name == "qemu-system-x86")
+        {
+            report.warnings.push(format!(
+                "{} {} does not do ({}): installing Debian's qemu-system-x86",
+                found.path.display(),
+                found.version_text(),
+                unusable_reason(&found)
+            ));
+        }
+    }
     let toolchain = Toolchain::discover();
     if let Some(bindgen) = toolchain.bindgen {
         let version = child::capture(Command::new(&bindgen).arg("--version"), QUERY_LIMIT)
@@ -168,6 +196,15 @@ pub fn check() -> Result<Report, HostError> {
         report.bindgen = Some((bindgen, version));
     }
     Ok(report)
+}
+
+fn unusable_reason(found: &qemu::Found) -> String {
+    if found.missing.is_empty() {
+        let (a, b, _) = qemu::MIN_VERSION;
+        format!("kcycle needs {a}.{b} or newer")
+    } else {
+        format!("it lacks {}", found.missing.join(", "))
+    }
 }
 
 fn installed_packages() -> Result<BTreeMap<String, String>, HostError> {
@@ -241,28 +278,131 @@ fn run_visible(step: &str, command: &mut Command, limit: Duration) -> Result<(),
     }
 }
 
-/// `apt-get install` these packages (as root or via sudo), running `apt-get update` first
-/// when the package lists are empty or the first attempt fails.
+/// `apt-get install --no-remove` these packages (as root or via sudo), after
+/// a simulation shows nothing would be removed; `apt-get update` first when
+/// the package lists are empty or the simulation cannot find a package.
 pub fn apt_install(apt_args: &[String]) -> Result<(), HostError> {
-    let install = || {
-        let mut args: Vec<String> = ["install", "-y", "--no-install-recommends"]
-            .map(String::from)
-            .to_vec();
-        args.extend_from_slice(apt_args);
-        apt_get(&args)
-    };
+    apt_install_allowing(apt_args, false)
+}
+
+/// [`apt_install`]; with `allow_remove` (`kcycle setup --allow-remove`, the
+/// user's explicit consent) what apt must remove is listed and removed.
+pub fn apt_install_allowing(apt_args: &[String], allow_remove: bool) -> Result<(), HostError> {
     let lists_empty = std::fs::read_dir("/var/lib/apt/lists")
         .map(|d| d.count() < 3)
         .unwrap_or(true);
-    if !lists_empty && run_visible("apt-get install", &mut install(), INSTALL_LIMIT).is_ok() {
+    let update = || {
+        run_visible(
+            "apt-get update",
+            &mut apt_get(&["update".to_string()]),
+            INSTALL_LIMIT,
+        )
+    };
+    if lists_empty {
+        update()?;
+    }
+    let mut plan = simulate(&[], apt_args)?;
+    if !plan.errors.is_empty() && plan.removals.is_empty() && !lists_empty {
+        update()?;
+        plan = simulate(&[], apt_args)?;
+    }
+    let rest = match qemu_from_its_release(&plan, apt_args)? {
+        Some(rest) => rest,
+        None => apt_args.to_vec(),
+    };
+    if rest.len() != apt_args.len() {
+        plan = simulate(&[], &rest)?;
+    }
+    let sudo = if is_root() { "" } else { "sudo " };
+    if let Some(message) = apt::refusal(&plan, &rest, sudo) {
+        if !allow_remove {
+            return Err(HostError::WouldRemove(message));
+        }
+        let names: Vec<&str> = plan.removals.iter().map(|r| r.name.as_str()).collect();
+        eprintln!("kcycle: --allow-remove: removing {}", names.join(", "));
+        let mut args: Vec<String> = ["install", "-y", "--no-install-recommends"]
+            .map(String::from)
+            .to_vec();
+        args.extend_from_slice(&rest);
+        return run_visible("apt-get install", &mut apt_get(&args), INSTALL_LIMIT);
+    }
+    if !plan.errors.is_empty() {
+        return Err(HostError::Failed {
+            step: "plan the install".into(),
+            command: format!("apt-get -s install {}", rest.join(" ")),
+            status: plan.errors.join("; "),
+        });
+    }
+    install(&[], &rest)
+}
+
+/// `apt-get install --no-remove [options] packages`.
+fn install(options: &[String], packages: &[String]) -> Result<(), HostError> {
+    if packages.is_empty() {
         return Ok(());
     }
-    run_visible(
-        "apt-get update",
-        &mut apt_get(&["update".to_string()]),
-        INSTALL_LIMIT,
-    )?;
-    run_visible("apt-get install", &mut install(), INSTALL_LIMIT)
+    let mut args: Vec<String> = ["install", "-y", "--no-install-recommends", "--no-remove"]
+        .map(String::from)
+        .to_vec();
+    args.extend_from_slice(options);
+    args.extend_from_slice(packages);
+    run_visible("apt-get install", &mut apt_get(&args), INSTALL_LIMIT)
+}
+
+/// When bookworm's QEMU would remove the user's newer QEMU packages (say
+/// qemu-utils from backports) and that release offers qemu-system-x86 at
+/// the same version, install it from there first, alone, if that removes
+/// nothing. Returns the packages still to install, or `None` to go on as planned.
+fn qemu_from_its_release(
+    plan: &apt::Plan,
+    apt_args: &[String],
+) -> Result<Option<Vec<String>>, HostError> {
+    const QEMU: &str = "qemu-system-x86";
+    if plan.removals.is_empty() || !apt_args.iter().any(|a| a == QEMU) {
+        return Ok(None);
+    }
+    let madison = child::capture(
+        Command::new("apt-cache").args(["madison", QEMU]),
+        QUERY_LIMIT,
+    )
+    .map_err(|source| HostError::Process {
+        step: "apt-cache madison".into(),
+        source,
+    })?;
+    let Some(release) = apt::qemu_release(plan, &apt::parse_madison_releases(&madison.stdout))
+    else {
+        return Ok(None);
+    };
+    let target = ["-t".to_string(), release.clone()];
+    let alone = simulate(&target, &[QEMU.to_string()])?;
+    if !alone.removals.is_empty() || !alone.errors.is_empty() {
+        return Ok(None);
+    }
+    eprintln!("kcycle: installing {QEMU} from {release}, where your QEMU packages come from, instead of removing them");
+    install(&target, &[QEMU.to_string()])?;
+    Ok(Some(
+        apt_args.iter().filter(|a| *a != QEMU).cloned().collect(),
+    ))
+}
+
+/// `apt-get -s install`: what apt would do, changing nothing (no root needed).
+fn simulate(options: &[String], apt_args: &[String]) -> Result<apt::Plan, HostError> {
+    let out = child::capture(
+        Command::new("apt-get")
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .args(["-s", "install", "--no-install-recommends"])
+            .args(options)
+            .args(apt_args),
+        QUERY_LIMIT,
+    )
+    .map_err(|source| HostError::Process {
+        step: "apt-get -s install".into(),
+        source,
+    })?;
+    Ok(apt::parse_simulation(&format!(
+        "{}\n{}",
+        out.stdout, out.stderr
+    )))
 }
 
 /// `cargo install --locked bindgen-cli`; if the newest does not build with this
@@ -303,6 +443,11 @@ pub enum SetupOutcome {
 
 /// Print the report; install what is missing unless `check_only` or we cannot.
 pub fn setup(check_only: bool) -> Result<SetupOutcome, HostError> {
+    setup_allowing(check_only, false)
+}
+
+/// [`setup`]; with `allow_remove` the packages apt must remove are removed.
+pub fn setup_allowing(check_only: bool, allow_remove: bool) -> Result<SetupOutcome, HostError> {
     let report = check()?;
     print_report(&report);
     if report.complete() {
@@ -319,7 +464,7 @@ pub fn setup(check_only: bool) -> Result<SetupOutcome, HostError> {
             }
         }
         let args: Vec<String> = report.needs.iter().map(|n| n.apt_arg.clone()).collect();
-        apt_install(&args)?;
+        apt_install_allowing(&args, allow_remove)?;
     }
     if !report.bindgen_ok() {
         install_bindgen()?;
@@ -344,6 +489,13 @@ fn print_report(report: &Report) {
         eprintln!(
             "kcycle: missing package {} ({})",
             need.apt_arg, need.package.why
+        );
+    }
+    if let Some(found) = &report.qemu {
+        eprintln!(
+            "kcycle: QEMU {} at {} (used instead of Debian's qemu-system-x86)",
+            found.version_text(),
+            found.path.display()
         );
     }
     match &report.bindgen {
@@ -398,13 +550,14 @@ mod tests {
             needs: packages::missing(PACKAGES, &installed, &BTreeMap::new()),
             bindgen: bindgen("bindgen 0.60.0"),
             warnings: Vec::new(),
+            qemu: None,
         };
         assert!(!report.bindgen_ok(), "older than the kernel's minimum");
         assert!(!report.complete());
         let commands = report.commands();
         assert!(commands[0].ends_with("apt-get update"), "{commands:?}");
         assert!(
-            commands[1].ends_with("apt-get install -y --no-install-recommends clang"),
+            commands[1].ends_with("apt-get install -y --no-install-recommends --no-remove clang"),
             "{commands:?}"
         );
         assert_eq!(commands[2], "cargo install --locked bindgen-cli");

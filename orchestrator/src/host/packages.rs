@@ -87,14 +87,9 @@ pub fn parse_dpkg_query(output: &str) -> BTreeMap<String, String> {
 /// Versions apt can install, from `apt-cache madison <pkg>` lines
 /// (`rustc-web | 1.85.0+dfsg3-1~deb12u3 | http://… Packages`).
 pub fn parse_madison(output: &str) -> Vec<String> {
-    output
-        .lines()
-        .filter_map(|line| {
-            let mut fields = line.split('|').map(str::trim);
-            fields.next()?;
-            let version = fields.next()?;
-            (!version.is_empty()).then(|| version.to_string())
-        })
+    super::apt::parse_madison_releases(output)
+        .into_iter()
+        .map(|(version, _)| version)
         .collect()
 }
 
@@ -168,6 +163,8 @@ pub fn apt_install_argv(needs: &[Need]) -> Vec<String> {
         "install".to_string(),
         "-y".to_string(),
         "--no-install-recommends".to_string(),
+        // Never remove what the user has; `kcycle setup` explains a conflict.
+        "--no-remove".to_string(),
     ];
     argv.extend(needs.iter().map(|n| n.apt_arg.clone()));
     argv
@@ -178,6 +175,11 @@ pub fn parse_bindgen_version(output: &str) -> Option<(u32, u32, u32)> {
     let word = output
         .split_whitespace()
         .find(|w| w.starts_with(|c: char| c.is_ascii_digit()))?;
+    parse_dotted(word)
+}
+
+/// `0.71.1-dev` -> (0, 71, 1); `6.2` -> (6, 2, 0).
+pub fn parse_dotted(word: &str) -> Option<(u32, u32, u32)> {
     let mut parts = word.split('.').map(|p| {
         p.chars()
             .take_while(char::is_ascii_digit)
@@ -229,8 +231,14 @@ libc6:amd64\tii \t2.36-9
         assert_eq!(src.apt_arg, format!("rust-web-src={RUST_WEB_VERSION}"));
         let argv = apt_install_argv(&needs);
         assert_eq!(
-            &argv[..4],
-            ["apt-get", "install", "-y", "--no-install-recommends"]
+            &argv[..5],
+            [
+                "apt-get",
+                "install",
+                "-y",
+                "--no-install-recommends",
+                "--no-remove"
+            ]
         );
         assert!(argv.contains(&"clang".to_string()));
     }

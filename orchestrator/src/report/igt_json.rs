@@ -20,7 +20,15 @@ struct TestObject {
     out: String,
     err: String,
     dmesg: String,
+    /// A status piglit's loader knows (it has no `abort`).
     result: Status,
+    /// kcycle's own status when `result` had to differ from it.
+    #[serde(
+        rename = "kcycle-result",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    kcycle_result: Option<Status>,
     time: TimeAttribute,
     #[serde(
         rename = "dmesg-warnings",
@@ -94,11 +102,13 @@ pub fn render(run: &RunInfo, results: &[TestResult]) -> Value {
     for result in results {
         let duration = result.duration.as_secs_f64();
         let warnings: Vec<&str> = result.findings.iter().map(|f| f.title.as_str()).collect();
+        let written = piglit_status(result.status);
         let object = TestObject {
             out: result.out.clone(),
             err: result.err.clone(),
             dmesg: result.dmesg.clone(),
-            result: result.status,
+            result: written,
+            kcycle_result: (written != result.status).then_some(result.status),
             time: TimeAttribute::new(result.start, result.start + duration),
             dmesg_warnings: (!warnings.is_empty()).then(|| warnings.join("\n") + "\n"),
             findings: result
@@ -122,7 +132,7 @@ pub fn render(run: &RunInfo, results: &[TestResult]) -> Value {
             *totals
                 .entry(key.to_string())
                 .or_insert_with(empty_totals)
-                .entry(result.status.as_str())
+                .entry(written.as_str())
                 .or_default() += 1;
         }
         *runtimes.entry(group).or_default() += duration;
@@ -151,8 +161,23 @@ pub fn render(run: &RunInfo, results: &[TestResult]) -> Value {
     })
 }
 
+/// The status results.json says: piglit's loader (framework/status.py)
+/// rejects names it does not know, and it knows no `abort`; an aborted test
+/// is written as `incomplete` (its result could not be collected) with
+/// `kcycle-result` keeping `abort`.
+pub fn piglit_status(status: Status) -> Status {
+    match status {
+        Status::Abort => Status::Incomplete,
+        other => other,
+    }
+}
+
 fn empty_totals() -> BTreeMap<&'static str, u64> {
-    Status::ALL.iter().map(|s| (s.as_str(), 0)).collect()
+    Status::ALL
+        .iter()
+        .filter(|s| piglit_status(**s) == **s)
+        .map(|s| (s.as_str(), 0))
+        .collect()
 }
 
 /// Read back a results.json written by [`render`] (for `kcycle merge`).
@@ -182,7 +207,7 @@ pub fn parse(text: &str) -> Result<(RunInfo, Vec<TestResult>), IgtJsonError> {
         results.push(TestResult {
             name: name.clone(),
             suite,
-            status: object.result,
+            status: object.kcycle_result.unwrap_or(object.result),
             start: object.time.start,
             duration: Duration::from_secs_f64((object.time.end - object.time.start).max(0.0)),
             findings: object.findings.into_iter().map(|f| f.finding).collect(),

@@ -4,7 +4,9 @@
 //! that fails the run is a `<failure>` (or `<error>` when the infrastructure or
 //! the guest gave out) whose body is each finding's title and report; the
 //! kernel log goes to system-out. Every testcase carries its IGT status as a
-//! property, so a known issue keeps its status while counting as a success.
+//! property, so a known issue keeps its status while counting as a success,
+//! and every status but pass is also the first line of system-err, for
+//! consumers that show no properties.
 
 use std::collections::BTreeMap;
 
@@ -120,10 +122,44 @@ fn test_case(suite: &str, result: &TestResult) -> TestCase {
     if !out.is_empty() {
         case.set_system_out(out);
     }
-    if !result.err.is_empty() {
-        case.set_system_err(result.err.as_str());
+    // Consumers that know only pass/fail/skip would lose IGT's distinction
+    // (dmesg-warn is not fail): every status but pass also opens system-err.
+    let err = match status_marker(result) {
+        Some(marker) if result.err.is_empty() => marker,
+        Some(marker) => format!("{marker}\n{}", result.err),
+        None => result.err.clone(),
+    };
+    if !err.is_empty() {
+        case.set_system_err(err);
     }
     case
+}
+
+/// `[kcycle] IGT status: dmesg-warn (…)`, the first line of system-err for
+/// every status but pass.
+pub fn status_marker(result: &TestResult) -> Option<String> {
+    let meaning = match result.status {
+        Status::Pass => return None,
+        Status::Notrun => "not run",
+        Status::Skip => "the test cannot run here",
+        Status::DmesgWarn => "the test passed; the kernel log had a warning-level finding",
+        Status::Warn => "the test itself reported a warning",
+        Status::DmesgFail => "the test passed; the kernel log had a failure-level finding",
+        Status::Fail => "the test failed",
+        Status::Timeout => "a step did not finish within its deadline",
+        Status::Crash => "the guest kernel crashed",
+        Status::Incomplete => "the result could not be collected (QEMU died or SSH was lost)",
+        Status::Abort => "the run stopped here",
+    };
+    let known = if result.status.is_failure() && !result.fails_run() {
+        "; a known issue, not failing the run"
+    } else {
+        ""
+    };
+    Some(format!(
+        "[kcycle] IGT status: {} ({meaning}{known})",
+        result.status
+    ))
 }
 
 /// Each finding's title, attribution and report, worst first.

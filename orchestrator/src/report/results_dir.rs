@@ -1,4 +1,4 @@
-//! The results directory: junit.xml, results.json and summary.md, rewritten
+//! The results directory: junit.xml, results.json, summary.md and index.html, rewritten
 //! after every finished test. Each file is written to a temporary name and
 //! renamed over the old one, so at any instant — a crash of kcycle, a killed
 //! CI job, a full disk — the directory holds valid reports of every test
@@ -11,6 +11,7 @@ use crate::outcome::{RunInfo, TestResult};
 pub const JUNIT_FILE: &str = "junit.xml";
 pub const RESULTS_FILE: &str = "results.json";
 pub const SUMMARY_FILE: &str = "summary.md";
+pub const HTML_FILE: &str = "index.html";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ResultsError {
@@ -96,14 +97,70 @@ impl ResultsWriter {
         self.flush()
     }
 
-    fn flush(&self) -> Result<(), ResultsError> {
-        let junit = super::junit::render(&self.run, &self.results)?;
-        write_atomic(&self.dir.join(JUNIT_FILE), junit.as_bytes())?;
-        let json = super::igt_json::render(&self.run, &self.results);
-        let json = serde_json::to_string_pretty(&json).unwrap_or_default();
-        write_atomic(&self.dir.join(RESULTS_FILE), json.as_bytes())?;
-        let summary = super::summary::render(&self.run, &self.results);
-        write_atomic(&self.dir.join(SUMMARY_FILE), summary.as_bytes())?;
-        Ok(())
+    /// Rewrite the reports once more at the end of the run: the guests'
+    /// console logs are copied in when they shut down, after the last test,
+    /// and index.html links them.
+    pub fn finish(&self) -> Result<(), ResultsError> {
+        self.flush()
     }
+
+    fn flush(&self) -> Result<(), ResultsError> {
+        write_reports(&self.dir, &self.run, &self.results)
+    }
+}
+
+/// Write every report of `results` into `dir`, each file atomically: the
+/// writer after each test, `kcycle merge` and `kcycle report` all go through here.
+pub fn write_reports(
+    dir: &Path,
+    run: &RunInfo,
+    results: &[TestResult],
+) -> Result<(), ResultsError> {
+    let junit = super::junit::render(run, results)?;
+    write_atomic(&dir.join(JUNIT_FILE), junit.as_bytes())?;
+    let json = super::igt_json::render(run, results);
+    let json = serde_json::to_string_pretty(&json).unwrap_or_default();
+    write_atomic(&dir.join(RESULTS_FILE), json.as_bytes())?;
+    let summary = super::summary::render(run, results);
+    write_atomic(&dir.join(SUMMARY_FILE), summary.as_bytes())?;
+    write_html(dir, run, results)
+}
+
+/// Write only index.html (for `kcycle report`, which leaves the other files as they are).
+pub fn write_html(dir: &Path, run: &RunInfo, results: &[TestResult]) -> Result<(), ResultsError> {
+    let links = super::html::Links {
+        consoles: console_logs(dir),
+    };
+    let html = super::html::render(run, results, &links);
+    write_atomic(&dir.join(HTML_FILE), html.as_bytes())
+}
+
+/// Guest console logs in `dir` and one level below (merged shards keep
+/// theirs in `shard-I-of-N/`), relative to `dir`, sorted.
+pub fn console_logs(dir: &Path) -> Vec<String> {
+    fn consoles_in(dir: &Path) -> Vec<String> {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return Vec::new();
+        };
+        entries
+            .flatten()
+            .filter_map(|e| e.file_name().into_string().ok())
+            .filter(|n| n.starts_with("console-") && n.ends_with(".log"))
+            .collect()
+    }
+    let mut logs = consoles_in(dir);
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for entry in entries.flatten().filter(|e| e.path().is_dir()) {
+            let Ok(sub) = entry.file_name().into_string() else {
+                continue;
+            };
+            logs.extend(
+                consoles_in(&entry.path())
+                    .into_iter()
+                    .map(|n| format!("{sub}/{n}")),
+            );
+        }
+    }
+    logs.sort();
+    logs
 }

@@ -103,6 +103,11 @@ impl Reporter for ResultsWriter {
             Event::TestFinished { result, .. } => self
                 .record(result.clone())
                 .map_err(|error| ReporterError::new("results", error)),
+            // Once more at the end: the guests' consoles are in the directory
+            // now, so the HTML report can link them.
+            Event::RunFinished => self
+                .finish()
+                .map_err(|error| ReporterError::new("results", error)),
             _ => Ok(()),
         }
     }

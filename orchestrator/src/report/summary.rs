@@ -67,20 +67,25 @@ pub fn render(run: &RunInfo, results: &[TestResult]) -> String {
 
     let total: f64 = results.iter().map(|r| r.duration.as_secs_f64()).sum();
     md.push_str("\n## Run\n\n");
-    for (key, value) in [
-        ("kernel", run.kernel_release.as_str()),
-        ("kernel source", run.kernel_source.as_str()),
-        ("QEMU", run.qemu_version.as_str()),
-        ("accel", run.accel.as_str()),
-        ("kcycle commit", run.commit.as_str()),
-        ("shard", run.shard.as_deref().unwrap_or("")),
-    ] {
+    for (key, value) in run_facts(run) {
         if !value.is_empty() {
             let _ = writeln!(md, "- {key}: {value}");
         }
     }
     let _ = writeln!(md, "- test time: {total:.1} s");
     md
+}
+
+/// The facts that reproduce a run, as (label, value); empty values are left out by callers.
+pub(crate) fn run_facts(run: &RunInfo) -> [(&'static str, &str); 6] {
+    [
+        ("kernel", run.kernel_release.as_str()),
+        ("kernel source", run.kernel_source.as_str()),
+        ("QEMU", run.qemu_version.as_str()),
+        ("accel", run.accel.as_str()),
+        ("kcycle commit", run.commit.as_str()),
+        ("shard", run.shard.as_deref().unwrap_or("")),
+    ]
 }
 
 /// Keep table cells on one line and pipes from splitting them.

@@ -125,6 +125,23 @@ fn junit_is_valid_and_maps_statuses() {
         .properties
         .iter()
         .any(|p| p.name.as_str() == "status" && p.value.as_str() == "dmesg-warn"));
+    // ...and in system-err, for consumers that show no properties.
+    let err = |name: &str| {
+        case(name)
+            .system_err
+            .as_ref()
+            .map(|e| e.as_str().to_string())
+    };
+    let known_err = err("known").unwrap();
+    assert!(
+        known_err.starts_with("[kcycle] IGT status: dmesg-warn (the test passed;")
+            && known_err.contains("a known issue, not failing the run"),
+        "{known_err}"
+    );
+    assert!(err("legacy")
+        .unwrap()
+        .starts_with("[kcycle] IGT status: dmesg-warn"));
+    assert_eq!(err("clean"), None, "pass needs no marker");
     assert!(matches!(
         case("crashed").status,
         TestCaseStatus::NonSuccess {
@@ -265,4 +282,17 @@ fn write_failure_names_the_file() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("/nonexistent/dir/junit.xml"), "{err}");
+}
+
+#[test]
+fn aborted_tests_are_written_as_statuses_piglit_knows_and_read_back_as_abort() {
+    let aborted = result("aborted", Status::Abort, vec![]);
+    let json = igt_json::render(&run_info(), std::slice::from_ref(&aborted));
+    let test = &json["tests"]["kcycle@rust-table@aborted"];
+    assert_eq!(test["result"], "incomplete");
+    assert_eq!(test["kcycle-result"], "abort");
+    assert_eq!(json["totals"]["root"]["incomplete"], 1);
+    assert!(json["totals"]["root"].get("abort").is_none());
+    let (_, back) = igt_json::parse(&json.to_string()).unwrap();
+    assert_eq!(back[0].status, Status::Abort);
 }
