@@ -381,14 +381,27 @@ impl Recorder<'_> {
     /// code running in a gone module's image to the unload that removed it.
     fn check_log(&mut self, found: &[dmesg::Finding], label: &str, now: &Snapshot) {
         for found in found {
-            let finding = from_dmesg(found.clone());
-            self.charge(finding, label, &now.module_ranges);
+            let subject = found.subject.clone();
+            self.charge(from_dmesg(found.clone()), subject, label, &now.module_ranges);
         }
     }
 
     /// Attribute one finding and record it (with its use-after-unload finding, if any).
-    fn charge(&mut self, mut finding: Finding, label: &str, loaded: &[snapshot::ModuleRange]) {
-        let named = format!("{}\n{}", finding.title, first_lines(&finding.report, 3));
+    fn charge(
+        &mut self,
+        mut finding: Finding,
+        subject: Option<String>,
+        label: &str,
+        loaded: &[snapshot::ModuleRange],
+    ) {
+        // The classifier's subject (the duplicated path) first, then what
+        // the report's first lines name.
+        let named = format!(
+            "{}\n{}\n{}",
+            subject.unwrap_or_default(),
+            finding.title,
+            first_lines(&finding.report, 3)
+        );
         let blamed = self.ledger.blame(&named).or_else(|| {
             is_duplicate(&finding.kind)
                 .then(|| self.ledger.leftovers.last())
@@ -591,8 +604,10 @@ impl Recorder<'_> {
             .cloned()
             .collect();
         for found in dmesg::classify(&console) {
+            let subject = found.subject.clone();
             self.charge(
                 from_dmesg(found),
+                subject,
                 "the console when the guest gave out",
                 &loaded,
             );
@@ -628,8 +643,17 @@ fn describe(action: &Action) -> String {
     }
 }
 
+/// The classifier's "this name is taken" kinds, whatever the namespace.
 fn is_duplicate(kind: &str) -> bool {
-    kind == dmesg::Kind::DebugfsDuplicate.name() || kind == dmesg::Kind::SysfsDuplicate.name()
+    [
+        dmesg::Kind::DebugfsDuplicate,
+        dmesg::Kind::SysfsDuplicate,
+        dmesg::Kind::ProcDuplicate,
+        dmesg::Kind::SysctlDuplicate,
+        dmesg::Kind::KobjectDuplicate,
+    ]
+    .iter()
+    .any(|k| k.name() == kind)
 }
 
 fn from_dmesg(found: dmesg::Finding) -> Finding {
