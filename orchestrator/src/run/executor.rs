@@ -256,11 +256,13 @@ impl Recorder<'_> {
             // Before the collect: a callback left armed may fire during it.
             self.ledger.removed(&module, cycle);
         }
+        let loaded_now = (loads && succeeded).then_some(module.as_str());
+        let (log, after) = self.collect(machine, loaded_now)?;
         match (succeeded, step.expect_failure) {
             (false, false) => {
                 let mut failed = step_failed(&label, &shell, &output);
                 if loads {
-                    self.charge_load_failure(&mut failed, &module);
+                    self.charge_load_failure(&mut failed, &module, &log);
                 }
                 self.findings.push(failed);
             }
@@ -274,12 +276,9 @@ impl Recorder<'_> {
             }),
             _ => {}
         }
-
-        let loaded_now = (loads && succeeded).then_some(module.as_str());
-        let (log, after) = self.collect(machine, loaded_now)?;
         if let Some(module) = loaded_now {
             self.ledger
-                .loaded(module, &after, after.module_sections.clone());
+                .loaded(module, &after, after.module_sections.clone(), cycle);
         }
         // Classified once: the test's findings and its subtests' both come from it.
         let step_log = StepLog {
@@ -382,7 +381,12 @@ impl Recorder<'_> {
     fn check_log(&mut self, found: &[dmesg::Finding], label: &str, now: &Snapshot) {
         for found in found {
             let subject = found.subject.clone();
-            self.charge(from_dmesg(found.clone()), subject, label, &now.module_ranges);
+            self.charge(
+                from_dmesg(found.clone()),
+                subject,
+                label,
+                &now.module_ranges,
+            );
         }
     }
 
@@ -424,12 +428,18 @@ impl Recorder<'_> {
 
     /// A load that failed because a name is taken (-EEXIST, -EBUSY) after an
     /// earlier unload left that module's names behind is charged to that unload.
-    fn charge_load_failure(&self, failed: &mut Finding, module: &str) {
+    /// The leftover is the one the step's kernel log names, else the
+    /// module's latest.
+    fn charge_load_failure(&self, failed: &mut Finding, module: &str, log: &str) {
         let text = failed.report.to_ascii_lowercase();
         let taken = ["file exists", "device or resource busy", "eexist", "ebusy"]
             .iter()
             .any(|m| text.contains(m));
-        if let (true, Some(leftover)) = (taken, self.ledger.latest_of(module)) {
+        let leftover = self
+            .ledger
+            .blame(log)
+            .or_else(|| self.ledger.latest_of(module));
+        if let (true, Some(leftover)) = (taken, leftover) {
             failed.attribution = Some(format!(
                 "{}: the load tripped over {} ({})",
                 leftover.attribution(),
