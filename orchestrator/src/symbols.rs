@@ -65,12 +65,13 @@ pub fn lookup(
     ))
 }
 
-/// The function symbols of an ELF relocatable object (a `.ko`).
+/// The function and data symbols of an ELF relocatable object (a `.ko`).
 pub fn read_symbols(data: &[u8]) -> Result<Vec<Symbol>, object::Error> {
     let file = object::File::parse(data)?;
     let mut out = Vec::new();
     for symbol in file.symbols() {
-        if symbol.kind() != SymbolKind::Text {
+        // Functions, and the objects a freed timer or work item lives in.
+        if !matches!(symbol.kind(), SymbolKind::Text | SymbolKind::Data) {
             continue;
         }
         let (Some(index), Ok(name)) = (symbol.section_index(), symbol.name()) else {

@@ -59,13 +59,13 @@ fn rendered(params: &Params) -> Vec<(String, String)> {
 /// exit function can exit 0 on some kmod versions and leave it loaded.
 pub fn for_action(action: &Action, sources: &ModuleSources) -> String {
     match action {
-        Action::Load { module, params } => sources.load(module, &rendered(params)),
+        Action::Load { module, params } => loaded(module, sources.load(module, &rendered(params))),
         Action::Unload { module } => unload(module, sources),
         Action::Reload { module, params } => format!(
             "{{ grep -q '^{} ' /proc/modules && {}; }}; {}",
             canonical(module),
             unload(module, sources),
-            sources.load(module, &rendered(params))
+            loaded(module, sources.load(module, &rendered(params)))
         ),
         Action::Selftest {
             module,
@@ -84,6 +84,15 @@ pub fn for_action(action: &Action, sources: &ModuleSources) -> String {
             sources.load(module, &all)
         }
     }
+}
+
+/// `load`, then check the module is in /proc/modules: kmod's modprobe takes
+/// an init that fails with -EEXIST for "already loaded" and exits 0.
+fn loaded(module: &str, load: String) -> String {
+    let name = canonical(module);
+    format!(
+        "{load} && if ! grep -q '^{name} ' /proc/modules; then echo 'kcycle: {name} is not in /proc/modules after its load: its init failed (modprobe takes -EEXIST for \"already loaded\")' >&2; false; fi"
+    )
 }
 
 fn unload(module: &str, sources: &ModuleSources) -> String {
@@ -144,9 +153,10 @@ mod tests {
             module: "rust_i915_table".into(),
             params: params(&[("legacy_exit", ParamValue::Bool(true))]),
         };
-        assert_eq!(
-            for_action(&load, &sources),
-            "modprobe 'rust_i915_table' 'legacy_exit=1'"
+        let command = for_action(&load, &sources);
+        assert!(
+            command.starts_with("modprobe 'rust_i915_table' 'legacy_exit=1' && if ! grep -q '^rust_i915_table ' /proc/modules"),
+            "{command}"
         );
         let unload = for_action(
             &Action::Unload {
@@ -184,9 +194,8 @@ mod tests {
             module: "my-drv".into(),
             params: Params::new(),
         };
-        assert_eq!(
-            for_action(&load, &sources),
-            "insmod '/tmp/kcycle-modules/my_drv.ko'"
+        assert!(
+            for_action(&load, &sources).starts_with("insmod '/tmp/kcycle-modules/my_drv.ko' && ")
         );
         let unload = for_action(
             &Action::Unload {

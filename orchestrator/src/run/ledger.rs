@@ -316,12 +316,12 @@ impl Ledger {
             .collect();
         Some(Finding {
             kind: kind::USE_AFTER_UNLOAD.into(),
-            title: format!("{module} code ran after its unload: {name}"),
+            title: format!("{module} image used after its unload: {name}"),
             severity: Severity::Fail,
             report: format!(
                 "{} ({}) hit addresses of {module}, which was unloaded in cycle {} \
                  (its image was {:#x}..{:#x}):\n{}\nA timer, work item, thread or callback \
-                 that the exit path did not cancel or unregister.\n",
+                 (or the object holding it) that the exit path did not cancel or unregister.\n",
                 finding.title,
                 finding.kind,
                 gone.cycle,
@@ -461,7 +461,7 @@ mod tests {
         assert_eq!(uaf.kind, kind::USE_AFTER_UNLOAD);
         assert_eq!(
             uaf.title,
-            "kcycle_leaks code ran after its unload: kcycle_leaks+0x40"
+            "kcycle_leaks image used after its unload: kcycle_leaks+0x40"
         );
         assert_eq!(
             uaf.attribution.as_deref(),
