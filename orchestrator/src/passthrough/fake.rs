@@ -70,6 +70,18 @@ impl FakeHost {
         host
     }
 
+    /// A discrete Intel card (8086:56a0, an Arc A770) on i915, alone in group 12.
+    pub fn add_dgpu(&self, bdf: &str) {
+        self.add(FakeDevice {
+            bdf,
+            vendor: 0x8086,
+            device: 0x56a0,
+            class: 0x030000,
+            driver: Some("i915"),
+            group: "12",
+        });
+    }
+
     /// A registered PCI driver with its `bind` and `unbind` files.
     pub fn driver(&self, name: &str) {
         let dir = self.roots.driver_dir(name);

@@ -120,14 +120,7 @@ fn a_device_that_is_not_intel_display_class_is_refused() {
 #[test]
 fn auto_with_two_intel_gpus_asks_for_one() {
     let host = bound_igd();
-    host.add(FakeDevice {
-        bdf: "0000:03:00.0",
-        vendor: 0x8086,
-        device: 0x56a0,
-        class: 0x030000,
-        driver: Some("i915"),
-        group: "12",
-    });
+    host.add_dgpu("0000:03:00.0");
     let err = failure(&host, "auto");
     assert!(
         matches!(
@@ -425,14 +418,7 @@ fn integrated_gets_igd_arguments_and_discrete_plain_vfio() {
             mode: IgdMode::Universal
         }
     );
-    host.add(FakeDevice {
-        bdf: "0000:03:00.0",
-        vendor: 0x8086,
-        device: 0x56a0,
-        class: 0x030000,
-        driver: Some("i915"),
-        group: "12",
-    });
+    host.add_dgpu("0000:03:00.0");
     let dgpu = sysfs::device(&host.roots, "0000:03:00.0".parse().unwrap()).unwrap();
     assert_eq!(
         vfio_for(&dgpu),
