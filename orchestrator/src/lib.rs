@@ -20,6 +20,7 @@ pub mod image;
 pub mod kernel;
 pub mod located;
 pub mod outcome;
+pub mod passthrough;
 pub mod report;
 pub mod run;
 pub mod selftest;

@@ -18,6 +18,7 @@ mod docs;
 mod guest;
 mod kernel;
 mod merge;
+mod passthrough;
 mod report;
 mod run;
 
@@ -28,6 +29,7 @@ use docs::{completions, man};
 use guest::{boot, exec, image_build};
 use kernel::{kernel_build, setup};
 use merge::merge_results;
+use passthrough::{passthrough, PassthroughCommand};
 use report::report;
 use run::{ci, run_suites};
 
@@ -113,6 +115,9 @@ pub enum Command {
     ///
     /// Exits 0 when nothing is found, 1 when something is, 2 on error (like grep).
     Dmesg(DmesgArgs),
+    /// A real Intel GPU for passthrough guests: preflight checks, bind to vfio-pci and back.
+    #[command(subcommand)]
+    Passthrough(PassthroughCommand),
     /// Print a shell completion script: `kcycle completions bash > /etc/bash_completion.d/kcycle`.
     Completions(CompletionsArgs),
     /// Print the man page kcycle(1), or with --out DIR write one per subcommand.
@@ -245,6 +250,10 @@ pub struct RunArgs {
     /// A known-issues file (`[[known_issue]]`, `[[flake]]`), e.g. from `kcycle baseline update`.
     #[arg(long = "known-issues")]
     pub known_issues: Vec<PathBuf>,
+    /// Pass a real Intel GPU through to the guest (`auto`: the host's one
+    /// Intel display device); the default for suites with `guest = "passthrough"`.
+    #[arg(long, value_name = "auto|BDF")]
+    pub passthrough: Option<kcycle::passthrough::Selector>,
     #[command(flatten)]
     pub bisect: BisectArgs,
 }
@@ -377,6 +386,7 @@ impl<T, E: Into<anyhow::Error>> ExitOnError<T> for Result<T, E> {
 
 pub fn run(cli: Cli) -> Result<ExitStatus, Failure> {
     let progress = cli.progress;
+    passthrough::recover();
     match cli.command {
         Command::Setup(args) => setup(args),
         Command::Kernel(KernelCommand::Build(args)) => kernel_build(args, progress),
@@ -390,6 +400,7 @@ pub fn run(cli: Cli) -> Result<ExitStatus, Failure> {
         Command::Compare(args) => compare_results(&args),
         Command::Baseline(BaselineCommand::Update(args)) => baseline_update(&args),
         Command::Dmesg(args) => dmesg(&args),
+        Command::Passthrough(command) => passthrough(&command),
         Command::Completions(args) => completions(&args),
         Command::Man(args) => man(&args),
     }

@@ -69,6 +69,7 @@ fn ci_run_args(config: kcycle::config::CiConfig, args: &CiArgs, kernel: PathBuf)
         shard: args.shard.clone(),
         keep_tainted_guest: false,
         known_issues: Vec::new(),
+        passthrough: None,
         bisect: Default::default(),
     }
 }
@@ -103,6 +104,10 @@ pub(super) fn run_suites(args: &RunArgs, progress: ProgressMode) -> Result<ExitS
         .cloned()
         .collect();
 
+    let gpu = super::passthrough::wanted(args.passthrough, &chosen)
+        .map(|selector| super::passthrough::check_for_run(selector, args.jobs))
+        .transpose()?;
+
     let artifacts = guest_kernel(args.guest.kernel.as_deref())?;
     let kernel_modules = artifacts.modules().infrastructure()?;
     // Known issues for other kernels do not apply: plan again with the rest.
@@ -114,7 +119,14 @@ pub(super) fn run_suites(args: &RunArgs, progress: ProgressMode) -> Result<ExitS
     let results_dir = args.results.clone();
     kcycle::report::results_dir::create(&results_dir).infrastructure()?;
     let scratch = tempfile::tempdir().infrastructure()?;
-    let spec = boot_spec(&args.guest, &artifacts, scratch.path())?;
+    let mut spec = boot_spec(&args.guest, &artifacts, scratch.path())?;
+    let held = match &gpu {
+        Some(device) => {
+            spec.vfio = Some(kcycle::passthrough::vfio_for(device));
+            Some(super::passthrough::hold(device)?)
+        }
+        None => None,
+    };
     let name = match shard {
         Some(shard) => format!("kcycle shard {shard}"),
         None => "kcycle".into(),
@@ -149,6 +161,9 @@ pub(super) fn run_suites(args: &RunArgs, progress: ProgressMode) -> Result<ExitS
         info,
     };
     let finished = session.run(reporters);
+    if let Some(held) = held {
+        super::passthrough::release(held);
+    }
     super::baseline::report_known_issues(&suites, &finished.results, &release);
     if let Some(signal) = finished.cancelled {
         return Err(anyhow::anyhow!(

@@ -217,7 +217,8 @@ pub struct BootSpec {
     pub cmdline: Vec<String>,
     pub memory_mib: u32,
     pub cpus: u32,
-    pub vfio: Option<String>,
+    /// A GPU passed through with vfio-pci.
+    pub vfio: Option<crate::vm::argv::Vfio>,
     /// From QEMU start to a working SSH login.
     pub boot_deadline: Duration,
     /// Give up waiting for the guest (and stop QEMU) when this is cancelled.

@@ -1,10 +1,10 @@
 //! Checks on a plan before any guest boots (pure): every module a suite
 //! names exists in the kernel (or was given with `--module`), every control
-//! expects a finding kind that some check produces, and the guest each suite
-//! wants can be had.
+//! expects a finding kind that some check produces. Whether a passthrough
+//! suite's GPU can be had is the passthrough preflight's question.
 
 use crate::kernel::KernelModules;
-use crate::suite::{GuestMode, Suite};
+use crate::suite::Suite;
 
 use super::command::{canonical, ModuleSources};
 use super::verdict;
@@ -26,8 +26,6 @@ pub enum PlanError {
         kind: String,
         known: String,
     },
-    #[error("suite {suite} needs a passthrough guest (a real Intel GPU through VFIO), which kcycle does not set up yet; run it on an emulated guest or leave it out")]
-    Passthrough { suite: String },
 }
 
 pub fn check(
@@ -36,11 +34,6 @@ pub fn check(
     sources: &ModuleSources,
 ) -> Result<(), PlanError> {
     for suite in suites {
-        if suite.guest == GuestMode::Passthrough {
-            return Err(PlanError::Passthrough {
-                suite: suite.name.clone(),
-            });
-        }
         for module in suite.modules() {
             let name = canonical(module);
             if sources.files.contains_key(&name) || kernel.loadable.contains(&name) {

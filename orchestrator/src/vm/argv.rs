@@ -54,9 +54,34 @@ pub struct QemuConfig {
     pub qmp_socket: PathBuf,
     /// Host port forwarded (127.0.0.1 only) to the guest's sshd.
     pub ssh_port: u16,
-    /// A PCI device (`0000:03:00.0`) to pass through with vfio-pci.
-    pub vfio: Option<String>,
+    /// A GPU to pass through with vfio-pci.
+    pub vfio: Option<Vfio>,
 }
+
+/// A host GPU in the guest, as QEMU's docs/igd-assign.txt describes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Vfio {
+    /// A discrete card (`0000:03:00.0`): plain vfio-pci, behind its own
+    /// PCIe root port on q35.
+    Discrete { host: String },
+    /// Integrated graphics: at guest 00:02.0 on the root bus with the
+    /// host's OpRegion (its VBT says which outputs exist).
+    Igd { host: String, mode: IgdMode },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IgdMode {
+    /// Any machine: no VGA ranges, no VBIOS; i915 in the guest needs only
+    /// the OpRegion (`x-igd-opregion=on`).
+    Universal,
+    /// QEMU enables it on i440fx with the IGD at 00:02.0 and a ROM: it also
+    /// maps the VGA ranges and copies the LPC bridge IDs, for a guest VBIOS.
+    /// The IGD must be the host's primary display in the firmware setup.
+    Legacy,
+}
+
+/// The root port a discrete card sits behind; its chassis/slot stay clear of others'.
+const GPU_PORT: &str = "pcie-root-port,id=gpu-port,bus=pcie.0,chassis=10,slot=10";
 
 /// sun_path is 108 bytes including the terminating NUL.
 pub const SUN_PATH_MAX: usize = 107;
@@ -104,7 +129,16 @@ pub fn socket_path_fits(path: &Path) -> bool {
 pub fn argv(config: &QemuConfig) -> Vec<OsString> {
     let mut args: Vec<OsString> = Vec::new();
     let mut push = |parts: &[&str]| args.extend(parts.iter().map(OsString::from));
-    let machine = match config.machine {
+    // Legacy IGD mode exists only on i440fx.
+    let legacy = matches!(
+        &config.vfio,
+        Some(Vfio::Igd {
+            mode: IgdMode::Legacy,
+            ..
+        })
+    );
+    let chipset = if legacy { Chipset::Pc } else { config.machine };
+    let machine = match chipset {
         Chipset::Q35 => "q35",
         Chipset::Pc => "pc",
     };
@@ -120,15 +154,18 @@ pub fn argv(config: &QemuConfig) -> Vec<OsString> {
     push(&["-no-reboot"]);
     push(&["-chardev", "stdio,id=console,signal=off"]);
     push(&["-serial", "chardev:console"]);
+    // Before the NIC: on i440fx the NIC would take the free slot 2 that the IGD needs.
+    if let Some(vfio) = &config.vfio {
+        for device in vfio_devices(vfio, chipset) {
+            push(&["-device", &device]);
+        }
+    }
     push(&[
         "-netdev",
         &format!("user,id=net0,hostfwd=tcp:127.0.0.1:{}-:22", config.ssh_port),
         "-device",
         "virtio-net-pci,netdev=net0",
     ]);
-    if let Some(bdf) = &config.vfio {
-        push(&["-device", &format!("vfio-pci,host={bdf}")]);
-    }
     push(&["-append", &config.kernel_cmdline()]);
 
     let mut qmp = OsString::from("unix:");
@@ -145,6 +182,25 @@ pub fn argv(config: &QemuConfig) -> Vec<OsString> {
         qmp,
     ]);
     full
+}
+
+/// The `-device` values for a passed-through GPU on `chipset`.
+fn vfio_devices(vfio: &Vfio, chipset: Chipset) -> Vec<String> {
+    let root_bus = match chipset {
+        Chipset::Q35 => "pcie.0",
+        Chipset::Pc => "pci.0",
+    };
+    match vfio {
+        Vfio::Discrete { host } if chipset == Chipset::Q35 => vec![
+            GPU_PORT.to_string(),
+            format!("vfio-pci,host={host},id=gpu,bus=gpu-port"),
+        ],
+        Vfio::Discrete { host } => vec![format!("vfio-pci,host={host},id=gpu")],
+        // The same options for both modes; on i440fx with a ROM QEMU turns legacy on itself.
+        Vfio::Igd { host, .. } => vec![format!(
+            "vfio-pci,host={host},id=gpu,bus={root_bus},addr=02.0,x-igd-opregion=on"
+        )],
+    }
 }
 
 #[cfg(test)]
@@ -181,10 +237,46 @@ mod tests {
             memory_mib: 4096,
             cpus: 4,
             cmdline: vec!["slub_debug=U".into(), "kmemleak=on".into()],
-            vfio: Some("0000:03:00.0".into()),
+            vfio: Some(Vfio::Discrete {
+                host: "0000:03:00.0".into(),
+            }),
             ..config()
         };
         insta::assert_snapshot!(render(&config));
+    }
+
+    fn gpu_argv(vfio: Vfio) -> String {
+        let config = QemuConfig {
+            accel: Accel::Kvm,
+            vfio: Some(vfio),
+            ..config()
+        };
+        render(&config)
+    }
+
+    #[test]
+    fn igd_universal_at_02_0_on_the_q35_root_bus_with_opregion() {
+        insta::assert_snapshot!(gpu_argv(Vfio::Igd {
+            host: "0000:00:02.0".into(),
+            mode: IgdMode::Universal,
+        }));
+    }
+
+    #[test]
+    fn igd_legacy_turns_the_machine_into_i440fx() {
+        let text = gpu_argv(Vfio::Igd {
+            host: "0000:00:02.0".into(),
+            mode: IgdMode::Legacy,
+        });
+        assert!(text.contains("pc,accel=kvm"), "{text}");
+        insta::assert_snapshot!(text);
+    }
+
+    #[test]
+    fn discrete_gpu_behind_its_own_root_port_on_q35() {
+        insta::assert_snapshot!(gpu_argv(Vfio::Discrete {
+            host: "0000:03:00.0".into(),
+        }));
     }
 
     #[test]

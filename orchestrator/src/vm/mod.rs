@@ -15,7 +15,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 pub use accel::{resolve_accel, AccelChoice};
-pub use argv::{argv, Accel, Chipset, QemuConfig};
+pub use argv::{argv, Accel, Chipset, IgdMode, QemuConfig, Vfio};
 pub use console::Console;
 pub use qmp::{Qmp, QmpError, QmpEvent};
 
