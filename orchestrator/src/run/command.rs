@@ -54,6 +54,11 @@ fn rendered(params: &Params) -> Vec<(String, String)> {
         .collect()
 }
 
+/// `modprobe`/`insmod` of a module with its parameters (the sweep's loads).
+pub fn load_command(module: &str, params: &Params, sources: &ModuleSources) -> String {
+    sources.load(module, &rendered(params))
+}
+
 /// The command for a step. Unloads also check that the module is gone from
 /// /proc/modules, since `modprobe -r` of a module that is in use or has no
 /// exit function can exit 0 on some kmod versions and leave it loaded.
@@ -83,6 +88,9 @@ pub fn for_action(action: &Action, sources: &ModuleSources) -> String {
             all.extend(rendered(params));
             sources.load(module, &all)
         }
+        // A sweep's own command prepares fault injection; its loads are
+        // planned point by point (`super::sweep`).
+        Action::Sweep { .. } => super::sweep::SETUP.to_string(),
     }
 }
 
