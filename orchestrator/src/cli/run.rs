@@ -70,6 +70,7 @@ fn ci_run_args(config: kcycle::config::CiConfig, args: &CiArgs, kernel: PathBuf)
         keep_tainted_guest: false,
         known_issues: Vec::new(),
         bisect: Default::default(),
+        inline_suites: Vec::new(),
     }
 }
 
@@ -87,6 +88,7 @@ pub(super) fn run_suites(args: &RunArgs, progress: ProgressMode) -> Result<ExitS
         .map(|path| Suite::load(path))
         .collect::<Result<Vec<_>, _>>()
         .bad_input()?;
+    suites.extend(args.inline_suites.iter().cloned());
     super::baseline::add_known_issue_files(&mut suites, &args.known_issues)?;
     let shard = args
         .shard
