@@ -129,7 +129,7 @@ static void dwork_fn(struct work_struct *work)
 
 /* Each init returns 0 or -errno; each exit undoes exactly its init. */
 
-static int slab_init(void)
+static int kl_slab_init(void)
 {
 	cache = kmem_cache_create(NAME "_obj", 192, 0, 0, NULL);
 	if (!cache)
@@ -142,13 +142,13 @@ static int slab_init(void)
 	return 0;
 }
 
-static void slab_exit(void)
+static void kl_slab_exit(void)
 {
 	kmem_cache_free(cache, cache_obj);
 	kmem_cache_destroy(cache);
 }
 
-static int debugfs_init(void)
+static int kl_debugfs_init(void)
 {
 	debugfs_dir = debugfs_create_dir(NAME, NULL);
 	if (IS_ERR(debugfs_dir))
@@ -157,12 +157,12 @@ static int debugfs_init(void)
 	return 0;
 }
 
-static void debugfs_exit(void)
+static void kl_debugfs_exit(void)
 {
 	debugfs_remove_recursive(debugfs_dir);
 }
 
-static int class_init(void)
+static int kl_class_init(void)
 {
 	class = class_create(NAME);
 	if (IS_ERR(class))
@@ -175,24 +175,24 @@ static int class_init(void)
 	return 0;
 }
 
-static void class_exit(void)
+static void kl_class_exit(void)
 {
 	device_unregister(class_dev);
 	class_destroy(class);
 }
 
-static int kobject_init_step(void)
+static int kl_kobject_init(void)
 {
 	kobj = kobject_create_and_add(NAME, kernel_kobj);
 	return kobj ? 0 : -ENOMEM;
 }
 
-static void kobject_exit(void)
+static void kl_kobject_exit(void)
 {
 	kobject_put(kobj);
 }
 
-static int platform_init(void)
+static int kl_platform_init(void)
 {
 	int err = platform_driver_register(&pdrv);
 
@@ -206,13 +206,13 @@ static int platform_init(void)
 	return 0;
 }
 
-static void platform_exit(void)
+static void kl_platform_exit(void)
 {
 	platform_device_unregister(pdev);
 	platform_driver_unregister(&pdrv);
 }
 
-static int proc_init(void)
+static int kl_proc_init(void)
 {
 	proc_dir = proc_mkdir(NAME, NULL);
 	if (!proc_dir)
@@ -224,12 +224,12 @@ static int proc_init(void)
 	return 0;
 }
 
-static void proc_exit(void)
+static void kl_proc_exit(void)
 {
 	proc_remove(proc_dir);
 }
 
-static int sysctl_init(void)
+static int kl_sysctl_init(void)
 {
 	sysctl_table = kzalloc(sizeof(*sysctl_table), GFP_KERNEL);
 	if (!sysctl_table)
@@ -252,7 +252,7 @@ free:
 	return sysctl_hdr ? 0 : -EEXIST;
 }
 
-static void sysctl_exit(void)
+static void kl_sysctl_exit(void)
 {
 	unregister_sysctl_table(sysctl_hdr);
 	kfree(sysctl_table->data);
@@ -260,17 +260,17 @@ static void sysctl_exit(void)
 	kfree(sysctl_table);
 }
 
-static int chrdev_init(void)
+static int kl_chrdev_init(void)
 {
 	return alloc_chrdev_region(&chrdev, 0, 1, NAME);
 }
 
-static void chrdev_exit(void)
+static void kl_chrdev_exit(void)
 {
 	unregister_chrdev_region(chrdev, 1);
 }
 
-static int misc_init(void)
+static int kl_misc_init(void)
 {
 	int err;
 
@@ -288,36 +288,36 @@ static int misc_init(void)
 	return err;
 }
 
-static void misc_exit(void)
+static void kl_misc_exit(void)
 {
 	misc_deregister(misc);
 	kfree(misc->name);
 	kfree(misc);
 }
 
-static int kthread_init_step(void)
+static int kl_kthread_init(void)
 {
 	thread = kthread_run(thread_fn, NULL, NAME);
 	return PTR_ERR_OR_ZERO(thread);
 }
 
-static void kthread_exit(void)
+static void kl_kthread_exit(void)
 {
 	kthread_stop(thread);
 }
 
-static int workqueue_init(void)
+static int kl_workqueue_init(void)
 {
 	wq = alloc_workqueue(NAME, WQ_MEM_RECLAIM | WQ_SYSFS, 0);
 	return wq ? 0 : -ENOMEM;
 }
 
-static void workqueue_exit(void)
+static void kl_workqueue_exit(void)
 {
 	destroy_workqueue(wq);
 }
 
-static int timer_init_step(void)
+static int kl_timer_init(void)
 {
 	timer_setup(&timer, timer_fn, 0);
 	mod_timer(&timer, jiffies + msecs_to_jiffies(200));
@@ -325,13 +325,13 @@ static int timer_init_step(void)
 	return 0;
 }
 
-static void timer_exit(void)
+static void kl_timer_exit(void)
 {
 	timer_shutdown_sync(&timer);
 	timer_live = false;
 }
 
-static int work_init(void)
+static int kl_work_init(void)
 {
 	INIT_DELAYED_WORK(&dwork, dwork_fn);
 	schedule_delayed_work(&dwork, msecs_to_jiffies(200));
@@ -339,13 +339,13 @@ static int work_init(void)
 	return 0;
 }
 
-static void work_exit(void)
+static void kl_work_exit(void)
 {
 	cancel_delayed_work_sync(&dwork);
 	dwork_live = false;
 }
 
-static int kmalloc_init(void)
+static int kl_kmalloc_init(void)
 {
 	int i;
 
@@ -359,7 +359,7 @@ static int kmalloc_init(void)
 	return 0;
 }
 
-static void kmalloc_exit(void)
+static void kl_kmalloc_exit(void)
 {
 	kfree(buffer);
 }
@@ -371,20 +371,20 @@ struct step {
 };
 
 static const struct step steps[] = {
-	{ "slab", slab_init, slab_exit },
-	{ "debugfs", debugfs_init, debugfs_exit },
-	{ "class", class_init, class_exit },
-	{ "kobject", kobject_init_step, kobject_exit },
-	{ "platform", platform_init, platform_exit },
-	{ "proc", proc_init, proc_exit },
-	{ "sysctl", sysctl_init, sysctl_exit },
-	{ "chrdev", chrdev_init, chrdev_exit },
-	{ "misc", misc_init, misc_exit },
-	{ "kthread", kthread_init_step, kthread_exit },
-	{ "workqueue", workqueue_init, workqueue_exit },
-	{ "timer", timer_init_step, timer_exit },
-	{ "work", work_init, work_exit },
-	{ "kmalloc", kmalloc_init, kmalloc_exit },
+	{ "slab", kl_slab_init, kl_slab_exit },
+	{ "debugfs", kl_debugfs_init, kl_debugfs_exit },
+	{ "class", kl_class_init, kl_class_exit },
+	{ "kobject", kl_kobject_init, kl_kobject_exit },
+	{ "platform", kl_platform_init, kl_platform_exit },
+	{ "proc", kl_proc_init, kl_proc_exit },
+	{ "sysctl", kl_sysctl_init, kl_sysctl_exit },
+	{ "chrdev", kl_chrdev_init, kl_chrdev_exit },
+	{ "misc", kl_misc_init, kl_misc_exit },
+	{ "kthread", kl_kthread_init, kl_kthread_exit },
+	{ "workqueue", kl_workqueue_init, kl_workqueue_exit },
+	{ "timer", kl_timer_init, kl_timer_exit },
+	{ "work", kl_work_init, kl_work_exit },
+	{ "kmalloc", kl_kmalloc_init, kl_kmalloc_exit },
 };
 
 static int init_progress;

@@ -80,10 +80,25 @@ pub struct Ledger {
 impl Ledger {
     /// Remember where a freshly loaded module lies (from the snapshot after
     /// its load) and where its sections are.
-    pub fn loaded(&mut self, module: &str, after: &Snapshot, sections: BTreeMap<String, u64>) {
+    /// A reload replaces the image: the old one is gone as of `cycle`.
+    pub fn loaded(
+        &mut self,
+        module: &str,
+        after: &Snapshot,
+        sections: BTreeMap<String, u64>,
+        cycle: u32,
+    ) {
         if let Some(range) = after.module_ranges.iter().find(|r| r.module == module) {
-            self.images
+            let old = self
+                .images
                 .insert(module.to_string(), (range.clone(), sections));
+            if let Some((old, sections)) = old.filter(|(old, _)| old != range) {
+                self.gone.push(Gone {
+                    range: old,
+                    sections,
+                    cycle,
+                });
+            }
         }
     }
 
@@ -428,7 +443,7 @@ mod tests {
         let mut ledger = Ledger::default();
         let sections =
             parse_sections("/sys/module/kcycle_leaks/sections/.text 0xffffffffc0201000\n");
-        ledger.loaded("kcycle_leaks", &loaded, sections);
+        ledger.loaded("kcycle_leaks", &loaded, sections, 3);
         assert!(ledger
             .unloaded("kcycle_leaks", &after, &after, "unload", 3)
             .is_empty());
