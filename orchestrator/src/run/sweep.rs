@@ -23,10 +23,23 @@ use crate::sys::shell::quote;
 use super::command::{self, ModuleSources};
 use super::verdict;
 
-/// Prepares fault injection once per sweep: fail sleeping allocations as
-/// well (`ignore-gfp-wait`), order-0 pages too (`min-order`), and print the
-/// failing call's stack every time (`verbose=2`, no rate limit).
-pub const SETUP: &str = "D=/sys/kernel/debug; \
+/// Prepares fault injection once per sweep (and after a restart): fail
+/// sleeping allocations as well (`ignore-gfp-wait`), order-0 pages too
+/// (`min-order`), print the failing call's stack every time (`verbose=2`,
+/// no rate limit); and load the module's dependencies, so the sweep's
+/// `insmod` faults only in the module's own load.
+pub fn setup(module: &str, sources: &ModuleSources) -> String {
+    let deps = match sources.file(module) {
+        Some(_) => String::new(),
+        None => format!(
+            "; for F in $(modprobe -D {} | sed -n 's/^insmod //p' | sed '$d'); do insmod $F 2>/dev/null; done; true",
+            quote(module)
+        ),
+    };
+    format!("{FAULT_SETUP}{deps}")
+}
+
+const FAULT_SETUP: &str = "D=/sys/kernel/debug; \
 [ -d $D/failslab ] || mount -t debugfs none $D 2>/dev/null; \
 for F in failslab fail_page_alloc; do \
 [ -d $D/$F ] || { echo \"kcycle: $D/$F is missing: the kernel needs CONFIG_FAULT_INJECTION_DEBUG_FS, CONFIG_FAILSLAB, CONFIG_FAIL_PAGE_ALLOC\" >&2; exit 1; }; \
@@ -71,12 +84,20 @@ pub fn point(
     match method {
         SweepMethod::FailNth => {
             let n = index.checked_add(1).filter(|n| *n <= limit)?;
-            let load = command::load_command(module, params, sources);
+            // insmod, not modprobe: fewer faultable calls before the module's
+            // own load (modprobe maps its libraries and reads its indexes).
+            let path = match sources.file(module) {
+                Some(file) => format!("P={}", quote(file)),
+                None => format!("P=$(modinfo -n {})", quote(module)),
+            };
+            let load = command::insmod_from("P", params);
             Some(Point {
                 name: format!("fail-nth-{n}"),
                 inject: format!(
                     "sh -c {}",
-                    quote(&format!("echo {n} > /proc/self/fail-nth && exec {load}"))
+                    quote(&format!(
+                        "{path} && echo {n} > /proc/self/fail-nth && exec {load}"
+                    ))
                 ),
             })
         }
@@ -367,8 +388,27 @@ Call Trace:
         assert_eq!(p.name, "fail-nth-2");
         assert_eq!(
             p.inject,
-            "sh -c 'echo 2 > /proc/self/fail-nth && exec modprobe '\\''kcycle_leaks'\\'' '\\''leak=x'\\'''"
+            r#"sh -c 'P=$(modinfo -n '\''kcycle_leaks'\'') && echo 2 > /proc/self/fail-nth && exec insmod "$P" '\''leak=x'\'''"#
         );
+        let mut files = ModuleSources::default();
+        files
+            .files
+            .insert("my_drv".into(), "/tmp/kcycle-modules/my_drv.ko".into());
+        let p = point(
+            &SweepMethod::FailNth,
+            9,
+            "my-drv",
+            &Params::new(),
+            &files,
+            0,
+        )
+        .unwrap();
+        assert_eq!(
+            p.inject,
+            r#"sh -c 'P='\''/tmp/kcycle-modules/my_drv.ko'\'' && echo 1 > /proc/self/fail-nth && exec insmod "$P"'"#
+        );
+        assert!(setup("kcycle_leaks", &sources).contains("modprobe -D 'kcycle_leaks'"));
+        assert!(!setup("my_drv", &files).contains("modprobe -D"));
         assert_eq!(
             point(&SweepMethod::FailNth, 2, "m", &params, &sources, 2),
             None

@@ -168,10 +168,10 @@ impl Machine for FakeKernel {
                 stderr: String::new(),
             });
         }
-        if command.starts_with("sh -c 'echo ") && command.contains("fail-nth") {
+        if command.starts_with("sh -c ") && command.contains("/proc/self/fail-nth") {
             return Ok(self.load_failing(command));
         }
-        if command.starts_with(super::sweep::SETUP) {
+        if command.starts_with("D=/sys/kernel/debug;") {
             return Ok(Output::default());
         }
         if command.starts_with("modprobe -r") {
