@@ -693,56 +693,9 @@ impl Recorder<'_> {
             }
             let first = self.findings.len();
             let leftovers = self.ledger.leftovers.len();
-            let step_at = |what: &str, loads: bool, shell: String, expect: Option<bool>| Planned {
-                label: format!("sweep {}: {what} {module}", point.name),
-                description: format!("{what} {module}"),
-                module: command::canonical(module),
-                loads,
-                shell,
-                timeout: step.timeout,
-                expect_failure: expect,
-                selftest: None,
-            };
-            let unload = command::for_action(
-                &Action::Unload {
-                    module: module.clone(),
-                },
-                sources,
-            );
-            let clean = command::load_command(module, params, sources);
-            // fail-nth may hit a call whose failure init survives: either outcome is fine.
-            let expect = matches!(method, SweepMethod::Param { .. }).then_some(true);
-            let planned = step_at(
-                "inject into the load of",
-                true,
-                point.inject.clone(),
-                expect,
-            );
-            let (loaded, mut log) = self.run_planned(machine, emit, planned, cycle)?;
+            let (loaded, log, proved) = self.run_point(machine, emit, step, &point, cycle)?;
             let injection = sweep::injection(&log, module);
-            if loaded {
-                let (_, more) = self.run_planned(
-                    machine,
-                    emit,
-                    step_at("unload", false, unload.clone(), Some(false)),
-                    cycle,
-                )?;
-                log.push_str(&more);
-            }
-            let proof = self.findings.len();
-            for (what, loads, shell) in [("clean load", true, clean), ("unload", false, unload)] {
-                let (_, more) = self.run_planned(
-                    machine,
-                    emit,
-                    step_at(what, loads, shell, Some(false)),
-                    cycle,
-                )?;
-                log.push_str(&more);
-            }
-            let unusable = self.ledger.leftovers.len() > leftovers
-                || self.findings[proof..]
-                    .iter()
-                    .any(|f| f.kind == kind::STEP_FAILED);
+            let unusable = self.ledger.leftovers.len() > leftovers || !proved;
             let done = progress.after(method, loaded, injection.is_some());
             self.record_point(&point, injection.as_ref(), loaded, first, log, cycle);
             if unusable {
@@ -753,6 +706,74 @@ impl Recorder<'_> {
             }
         }
         Ok(())
+    }
+
+    /// One point's loads: the failing one, an unload if it loaded anyway,
+    /// then the clean load and unload. Returns whether the failing one
+    /// loaded, the point's kernel log, and whether the clean pair worked.
+    fn run_point(
+        &mut self,
+        machine: &mut dyn Machine,
+        emit: &mut dyn FnMut(Event),
+        step: &crate::suite::Step,
+        point: &sweep::Point,
+        cycle: u32,
+    ) -> Result<(bool, String, bool), MachineError> {
+        let Action::Sweep {
+            module,
+            method,
+            params,
+            ..
+        } = &step.action
+        else {
+            return Ok((false, String::new(), true));
+        };
+        let sources = self.ctx.sources;
+        let step_at = |what: &str, loads: bool, shell: String, expect: Option<bool>| Planned {
+            label: format!("sweep {}: {what} {module}", point.name),
+            description: format!("{what} {module}"),
+            module: command::canonical(module),
+            loads,
+            shell,
+            timeout: step.timeout,
+            expect_failure: expect,
+            selftest: None,
+        };
+        let unload = command::for_action(
+            &Action::Unload {
+                module: module.clone(),
+            },
+            sources,
+        );
+        // fail-nth may hit a call whose failure init survives: either outcome is fine.
+        let expect = matches!(method, SweepMethod::Param { .. }).then_some(true);
+        let inject = step_at(
+            "inject into the load of",
+            true,
+            point.inject.clone(),
+            expect,
+        );
+        let (loaded, mut log) = self.run_planned(machine, emit, inject, cycle)?;
+        let mut then = Vec::new();
+        if loaded {
+            then.push(("unload", false, unload.clone()));
+        }
+        let proof = self.findings.len();
+        then.push((
+            "clean load",
+            true,
+            command::load_command(module, params, sources),
+        ));
+        then.push(("unload", false, unload));
+        for (what, loads, shell) in then {
+            let planned = step_at(what, loads, shell, Some(false));
+            let (_, more) = self.run_planned(machine, emit, planned, cycle)?;
+            log.push_str(&more);
+        }
+        let proved = !self.findings[proof..]
+            .iter()
+            .any(|f| f.kind == kind::STEP_FAILED);
+        Ok((loaded, log, proved))
     }
 
     /// One sweep point's subtest, from the findings it added (the fault's
