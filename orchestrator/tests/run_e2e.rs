@@ -160,7 +160,9 @@ fn rust_table_passes_with_every_control_flagged_for_its_reason() {
         .iter()
         .find(|f| f.kind == "leaked-slab-cache")
         .expect("leaked caches named");
-    assert!(leak.title.contains("rust_i915_vma"), "{}", leak.title);
+    // The title names the first few; the report lists every cache.
+    assert!(leak.title.contains("rust_i915_"), "{}", leak.title);
+    assert!(leak.report.contains("rust_i915_vma"), "{}", leak.report);
     assert_eq!(
         leak.attribution.as_deref(),
         Some("left behind by unload in cycle 1")
