@@ -261,7 +261,9 @@ fn inject_faults(step: &'static str) -> Result {
         }
     }
     if is(&HANG_AT) {
-        pr_info!(
+        // A warning, so it reaches the serial console (runner guests boot
+        // with loglevel=5): the evidence of a hang must survive the guest.
+        pr_warn!(
             "{}: hang_at: waiting for a signal to the loading process\n",
             step
         );

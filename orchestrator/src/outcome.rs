@@ -66,6 +66,23 @@ pub struct CycleSample {
 }
 
 impl TestResult {
+    /// A result with nothing recorded yet but its name, suite and status.
+    pub fn new(name: impl Into<String>, suite: impl Into<String>, status: Status) -> TestResult {
+        TestResult {
+            name: name.into(),
+            suite: suite.into(),
+            status,
+            start: 0.0,
+            duration: Duration::ZERO,
+            findings: Vec::new(),
+            out: String::new(),
+            err: String::new(),
+            dmesg: String::new(),
+            flaky_attempts: Vec::new(),
+            cycles: Vec::new(),
+        }
+    }
+
     /// Whether this result should fail the run: a failing status with at
     /// least one finding that is not a known issue (or no finding to explain it).
     pub fn fails_run(&self) -> bool {
@@ -123,17 +140,9 @@ mod tests {
 
     pub(crate) fn result(name: &str, status: Status, findings: Vec<Finding>) -> TestResult {
         TestResult {
-            name: name.into(),
-            suite: "s".into(),
-            status,
-            start: 0.0,
             duration: Duration::from_millis(1500),
             findings,
-            out: String::new(),
-            err: String::new(),
-            dmesg: String::new(),
-            flaky_attempts: vec![],
-            cycles: Vec::new(),
+            ..TestResult::new(name, "s", status)
         }
     }
 

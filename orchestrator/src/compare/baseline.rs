@@ -161,14 +161,6 @@ mod tests {
 
     fn result(test: &str, titles: &[&str]) -> TestResult {
         TestResult {
-            name: format!("kcycle@s@{test}"),
-            suite: "s".into(),
-            status: if titles.is_empty() {
-                Status::Pass
-            } else {
-                Status::DmesgWarn
-            },
-            start: 0.0,
             duration: Duration::from_secs(1),
             findings: titles
                 .iter()
@@ -181,11 +173,15 @@ mod tests {
                     known_issue: None,
                 })
                 .collect(),
-            out: String::new(),
-            err: String::new(),
-            dmesg: String::new(),
-            flaky_attempts: vec![],
-            cycles: Vec::new(),
+            ..TestResult::new(
+                format!("kcycle@s@{test}"),
+                "s",
+                if titles.is_empty() {
+                    Status::Pass
+                } else {
+                    Status::DmesgWarn
+                },
+            )
         }
     }
 

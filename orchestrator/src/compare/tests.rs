@@ -51,17 +51,9 @@ fn leak() -> Finding {
 
 fn result(suite: &str, test: &str, status: Status, findings: Vec<Finding>) -> TestResult {
     TestResult {
-        name: format!("kcycle@{suite}@{test}"),
-        suite: suite.into(),
-        status,
-        start: 0.0,
         duration: Duration::from_secs(2),
         findings,
-        out: String::new(),
-        err: String::new(),
-        dmesg: String::new(),
-        flaky_attempts: vec![],
-        cycles: Vec::new(),
+        ..TestResult::new(format!("kcycle@{suite}@{test}"), suite, status)
     }
 }
 

@@ -134,21 +134,15 @@ impl Ledger {
             self.removed(module, cycle);
         }
         let mut findings = Vec::new();
-        let slabs: Vec<String> = after
-            .slab
-            .appeared_since(&before.slab)
+        let caches = after.slab.appeared_since(&before.slab);
+        let slabs: Vec<String> = caches
             .iter()
             .map(|c| match c.active_objects {
                 Some(n) => format!("{} ({n} objects)", c.name),
                 None => c.name.clone(),
             })
             .collect();
-        let names: Vec<String> = after
-            .slab
-            .appeared_since(&before.slab)
-            .iter()
-            .map(|c| c.name.clone())
-            .collect();
+        let names: Vec<String> = caches.iter().map(|c| c.name.clone()).collect();
         if !names.is_empty() {
             findings.push(self.leak_finding(
                 kind::LEAKED_SLAB_CACHE,

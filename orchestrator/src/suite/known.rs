@@ -309,10 +309,6 @@ mod tests {
 
     fn result(name: &str, status: Status, titles: &[&str]) -> TestResult {
         TestResult {
-            name: name.into(),
-            suite: "s".into(),
-            status,
-            start: 0.0,
             duration: Duration::ZERO,
             findings: titles
                 .iter()
@@ -325,11 +321,7 @@ mod tests {
                     known_issue: None,
                 })
                 .collect(),
-            out: String::new(),
-            err: String::new(),
-            dmesg: String::new(),
-            flaky_attempts: vec![],
-            cycles: Vec::new(),
+            ..TestResult::new(name, "s", status)
         }
     }
 
