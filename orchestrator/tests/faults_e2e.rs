@@ -137,7 +137,9 @@ steps = [{ load = "rust_i915_table" }, { unload = "rust_i915_table" }]
             ("kcycle@faults@after".to_string(), Status::Pass),
         ]
     );
-    let panic = &results[0].findings[0];
+    // The fault itself first, then the console's report of it.
+    assert_eq!(results[0].findings[0].kind, "crash");
+    let panic = &results[0].findings[1];
     assert_eq!(panic.kind, "panic");
     assert_eq!(
         panic.title,
