@@ -7,10 +7,8 @@
 mod support;
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use kcycle::outcome::TestResult;
-use kcycle::report::igt_json;
 use kcycle::status::Status;
 
 fn suites_dir() -> PathBuf {
@@ -18,26 +16,8 @@ fn suites_dir() -> PathBuf {
 }
 
 fn run(tmp: &Path, suite: &Path) -> Option<(i32, String, Vec<TestResult>)> {
-    let kernel = support::kernel()?;
-    let results = tmp.join("results");
-    let output = support::kcycle(tmp, &kernel)
-        .arg("--progress=never")
-        .arg("run")
-        .arg(suite)
-        .arg("--results")
-        .arg(&results)
-        .timeout(Duration::from_secs(1500))
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
-    let json = std::fs::read_to_string(results.join("results.json"))
-        .unwrap_or_else(|e| panic!("no results.json ({e}); stderr:\n{stderr}"));
-    let (_, parsed) = igt_json::parse(&json).unwrap();
-    assert!(
-        support::qemus_mentioning(&tmp.to_string_lossy()).is_empty(),
-        "a QEMU outlived kcycle run"
-    );
-    Some((output.status.code().unwrap_or(-1), stderr, parsed))
+    let (code, stderr, results, _) = support::run_suites(tmp, &[suite.to_str()?])?;
+    Some((code, stderr, results))
 }
 
 fn result<'a>(results: &'a [TestResult], name: &str) -> &'a TestResult {

@@ -5,49 +5,16 @@
 mod support;
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use kcycle::outcome::TestResult;
-use kcycle::report::igt_json;
 use kcycle::status::Status;
 
 fn suites_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../suites")
 }
 
-/// Run `kcycle run` on `suites` into a fresh results dir; returns exit code,
-/// stderr and the results read back from results.json (after checking that
-/// junit.xml parses and summary.md exists).
 fn run(tmp: &Path, args: &[&str]) -> Option<(i32, String, Vec<TestResult>, PathBuf)> {
-    let kernel = support::kernel()?;
-    let results = tmp.join("results");
-    let output = support::kcycle(tmp, &kernel)
-        .arg("--progress=never")
-        .arg("run")
-        .args(args)
-        .arg("--results")
-        .arg(&results)
-        .timeout(Duration::from_secs(1500))
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
-    let code = output.status.code().unwrap_or(-1);
-    let json = std::fs::read_to_string(results.join("results.json"))
-        .unwrap_or_else(|e| panic!("no results.json ({e}); stderr:\n{stderr}"));
-    let (_, parsed) = igt_json::parse(&json).unwrap();
-    let xml = std::fs::read_to_string(results.join("junit.xml")).unwrap();
-    quick_junit_parses(&xml);
-    assert!(results.join("summary.md").is_file());
-    assert!(
-        support::qemus_mentioning(&tmp.to_string_lossy()).is_empty(),
-        "a QEMU outlived kcycle run"
-    );
-    Some((code, stderr, parsed, results))
-}
-
-fn quick_junit_parses(xml: &str) {
-    let report = quick_junit::Report::deserialize_from_str(xml).expect("junit.xml parses");
-    assert!(!report.test_suites.is_empty());
+    support::run_suites(tmp, args)
 }
 
 fn result<'a>(results: &'a [TestResult], name: &str) -> &'a TestResult {

@@ -7,11 +7,12 @@
 
 #![allow(dead_code)] // each test binary uses its own part
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use assert_cmd::Command;
 use kcycle::kernel::Artifacts;
+use kcycle::outcome::TestResult;
 
 pub fn kernel() -> Option<Artifacts> {
     let Some(dir) = std::env::var_os("KCYCLE_KERNEL") else {
@@ -57,4 +58,39 @@ pub fn kcycle(tmp: &Path, kernel: &Artifacts) -> Command {
         .env("KCYCLE_KERNEL", &kernel.dir)
         .timeout(Duration::from_secs(600));
     command
+}
+
+/// Run `kcycle run` on `suites` into a fresh results dir; returns exit code,
+/// stderr and the results read back from results.json (after checking that
+/// junit.xml parses and summary.md exists).
+pub fn run_suites(tmp: &Path, args: &[&str]) -> Option<(i32, String, Vec<TestResult>, PathBuf)> {
+    let kernel = kernel()?;
+    let results = tmp.join("results");
+    let output = kcycle(tmp, &kernel)
+        .arg("--progress=never")
+        .arg("run")
+        .args(args)
+        .arg("--results")
+        .arg(&results)
+        .timeout(Duration::from_secs(1500))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    let code = output.status.code().unwrap_or(-1);
+    let json = std::fs::read_to_string(results.join("results.json"))
+        .unwrap_or_else(|e| panic!("no results.json ({e}); stderr:\n{stderr}"));
+    let (_, parsed) = kcycle::report::igt_json::parse(&json).unwrap();
+    let xml = std::fs::read_to_string(results.join("junit.xml")).unwrap();
+    quick_junit_parses(&xml);
+    assert!(results.join("summary.md").is_file());
+    assert!(
+        qemus_mentioning(&tmp.to_string_lossy()).is_empty(),
+        "a QEMU outlived kcycle run"
+    );
+    Some((code, stderr, parsed, results))
+}
+
+fn quick_junit_parses(xml: &str) {
+    let report = quick_junit::Report::deserialize_from_str(xml).expect("junit.xml parses");
+    assert!(!report.test_suites.is_empty());
 }
