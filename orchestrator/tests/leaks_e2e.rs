@@ -6,6 +6,8 @@
 
 mod support;
 
+use support::result;
+
 use std::path::{Path, PathBuf};
 
 use kcycle::outcome::TestResult;
@@ -18,13 +20,6 @@ fn suites_dir() -> PathBuf {
 fn run(tmp: &Path, suite: &Path) -> Option<(i32, String, Vec<TestResult>)> {
     let (code, stderr, results, _) = support::run_suites(tmp, &[suite.to_str()?])?;
     Some((code, stderr, results))
-}
-
-fn result<'a>(results: &'a [TestResult], name: &str) -> &'a TestResult {
-    results
-        .iter()
-        .find(|r| r.name == name)
-        .unwrap_or_else(|| panic!("no result {name}"))
 }
 
 fn finding<'a>(result: &'a TestResult, kind: &str) -> &'a kcycle::outcome::Finding {

@@ -4,6 +4,8 @@
 
 mod support;
 
+use support::result;
+
 use std::path::{Path, PathBuf};
 
 use kcycle::outcome::TestResult;
@@ -15,13 +17,6 @@ fn suites_dir() -> PathBuf {
 
 fn run(tmp: &Path, args: &[&str]) -> Option<(i32, String, Vec<TestResult>, PathBuf)> {
     support::run_suites(tmp, args)
-}
-
-fn result<'a>(results: &'a [TestResult], name: &str) -> &'a TestResult {
-    results
-        .iter()
-        .find(|r| r.name == name)
-        .unwrap_or_else(|| panic!("no result {name}"))
 }
 
 #[test]

@@ -94,3 +94,11 @@ fn quick_junit_parses(xml: &str) {
     let report = quick_junit::Report::deserialize_from_str(xml).expect("junit.xml parses");
     assert!(!report.test_suites.is_empty());
 }
+
+/// The result named `name`; a test without it fails here.
+pub fn result<'a>(results: &'a [TestResult], name: &str) -> &'a TestResult {
+    results
+        .iter()
+        .find(|r| r.name == name)
+        .unwrap_or_else(|| panic!("no result {name}"))
+}
