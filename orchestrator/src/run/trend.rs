@@ -70,7 +70,11 @@ fn finding(name: &str, values: &[f64], fit: &Fit, window: &[CycleSample]) -> Fin
             fit.r2,
             series.join("\n")
         ),
-        attribution: Some(format!("grew in every cycle from {first} to {last}")),
+        attribution: Some(format!(
+            "grew from cycle {first} to {last}, in {} of {} cycles",
+            values.windows(2).filter(|w| w[1] > w[0]).count(),
+            values.len().saturating_sub(1)
+        )),
         known_issue: None,
     }
 }
