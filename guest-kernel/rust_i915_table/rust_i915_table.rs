@@ -22,7 +22,7 @@ use core::cell::UnsafeCell;
 use core::mem::MaybeUninit;
 use core::ops::ControlFlow;
 use core::ptr;
-use core::sync::atomic::{AtomicBool, AtomicI32, AtomicPtr, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicI32, AtomicPtr, AtomicU32, Ordering};
 
 use kernel::bindings;
 use kernel::c_str;
@@ -216,6 +216,25 @@ module_param!(
     "Step whose init panics the kernel"
 );
 
+/// Also drive QEMU's `edu` device (1234:11e8), the stand-in for a GPU in emulated guests.
+static STANDIN: AtomicBool = AtomicBool::new(false);
+/// Stand-in teardown that remove skips: `irq`, `debugfs` or `regions`.
+static REMOVE_LEAK: AtomicPtr<c_char> = AtomicPtr::new(ptr::null_mut());
+/// Stand-in probe stage that fails with -ENOMEM: `enable`, `regions`, `iomap`, `irq`, `debugfs`.
+static PROBE_FAIL_AT: AtomicPtr<c_char> = AtomicPtr::new(ptr::null_mut());
+/// A failed stand-in probe forgets to unmap BAR0 and release the regions (the classic
+/// goto-ladder bug).
+static PROBE_UNWIND_LEAK: AtomicBool = AtomicBool::new(false);
+
+module_param!(standin, STANDIN, param_ops_bool, "bool", 0o444, 0,
+    "Also drive QEMU's edu device 1234:11e8 (added as a dynamic PCI ID): probe maps BAR0, checks the ident register, takes an MSI and waits for one interrupt, creates debugfs rust_i915_table/<device>; remove undoes it");
+module_param!(remove_leak, REMOVE_LEAK, param_ops_charp, "charp", 0o444, 0,
+    "Stand-in teardown that remove skips (irq, debugfs, regions)");
+module_param!(probe_fail_at, PROBE_FAIL_AT, param_ops_charp, "charp", 0o444, 0,
+    "Stand-in probe stage that fails with -ENOMEM after unwinding the earlier ones (enable, regions, iomap, irq, debugfs)");
+module_param!(probe_unwind_leak, PROBE_UNWIND_LEAK, param_ops_bool, "bool", 0o444, 0,
+    "A failed stand-in probe does not unmap BAR0 or release the regions");
+
 /// The step name a `charp` parameter holds, if it is set.
 fn step_param(param: &AtomicPtr<c_char>) -> Option<&'static CStr> {
     let name = param.load(Ordering::Relaxed);
@@ -237,6 +256,17 @@ fn check_step_param(param_name: &str, param: &AtomicPtr<c_char>) -> Result {
                 param_name,
                 name
             );
+            Err(code::EINVAL)
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Rejects a stand-in fault parameter that names nothing it knows.
+fn check_name_param(param_name: &str, param: &AtomicPtr<c_char>, names: &[&str]) -> Result {
+    match step_param(param) {
+        Some(name) if !names.iter().any(|n| n.as_bytes() == name.as_bytes()) => {
+            pr_err!("{}={}: unknown (one of: {:?})\n", param_name, name, names);
             Err(code::EINVAL)
         }
         _ => Ok(()),
@@ -361,6 +391,7 @@ fn globals_init(globals: &mut Globals) -> Result {
         }
         globals.caches[i] = cache;
     }
+    DEBUGFS_ROOT.store(globals.debugfs, Ordering::Release);
     pr_info!(
         "globals: created debugfs dir rust_i915_table and {} slab caches\n",
         CACHES.len()
@@ -377,6 +408,7 @@ fn globals_exit(globals: &mut Globals) {
             *cache = ptr::null_mut();
         }
     }
+    DEBUGFS_ROOT.store(ptr::null_mut(), Ordering::Release);
     // SAFETY: `debugfs` is null, an error pointer or the directory created in `globals_init`;
     // debugfs_remove() ignores the first two. Nulled right after, so removed once.
     unsafe { bindings::debugfs_remove(globals.debugfs) };
@@ -517,8 +549,13 @@ static PCI_DRIVER: KernelOwned<bindings::pci_driver> =
 /// Called by the PCI core only, with a live `pdev`.
 unsafe extern "C" fn pci_probe(
     pdev: *mut bindings::pci_dev,
-    _id: *const bindings::pci_device_id,
+    id: *const bindings::pci_device_id,
 ) -> c_int {
+    // SAFETY: the PCI core passes the matching entry of our table or of a dynamic ID.
+    if unsafe { (*id).driver_data } == STANDIN_ID_DATA {
+        // SAFETY: as this function's.
+        return unsafe { standin::probe(pdev) };
+    }
     // SAFETY: the PCI core passes a live device for the duration of the call; the format's
     // conversions match the arguments (two `%04x` u16, one `%06x` u32).
     unsafe {
@@ -539,6 +576,10 @@ unsafe extern "C" fn pci_probe(
 ///
 /// Called by the PCI core only, with a live `pdev`.
 unsafe extern "C" fn pci_remove(pdev: *mut bindings::pci_dev) {
+    // SAFETY: as this function's.
+    if unsafe { standin::remove(pdev) } {
+        return;
+    }
     // SAFETY: as in `pci_probe`.
     unsafe {
         bindings::_dev_info(
@@ -563,6 +604,28 @@ fn pci_register(globals: &mut Globals) -> Result {
     })?;
     globals.pci_registered = true;
     pr_info!("pci: registered the PCI driver\n");
+    if STANDIN.load(Ordering::Relaxed) {
+        // What `echo 1234 11e8 > /sys/bus/pci/drivers/rust_i915_table/new_id` does: the core
+        // probes the matching devices now. Freed by pci_unregister_driver().
+        // SAFETY: the driver was registered just above.
+        let err = unsafe {
+            bindings::pci_add_dynid(
+                PCI_DRIVER.get(),
+                standin::VENDOR,
+                standin::DEVICE,
+                bindings::PCI_ANY_ID as c_uint,
+                bindings::PCI_ANY_ID as c_uint,
+                0,
+                0,
+                STANDIN_ID_DATA,
+            )
+        };
+        if let Err(err) = to_result(err) {
+            pci_unregister(globals);
+            return Err(err);
+        }
+        pr_info!("pci: added the stand-in device 1234:11e8\n");
+    }
     Ok(())
 }
 
@@ -571,6 +634,300 @@ fn pci_unregister(globals: &mut Globals) {
     unsafe { bindings::pci_unregister_driver(PCI_DRIVER.get()) };
     globals.pci_registered = false;
     pr_info!("pci: unregistered the PCI driver\n");
+}
+
+/// `driver_data` of the stand-in's dynamic ID (the static Intel entry has 0).
+const STANDIN_ID_DATA: bindings::kernel_ulong_t = 1;
+
+/// Teardowns `remove_leak` may skip.
+const REMOVE_LEAKS: [&str; 3] = ["irq", "debugfs", "regions"];
+/// Probe stages, in order (`probe_fail_at`).
+const STAGES: [&str; 5] = ["enable", "regions", "iomap", "irq", "debugfs"];
+
+/// The module's debugfs directory (step 2), parent of the per-device ones.
+static DEBUGFS_ROOT: AtomicPtr<bindings::dentry> = AtomicPtr::new(ptr::null_mut());
+
+/// The stand-in for a GPU: QEMU's `edu` device (docs/specs/edu.rst). Probe does what a GPU
+/// driver's probe does in miniature: enable the device, claim and map its MMIO BAR, check it
+/// answers, take an MSI and see one interrupt arrive, and publish per-device state in debugfs.
+/// Remove undoes each stage, last first.
+mod standin {
+    use super::*;
+
+    pub(super) const VENDOR: c_uint = 0x1234;
+    pub(super) const DEVICE: c_uint = 0x11e8;
+
+    // edu's BAR0 registers.
+    const IDENT: usize = 0x00;
+    const LIVENESS: usize = 0x04;
+    const IRQ_STATUS: usize = 0x24;
+    const IRQ_RAISE: usize = 0x60;
+    const IRQ_ACK: usize = 0x64;
+
+    /// Devices driven at once (QEMU guests get one or two).
+    const SLOTS: usize = 4;
+
+    /// One bound device. Atomics, because the interrupt handler reads it concurrently.
+    struct Slot {
+        pdev: AtomicPtr<bindings::pci_dev>,
+        mmio: AtomicPtr<c_void>,
+        irq: AtomicI32,
+        interrupts: AtomicU32,
+        debugfs: AtomicPtr<bindings::dentry>,
+        /// Stages completed (an index into `STAGES` + 1).
+        reached: AtomicU32,
+    }
+
+    #[allow(clippy::declare_interior_mutable_const)]
+    const FREE: Slot = Slot {
+        pdev: AtomicPtr::new(ptr::null_mut()),
+        mmio: AtomicPtr::new(ptr::null_mut()),
+        irq: AtomicI32::new(-1),
+        interrupts: AtomicU32::new(0),
+        debugfs: AtomicPtr::new(ptr::null_mut()),
+        reached: AtomicU32::new(0),
+    };
+    static DEVICES: [Slot; SLOTS] = [FREE; SLOTS];
+
+    /// A register of BAR0.
+    fn reg(mmio: *mut c_void, offset: usize) -> *mut c_void {
+        mmio.wrapping_byte_add(offset)
+    }
+
+    fn named(param: &AtomicPtr<c_char>, name: &str) -> bool {
+        step_param(param).is_some_and(|value| value.as_bytes() == name.as_bytes())
+    }
+
+    /// # Safety
+    ///
+    /// `pdev` is live for the call; `dev_name` is NUL-terminated.
+    unsafe fn log(pdev: *mut bindings::pci_dev, warn: bool, fmt: &CStr, arg: c_int) {
+        // SAFETY: the caller's; every format here has at most one `%d`.
+        unsafe {
+            if warn {
+                bindings::_dev_warn(&raw mut (*pdev).dev, fmt.as_char_ptr(), arg)
+            } else {
+                bindings::_dev_info(&raw mut (*pdev).dev, fmt.as_char_ptr(), arg)
+            }
+        }
+    }
+
+    /// Counts and acknowledges edu's interrupts.
+    ///
+    /// # Safety
+    ///
+    /// `data` is the `Slot` given to request_threaded_irq(), a static.
+    unsafe extern "C" fn interrupt(_irq: c_int, data: *mut c_void) -> bindings::irqreturn_t {
+        // SAFETY: the caller's.
+        let slot = unsafe { &*data.cast::<Slot>() };
+        let mmio = slot.mmio.load(Ordering::Acquire);
+        if mmio.is_null() {
+            return bindings::irqreturn_IRQ_NONE;
+        }
+        // SAFETY: BAR0 is mapped while the handler is registered (it is freed before the unmap).
+        let status = unsafe { bindings::ioread32(reg(mmio, IRQ_STATUS)) };
+        if status == 0 {
+            return bindings::irqreturn_IRQ_NONE;
+        }
+        // SAFETY: as above.
+        unsafe { bindings::iowrite32(status, reg(mmio, IRQ_ACK)) };
+        slot.interrupts.fetch_add(1, Ordering::Relaxed);
+        bindings::irqreturn_IRQ_HANDLED
+    }
+
+    /// # Safety
+    ///
+    /// Called from `pci_probe` with a live `pdev` that matched the stand-in's ID.
+    pub(super) unsafe fn probe(pdev: *mut bindings::pci_dev) -> c_int {
+        let Some(index) = DEVICES.iter().position(|slot| {
+            slot.pdev
+                .compare_exchange(ptr::null_mut(), pdev, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+        }) else {
+            return code::ENOSPC.to_errno();
+        };
+        let slot = &DEVICES[index];
+        slot.interrupts.store(0, Ordering::Relaxed);
+        slot.reached.store(0, Ordering::Relaxed);
+        // SAFETY: the caller's; the slot is ours until remove or the unwind below.
+        match unsafe { setup(pdev, slot) } {
+            Ok(()) => {
+                // SAFETY: driver_data belongs to the bound driver; `dev_set_drvdata` is inline.
+                unsafe { (*pdev).dev.driver_data = ptr::from_ref(slot).cast_mut().cast() };
+                0
+            }
+            Err(err) => {
+                // SAFETY: the caller's.
+                unsafe {
+                    log(
+                        pdev,
+                        false,
+                        c_str!("stand-in probe failed with error %d; unwinding\n"),
+                        err.to_errno(),
+                    )
+                };
+                let keep_regions = PROBE_UNWIND_LEAK.load(Ordering::Relaxed);
+                // SAFETY: `slot` holds what `setup` completed on `pdev`.
+                unsafe { teardown(pdev, slot, |stage| keep_regions && matches!(stage, "regions" | "iomap")) };
+                err.to_errno()
+            }
+        }
+    }
+
+    /// Tears down a stand-in; false when `pdev` is not one.
+    ///
+    /// # Safety
+    ///
+    /// Called from `pci_remove` with a live, bound `pdev`.
+    pub(super) unsafe fn remove(pdev: *mut bindings::pci_dev) -> bool {
+        let Some(slot) = DEVICES
+            .iter()
+            .find(|slot| slot.pdev.load(Ordering::Acquire) == pdev)
+        else {
+            return false;
+        };
+        // SAFETY: the caller's; the slot holds what probe set up on `pdev`.
+        unsafe {
+            log(
+                pdev,
+                false,
+                c_str!("stand-in remove after %d interrupts\n"),
+                slot.interrupts.load(Ordering::Relaxed) as c_int,
+            );
+            (*pdev).dev.driver_data = ptr::null_mut();
+            teardown(pdev, slot, |stage| named(&REMOVE_LEAK, stage));
+        }
+        true
+    }
+
+    /// Fails with -ENOMEM at the `probe_fail_at` stage.
+    fn stage(index: usize) -> Result {
+        if named(&PROBE_FAIL_AT, STAGES[index]) {
+            pr_info!("stand-in: probe_fail_at={}: failing with -ENOMEM\n", STAGES[index]);
+            return Err(code::ENOMEM);
+        }
+        Ok(())
+    }
+
+    /// # Safety
+    ///
+    /// `pdev` is live and `slot` is claimed for it.
+    unsafe fn setup(pdev: *mut bindings::pci_dev, slot: &Slot) -> Result {
+        let done = |n: u32| slot.reached.store(n, Ordering::Release);
+        stage(0)?;
+        // SAFETY (this block): `pdev` is live; each call is paired with its undo in `teardown`,
+        // which runs for exactly the stages recorded in `reached`.
+        unsafe {
+            to_result(bindings::pci_enable_device(pdev))?;
+            done(1);
+            stage(1)?;
+            to_result(bindings::pci_request_regions(
+                pdev,
+                c_str!("rust_i915_table").as_char_ptr(),
+            ))?;
+            done(2);
+            stage(2)?;
+            let mmio = bindings::pci_iomap(pdev, 0, 0);
+            if mmio.is_null() {
+                return Err(code::ENOMEM);
+            }
+            slot.mmio.store(mmio, Ordering::Release);
+            done(3);
+            let ident = bindings::ioread32(reg(mmio, IDENT));
+            bindings::iowrite32(0x5a5a_1234, reg(mmio, LIVENESS));
+            let live = bindings::ioread32(reg(mmio, LIVENESS));
+            if ident & 0xff != 0xed || live != !0x5a5a_1234 {
+                log(pdev, true, c_str!("stand-in: not an edu device (ident %08x)\n"), ident as c_int);
+                return Err(code::ENODEV);
+            }
+            stage(3)?;
+            bindings::pci_set_master(pdev);
+            let vectors = bindings::pci_alloc_irq_vectors(
+                pdev,
+                1,
+                1,
+                bindings::PCI_IRQ_MSI | bindings::PCI_IRQ_INTX,
+            );
+            to_result(vectors.min(0))?;
+            let irq = bindings::pci_irq_vector(pdev, 0);
+            if irq < 0 {
+                bindings::pci_free_irq_vectors(pdev);
+                return Err(Error::from_errno(irq));
+            }
+            let err = bindings::request_threaded_irq(
+                irq as c_uint,
+                Some(interrupt),
+                None,
+                bindings::IRQF_SHARED.into(),
+                c_str!("rust_i915_table").as_char_ptr(),
+                ptr::from_ref(slot).cast_mut().cast(),
+            );
+            if err != 0 {
+                bindings::pci_free_irq_vectors(pdev);
+                return Err(Error::from_errno(err));
+            }
+            slot.irq.store(irq, Ordering::Release);
+            done(4);
+            // One interrupt must arrive: the device really raises it and the handler runs.
+            bindings::iowrite32(1, reg(mmio, IRQ_RAISE));
+            for _ in 0..100 {
+                if slot.interrupts.load(Ordering::Relaxed) > 0 {
+                    break;
+                }
+                bindings::msleep(10);
+            }
+            if slot.interrupts.load(Ordering::Relaxed) == 0 {
+                log(pdev, true, c_str!("stand-in: no interrupt within 1 s of raising one (irq %d)\n"), irq);
+                return Err(code::EIO);
+            }
+            stage(4)?;
+            // Like i915's per-device debugfs: errors are not fatal; a duplicate directory is
+            // reported by debugfs itself ("already present") and yields an error pointer.
+            let dir = bindings::debugfs_create_dir((*pdev).dev.kobj.name, DEBUGFS_ROOT.load(Ordering::Acquire));
+            bindings::debugfs_create_u32(
+                c_str!("interrupts").as_char_ptr(),
+                0o444,
+                dir,
+                slot.interrupts.as_ptr(),
+            );
+            slot.debugfs.store(dir, Ordering::Release);
+            done(5);
+            log(pdev, false, c_str!("stand-in: probed: BAR0 mapped, edu answers, irq %d, debugfs entry\n"), irq);
+        }
+        Ok(())
+    }
+
+    /// Undoes the completed stages, last first, except those `skip` names; frees the slot.
+    ///
+    /// # Safety
+    ///
+    /// `slot` holds what `setup` completed on the live `pdev`.
+    unsafe fn teardown(pdev: *mut bindings::pci_dev, slot: &Slot, skip: impl Fn(&str) -> bool) {
+        let reached = slot.reached.load(Ordering::Acquire);
+        // SAFETY (this block): each undo runs once, for a stage `setup` completed.
+        unsafe {
+            if reached >= 5 && !skip("debugfs") {
+                bindings::debugfs_remove(slot.debugfs.swap(ptr::null_mut(), Ordering::AcqRel));
+            }
+            if reached >= 4 && !skip("irq") {
+                let irq = slot.irq.swap(-1, Ordering::AcqRel);
+                bindings::free_irq(irq as c_uint, ptr::from_ref(slot).cast_mut().cast());
+                bindings::pci_free_irq_vectors(pdev);
+            }
+            let keep_regions = skip("regions") || skip("iomap");
+            if reached >= 3 && !keep_regions {
+                bindings::pci_iounmap(pdev, slot.mmio.swap(ptr::null_mut(), Ordering::AcqRel));
+            }
+            if reached >= 2 && !keep_regions {
+                bindings::pci_release_regions(pdev);
+            }
+            if reached >= 1 {
+                bindings::pci_disable_device(pdev);
+            }
+        }
+        slot.reached.store(0, Ordering::Release);
+        slot.pdev.store(ptr::null_mut(), Ordering::Release);
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -639,6 +996,8 @@ impl kernel::Module for RustI915Table {
         check_step_param("fail_at", &FAIL_AT)?;
         check_step_param("hang_at", &HANG_AT)?;
         check_step_param("panic_at", &PANIC_AT)?;
+        check_name_param("remove_leak", &REMOVE_LEAK, &REMOVE_LEAKS)?;
+        check_name_param("probe_fail_at", &PROBE_FAIL_AT, &STAGES)?;
         if let Some(test) = step_param(&ST_FAIL) {
             if !CACHES
                 .iter()

@@ -83,7 +83,113 @@ pub fn for_action(action: &Action, sources: &ModuleSources) -> String {
             all.extend(rendered(params));
             sources.load(module, &all)
         }
+        Action::Unbind { driver } => unbind(driver),
+        Action::Bind { driver } => bind(driver),
+        // QMP does the work; these print what the guest saw around it.
+        Action::Hotunplug { device } => format!("{}; {}", pci_record(device), UNPLUG_NOTE),
+        Action::Hotplug { device } => format!("# QMP device_add {device}"),
     }
+}
+
+/// Where the guest keeps what a device step's counterpart needs (the devices an unbind took,
+/// the PCI devices before an unplug).
+const STATE_DIR: &str = "/run/kcycle";
+const UNPLUG_NOTE: &str = "echo 'kcycle: QMP device_del follows'";
+
+/// The driver's directory on whatever bus it is (`/sys/bus/pci/drivers/<name>`), in `$d`.
+fn driver_dir(driver: &str) -> String {
+    let name = quote(driver);
+    format!(
+        "d=$(ls -d /sys/bus/*/drivers/{name} 2>/dev/null | head -n 1); \
+         [ -n \"$d\" ] || {{ echo 'kcycle: no driver '{name}' in /sys/bus/*/drivers: is its module loaded?' >&2; exit 1; }}"
+    )
+}
+
+/// Unbind every device bound to `driver`, printing `kcycle: unbound <device>` for each.
+fn unbind(driver: &str) -> String {
+    let name = quote(driver);
+    format!(
+        "{}; set --; for l in \"$d\"/*; do [ -L \"$l\" ] && [ -e \"$l/driver\" ] && set -- \"$@\" \"${{l##*/}}\"; done; \
+         [ $# -gt 0 ] || {{ echo 'kcycle: no device is bound to '{name} >&2; exit 1; }}; \
+         mkdir -p {STATE_DIR} && echo \"$@\" > {STATE_DIR}/unbound-{name}; \
+         for b in \"$@\"; do echo \"$b\" > \"$d/unbind\" || exit 1; echo \"kcycle: unbound $b\"; done",
+        driver_dir(driver)
+    )
+}
+
+/// Bind back what the last unbind of `driver` took; each must end up bound.
+fn bind(driver: &str) -> String {
+    let name = quote(driver);
+    format!(
+        "{}; [ -s {STATE_DIR}/unbound-{name} ] || {{ echo 'kcycle: nothing to bind to '{name}': an unbind step must come first' >&2; exit 1; }}; \
+         for b in $(cat {STATE_DIR}/unbound-{name}); do \
+         echo \"$b\" > \"$d/bind\" || {{ echo \"kcycle: binding $b to \"{name}\" failed: its probe failed (see the kernel log)\" >&2; exit 1; }}; \
+         [ -e \"$d/$b\" ] || {{ echo \"kcycle: $b is not bound to \"{name}\" after bind\" >&2; exit 1; }}; \
+         echo \"kcycle: bound $b\"; done; rm -f {STATE_DIR}/unbound-{name}",
+        driver_dir(driver)
+    )
+}
+
+/// Every PCI device with its driver, one `<bdf> <driver>` line each.
+const PCI_LISTING: &str = "for p in /sys/bus/pci/devices/*; do drv=$(readlink \"$p/driver\"); echo \"${p##*/} ${drv##*/}\"; done";
+
+/// Before an unplug of QEMU device `id`: remember the guest's PCI devices and drivers.
+fn pci_record(id: &str) -> String {
+    format!(
+        "mkdir -p {STATE_DIR} && {{ {PCI_LISTING}; }} > {STATE_DIR}/pci-{}",
+        quote(id)
+    )
+}
+
+/// After the unplug: `kcycle: removed <bdf> (from <driver>)` for each device that went.
+pub fn unplug_report(id: &str) -> String {
+    format!(
+        "while read -r b drv; do [ -e \"/sys/bus/pci/devices/$b\" ] || echo \"kcycle: removed $b${{drv:+ (from $drv)}}\"; done < {STATE_DIR}/pci-{}",
+        quote(id)
+    )
+}
+
+/// After plugging `id` back: wait (polling, at most `secs`) until the guest's PCI devices and
+/// their drivers are as before the unplug.
+pub fn plug_await(id: &str, secs: u64) -> String {
+    let file = format!("{STATE_DIR}/pci-{}", quote(id));
+    format!(
+        "[ -s {file} ] || {{ echo 'kcycle: hotplug of '{id}' without a hotunplug first' >&2; exit 1; }}; \
+         want=$(cat {file}); i=0; while [ $i -lt {tries} ]; do now=$({PCI_LISTING}); \
+         [ \"$now\" = \"$want\" ] && {{ echo 'kcycle: '{id}' is back, bound as before'; exit 0; }}; i=$((i+1)); sleep 0.2; done; \
+         echo 'kcycle: within {secs}s of plugging '{id}' back, the PCI devices and drivers are not as before the unplug' >&2; \
+         echo \"before: $want\" >&2; echo \"now: $now\" >&2; exit 1",
+        id = quote(id),
+        tries = secs.saturating_mul(5).max(1),
+    )
+}
+
+/// The devices a successful unbind or hot-unplug took from their drivers, by driver, from
+/// the step's output (`kcycle: unbound <dev>`, `kcycle: removed <bdf> (from <driver>)`).
+pub fn released_devices(action: &Action, output: &str) -> BTreeMap<String, Vec<String>> {
+    let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for line in output.lines() {
+        let (device, driver) = match action {
+            Action::Unbind { driver } => match line.strip_prefix("kcycle: unbound ") {
+                Some(device) => (device.trim(), driver.as_str()),
+                None => continue,
+            },
+            Action::Hotunplug { .. } => {
+                let Some(rest) = line.strip_prefix("kcycle: removed ") else {
+                    continue;
+                };
+                match rest.split_once(" (from ") {
+                    Some((device, driver)) => (device.trim(), driver.trim_end_matches(')')),
+                    None => continue, // no driver had it: nothing to undo
+                }
+            }
+            _ => return out,
+        };
+        out.entry(canonical(driver))
+            .or_default()
+            .push(device.to_string());
+    }
+    out
 }
 
 /// `load`, then check the module is in /proc/modules: kmod's modprobe takes

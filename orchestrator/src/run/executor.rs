@@ -240,29 +240,29 @@ impl Recorder<'_> {
             test: test.name.clone(),
             step: label.clone(),
         });
-        let module = command::canonical(step.module());
-        let loads = !matches!(step.action, Action::Unload { .. });
-        if loads {
+        let module = step.module().map(command::canonical);
+        let unloads = matches!(step.action, Action::Unload { .. });
+        let loads = module.is_some() && !unloads;
+        if let (true, Some(module)) = (loads, &module) {
             self.before_load
                 .insert(module.clone(), self.current.clone());
         }
 
         self.console_mark = machine.console_mark();
-        self.unloading = (!loads).then(|| (module.clone(), cycle));
-        let shell = command::for_action(&step.action, self.ctx.sources);
-        let output = self.exec_logged(machine, &label, &shell, step.timeout)?;
+        self.unloading = module.clone().filter(|_| unloads).map(|m| (m, cycle));
+        let (shell, output) = self.act(machine, &label, step)?;
         let succeeded = output.status == 0;
-        if succeeded && !loads {
+        if let (true, Some(module)) = (succeeded && unloads, &module) {
             // Before the collect: a callback left armed may fire during it.
-            self.ledger.removed(&module, cycle);
+            self.ledger.removed(module, cycle);
         }
-        let loaded_now = (loads && succeeded).then_some(module.as_str());
+        let loaded_now = module.as_deref().filter(|_| loads && succeeded);
         let (log, after) = self.collect(machine, loaded_now)?;
         match (succeeded, step.expect_failure) {
             (false, false) => {
                 let mut failed = step_failed(&label, &shell, &output);
-                if loads {
-                    self.charge_load_failure(&mut failed, &module, &log);
+                if let (true, Some(module)) = (loads, &module) {
+                    self.charge_load_failure(&mut failed, module, &log);
                 }
                 self.findings.push(failed);
             }
@@ -300,19 +300,103 @@ impl Recorder<'_> {
             (_, false) if loads => Some("failed load"),
             _ => None,
         };
-        if let Some(by) = by {
-            if let Some(before) = self.before_load.get(&module) {
-                let found = self.ledger.unloaded(&module, before, &after, by, cycle);
+        if let (Some(by), Some(module)) = (by, &module) {
+            if let Some(before) = self.before_load.get(module) {
+                let found = self.ledger.unloaded(module, before, &after, by, cycle);
                 self.findings.extend(found);
             }
             if self.kmemleak {
-                self.check_kmemleak(machine, &module, by, cycle)?;
+                self.check_kmemleak(machine, module, by, cycle)?;
+            }
+        }
+        // After devices left their driver (unbind, hot-unplug), their remove must have undone
+        // what their probe set up, while the module stays loaded.
+        if succeeded {
+            let by = match &step.action {
+                Action::Unbind { .. } => "unbind",
+                Action::Hotunplug { .. } => "hot-unplug",
+                _ => "",
+            };
+            for (driver, devices) in command::released_devices(&step.action, &output.stdout) {
+                if let Some(before) = self.before_load.get(&driver) {
+                    let found = self
+                        .ledger
+                        .released(&driver, &devices, before, &after, by, cycle);
+                    self.findings.extend(found);
+                }
             }
         }
         self.check_taint(&after, &label);
         self.current = after;
         self.unloading = None;
         Ok(())
+    }
+
+    /// Do a step's action: a guest command, or for hotplug steps the QMP exchange between the
+    /// guest commands that record and check the guest's view. Returns what to show as the
+    /// command and the combined output.
+    fn act(
+        &mut self,
+        machine: &mut dyn Machine,
+        label: &str,
+        step: &crate::suite::Step,
+    ) -> Result<(String, Output), MachineError> {
+        let shell = command::for_action(&step.action, self.ctx.sources);
+        match &step.action {
+            Action::Hotunplug { device } => {
+                let record = self.exec_logged(machine, label, &shell, COLLECT_TIMEOUT)?;
+                if record.status != 0 {
+                    return Ok((shell, record));
+                }
+                let unplugged = self.qmp_logged(
+                    &format!("device_del {device}; wait for DEVICE_DELETED"),
+                    machine.unplug(device, step.timeout),
+                )?;
+                if unplugged.status != 0 {
+                    return Ok((format!("QMP device_del {device}"), unplugged));
+                }
+                let report = command::unplug_report(device);
+                let gone = self.exec_logged(machine, label, &report, COLLECT_TIMEOUT)?;
+                Ok((report, gone))
+            }
+            Action::Hotplug { device } => {
+                let plugged = self.qmp_logged(
+                    &format!("device_add {device}"),
+                    machine.plug(device, step.timeout),
+                )?;
+                if plugged.status != 0 {
+                    return Ok((format!("QMP device_add {device}"), plugged));
+                }
+                let wait = command::plug_await(device, step.timeout.as_secs());
+                let back = self.exec_logged(
+                    machine,
+                    label,
+                    &wait,
+                    step.timeout + Duration::from_secs(10),
+                )?;
+                Ok((wait, back))
+            }
+            _ => {
+                let output = self.exec_logged(machine, label, &shell, step.timeout)?;
+                Ok((shell, output))
+            }
+        }
+    }
+
+    fn qmp_logged(
+        &mut self,
+        what: &str,
+        result: Result<Output, MachineError>,
+    ) -> Result<Output, MachineError> {
+        self.out.push_str(&format!("(QMP) {what}\n"));
+        match &result {
+            Ok(output) => {
+                self.out.push_str(&output.stdout);
+                self.out.push_str(&output.stderr);
+            }
+            Err(error) => self.err.push_str(&format!("QMP {what}: {error}\n")),
+        }
+        result
     }
 
     fn exec_logged(
@@ -650,6 +734,10 @@ fn describe(action: &Action) -> String {
         Action::Unload { module } => format!("unload {module}"),
         Action::Reload { module, .. } => format!("reload {module}"),
         Action::Selftest { module, kind, .. } => format!("{} selftests of {module}", kind.as_str()),
+        Action::Unbind { driver } => format!("unbind {driver}'s devices"),
+        Action::Bind { driver } => format!("bind {driver}'s devices"),
+        Action::Hotunplug { device } => format!("hot-unplug {device}"),
+        Action::Hotplug { device } => format!("hot-plug {device}"),
     }
 }
 

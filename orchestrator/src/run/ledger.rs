@@ -176,6 +176,46 @@ impl Ledger {
         findings
     }
 
+    /// `devices` left `driver` in `cycle` (unbind, hot-unplug) while its module stays loaded:
+    /// what their probe set up must be gone. Per-device by nature are IRQ handlers and I/O
+    /// regions (a driver claims them for a device) and any name containing a device's name
+    /// (`debugfs/<driver>/0000:01:00.0`); of those, what appeared since `before` (the snapshot
+    /// before the module's load) and is still in `after` was left behind by the remove.
+    pub fn released(
+        &mut self,
+        driver: &str,
+        devices: &[String],
+        before: &Snapshot,
+        after: &Snapshot,
+        by: &str,
+        cycle: u32,
+    ) -> Vec<Finding> {
+        let per_device = |ns: Namespace, name: &str| {
+            matches!(ns, Namespace::Irq | Namespace::IoRegion)
+                || devices.iter().any(|d| name.contains(d.as_str()))
+        };
+        let mut findings = Vec::new();
+        for (ns, names) in after
+            .namespaces
+            .appeared_since(&before.namespaces, &after.modules)
+        {
+            let names: Vec<String> = names.into_iter().filter(|n| per_device(ns, n)).collect();
+            if names.is_empty() {
+                continue;
+            }
+            let listed = names.clone();
+            findings.push(self.leak_finding(
+                ns.leak_kind(),
+                ns.describe(),
+                ns.source(),
+                names,
+                &listed,
+                (driver, by, cycle),
+            ));
+        }
+        findings
+    }
+
     fn leak_finding(
         &mut self,
         kind: &str,

@@ -40,6 +40,15 @@ pub trait Machine {
         -> Result<(), MachineError>;
     /// Start the guest afresh (after a crash, a hang, leftovers or fatal taint).
     fn restart(&mut self) -> Result<(), MachineError>;
+    /// Unplug QEMU device `id` (QMP `device_del`) and wait up to `timeout` until QEMU reports it
+    /// gone. A refusal or a timeout is the step's failure (non-zero status, why on stderr).
+    fn unplug(&mut self, id: &str, _timeout: Duration) -> Result<Output, MachineError> {
+        Ok(cannot_plug(id))
+    }
+    /// Plug device `id` back as it was at boot (QMP `device_add`).
+    fn plug(&mut self, id: &str, _timeout: Duration) -> Result<Output, MachineError> {
+        Ok(cannot_plug(id))
+    }
     /// Lines the serial console printed so far: a mark for [`Machine::console_since`].
     fn console_mark(&mut self) -> usize {
         0
@@ -48,5 +57,14 @@ pub trait Machine {
     /// hung or killed the guest, which SSH can no longer fetch.
     fn console_since(&mut self, _mark: usize) -> String {
         String::new()
+    }
+}
+
+/// What a machine without QMP answers to a hotplug step.
+fn cannot_plug(id: &str) -> Output {
+    Output {
+        status: 1,
+        stdout: String::new(),
+        stderr: format!("kcycle: this machine cannot hot-plug devices (asked for {id})\n"),
     }
 }

@@ -20,6 +20,8 @@ use crate::suite::Suite;
 use crate::symbols::{KoSymbols, Symbolizer};
 use crate::sys::cancel::{Cancel, HookGuard};
 use crate::sys::error::chain as error_chain;
+use crate::vm::argv::{Pluggable, STANDIN};
+use crate::vm::{Qmp, QmpError};
 
 /// Kernel arguments every runner guest gets:
 /// - `slab_nomerge`: a cache a module leaks stays visible by name (merged
@@ -190,6 +192,45 @@ impl QemuMachine {
     }
 }
 
+impl QemuMachine {
+    /// Run a QMP exchange on pluggable device `id`; QEMU's refusal or silence is a failed step.
+    fn qmp_device(
+        &mut self,
+        id: &str,
+        exchange: impl FnOnce(&mut Qmp, Pluggable) -> Result<(), QmpError>,
+    ) -> Result<Output, MachineError> {
+        let vm = self.guest()?.vm();
+        let Some(device) = vm.config().pluggable(id) else {
+            return Ok(Output {
+                status: 1,
+                stderr: format!(
+                    "kcycle: this guest has no pluggable device {id:?} (the stand-in `{}` exists on q35 guests)\n",
+                    STANDIN.id
+                ),
+                ..Output::default()
+            });
+        };
+        let Some(qmp) = vm.qmp() else {
+            return Err(MachineError::Lost("QEMU's QMP connection is gone".into()));
+        };
+        Ok(match exchange(qmp, device) {
+            Ok(()) => Output {
+                status: 0,
+                stdout: format!("kcycle: QMP done for {id}\n"),
+                ..Output::default()
+            },
+            Err(QmpError::Closed { .. }) => {
+                return Err(MachineError::Lost("QEMU closed its QMP connection".into()))
+            }
+            Err(error) => Output {
+                status: 1,
+                stderr: format!("kcycle: {}\n", error_chain(&error)),
+                ..Output::default()
+            },
+        })
+    }
+}
+
 impl Machine for QemuMachine {
     fn exec(&mut self, command: &str, timeout: Duration) -> Result<Output, MachineError> {
         let request = ExecRequest::new(command)
@@ -235,6 +276,19 @@ impl Machine for QemuMachine {
             .restart()
             .map_err(|e| MachineError::Boot(error_chain(&e)))?;
         self.after_boot()
+    }
+
+    fn unplug(&mut self, id: &str, timeout: Duration) -> Result<Output, MachineError> {
+        self.qmp_device(id, |qmp, _| {
+            qmp.device_del(id)?;
+            qmp.wait_device_deleted(id, timeout)
+        })
+    }
+
+    fn plug(&mut self, id: &str, _timeout: Duration) -> Result<Output, MachineError> {
+        self.qmp_device(id, |qmp, device| {
+            qmp.device_add(device.driver, device.id, device.bus)
+        })
     }
 
     fn console_mark(&mut self) -> usize {

@@ -37,7 +37,13 @@ struct FakeKernel {
     /// Unloading WARNs (and so taints the kernel W).
     warn_on_unload: bool,
     restarts: usize,
+    /// `standin=1`: the driver has a device, `0000:01:00.0`, with a debugfs dir of its own.
+    bound: Option<bool>,
+    /// `remove_leak=1`: remove forgets the device's debugfs dir.
+    remove_leak: bool,
 }
+
+const DEVICE_DIR: &str = "drv/0000:01:00.0";
 
 impl FakeKernel {
     fn printk(&mut self, line: &str) {
@@ -88,6 +94,11 @@ impl FakeKernel {
             };
         }
         self.legacy_exit = args.contains("legacy_exit=1");
+        self.remove_leak = args.contains("remove_leak=1");
+        if args.contains("standin=1") {
+            self.bound = Some(false);
+            self.probe();
+        }
         self.caches.insert("drv_cache".into());
         self.debugfs.insert("drv".into());
         self.loaded.insert("drv".into());
@@ -101,7 +112,36 @@ impl FakeKernel {
         Output::default()
     }
 
+    fn probe(&mut self) {
+        if !self.debugfs.insert(DEVICE_DIR.into()) {
+            self.printk("debugfs: Directory '0000:01:00.0' with parent 'drv' already present!");
+        }
+        self.bound = Some(true);
+    }
+
+    fn unbind(&mut self) -> Output {
+        if self.bound != Some(true) {
+            return Output {
+                status: 1,
+                stderr: "kcycle: no device is bound to drv\n".into(),
+                ..Output::default()
+            };
+        }
+        if !self.remove_leak {
+            self.debugfs.remove(DEVICE_DIR);
+        }
+        self.bound = Some(false);
+        Output {
+            stdout: "kcycle: unbound 0000:01:00.0\n".into(),
+            ..Output::default()
+        }
+    }
+
     fn unload(&mut self) -> Output {
+        if self.bound == Some(true) {
+            self.unbind();
+        }
+        self.bound = None;
         self.loaded.remove("drv");
         if self.warn_on_unload {
             self.taint |= 1 << 9;
@@ -132,6 +172,13 @@ impl Machine for FakeKernel {
                 stdout: format!("{log}@@kcycle-snapshot\n{}", self.snapshot()),
                 stderr: String::new(),
             });
+        }
+        if command.contains("\"$d/unbind\"") {
+            return Ok(self.unbind());
+        }
+        if command.contains("\"$d/bind\"") {
+            self.probe();
+            return Ok(Output::default());
         }
         if command.starts_with("modprobe -r") {
             return Ok(self.unload());
@@ -709,4 +756,60 @@ fn a_session_whose_reporter_fails_ends_with_exit_status_3() {
     assert_eq!(broken.results.len(), 1, "the run itself goes on");
     assert_eq!(broken.reporter_failures.len(), 1);
     assert_eq!(broken.exit_status(), ExitStatus::Infrastructure);
+}
+
+#[test]
+fn a_remove_that_leaves_per_device_state_is_charged_to_its_unbind() {
+    let text = |params: &str| {
+        format!(
+            "[[test]]\nname = \"rebind\"\ncycles = 2\nsteps = [\n\
+             {{ load = \"drv\", params = {{ standin = true{params} }} }},\n\
+             {{ unbind = \"drv\" }},\n{{ bind = \"drv\" }},\n{{ unload = \"drv\" }},\n]\n"
+        )
+    };
+    let (results, _) = run_one(&mut FakeKernel::default(), &suite(&text("")));
+    assert_eq!(
+        results[0].status,
+        Status::Pass,
+        "{:#?}",
+        results[0].findings
+    );
+    assert_eq!(
+        results[0]
+            .out
+            .matches("kcycle: unbound 0000:01:00.0")
+            .count(),
+        2
+    );
+
+    let (results, _) = run_one(
+        &mut FakeKernel::default(),
+        &suite(&text(", remove_leak = true")),
+    );
+    let findings = &results[0].findings;
+    let leak = findings
+        .iter()
+        .find(|f| f.kind == kind::LEAKED_DEBUGFS_ENTRY)
+        .unwrap_or_else(|| panic!("{findings:#?}"));
+    assert_eq!(
+        leak.title,
+        "debugfs entries left after unbind of drv: drv/0000:01:00.0"
+    );
+    assert_eq!(
+        leak.attribution.as_deref(),
+        Some("left behind by unbind in cycle 1")
+    );
+    // The rebind's probe trips over it, and that is charged to the same unbind.
+    let dup = findings
+        .iter()
+        .find(|f| f.kind == "debugfs-duplicate")
+        .unwrap_or_else(|| panic!("{findings:#?}"));
+    assert!(
+        dup.attribution
+            .as_deref()
+            .unwrap()
+            .starts_with("left behind by unbind in cycle 1 (drv/0000:01:00.0); seen at cycle 1/2: bind drv's devices"),
+        "{:?}",
+        dup.attribution
+    );
 }

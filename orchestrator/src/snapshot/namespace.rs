@@ -36,10 +36,13 @@ pub enum Namespace {
     Workqueue,
     /// IRQ handlers by name (`/proc/irq/<n>/<handler>`).
     Irq,
+    /// Claimed MMIO and port ranges with their owners (`/proc/iomem`, `/proc/ioports`):
+    /// a region a driver requested and never released blocks the next probe (-EBUSY).
+    IoRegion,
 }
 
 impl Namespace {
-    pub const ALL: [Namespace; 11] = [
+    pub const ALL: [Namespace; 12] = [
         Namespace::Debugfs,
         Namespace::Sysfs,
         Namespace::Proc,
@@ -51,6 +54,7 @@ impl Namespace {
         Namespace::Kthread,
         Namespace::Workqueue,
         Namespace::Irq,
+        Namespace::IoRegion,
     ];
 
     /// The finding kind of a leftover here.
@@ -67,6 +71,7 @@ impl Namespace {
             Namespace::Kthread => "leaked-kthread",
             Namespace::Workqueue => "leaked-workqueue",
             Namespace::Irq => "leaked-irq",
+            Namespace::IoRegion => "leaked-io-region",
         }
     }
 
@@ -84,6 +89,7 @@ impl Namespace {
             Namespace::Kthread => "stat",
             Namespace::Workqueue => "workqueues",
             Namespace::Irq => "irq",
+            Namespace::IoRegion => "ioregions",
         }
     }
 
@@ -101,6 +107,7 @@ impl Namespace {
             Namespace::Kthread => "kernel threads",
             Namespace::Workqueue => "workqueues",
             Namespace::Irq => "IRQ handlers",
+            Namespace::IoRegion => "I/O regions",
         }
     }
 
@@ -118,6 +125,7 @@ impl Namespace {
             Namespace::Kthread => "/proc/<pid>/stat (children of kthreadd)",
             Namespace::Workqueue => "/sys/bus/workqueue/devices",
             Namespace::Irq => "/proc/irq",
+            Namespace::IoRegion => "/proc/iomem, /proc/ioports",
         }
     }
 
@@ -131,6 +139,13 @@ impl Namespace {
                 .map(str::to_string)
                 .collect(),
             Namespace::Kthread => kthreads(text),
+            // `sed` in the command prefixed each line with its file; nesting is kept as the
+            // parent chain would be, by the indentation the kernel prints.
+            Namespace::IoRegion => text
+                .lines()
+                .filter(|l| !l.trim().is_empty())
+                .map(|l| l.trim_end().to_string())
+                .collect(),
             Namespace::Proc => trimmed(text)
                 .map(|l| {
                     if l.starts_with('/') {
@@ -153,7 +168,7 @@ impl Namespace {
 /// section empty.
 pub fn command() -> String {
     let limit = MAX_ENTRIES + 1;
-    let sections: [(&str, &str); 11] = [
+    let sections: [(&str, &str); 12] = [
         ("debugfs", "find /sys/kernel/debug -xdev -mindepth 1 -maxdepth 6"),
         (
             "sysfs",
@@ -177,6 +192,10 @@ pub fn command() -> String {
         ("stat", "cat /proc/[0-9]*/stat"),
         ("workqueues", "ls -1 /sys/bus/workqueue/devices"),
         ("irq", "find /proc/irq -mindepth 2 -maxdepth 2 -type d"),
+        (
+            "ioregions",
+            "sed 's/^/iomem /' /proc/iomem; sed 's/^/ioports /' /proc/ioports",
+        ),
     ];
     sections
         .iter()
@@ -354,6 +373,12 @@ mod tests {
                 "proc",
                 "1\n123\nbuddyinfo\nkcycle_leaks\n/proc/driver/rtc\n",
             ),
+            (
+                "ioregions",
+                "iomem fe800000-fe8fffff : 0000:01:00.0\n\
+                 iomem   fe800000-fe8fffff : rust_i915_table\n\
+                 ioports 0060-0060 : keyboard\n\n",
+            ),
         ]));
         assert_eq!(
             ns.get(Namespace::Chrdev).collect::<Vec<_>>(),
@@ -379,6 +404,15 @@ mod tests {
         assert_eq!(
             ns.get(Namespace::Proc).collect::<Vec<_>>(),
             ["/proc/buddyinfo", "/proc/driver/rtc", "/proc/kcycle_leaks"]
+        );
+        // The owner's name and the range stay; nesting shows as indentation.
+        assert_eq!(
+            ns.get(Namespace::IoRegion).collect::<Vec<_>>(),
+            [
+                "iomem   fe800000-fe8fffff : rust_i915_table",
+                "iomem fe800000-fe8fffff : 0000:01:00.0",
+                "ioports 0060-0060 : keyboard"
+            ]
         );
     }
 

@@ -94,6 +94,10 @@ struct RawStep {
     unload: Option<String>,
     reload: Option<String>,
     selftest: Option<String>,
+    unbind: Option<String>,
+    bind: Option<String>,
+    hotunplug: Option<String>,
+    hotplug: Option<String>,
     kind: Option<SelftestKind>,
     filter: Option<String>,
     params: Option<BTreeMap<String, Spanned<toml::Value>>>,
@@ -385,6 +389,10 @@ fn parse_step(raw: RawStep, guest: GuestMode, default_timeout: Duration) -> Resu
         ("unload", &raw.unload),
         ("reload", &raw.reload),
         ("selftest", &raw.selftest),
+        ("unbind", &raw.unbind),
+        ("bind", &raw.bind),
+        ("hotunplug", &raw.hotunplug),
+        ("hotplug", &raw.hotplug),
     ];
     let given: Vec<&str> = actions
         .iter()
@@ -401,7 +409,7 @@ fn parse_step(raw: RawStep, guest: GuestMode, default_timeout: Duration) -> Resu
             (*verb, module.to_string())
         }
         [] => return Err(
-            "a step needs one of `load`, `unload`, `reload`, `selftest` (e.g. { load = \"i915\" })"
+            "a step needs one of `load`, `unload`, `reload`, `selftest`, `unbind`, `bind`, `hotunplug`, `hotplug` (e.g. { load = \"i915\" })"
                 .into(),
         ),
         many => {
@@ -411,11 +419,26 @@ fn parse_step(raw: RawStep, guest: GuestMode, default_timeout: Duration) -> Resu
             ))
         }
     };
-    step::check_module_name(&module).map_err(|why| format!("field `{verb}`: {why}"))?;
+    let device_step = matches!(verb, "unbind" | "bind" | "hotunplug" | "hotplug");
+    match verb {
+        // QEMU ids: the runner knows which devices it can plug back.
+        "hotunplug" | "hotplug" => step::check_device_id(&module).and_then(|()| {
+            if module == crate::vm::argv::STANDIN.id {
+                Ok(())
+            } else {
+                Err(format!(
+                    "no pluggable device {module:?}: emulated guests have `{}` (QEMU's edu behind a hotplug PCIe port)",
+                    crate::vm::argv::STANDIN.id
+                ))
+            }
+        }),
+        _ => step::check_module_name(&module),
+    }
+    .map_err(|why| format!("field `{verb}`: {why}"))?;
 
     let params = match raw.params {
-        Some(_) if verb == "unload" => {
-            return Err("field `params` is not allowed on `unload`".into())
+        Some(_) if verb == "unload" || device_step => {
+            return Err(format!("field `params` is not allowed on `{verb}`"))
         }
         Some(params) => convert_params(params)?,
         None => Params::new(),
@@ -442,6 +465,10 @@ fn parse_step(raw: RawStep, guest: GuestMode, default_timeout: Duration) -> Resu
         "load" => Action::Load { module, params },
         "unload" => Action::Unload { module },
         "reload" => Action::Reload { module, params },
+        "unbind" => Action::Unbind { driver: module },
+        "bind" => Action::Bind { driver: module },
+        "hotunplug" => Action::Hotunplug { device: module },
+        "hotplug" => Action::Hotplug { device: module },
         _ => {
             let kind = raw
                 .kind

@@ -109,8 +109,7 @@ impl Suite {
     pub fn modules(&self) -> Vec<&str> {
         let mut seen: Vec<&str> = Vec::new();
         for step in self.tests.iter().flat_map(|t| &t.steps) {
-            let module = step.module();
-            if !seen.contains(&module) {
+            if let Some(module) = step.module().filter(|m| !seen.contains(m)) {
                 seen.push(module);
             }
         }

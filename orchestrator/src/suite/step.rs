@@ -35,15 +35,31 @@ pub enum Action {
         filter: Option<String>,
         params: Params,
     },
+    /// Unbind every device bound to `driver` (sysfs `unbind`: its remove runs). The guest
+    /// remembers them for the next `bind`.
+    Unbind { driver: String },
+    /// Bind the devices the last `unbind` took from `driver` back to it (its probe runs).
+    Bind { driver: String },
+    /// Unplug the QEMU device with this id (QMP `device_del`), waiting until the guest has let
+    /// it go (DEVICE_DELETED): the driver's remove runs as on a surprise removal.
+    Hotunplug { device: String },
+    /// Plug it back as it was at boot (QMP `device_add`), waiting until the guest's PCI devices
+    /// and their drivers are as before the unplug.
+    Hotplug { device: String },
 }
 
 impl Step {
-    pub fn module(&self) -> &str {
+    /// The module a load, unload or selftest step works on; device steps have none.
+    pub fn module(&self) -> Option<&str> {
         match &self.action {
             Action::Load { module, .. }
             | Action::Unload { module }
             | Action::Reload { module, .. }
-            | Action::Selftest { module, .. } => module,
+            | Action::Selftest { module, .. } => Some(module),
+            Action::Unbind { .. }
+            | Action::Bind { .. }
+            | Action::Hotunplug { .. }
+            | Action::Hotplug { .. } => None,
         }
     }
 }
@@ -99,6 +115,14 @@ pub fn check_module_name(name: &str) -> Result<(), String> {
         c.is_ascii_alphanumeric() || c == '_' || c == '-'
     })
     .map_err(|why| format!("module name {name:?} {why} (allowed: letters, digits, '_', '-')"))
+}
+
+/// QEMU device ids (`-device …,id=<id>`) a hotplug step names.
+pub fn check_device_id(id: &str) -> Result<(), String> {
+    check_chars(id, 64, |c| {
+        c.is_ascii_alphanumeric() || c == '_' || c == '-'
+    })
+    .map_err(|why| format!("device id {id:?} {why} (allowed: letters, digits, '_', '-')"))
 }
 
 /// Parameter names are C identifiers.

@@ -132,6 +132,15 @@ fn step_rules_are_checked_with_positions() {
             "`timeout` must be at least 1 second",
         ),
         ("{ load = \"../m\" }", "contains '..'"),
+        (
+            "{ hotunplug = \"gpu0\" }",
+            "no pluggable device \"gpu0\": emulated guests have `standin`",
+        ),
+        (
+            "{ unbind = \"drv\", params = { a = 1 } }",
+            "`params` is not allowed on `unbind`",
+        ),
+        ("{ bind = \"drv x\" }", "contains ' '"),
     ];
     for (step, expected) in cases {
         let err = error(&format!(

@@ -98,6 +98,7 @@ pub fn probe_kvm(guest: &ProbeGuest<'_>) -> AccelChoice {
         memory_mib: 256,
         cpus: 1,
         cmdline: vec!["kcycle.probe".into(), "quiet".into()],
+        standin: false,
         ..QemuConfig::new(
             guest.kernel.to_path_buf(),
             guest.initrd.to_path_buf(),

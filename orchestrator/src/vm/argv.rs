@@ -56,7 +56,31 @@ pub struct QemuConfig {
     pub ssh_port: u16,
     /// A GPU to pass through with vfio-pci.
     pub vfio: Option<Vfio>,
+    /// Give the guest the stand-in PCI device ([`STANDIN`]).
+    pub standin: bool,
 }
+
+/// A device the runner can unplug and plug back by its QEMU id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pluggable {
+    pub id: &'static str,
+    /// QEMU's device model.
+    pub driver: &'static str,
+    /// The hotplug-capable PCIe root port it sits behind.
+    pub bus: &'static str,
+}
+
+/// The stand-in for a GPU in emulated guests: QEMU's `edu` (1234:11e8, a BAR, MSI),
+/// behind its own PCIe root port so it can be hot-unplugged (rust_i915_table `standin=1`
+/// drives it).
+pub const STANDIN: Pluggable = Pluggable {
+    id: "standin",
+    driver: "edu",
+    bus: "standin-port",
+};
+
+/// The root port the stand-in sits behind; its chassis/slot stay clear of the GPU's.
+const STANDIN_PORT: &str = "pcie-root-port,id=standin-port,bus=pcie.0,chassis=11,slot=11";
 
 /// A host GPU in the guest, as QEMU's docs/igd-assign.txt describes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -105,7 +129,13 @@ impl QemuConfig {
             qmp_socket,
             ssh_port,
             vfio: None,
+            standin: true,
         }
+    }
+
+    /// The device with QEMU id `id` that can be unplugged and plugged back, if this guest has it.
+    pub fn pluggable(&self, id: &str) -> Option<Pluggable> {
+        (self.standin && self.machine == Chipset::Q35 && id == STANDIN.id).then_some(STANDIN)
     }
 
     /// The full kernel command line.
@@ -166,6 +196,19 @@ pub fn argv(config: &QemuConfig) -> Vec<OsString> {
         "-device",
         "virtio-net-pci,netdev=net0",
     ]);
+    if config.standin {
+        let edu = format!("{},id={}", STANDIN.driver, STANDIN.id);
+        match chipset {
+            Chipset::Q35 => push(&[
+                "-device",
+                STANDIN_PORT,
+                "-device",
+                &format!("{edu},bus={}", STANDIN.bus),
+            ]),
+            // i440fx has no PCIe ports: the device is there but cannot be hot-unplugged.
+            Chipset::Pc => push(&["-device", &edu]),
+        }
+    }
     push(&["-append", &config.kernel_cmdline()]);
 
     let mut qmp = OsString::from("unix:");

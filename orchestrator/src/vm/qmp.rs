@@ -169,14 +169,7 @@ impl Qmp {
                 Ok(value) => value,
                 Err(_) => continue, // not JSON: logged in the transcript, skipped
             };
-            if let Some(name) = value.get("event").and_then(|e| e.as_str()) {
-                let event = match serde_json::from_value::<qmp::Event>(value.clone()) {
-                    Ok(event) => QmpEvent::Known(event),
-                    Err(_) => QmpEvent::Unknown {
-                        name: name.to_string(),
-                        line: line.clone(),
-                    },
-                };
+            if let Some(event) = event_of(&value, &line) {
                 self.events.push(event);
                 continue;
             }
@@ -226,6 +219,60 @@ impl Qmp {
         }
     }
 
+    /// Ask QEMU to unplug device `id`; the guest must cooperate (PCIe hotplug), so it is
+    /// gone only when [`Qmp::wait_device_deleted`] says so.
+    pub fn device_del(&mut self, id: &str) -> Result<(), QmpError> {
+        self.execute(&qmp::device_del { id: id.to_string() }, COMMAND_TIMEOUT)
+            .map(drop)
+    }
+
+    /// Plug a device in: `driver` with `id` on `bus`.
+    pub fn device_add(&mut self, driver: &str, id: &str, bus: &str) -> Result<(), QmpError> {
+        let command = qmp::device_add {
+            driver: driver.to_string(),
+            id: Some(id.to_string()),
+            bus: Some(bus.to_string()),
+            arguments: Default::default(),
+        };
+        self.execute(&command, COMMAND_TIMEOUT).map(drop)
+    }
+
+    /// Wait until QEMU reports device `id` deleted (DEVICE_DELETED), at most `timeout`.
+    pub fn wait_device_deleted(&mut self, id: &str, timeout: Duration) -> Result<(), QmpError> {
+        let is_it = |event: &QmpEvent| match event {
+            QmpEvent::Known(qmp::Event::DEVICE_DELETED { data, .. }) => {
+                data.device.as_deref() == Some(id)
+            }
+            _ => false,
+        };
+        if let Some(i) = self.events.iter().position(is_it) {
+            self.events.remove(i);
+            return Ok(());
+        }
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(QmpError::Timeout {
+                    command: "DEVICE_DELETED",
+                    timeout,
+                });
+            }
+            let line = match self.read_line("DEVICE_DELETED", left) {
+                Err(QmpError::Timeout { .. }) => continue,
+                other => other?,
+            };
+            let Ok(value) = serde_json::from_str::<serde_json::Value>(&line) else {
+                continue;
+            };
+            match event_of(&value, &line) {
+                Some(event) if is_it(&event) => return Ok(()),
+                Some(event) => self.events.push(event),
+                None => {}
+            }
+        }
+    }
+
     /// Events received so far, oldest first; the queue is emptied.
     pub fn take_events(&mut self) -> Vec<QmpEvent> {
         std::mem::take(&mut self.events)
@@ -270,6 +317,18 @@ impl Qmp {
             let _ = writeln!(file, "{direction} {line}");
         }
     }
+}
+
+/// The event in a QMP line, if it is one: decoded when this schema knows it.
+fn event_of(value: &serde_json::Value, line: &str) -> Option<QmpEvent> {
+    let name = value.get("event")?.as_str()?;
+    Some(match serde_json::from_value::<qmp::Event>(value.clone()) {
+        Ok(event) => QmpEvent::Known(event),
+        Err(_) => QmpEvent::Unknown {
+            name: name.to_string(),
+            line: line.to_string(),
+        },
+    })
 }
 
 #[cfg(test)]
@@ -354,6 +413,45 @@ mod tests {
         );
         let log = std::fs::read_to_string(transcript.path()).unwrap();
         assert!(log.contains("<- not json at all"), "{log}");
+    }
+
+    #[test]
+    fn an_unplug_waits_for_its_own_device_deleted_event() {
+        let (client, _server) = fake_server(
+            vec![
+                ("qmp_capabilities", vec![r#"{"return": {}}"#]),
+                (
+                    "device_del",
+                    vec![
+                        r#"{"return": {}}"#,
+                        r#"{"event": "DEVICE_DELETED", "data": {"device": "other", "path": "/machine/peripheral/other"}, "timestamp": {"seconds": 1, "microseconds": 2}}"#,
+                        r#"{"event": "DEVICE_DELETED", "data": {"device": "standin", "path": "/machine/peripheral/standin"}, "timestamp": {"seconds": 1, "microseconds": 3}}"#,
+                    ],
+                ),
+                ("device_del", vec![r#"{"return": {}}"#]),
+            ],
+            true,
+        );
+        let mut qmp = Qmp::negotiate(client, None).unwrap();
+        qmp.device_del("standin").unwrap();
+        qmp.wait_device_deleted("standin", Duration::from_secs(5))
+            .unwrap();
+        // The other device's event stays queued; a second unplug that never completes times out.
+        qmp.device_del("other2").unwrap();
+        let err = qmp
+            .wait_device_deleted("other2", Duration::from_millis(200))
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                QmpError::Timeout {
+                    command: "DEVICE_DELETED",
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert_eq!(qmp.take_events().len(), 1);
     }
 
     #[test]
