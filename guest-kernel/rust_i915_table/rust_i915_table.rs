@@ -858,7 +858,7 @@ mod standin {
                 irq as c_uint,
                 Some(interrupt),
                 None,
-                bindings::IRQF_SHARED.into(),
+                bindings::IRQF_SHARED as kernel::ffi::c_ulong,
                 c_str!("rust_i915_table").as_char_ptr(),
                 ptr::from_ref(slot).cast_mut().cast(),
             );

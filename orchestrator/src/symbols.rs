@@ -65,10 +65,29 @@ pub fn lookup(
     ))
 }
 
-/// The function and data symbols of an ELF relocatable object (a `.ko`).
+/// The function and data symbols of an ELF relocatable object (a `.ko`), plus one
+/// `[<section>]` symbol spanning each allocated section: an address no symbol covers (a
+/// string literal, an anonymous constant) is still known to be the module's.
 pub fn read_symbols(data: &[u8]) -> Result<Vec<Symbol>, object::Error> {
     let file = object::File::parse(data)?;
     let mut out = Vec::new();
+    for section in file.sections() {
+        let (Ok(name), size) = (section.name(), section.size()) else {
+            continue;
+        };
+        let allocated = matches!(
+            section.flags(),
+            object::SectionFlags::Elf { sh_flags } if sh_flags & u64::from(object::elf::SHF_ALLOC) != 0
+        );
+        if allocated && size > 0 && !name.is_empty() {
+            out.push(Symbol {
+                section: name.to_string(),
+                offset: 0,
+                size,
+                name: format!("[{name}]"),
+            });
+        }
+    }
     for symbol in file.symbols() {
         // Functions, and the objects a freed timer or work item lives in.
         if !matches!(symbol.kind(), SymbolKind::Text | SymbolKind::Data) {
@@ -203,5 +222,35 @@ mod tests {
         let exe = std::fs::read(std::env::current_exe().unwrap()).unwrap();
         let symbols = read_symbols(&exe).unwrap();
         assert!(symbols.iter().any(|s| s.section == ".text" && s.size > 0));
+        // Every allocated section spans itself, for addresses no symbol covers.
+        let rodata = symbols.iter().find(|s| s.name == "[.rodata]").unwrap();
+        assert_eq!((rodata.section.as_str(), rodata.offset), (".rodata", 0));
+        assert!(rodata.size > 0);
+    }
+
+    #[test]
+    fn a_symbol_wins_over_its_section_and_the_section_bounds_the_rest() {
+        let symbols = vec![
+            Symbol {
+                section: ".rodata".into(),
+                offset: 0,
+                size: 0x100,
+                name: "[.rodata]".into(),
+            },
+            Symbol {
+                section: ".rodata".into(),
+                offset: 0x40,
+                size: 0x10,
+                name: "OPS".into(),
+            },
+        ];
+        let sections: BTreeMap<String, u64> = [(".rodata".to_string(), 0xffffffffc0300000)].into();
+        let at = |a| lookup(&symbols, &sections, a);
+        assert_eq!(at(0xffffffffc0300044).as_deref(), Some("OPS+0x4/0x10"));
+        assert_eq!(
+            at(0xffffffffc030006d).as_deref(),
+            Some("[.rodata]+0x6d/0x100")
+        );
+        assert_eq!(at(0xffffffffc0300100), None);
     }
 }

@@ -261,8 +261,13 @@ impl Recorder<'_> {
         match (succeeded, step.expect_failure) {
             (false, false) => {
                 let mut failed = step_failed(&label, &shell, &output);
-                if let (true, Some(module)) = (loads, &module) {
-                    self.charge_load_failure(&mut failed, module, &log);
+                // A load or a bind that found its names taken tripped over a leftover.
+                let prober = match &step.action {
+                    Action::Bind { driver } => Some(command::canonical(driver)),
+                    _ => module.clone().filter(|_| loads),
+                };
+                if let Some(prober) = prober {
+                    self.charge_load_failure(&mut failed, &prober, &log);
                 }
                 self.findings.push(failed);
             }
@@ -311,19 +316,34 @@ impl Recorder<'_> {
         }
         // After devices left their driver (unbind, hot-unplug), their remove must have undone
         // what their probe set up, while the module stays loaded.
+        // A probe that failed must have released what it claimed, like a remove.
+        let by = match &step.action {
+            Action::Unbind { .. } => "unbind",
+            Action::Hotunplug { .. } => "hot-unplug",
+            _ => "",
+        };
+        let mut released: Vec<(String, Vec<String>, &str)> = Vec::new();
         if succeeded {
-            let by = match &step.action {
-                Action::Unbind { .. } => "unbind",
-                Action::Hotunplug { .. } => "hot-unplug",
-                _ => "",
-            };
-            for (driver, devices) in command::released_devices(&step.action, &output.stdout) {
-                if let Some(before) = self.before_load.get(&driver) {
-                    let found = self
-                        .ledger
-                        .released(&driver, &devices, before, &after, by, cycle);
-                    self.findings.extend(found);
-                }
+            released.extend(
+                command::released_devices(&step.action, &output.stdout)
+                    .into_iter()
+                    .map(|(driver, devices)| (driver, devices, by)),
+            );
+        }
+        // (After a failed load the whole load's diff already says it.)
+        let failed_load = loads && !succeeded;
+        released.extend(
+            ledger::failed_probes(&log)
+                .into_iter()
+                .filter(|_| !failed_load)
+                .map(|(driver, devices)| (driver, devices, "failed probe")),
+        );
+        for (driver, devices, by) in released {
+            if let Some(before) = self.before_load.get(&driver) {
+                let found = self
+                    .ledger
+                    .released(&driver, &devices, before, &after, by, cycle);
+                self.findings.extend(found);
             }
         }
         self.check_taint(&after, &label);

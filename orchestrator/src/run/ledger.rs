@@ -323,15 +323,20 @@ impl Ledger {
     ) -> Option<Finding> {
         let text = format!("{}\n{}", finding.title, finding.report);
         let addresses = kernel_addresses(&text);
+        // The image from /proc/modules is the module's text; its data and read-only data
+        // (6.4+ allocates them apart) are known from its sections and the .ko.
+        let owns = |g: &Gone, a: u64| {
+            g.range.contains(a) || symbols.symbolize(&g.range.module, &g.sections, a).is_some()
+        };
         let (gone, address) = addresses.iter().find_map(|&a| {
-            if loaded.iter().any(|r| r.contains(a)) {
+            // `loaded` may predate an unload that just returned (a crash in its collect).
+            if loaded
+                .iter()
+                .any(|r| r.contains(a) && !self.is_gone(&r.module))
+            {
                 return None;
             }
-            self.gone
-                .iter()
-                .rev()
-                .find(|g| g.range.contains(a))
-                .map(|g| (g, a))
+            self.gone.iter().rev().find(|g| owns(g, a)).map(|g| (g, a))
         })?;
         let module = &gone.range.module;
         let name = symbols
@@ -340,7 +345,7 @@ impl Ledger {
             .unwrap_or_else(|| format!("{module}+{:#x}", address - gone.range.start));
         let frames: Vec<String> = addresses
             .iter()
-            .filter(|&&a| gone.range.contains(a))
+            .filter(|&&a| owns(gone, a))
             .map(|&a| {
                 let sym = symbols
                     .symbolize(module, &gone.sections, a)
@@ -355,7 +360,8 @@ impl Ledger {
             report: format!(
                 "{} ({}) hit addresses of {module}, which was unloaded in cycle {} \
                  (its image was {:#x}..{:#x}):\n{}\nA timer, work item, thread or callback \
-                 (or the object holding it) that the exit path did not cancel or unregister.\n",
+                 (or the object holding it), or a name or table the kernel still points to, \
+                 that the exit path did not cancel or unregister.\n",
                 finding.title,
                 finding.kind,
                 gone.cycle,
@@ -363,13 +369,54 @@ impl Ledger {
                 gone.range.start + gone.range.size,
                 frames.join("\n")
             ),
-            attribution: Some(format!(
-                "callback left armed by unload in cycle {}",
-                gone.cycle
-            )),
+            // Data a name or table points to, named by its section when no symbol covers it.
+            attribution: Some(if !name.contains(":[.") || name.contains(":[.text") {
+                format!("callback left armed by unload in cycle {}", gone.cycle)
+            } else {
+                format!(
+                    "pointer into its data left registered by unload in cycle {}",
+                    gone.cycle
+                )
+            }),
             known_issue: None,
         })
     }
+}
+
+/// Devices whose probe failed in `log`, by driver: the driver core's
+/// `<bus> <dev>: probe with driver <drv> failed with error <n>` (5.x+) and
+/// `<drv> <dev>: probe of <dev> failed with error <n>` / `<drv>: probe of <dev> failed…` (older).
+/// A failed probe must release what it claimed, like a remove.
+pub fn failed_probes(log: &str) -> BTreeMap<String, Vec<String>> {
+    let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for line in log.lines() {
+        let found = if let Some((head, tail)) = line.split_once(": probe with driver ") {
+            let device = head.rsplit(' ').next().unwrap_or_default();
+            let driver = tail.split_whitespace().next().unwrap_or_default();
+            (device, driver)
+        } else if let Some((head, tail)) = line.split_once(": probe of ") {
+            let device = tail.split_whitespace().next().unwrap_or_default();
+            let mut words = head.rsplit(' ');
+            let last = words.next().unwrap_or_default();
+            // `<drv> <dev>: probe of` or `<drv>: probe of`
+            let driver = if last == device {
+                words.next().unwrap_or_default()
+            } else {
+                last
+            };
+            (device, driver)
+        } else {
+            continue;
+        };
+        if !line.contains(" failed with error ") || found.0.is_empty() || found.1.is_empty() {
+            continue;
+        }
+        let devices = out.entry(found.1.replace('-', "_")).or_default();
+        if !devices.iter().any(|d| d == found.0) {
+            devices.push(found.0.to_string());
+        }
+    }
+    out
 }
 
 /// Names without those under another listed name (`/sys/class/x/y` under
@@ -510,6 +557,30 @@ mod tests {
         assert!(ledger
             .use_after_unload(&oops, &[reloaded], &NoSymbols)
             .is_none());
+        // A snapshot from before the unload still lists the gone module: not a reason to
+        // look away (a crash in the unload's own collect).
+        let stale = loaded.module_ranges.clone();
+        assert!(ledger.use_after_unload(&oops, &stale, &NoSymbols).is_some());
+    }
+
+    #[test]
+    fn failed_probes_are_read_in_every_wording() {
+        let log = "[   15.97] rust_i915_table 0000:01:00.0: probe with driver rust_i915_table failed with error -12\n\
+                   [   16.00] e1000e 0000:00:19.0: probe of 0000:00:19.0 failed with error -5\n\
+                   <3>[ 2.1] my-drv: probe of spi0.1 failed with error -22\n\
+                   [   17.00] rust_i915_table 0000:01:00.0: probed\n";
+        let found = failed_probes(log);
+        assert_eq!(
+            found.into_iter().collect::<Vec<_>>(),
+            [
+                ("e1000e".to_string(), vec!["0000:00:19.0".to_string()]),
+                ("my_drv".to_string(), vec!["spi0.1".to_string()]),
+                (
+                    "rust_i915_table".to_string(),
+                    vec!["0000:01:00.0".to_string()]
+                ),
+            ]
+        );
     }
 
     #[test]

@@ -26,14 +26,15 @@ pub use taint::{Taint, TaintFlag};
 /// leaves the symlink of a merged alias behind when the alias is destroyed,
 /// so symlinks say nothing about leaks (kcycle boots with `slab_nomerge`).
 ///
-/// Unused dentries and inodes are dropped first (`drop_caches=2`): the
+/// Unused dentries and inodes are dropped first (`drop_caches=2`, `+4` keeps it out of
+/// the kernel log): the
 /// snapshot's own walk of /sys and /proc fills those caches a little more on
 /// every cycle, which would read as steady growth. A driver's leak is not
 /// reclaimable and stays counted.
 pub fn command() -> &'static str {
     static COMMAND: LazyLock<String> = LazyLock::new(|| {
         format!(
-            "echo 2 > /proc/sys/vm/drop_caches 2>/dev/null; echo @@slab; for d in /sys/kernel/slab/*; do [ -L \"$d\" ] || echo \"${{d##*/}}\"; done; \
+            "echo 6 > /proc/sys/vm/drop_caches 2>/dev/null; echo @@slab; for d in /sys/kernel/slab/*; do [ -L \"$d\" ] || echo \"${{d##*/}}\"; done; \
 echo @@slabinfo; cat /proc/slabinfo 2>/dev/null; \
 echo @@taint; cat /proc/sys/kernel/tainted; \
 echo @@modules; cat /proc/modules; \

@@ -199,7 +199,11 @@ pub fn argv(config: &QemuConfig) -> Vec<OsString> {
     if config.standin {
         let edu = format!("{},id={}", STANDIN.driver, STANDIN.id);
         match chipset {
+            // QEMU 6.1+ hands q35's root-port hotplug to ACPI, which a guest without
+            // HOTPLUG_PCI_ACPI ignores: keep it native (pciehp), as on real PCIe hardware.
             Chipset::Q35 => push(&[
+                "-global",
+                "ICH9-LPC.acpi-pci-hotplug-with-bridge-support=off",
                 "-device",
                 STANDIN_PORT,
                 "-device",
