@@ -467,6 +467,7 @@ pub fn parse_sections(text: &str) -> BTreeMap<String, u64> {
 pub fn sections_command(module: &str) -> String {
     format!(
         "for f in /sys/module/{module}/sections/.text* /sys/module/{module}/sections/.exit.text \
+         /sys/module/{module}/sections/.rodata* \
          /sys/module/{module}/sections/.data /sys/module/{module}/sections/.bss; do \
          [ -r \"$f\" ] && echo \"$f $(cat \"$f\")\"; done 2>/dev/null"
     )
