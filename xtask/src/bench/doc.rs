@@ -148,10 +148,21 @@ fn cell(text: &str) -> String {
     text.replace('|', "\\|").replace('\n', " ")
 }
 
+/// A table cell's worth of a long reason; the whole text follows the table.
+const SHORT: usize = 200;
+
+fn short(text: &str) -> String {
+    let text = cell(text);
+    match text.char_indices().nth(SHORT) {
+        Some((at, _)) => format!("{}… (whole text below)", &text[..at]),
+        None => text,
+    }
+}
+
 fn ratio_row(report: &Report, r: &Ratio) -> String {
     let value = match report.ratio_value(r) {
         Ok(v) => format!("**{v:.2}×**"),
-        Err(why) => format!("not measured ({})", cell(&why)),
+        Err(why) => format!("not measured ({})", short(&why)),
     };
     format!(
         "| {} | {value} | `{}` / `{}` | {} |\n",
@@ -201,7 +212,7 @@ pub fn render(report: &Report) -> String {
                         s.runs.to_string(),
                     ),
                     Err(why) => (
-                        format!("not measured: {}", cell(&why)),
+                        format!("not measured: {}", short(&why)),
                         String::new(),
                         "0".into(),
                     ),
@@ -212,6 +223,17 @@ pub fn render(report: &Report) -> String {
                     f.key,
                     cell(&f.command).replace('`', "'")
                 ));
+            }
+        }
+        for f in &section.figures {
+            if let Err(why) = f.summary() {
+                if short(&why) != cell(&why) {
+                    out.push_str(&format!(
+                        "\n`{}` not measured:\n\n```\n{}\n```\n",
+                        f.key,
+                        why.trim_end()
+                    ));
+                }
             }
         }
         if !section.ratios.is_empty() {
@@ -307,6 +329,13 @@ mod tests {
             .ratios
             .push(Ratio::new("x", "ours", "nope", None));
         assert!(render(&r).contains("not measured (no figure `nope`)"));
+        // A long reason: cut in the table, whole below it.
+        let long = format!("panicked:\n{}", "console line\n".repeat(40));
+        r.sections[0].figures[2].outcome = Outcome::NotMeasured(long.clone());
+        let text = render(&r);
+        assert!(text.contains("… (whole text below) |  | 0 |"), "{text}");
+        let whole = format!("`broken` not measured:\n\n```\n{}\n```", long.trim_end());
+        assert!(text.contains(&whole), "{text}");
     }
 
     #[test]

@@ -49,6 +49,22 @@ pub fn tail(text: &str, n: usize) -> String {
     lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
+/// kcycle run's stderr from the test's result line (`[1/1] …`) to the summary
+/// (`# kcycle: …`): the status and its findings; else the whole stderr's tail.
+pub fn test_lines(stderr: &str) -> String {
+    let lines: Vec<&str> = stderr.lines().collect();
+    match lines.iter().position(|l| l.starts_with("[1/")) {
+        Some(start) => lines[start..]
+            .iter()
+            .take_while(|l| !l.starts_with("# kcycle:"))
+            .take(20)
+            .copied()
+            .collect::<Vec<_>>()
+            .join("\n"),
+        None => tail(stderr, 8),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -81,6 +97,16 @@ mod tests {
         assert!(test_time("{", "x")
             .unwrap_err()
             .starts_with("results.json:"));
+    }
+
+    #[test]
+    fn the_test_lines_of_a_run() {
+        let stderr = "guest 0: booting\n[1/1] kcycle@bench@cycle timeout 102.1s\n  step 3 timed out\n# kcycle: failed\n| status |\n";
+        assert_eq!(
+            test_lines(stderr),
+            "[1/1] kcycle@bench@cycle timeout 102.1s\n  step 3 timed out"
+        );
+        assert_eq!(test_lines("a\nb\n"), "a\nb");
     }
 
     #[test]
