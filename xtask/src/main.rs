@@ -1,19 +1,28 @@
 //! kcycle's developer tasks in Rust, so that a machine with only Rust runs
 //! them: `cargo test-all` (what CI runs) and `cargo unit`, aliases in
-//! .cargo/config.toml. The Justfile's `just test` and `just unit` call these.
+//! .cargo/config.toml, and `cargo xtask bench`. The Justfile's `just test`,
+//! `just unit` and `just bench` call these.
 
 use std::process::{Command, ExitCode};
 
-const USAGE: &str = "usage: cargo xtask test|unit
+mod bench;
+
+const USAGE: &str = "usage: cargo xtask test|unit|bench
   test  fmt check, clippy, then every test (unit and real-QEMU end-to-end);
         builds or reuses the guest kernel for them unless KCYCLE_KERNEL is set
-  unit  only the unit tests: no kernel, no QEMU";
+  unit  only the unit tests: no kernel, no QEMU
+  bench time kcycle against virtme-ng and the in-guest floor; writes docs/benchmarks.md
+        (`cargo xtask bench --help` for its options)";
 
 fn main() -> ExitCode {
     let task = std::env::args().nth(1).unwrap_or_default();
     let result = match task.as_str() {
         "test" => test(),
         "unit" => unit(),
+        "bench" => {
+            let rest: Vec<String> = std::env::args().skip(2).collect();
+            bench::main(&rest)
+        }
         _ => {
             eprintln!("{USAGE}");
             return ExitCode::from(2);
@@ -28,17 +37,17 @@ fn main() -> ExitCode {
     }
 }
 
-struct Failure {
-    message: String,
-    code: u8,
+pub(crate) struct Failure {
+    pub(crate) message: String,
+    pub(crate) code: u8,
 }
 
-fn cargo() -> Command {
+pub(crate) fn cargo() -> Command {
     Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
 }
 
 /// Run to the end; a non-zero exit is a failure with that code.
-fn run(what: &str, command: &mut Command) -> Result<(), Failure> {
+pub(crate) fn run(what: &str, command: &mut Command) -> Result<(), Failure> {
     eprintln!("xtask: {what}");
     let status = command.status().map_err(|e| Failure {
         message: format!("failed to start {what}: {e}"),

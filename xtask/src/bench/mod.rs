@@ -1,0 +1,1232 @@
+//! `cargo xtask bench` (`just bench`): time kcycle against virtme-ng and
+//! against the in-guest floor, and write docs/benchmarks.md.
+//!
+//! Every figure runs `--runs` times in this one invocation; the document holds
+//! median and min–max and ratios of medians of this run. Figures that cannot
+//! be measured here say why in the document instead of a number. The shell
+//! (processes, guests, files) is this module; statistics and the markdown are
+//! pure (`stats`, `doc`, `kconfig`, `parse`).
+
+mod doc;
+mod kconfig;
+mod parse;
+mod stats;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use kcycle::guest::{BootSpec, ExecRequest, Guest, RunDir};
+use kcycle::kernel::Artifacts;
+use kcycle::sys::child::{self, Child, Spawn};
+use kcycle::vm::Accel;
+
+use crate::Failure;
+use doc::{Figure, Ratio, Report, Section, Unit};
+
+const USAGE: &str = "usage: cargo xtask bench [--runs K] [--cycles N] [--long-cycles L] [--accel tcg|kvm] [--kernel DIR] [--out FILE]
+  --runs K         runs of every figure (default 3)
+  --cycles N       load/unload cycles per per-cycle run (default 5)
+  --long-cycles L  cycles of the long run that samples kcycle's memory and fds (default 40)
+  --accel A        QEMU accelerator for every guest, kcycle's and virtme-ng's (default tcg)
+  --kernel DIR     kernel artifact directory (default: KCYCLE_KERNEL, else `kcycle kernel build`)
+  --out FILE       where the document goes (default docs/benchmarks.md)
+  --skip LIST      leave out sections, comma-separated: cache,boot,cycles,classifier
+                   (the document says they were skipped)";
+
+/// The module the per-cycle figures cycle.
+const MODULE: &str = "rust_i915_table";
+/// The suite's kernel command line with every check on (slab caches unmerged
+/// so a leaked one shows by name; kmemleak scanning after every unload).
+const CMDLINE_ALL: &[&str] = &["slub_debug=U,rust_i915_*", "kmemleak=on"];
+const CMDLINE_NO_KMEMLEAK: &[&str] = &["slub_debug=U,rust_i915_*"];
+
+struct Options {
+    runs: usize,
+    cycles: usize,
+    long_cycles: usize,
+    accel: Accel,
+    kernel: Option<PathBuf>,
+    out: PathBuf,
+    skip: Vec<String>,
+}
+
+/// Sections `--skip` knows.
+const SECTIONS: &[&str] = &["cache", "boot", "cycles", "classifier"];
+
+impl Options {
+    fn runs_section(&self, name: &str) -> bool {
+        let run = !self.skip.iter().any(|s| s == name);
+        if !run {
+            progress(&format!("{name}: skipped (--skip)"));
+        }
+        run
+    }
+}
+
+fn skipped(title: &str) -> Section {
+    Section {
+        title: title.into(),
+        notes: vec!["Skipped in this run (`--skip`).".into()],
+        ..Section::default()
+    }
+}
+
+fn usage(message: String) -> Failure {
+    Failure {
+        message: format!("{message}\n{USAGE}"),
+        code: 2,
+    }
+}
+
+fn infra(message: String) -> Failure {
+    Failure { message, code: 3 }
+}
+
+fn parse_options(args: &[String]) -> Result<Options, Failure> {
+    let mut options = Options {
+        runs: 3,
+        cycles: 5,
+        long_cycles: 40,
+        accel: Accel::Tcg,
+        kernel: std::env::var_os("KCYCLE_KERNEL")
+            .filter(|k| !k.is_empty())
+            .map(PathBuf::from),
+        out: PathBuf::from("docs/benchmarks.md"),
+        skip: Vec::new(),
+    };
+    let mut args = args.iter();
+    while let Some(flag) = args.next() {
+        let mut value = || {
+            args.next()
+                .cloned()
+                .ok_or_else(|| usage(format!("bench: {flag} needs a value")))
+        };
+        let count = |v: String| match v.parse::<usize>() {
+            Ok(n) if n > 0 => Ok(n),
+            _ => Err(usage(format!(
+                "bench: {flag} must be a positive whole number, not `{v}`"
+            ))),
+        };
+        match flag.as_str() {
+            "--runs" => options.runs = count(value()?)?,
+            "--cycles" => options.cycles = count(value()?)?,
+            "--long-cycles" => options.long_cycles = count(value()?)?,
+            "--accel" => {
+                options.accel = match value()?.as_str() {
+                    "tcg" => Accel::Tcg,
+                    "kvm" => Accel::Kvm,
+                    other => {
+                        return Err(usage(format!(
+                            "bench: --accel is tcg or kvm, not `{other}`"
+                        )))
+                    }
+                }
+            }
+            "--kernel" => options.kernel = Some(PathBuf::from(value()?)),
+            "--out" => options.out = PathBuf::from(value()?),
+            "--skip" => {
+                for name in value()?.split(',') {
+                    if !SECTIONS.contains(&name) {
+                        return Err(usage(format!(
+                            "bench: --skip takes {}, not `{name}`",
+                            SECTIONS.join(",")
+                        )));
+                    }
+                    options.skip.push(name.to_string());
+                }
+            }
+            "-h" | "--help" => {
+                return Err(Failure {
+                    message: USAGE.into(),
+                    code: 0,
+                })
+            }
+            other => return Err(usage(format!("bench: unknown option `{other}`"))),
+        }
+    }
+    Ok(options)
+}
+
+/// The workspace root (xtask's parent).
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace")
+        .to_path_buf()
+}
+
+fn shell_line(command: &Command) -> String {
+    kcycle::sys::shell::render(command)
+}
+
+/// Run a command to the end (killed after `limit`); its wall time and output.
+fn timed(command: &mut Command, limit: Duration) -> Result<(f64, child::Captured), String> {
+    let line = shell_line(command);
+    let started = Instant::now();
+    let out = child::capture(command, limit).map_err(|e| format!("`{line}`: {e}"))?;
+    Ok((started.elapsed().as_secs_f64(), out))
+}
+
+fn first_line(program: &str, args: &[&str]) -> String {
+    child::capture(Command::new(program).args(args), Duration::from_secs(20))
+        .map(|c| c.text().lines().next().unwrap_or("").trim().to_string())
+        .unwrap_or_else(|e| format!("unavailable ({e})"))
+}
+
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|e| format!("unreadable ({e})"))
+}
+
+fn progress(what: &str) {
+    eprintln!("bench: {what}");
+}
+
+pub fn main(args: &[String]) -> Result<(), Failure> {
+    let options = parse_options(args)?;
+    let root = root();
+    std::env::set_current_dir(&root)
+        .map_err(|e| infra(format!("failed to enter {}: {e}", root.display())))?;
+    let load_start = loadavg();
+    let started = Instant::now();
+
+    crate::run(
+        "cargo build --release -p kcycle",
+        crate::cargo().args(["build", "--release", "--quiet", "-p", "kcycle"]),
+    )?;
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target"));
+    let kcycle = root.join(target).join("release/kcycle");
+    let scratch =
+        tempfile::tempdir().map_err(|e| infra(format!("failed to make a scratch dir: {e}")))?;
+
+    // The cache is measured last: a build still running elsewhere (holding the
+    // build dir's lock) has the longest time to finish. Without --kernel, the
+    // guests need its artifact directory first.
+    let mut cache = None;
+    if options.kernel.is_none() && options.runs_section("cache") {
+        cache = Some(cache_section(&kcycle, &options));
+    }
+    let kernel_dir = options
+        .kernel
+        .clone()
+        .or_else(|| cache.as_ref().and_then(|(_, dir)| dir.clone()));
+    let artifacts = match &kernel_dir {
+        Some(dir) => Some(Artifacts::open(dir).map_err(|e| {
+            usage(format!(
+                "bench: {} is not a kernel artifact directory ({e}); give --kernel or KCYCLE_KERNEL",
+                dir.display()
+            ))
+        })?),
+        None => None,
+    };
+    let out = root.join(&options.out);
+    // The document is written after every section, so a run cut short keeps
+    // what it measured (and says it is partial).
+    let write = |sections: &[Section], done: bool| -> Result<String, Failure> {
+        let mut machine = machine(&options, artifacts.as_ref());
+        machine.push((
+            "load average (1, 5, 15 min) at start".into(),
+            load_start.clone(),
+        ));
+        machine.push(("load average at end".into(), loadavg()));
+        machine.push((
+            "whole bench wall time".into(),
+            format!(
+                "{:.0} s{}",
+                started.elapsed().as_secs_f64(),
+                if done {
+                    ""
+                } else {
+                    " so far (partial: the run had not finished)"
+                }
+            ),
+        ));
+        let report = Report {
+            date: chrono_free_date(),
+            invocation: invocation(&options),
+            machine,
+            sections: sections.to_vec(),
+        };
+        let text = doc::render(&report);
+        std::fs::write(&out, &text)
+            .map_err(|e| infra(format!("failed to write {}: {e}", out.display())))?;
+        Ok(text)
+    };
+    let mut sections = Vec::new();
+    // Cheapest first; the virtme-ng boots (minutes each under TCG) late.
+    sections.push(if options.runs_section("classifier") {
+        classifier_section(&kcycle, &options, scratch.path())
+    } else {
+        skipped("dmesg classifier")
+    });
+    write(&sections, false)?;
+    match &artifacts {
+        Some(artifacts) => {
+            if options.runs_section("cycles") {
+                let (cycles, memory) =
+                    cycle_sections(&kcycle, artifacts, &options, scratch.path());
+                sections.push(cycles);
+                sections.push(memory);
+            } else {
+                sections.push(skipped("Per-cycle overhead"));
+            }
+            write(&sections, false)?;
+            sections.push(if options.runs_section("boot") {
+                boot_section(&kcycle, artifacts, &options)
+            } else {
+                skipped("Boot")
+            });
+            write(&sections, false)?;
+        }
+        None => sections.push(Section {
+            title: "Guests".into(),
+            notes: vec!["Not measured: no kernel (`kcycle kernel build` gave no artifact directory and neither --kernel nor KCYCLE_KERNEL was set).".into()],
+            ..Section::default()
+        }),
+    }
+    let cache = match cache {
+        Some((section, _)) => section,
+        None if options.runs_section("cache") => cache_section(&kcycle, &options).0,
+        None => skipped("Kernel cache"),
+    };
+    sections.push(cache);
+    sections.push(Section {
+        title: "Sweep".into(),
+        notes: vec!["Slot for the sweep's cost (`kcycle sweep`, issue 15's parallel/sweep work): measured by that work, not by this harness yet.".into()],
+        ..Section::default()
+    });
+    let text = write(&sections, true)?;
+    println!("{text}");
+    progress(&format!("wrote {}", out.display()));
+    Ok(())
+}
+
+fn invocation(options: &Options) -> String {
+    let mut line = format!(
+        "just bench: cargo xtask bench --runs {} --cycles {} --long-cycles {} --accel {}",
+        options.runs, options.cycles, options.long_cycles, options.accel
+    );
+    if let Some(k) = &options.kernel {
+        line.push_str(&format!(" --kernel {}", k.display()));
+    }
+    if !options.skip.is_empty() {
+        line.push_str(&format!(" --skip {}", options.skip.join(",")));
+    }
+    line
+}
+
+/// `date -u` (no date crate for one line).
+fn chrono_free_date() -> String {
+    first_line("date", &["-u", "+%Y-%m-%d %H:%M UTC"])
+}
+
+fn machine(options: &Options, artifacts: Option<&Artifacts>) -> Vec<(String, String)> {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = cpuinfo
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("model name")
+                .and_then(|r| r.split_once(':'))
+                .map(|(_, m)| m.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown".into());
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let commit = first_line("git", &["rev-parse", "--short=12", "HEAD"]);
+    let dirty = child::capture(
+        Command::new("git").args(["status", "--porcelain"]),
+        Duration::from_secs(20),
+    )
+    .map(|c| !c.stdout.trim().is_empty())
+    .unwrap_or(false);
+    let mut rows = vec![
+        ("cores".to_string(), cores.to_string()),
+        ("CPU".into(), model),
+        ("host kernel".into(), first_line("uname", &["-srm"])),
+        ("accel (every guest)".into(), options.accel.to_string()),
+        (
+            "QEMU".into(),
+            first_line("qemu-system-x86_64", &["--version"]),
+        ),
+        ("virtme-ng".into(), first_line("vng", &["--version"])),
+        (
+            "kcycle commit".into(),
+            format!(
+                "{commit}{}",
+                if dirty {
+                    " (with uncommitted changes)"
+                } else {
+                    ""
+                }
+            ),
+        ),
+        ("runs per figure".into(), options.runs.to_string()),
+    ];
+    if let Some(a) = artifacts {
+        rows.push((
+            "guest kernel".into(),
+            format!("{} ({})", a.manifest.kernel_release, a.dir.display()),
+        ));
+    }
+    rows
+}
+
+// ---- kernel cache ----------------------------------------------------------
+
+/// A warm `kcycle kernel build` is a cache hit; returns the artifact directory too.
+fn cache_section(kcycle: &Path, options: &Options) -> (Section, Option<PathBuf>) {
+    let command = || {
+        let mut c = Command::new(kcycle);
+        c.args(["--progress", "never", "kernel", "build"]);
+        c
+    };
+    let line = format!("{} --progress never kernel build", kcycle.display());
+    let figure = Figure::new("cache-hit", "no-op cache hit", Unit::Seconds, line.clone());
+    let mut notes = vec![
+        "Not measured here on purpose: the module-only rebuild and the cold build (40+ min on this machine). \
+         Figures from the issue notes (`issues all`): cold build 113 min wall under heavy contention \
+         (user 90m45s CPU), 31 min under load in another run, 14 min on an idle machine (DESIGN.md). \
+         `cargo bench -p kcycle --bench kernel` measures the module-only rebuild (and a cold build with KCYCLE_BENCH_COLD=1)."
+            .to_string(),
+    ];
+    // Warm-up: must already be a hit. A build that starts is stopped: cold builds are not this figure.
+    progress("kernel cache: warm-up `kcycle kernel build` (must be a hit)");
+    let warm = timed(&mut command(), Duration::from_secs(180));
+    let dir = match &warm {
+        Ok((_, out)) if out.status.success() => {
+            out.stdout.lines().last().map(|l| PathBuf::from(l.trim()))
+        }
+        _ => None,
+    };
+    let figure = match warm {
+        Err(e) => figure.not_measured(format!(
+            "the warm-up did not finish within 180 s, so the cache has no entry for this tree ({e}); build it once with `kcycle kernel build`"
+        )),
+        Ok((_, out)) if !out.status.success() => figure.not_measured(format!(
+            "the warm-up failed ({}): {}",
+            out.status,
+            parse::tail(&out.stderr, 3)
+        )),
+        Ok(_) => {
+            let runs = options.runs.max(5);
+            let mut samples = Vec::new();
+            let mut failure = None;
+            for i in 0..runs {
+                progress(&format!("kernel cache: hit {}/{runs}", i + 1));
+                match timed(&mut command(), Duration::from_secs(60)) {
+                    Ok((t, out)) if out.status.success() => samples.push(t),
+                    Ok((_, out)) => failure = Some(format!("{}: {}", out.status, parse::tail(&out.stderr, 3))),
+                    Err(e) => failure = Some(e),
+                }
+            }
+            if let Some(f) = failure {
+                notes.push(format!("A hit run failed: {f}"));
+            }
+            figure.samples(samples)
+        }
+    };
+    (
+        Section {
+            title: "Kernel cache".into(),
+            figures: vec![figure],
+            ratios: Vec::new(),
+            notes,
+        },
+        dir,
+    )
+}
+
+// ---- boot: kcycle exec vs virtme-ng -------------------------------------------
+
+fn boot_section(kcycle: &Path, artifacts: &Artifacts, options: &Options) -> Section {
+    let mut exec = Command::new(kcycle);
+    exec.args([
+        "--progress",
+        "never",
+        "exec",
+        "--accel",
+        options.accel.name(),
+        "--kernel",
+    ])
+    .arg(&artifacts.dir)
+    .args(["--", "true"]);
+    let exec_line = shell_line(&exec);
+    let (mut ready, mut whole, mut failure) = (Vec::new(), Vec::new(), None);
+    for i in 0..options.runs {
+        progress(&format!(
+            "boot: kcycle exec -- true {}/{}",
+            i + 1,
+            options.runs
+        ));
+        match timed(&mut exec, Duration::from_secs(600)) {
+            Ok((t, out)) if out.status.success() => {
+                whole.push(t);
+                ready.extend(parse::exec_ready_seconds(&out.stderr));
+            }
+            Ok((t, out)) => {
+                failure = Some(format!(
+                    "exited {} after {t:.1} s: {}",
+                    out.status,
+                    parse::tail(&out.stderr, 4)
+                ))
+            }
+            Err(e) => failure = Some(e),
+        }
+    }
+    let with_failure = |f: Figure, samples: Vec<f64>| match (&failure, samples.is_empty()) {
+        (Some(why), true) => f.not_measured(why.clone()),
+        _ => f.samples(samples),
+    };
+    let mut figures = vec![
+        with_failure(
+            Figure::new(
+                "boot-ready",
+                "boot to SSH-ready (QEMU start to first SSH login, as `kcycle exec` reports it)",
+                Unit::Seconds,
+                format!("{exec_line}  (its \"ready in N s\" line)"),
+            ),
+            ready,
+        ),
+        with_failure(
+            Figure::new(
+                "exec-true",
+                "`kcycle exec -- true`, cold boot to power-off",
+                Unit::Seconds,
+                exec_line,
+            ),
+            whole,
+        ),
+    ];
+    let (vng, vng_notes) = vng_figure(artifacts, options);
+    figures.push(vng);
+    let mut notes = vng_notes;
+    if let Some(f) = failure {
+        notes.push(format!("A `kcycle exec` run failed: {f}"));
+    }
+    Section {
+        title: "Boot: kcycle vs virtme-ng, same bzImage, same accel".into(),
+        figures,
+        ratios: vec![
+            Ratio::new(
+                "boot to SSH-ready / vng boot-to-exec",
+                "boot-ready",
+                "vng-exec-true",
+                Some("≤ 0.5×"),
+            ),
+            Ratio::new(
+                "`kcycle exec -- true` / `vng --exec true`",
+                "exec-true",
+                "vng-exec-true",
+                None,
+            ),
+        ],
+        notes,
+    }
+}
+
+/// The kernel options virtme-ng's `--kconfig` requires, and which of them this kernel lacks.
+fn vng_options_note(artifacts: &Artifacts) -> String {
+    let source = child::capture(
+        Command::new("python3").args([
+            "-c",
+            "import virtme.commands.configkernel as c; print(c.__file__)",
+        ]),
+        Duration::from_secs(30),
+    );
+    let path = match source {
+        Ok(out) if out.status.success() => PathBuf::from(out.stdout.trim()),
+        _ => return "virtme-ng's kconfig list was not found (`python3 -c 'import virtme.commands.configkernel'` failed).".into(),
+    };
+    let (py, config) = match (
+        std::fs::read_to_string(&path),
+        std::fs::read_to_string(artifacts.dir.join("config")),
+    ) {
+        (Ok(py), Ok(config)) => (py, config),
+        (Err(e), _) => return format!("failed to read {}: {e}", path.display()),
+        (_, Err(e)) => {
+            return format!(
+                "failed to read the kernel's config in {}: {e}",
+                artifacts.dir.display()
+            )
+        }
+    };
+    let required = kconfig::vng_required(&py);
+    let missing = kconfig::missing(&config, &required);
+    let listed: Vec<String> = missing
+        .iter()
+        .map(|o| {
+            format!(
+                "`{o}` (ours: {})",
+                kconfig::value(&config, o).unwrap_or("not set")
+            )
+        })
+        .collect();
+    format!(
+        "virtme-ng's required options (`_GENERIC_CONFIG` in {}, what `vng --kconfig` adds): {} options; \
+         this kernel builds in all but {}: {}. A fair vng run needs a bench profile with these merged \
+         (guest-kernel/configs is not this harness's to change).",
+        path.display(),
+        required.len(),
+        missing.len(),
+        if listed.is_empty() { "none".to_string() } else { listed.join(", ") }
+    )
+}
+
+/// virtme-ng-init's line when the `--exec` command ended well; in its console
+/// fallback vng itself exits 255 even then, so this line is the criterion.
+const VNG_SCRIPT_OK: &str = "virtme-ng-init: script exited with code 0";
+
+fn vng_figure(artifacts: &Artifacts, options: &Options) -> (Figure, Vec<String>) {
+    // --verbose: in the console fallback (below) the script's end shows only there.
+    let mut vng = Command::new("vng");
+    vng.args(["--verbose", "--run"]).arg(artifacts.bzimage());
+    if options.accel == Accel::Tcg {
+        vng.arg("--disable-kvm");
+    }
+    vng.args(["--exec", "true"]);
+    let line = shell_line(&vng);
+    let figure = Figure::new(
+        "vng-exec-true",
+        "`vng --run <bzImage> --exec true`, cold boot to exit",
+        Unit::Seconds,
+        format!("{line}  (done when vng exits and its console says \"{VNG_SCRIPT_OK}\")"),
+    );
+    let mut notes = vec![vng_options_note(artifacts)];
+    let mut samples = Vec::new();
+    let mut exits = Vec::new();
+    // A guest that panics in its timer check (host starvation under TCG) is
+    // retried, up to `runs` times in all, and each one is written down.
+    let mut panics = 0;
+    let mut i = 0;
+    while samples.len() < options.runs {
+        progress(&format!("boot: vng --exec true {}/{}", i + 1, options.runs));
+        i += 1;
+        match timed(&mut vng, Duration::from_secs(600)) {
+            Ok((t, out))
+                if out.status.success()
+                    || out.stderr.contains(VNG_SCRIPT_OK)
+                    || out.stdout.contains(VNG_SCRIPT_OK) =>
+            {
+                samples.push(t);
+                exits.push(out.status.to_string());
+                let console = format!("{}\n{}", out.stdout, out.stderr);
+                if samples.len() == 1 && !out.status.success() {
+                    let reasons: Vec<&str> = console
+                        .lines()
+                        .filter(|l| {
+                            l.contains("ENODEV")
+                                || l.contains("cannot find script")
+                                || l.contains("console fallback")
+                                || l.contains("Read-only file system (os")
+                        })
+                        .collect();
+                    notes.push(format!(
+                        "vng ran the command (its console says \"{VNG_SCRIPT_OK}\") but exits {}: on this kernel \
+                         virtme-ng-init falls back to running the script on the console and cannot mount its overlays. \
+                         Its console lines that say why (first run):\n\n```\n{}\n```\n\nThe vng figure is therefore vng on a \
+                         kernel it was not configured for (its overlay mounts fail one by one under TCG), not vng at its best.",
+                        out.status,
+                        reasons.join("\n")
+                    ));
+                }
+            }
+            Ok((t, out))
+                if panics < options.runs
+                    && format!("{}{}", out.stdout, out.stderr).contains("Kernel panic") =>
+            {
+                panics += 1;
+                let console = format!("{}\n{}", out.stdout, out.stderr);
+                let panic_line = console
+                    .lines()
+                    .find(|l| l.contains("Kernel panic"))
+                    .unwrap_or("")
+                    .trim();
+                notes.push(format!(
+                    "A vng run's guest panicked after {t:.1} s (`{}`) and was retried; not counted.",
+                    panic_line.replace('`', "'")
+                ));
+            }
+            Ok((t, out)) => {
+                notes.push(format!(
+                    "`{line}` exited {} after {t:.1} s and its console never said the command ran. The end of its output:\n\n```\n{}\n```",
+                    out.status,
+                    parse::tail(&format!("{}\n{}", out.stdout, out.stderr), 12)
+                ));
+                return (
+                    figure.not_measured(format!(
+                        "vng exited {} after {t:.1} s without running the command (see below)",
+                        out.status
+                    )),
+                    notes,
+                );
+            }
+            Err(e) => {
+                let why = if e.contains("failed to start") {
+                    format!("{e}; install it with `pip install virtme-ng`")
+                } else {
+                    e
+                };
+                return (figure.not_measured(why), notes);
+            }
+        }
+    }
+    exits.dedup();
+    notes.push(format!(
+        "vng's exit status in the measured runs: {}.",
+        exits.join(", ")
+    ));
+    (figure.samples(samples), notes)
+}
+
+// ---- per-cycle overhead and kcycle's memory ------------------------------------
+
+fn suite_text(cycles: usize, cmdline: &[&str]) -> String {
+    let cmdline: Vec<String> = cmdline.iter().map(|a| format!("{a:?}")).collect();
+    format!(
+        "name = \"bench\"\ncmdline = [{}]\nstep_timeout = 120\n\n[[test]]\nname = \"cycle\"\ncycles = {cycles}\n\
+         steps = [{{ load = \"{MODULE}\" }}, {{ unload = \"{MODULE}\" }}]\n",
+        cmdline.join(", ")
+    )
+}
+
+/// Peak memory and fds of one kcycle run, sampled while it ran.
+#[derive(Default)]
+struct Sampled {
+    hwm_kib: u64,
+    max_fds: u64,
+    first_fds: Option<u64>,
+    last_fds: u64,
+}
+
+impl Sampled {
+    fn take(&mut self, pid: u32) {
+        if let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) {
+            if let Some(hwm) = parse::status_kib(&status, "VmHWM") {
+                self.hwm_kib = self.hwm_kib.max(hwm);
+            }
+        }
+        if let Ok(entries) = std::fs::read_dir(format!("/proc/{pid}/fd")) {
+            let fds = entries.count() as u64;
+            self.max_fds = self.max_fds.max(fds);
+            self.first_fds.get_or_insert(fds);
+            self.last_fds = fds;
+        }
+    }
+}
+
+/// One `kcycle run` of the bench suite: seconds per cycle and what was sampled.
+fn kcycle_run(
+    kcycle: &Path,
+    artifacts: &Artifacts,
+    options: &Options,
+    dir: &Path,
+    cycles: usize,
+    cmdline: &[&str],
+) -> Result<(f64, Sampled), String> {
+    std::fs::create_dir_all(dir).map_err(|e| format!("failed to create {}: {e}", dir.display()))?;
+    let suite = dir.join("bench.toml");
+    std::fs::write(&suite, suite_text(cycles, cmdline))
+        .map_err(|e| format!("failed to write {}: {e}", suite.display()))?;
+    let results = dir.join("results");
+    let stderr_path = dir.join("stderr");
+    let stderr = std::fs::File::create(&stderr_path)
+        .map_err(|e| format!("failed to create {}: {e}", stderr_path.display()))?;
+    let mut command = Command::new(kcycle);
+    command
+        .args(["--progress", "never", "run"])
+        .arg(&suite)
+        .args(["--accel", options.accel.name(), "--kernel"])
+        .arg(&artifacts.dir)
+        .arg("--results")
+        .arg(&results)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(stderr);
+    let limit = Duration::from_secs(300 + 60 * cycles as u64);
+    let mut child = Child::spawn(&mut command, Spawn::default()).map_err(|e| e.to_string())?;
+    let pid = child.pid();
+    let mut sampled = Sampled::default();
+    let status = kcycle::sys::wait::poll(
+        Instant::now() + limit,
+        None,
+        Duration::from_millis(200),
+        || {
+            sampled.take(pid);
+            child.try_wait()
+        },
+    );
+    let stderr_text = std::fs::read_to_string(&stderr_path).unwrap_or_default();
+    let status = match status {
+        Ok(status) => status,
+        Err(_) => {
+            child.terminate(Duration::from_secs(10));
+            return Err(format!(
+                "`kcycle run` did not finish within {limit:?}: {}",
+                parse::tail(&stderr_text, 4)
+            ));
+        }
+    };
+    let json = std::fs::read_to_string(results.join("results.json")).map_err(|e| {
+        format!(
+            "kcycle run exited {status} and left no results.json ({e}): {}",
+            parse::tail(&stderr_text, 4)
+        )
+    })?;
+    let (result, seconds) = parse::test_time(&json, "kcycle@bench@cycle")?;
+    if !status.success() || result != "pass" {
+        return Err(format!(
+            "kcycle run exited {status}, the test is `{result}`:\n{}",
+            parse::test_lines(&stderr_text)
+        ));
+    }
+    Ok((seconds / cycles as f64, sampled))
+}
+
+fn run_line(
+    kcycle: &Path,
+    artifacts: &Artifacts,
+    options: &Options,
+    cycles: usize,
+    cmdline: &[&str],
+) -> String {
+    format!(
+        "{} --progress never run bench.toml --accel {} --kernel {}  (bench.toml: {cycles} cycles of {{load, unload}} {MODULE}, cmdline {:?}; test time from results.json / {cycles})",
+        kcycle.display(),
+        options.accel,
+        artifacts.dir.display(),
+        cmdline
+    )
+}
+
+fn cycle_sections(
+    kcycle: &Path,
+    artifacts: &Artifacts,
+    options: &Options,
+    scratch: &Path,
+) -> (Section, Section) {
+    let mut notes = Vec::new();
+    let (mut hwm, mut fds) = (Vec::new(), Vec::new());
+    let mut series = |key: &str,
+                      what: &str,
+                      cmdline: &[&str],
+                      cycles: usize,
+                      runs: usize,
+                      notes: &mut Vec<String>| {
+        let mut samples = Vec::new();
+        let mut failure = None;
+        for i in 0..runs {
+            progress(&format!("cycles: {key} {}/{runs} ({cycles} cycles)", i + 1));
+            match kcycle_run(
+                kcycle,
+                artifacts,
+                options,
+                &scratch.join(format!("{key}-{i}")),
+                cycles,
+                cmdline,
+            ) {
+                Ok((per_cycle, sampled)) => {
+                    samples.push(per_cycle * 1000.0);
+                    hwm.push(sampled.hwm_kib as f64);
+                    fds.push(sampled.max_fds as f64);
+                    if let Some(first) = sampled.first_fds {
+                        if sampled.last_fds > first {
+                            notes.push(format!(
+                                "{key} run {}: kcycle's fds grew from {first} to {} over the run",
+                                i + 1,
+                                sampled.last_fds
+                            ));
+                        }
+                    }
+                }
+                Err(e) => failure = Some(e),
+            }
+        }
+        let figure = Figure::new(
+            key,
+            what,
+            Unit::Millis,
+            run_line(kcycle, artifacts, options, cycles, cmdline),
+        );
+        match failure {
+            Some(why) if samples.is_empty() => figure.not_measured(why),
+            Some(why) => {
+                notes.push(format!("A `{key}` run failed: {why}"));
+                figure.samples(samples)
+            }
+            None => figure.samples(samples),
+        }
+    };
+    let all = series(
+        "kcycle-cycle-all",
+        "kcycle, one load+unload cycle, every check on (dmesg, ledger snapshot, debugfs/sysfs, taint, kmemleak)",
+        CMDLINE_ALL,
+        options.cycles,
+        options.runs,
+        &mut notes,
+    );
+    let no_kmemleak = series(
+        "kcycle-cycle-no-kmemleak",
+        "kcycle, one cycle, every check but kmemleak",
+        CMDLINE_NO_KMEMLEAK,
+        options.cycles,
+        options.runs,
+        &mut notes,
+    );
+    let long = series(
+        "kcycle-cycle-long",
+        &format!(
+            "kcycle, one cycle over a long run of {} cycles (no kmemleak)",
+            options.long_cycles
+        ),
+        CMDLINE_NO_KMEMLEAK,
+        options.long_cycles,
+        1,
+        &mut notes,
+    );
+    let mut figures = vec![all, no_kmemleak, long];
+    let floor = floor_figures(artifacts, options);
+    let mut ratios = vec![
+        Ratio::new(
+            "kcycle cycle (every check) / in-guest loop",
+            "kcycle-cycle-all",
+            "floor-cycle",
+            Some("≤ 1.10×"),
+        ),
+        Ratio::new(
+            "kcycle cycle (no kmemleak) / in-guest loop",
+            "kcycle-cycle-no-kmemleak",
+            "floor-cycle",
+            None,
+        ),
+    ];
+    match floor {
+        Ok(mut f) => figures.append(&mut f),
+        Err(why) => {
+            figures.push(
+                Figure::new("floor-cycle", "in-guest floor", Unit::Millis, "").not_measured(why),
+            );
+            ratios.truncate(2);
+        }
+    }
+    notes.push(format!(
+        "Each check's own cost is its command timed from the host over kcycle's persistent SSH session \
+         in a guest booted with the same cmdline ({CMDLINE_ALL:?}), `{MODULE}` not loaded; each includes \
+         one SSH round trip (`ssh-true`). Per cycle kcycle runs two steps (load, unload), each one command \
+         plus one collect round trip (dmesg -c and the snapshot), and a kmemleak scan after the unload. \
+         The kmemleak scan holds `sleep 5` (kmemleak reports only objects older than its 5 s minimum age), \
+         so a kmemleak cycle cannot come near the floor; the no-kmemleak figure is the one the target is about."
+    ));
+    let memory = Section {
+        title: "kcycle's own memory and file descriptors".into(),
+        figures: vec![
+            Figure::new(
+                "kcycle-peak-rss",
+                "kcycle peak RSS (VmHWM) per `kcycle run`",
+                Unit::KiB,
+                "/proc/<kcycle pid>/status VmHWM, sampled every 200 ms during every run above",
+            )
+            .samples(hwm),
+            Figure::new(
+                "kcycle-max-fds",
+                "kcycle open fds, most seen per `kcycle run`",
+                Unit::Count,
+                "ls /proc/<kcycle pid>/fd | wc -l, sampled every 200 ms during every run above",
+            )
+            .samples(fds),
+        ],
+        ratios: Vec::new(),
+        notes: vec![format!(
+            "Sampled over every `kcycle run` of the per-cycle section, the longest being {} cycles. \
+             A growing fd count within a run is listed under the per-cycle section. docs/soak.md (`just soak`) is the 200-cycle run.",
+            options.long_cycles
+        )],
+    };
+    (
+        Section {
+            title: "Per-cycle overhead: kcycle vs the same loop inside the guest".into(),
+            figures,
+            ratios,
+            notes,
+        },
+        memory,
+    )
+}
+
+/// Boot one guest with the suite's cmdline and time, from the host: the
+/// modprobe/rmmod loop as one shell command (the floor), and each check.
+fn floor_figures(artifacts: &Artifacts, options: &Options) -> Result<Vec<Figure>, String> {
+    progress("floor: booting a guest for the in-guest loop and the checks");
+    let cache = kcycle::sys::dirs::cache_root().ok_or("no cache dir (set HOME or KCYCLE_CACHE)")?;
+    let image = kcycle::image::build(artifacts, &cache)
+        .map_err(|e| format!("failed to build the image: {e}"))?;
+    let mut spec = BootSpec::new(artifacts.bzimage(), image.path, options.accel);
+    spec.cmdline = CMDLINE_ALL.iter().map(|s| s.to_string()).collect();
+    // One retry: under heavy host load a TCG guest can panic in its timer check.
+    let mut failures = Vec::new();
+    let mut booted = None;
+    for _ in 0..2 {
+        let run_dir = RunDir::temporary().map_err(|e| e.to_string())?;
+        match Guest::boot(spec.clone(), run_dir.path()) {
+            Ok(guest) => {
+                booted = Some((guest, run_dir));
+                break;
+            }
+            Err(e) => failures.push(format!("failed to boot: {}", kcycle::sys::error::chain(&e))),
+        }
+    }
+    let Some((mut guest, _run_dir)) = booted else {
+        return Err(failures.join("\n\nthen, retried:\n"));
+    };
+    let result = floor_in(&mut guest, options);
+    guest.shutdown(Duration::from_secs(10));
+    result
+}
+
+fn floor_in(guest: &mut Guest, options: &Options) -> Result<Vec<Figure>, String> {
+    let n = options.cycles;
+    let floor = format!(
+        "i=0; while [ $i -lt {n} ]; do modprobe {MODULE} && modprobe -r {MODULE} || exit 1; i=$((i+1)); done"
+    );
+    let mut time = |command: &str, reps: usize, what: &str| -> Result<Vec<f64>, String> {
+        let mut samples = Vec::new();
+        for i in 0..reps {
+            progress(&format!("floor: {what} {}/{reps}", i + 1));
+            let started = Instant::now();
+            let mut request = ExecRequest::new(command);
+            request.deadline = Duration::from_secs(300);
+            let out = guest
+                .exec(request)
+                .map_err(|e| format!("`{command}`: {}", kcycle::sys::error::chain(&e)))?;
+            let elapsed = started.elapsed().as_secs_f64();
+            if !out.success() {
+                return Err(format!(
+                    "`{command}` exited {}: {}",
+                    out.status,
+                    parse::tail(&String::from_utf8_lossy(&out.stderr), 4)
+                ));
+            }
+            samples.push(elapsed * 1000.0);
+        }
+        Ok(samples)
+    };
+    // Warm the module's files into the page cache, as kcycle's first cycle does.
+    time(
+        &format!("modprobe {MODULE} && modprobe -r {MODULE}"),
+        1,
+        "warm-up cycle",
+    )?;
+    let loops = time(&floor, options.runs, "in-guest loop")?;
+    let per_cycle: Vec<f64> = loops.iter().map(|ms| ms / n as f64).collect();
+    let reps = options.runs.max(3) * 3;
+    let ssh = time("true", reps, "ssh round trip")?;
+    let dmesg = time(kcycle::run::command::TAKE_DMESG, reps, "kernel log read")?;
+    let snapshot = time(kcycle::snapshot::command(), reps, "ledger snapshot")?;
+    let kmemleak = time(
+        kcycle::run::command::KMEMLEAK_SCAN,
+        options.runs,
+        "kmemleak scan",
+    )?;
+    let via = "Guest::exec over kcycle's SSH session, host wall time";
+    Ok(vec![
+        Figure::new(
+            "floor-cycle",
+            "in-guest floor: one modprobe + modprobe -r cycle, the whole loop as one shell command",
+            Unit::Millis,
+            format!("{floor}  (one command; its host wall time / {n})"),
+        )
+        .samples(per_cycle),
+        Figure::new(
+            "ssh-true",
+            "SSH round trip (`true`)",
+            Unit::Millis,
+            format!("true  ({via})"),
+        )
+        .samples(ssh),
+        Figure::new(
+            "check-dmesg",
+            "check: kernel log read",
+            Unit::Millis,
+            format!("{}  ({via})", kcycle::run::command::TAKE_DMESG),
+        )
+        .samples(dmesg),
+        Figure::new(
+            "check-snapshot",
+            "check: ledger snapshot (slab, taint, modules, debugfs, sysfs, procfs, …)",
+            Unit::Millis,
+            format!("kcycle::snapshot::command()  ({via})"),
+        )
+        .samples(snapshot),
+        Figure::new(
+            "check-kmemleak",
+            "check: kmemleak scan (scan, sleep 5, scan, read, clear)",
+            Unit::Millis,
+            format!("{}  ({via})", kcycle::run::command::KMEMLEAK_SCAN),
+        )
+        .samples(kmemleak),
+    ])
+}
+
+// ---- dmesg classifier ----------------------------------------------------------
+
+/// The fixtures' logs concatenated, repeated to at least `bytes`.
+fn big_log(bytes: usize) -> Result<String, String> {
+    let dir = root().join("orchestrator/tests/fixtures/dmesg");
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .map_err(|e| format!("failed to read {}: {e}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "log"))
+        .collect();
+    paths.sort();
+    let mut one = String::new();
+    for p in &paths {
+        let bytes = std::fs::read(p).map_err(|e| format!("failed to read {}: {e}", p.display()))?;
+        one.push_str(&String::from_utf8_lossy(&bytes));
+        if !one.ends_with('\n') {
+            one.push('\n');
+        }
+    }
+    if one.is_empty() {
+        return Err(format!("no .log files in {}", dir.display()));
+    }
+    Ok(one.repeat(bytes.div_ceil(one.len())))
+}
+
+fn classifier_section(kcycle: &Path, options: &Options, scratch: &Path) -> Section {
+    let target = 8_000_000;
+    let figure = |line: String| {
+        Figure::new(
+            "classifier",
+            "`kcycle dmesg --json` over the dmesg fixtures concatenated (process start, read, classify, JSON out)",
+            Unit::MegabytesPerSecond,
+            line,
+        )
+    };
+    let log = match big_log(target) {
+        Ok(log) => log,
+        Err(e) => {
+            return Section {
+                title: "dmesg classifier".into(),
+                figures: vec![figure(String::new()).not_measured(e)],
+                ..Section::default()
+            }
+        }
+    };
+    let path = scratch.join("big-dmesg.log");
+    let mut command = Command::new(kcycle);
+    command
+        .args(["--progress", "never", "dmesg", "--json"])
+        .arg(&path);
+    let line = format!(
+        "{} > /dev/null  ({:.1} MB, {} lines)",
+        shell_line(&command),
+        log.len() as f64 / 1e6,
+        log.lines().count()
+    );
+    if let Err(e) = std::fs::write(&path, &log) {
+        return Section {
+            title: "dmesg classifier".into(),
+            figures: vec![
+                figure(line).not_measured(format!("failed to write {}: {e}", path.display()))
+            ],
+            ..Section::default()
+        };
+    }
+    let mut samples = Vec::new();
+    let mut failure = None;
+    for i in 0..options.runs.max(5) {
+        progress(&format!(
+            "classifier: run {}/{}",
+            i + 1,
+            options.runs.max(5)
+        ));
+        match timed(&mut command, Duration::from_secs(600)) {
+            // Exit 1 is "found something", as grep's.
+            Ok((t, out)) if matches!(out.status.code(), Some(0 | 1)) => {
+                samples.push(log.len() as f64 / 1e6 / t)
+            }
+            Ok((_, out)) => {
+                failure = Some(format!(
+                    "exited {}: {}",
+                    out.status,
+                    parse::tail(&out.stderr, 3)
+                ))
+            }
+            Err(e) => failure = Some(e),
+        }
+    }
+    let figure = match failure {
+        Some(why) if samples.is_empty() => figure(line).not_measured(why),
+        _ => figure(line).samples(samples),
+    };
+    Section {
+        title: "dmesg classifier".into(),
+        figures: vec![figure],
+        ratios: Vec::new(),
+        notes: vec![
+            "Target (issue 15): at least 200 MB/s on one core (the classifier is single-threaded; this is wall time \
+             of the whole command on the shared machine). The worst-case time per line is the classifier work's figure."
+                .into(),
+        ],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn options_and_their_errors() {
+        let o = parse_options(&args(&[
+            "--runs", "5", "--cycles", "2", "--accel", "kvm", "--out", "x.md",
+        ]))
+        .unwrap_or_else(|f| panic!("{}", f.message));
+        assert_eq!(
+            (o.runs, o.cycles, o.accel, o.out),
+            (5, 2, Accel::Kvm, PathBuf::from("x.md"))
+        );
+        for (bad, says) in [
+            (
+                &["--runs", "0"][..],
+                "--runs must be a positive whole number, not `0`",
+            ),
+            (&["--runs"][..], "--runs needs a value"),
+            (&["--accel", "hvf"][..], "--accel is tcg or kvm, not `hvf`"),
+            (&["--fast"][..], "unknown option `--fast`"),
+            (
+                &["--skip", "boot,vng"][..],
+                "--skip takes cache,boot,cycles,classifier, not `vng`",
+            ),
+        ] {
+            match parse_options(&args(bad)) {
+                Err(f) => assert!(f.message.contains(says) && f.code == 2, "{}", f.message),
+                Ok(_) => panic!("{bad:?} was accepted"),
+            }
+        }
+    }
+
+    #[test]
+    fn the_suite_is_a_valid_kcycle_suite() {
+        let text = suite_text(4, CMDLINE_ALL);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bench.toml");
+        std::fs::write(&path, &text).unwrap();
+        let suite = kcycle::suite::Suite::load(&path).unwrap_or_else(|e| panic!("{e}\n{text}"));
+        assert_eq!(suite.cmdline, ["slub_debug=U,rust_i915_*", "kmemleak=on"]);
+        assert_eq!(suite.tests[0].cycles, 4);
+        assert_eq!(suite.tests[0].steps.len(), 2);
+    }
+
+    #[test]
+    fn the_big_log_is_the_fixtures_repeated() {
+        let log = big_log(1_000_000).unwrap();
+        assert!(log.len() >= 1_000_000);
+        assert!(log.contains("WARNING") || log.contains("BUG"));
+    }
+}

@@ -1,0 +1,117 @@
+//! What the benchmark reads back from the tools it timed (pure).
+
+/// `kcycle exec`'s "kcycle: guest 6.12.117 ready in 12.3 s (console: …)": the
+/// boot to a working SSH login, as kcycle measured it.
+pub fn exec_ready_seconds(stderr: &str) -> Option<f64> {
+    stderr.lines().find_map(|line| {
+        let rest = line.strip_prefix("kcycle: guest ")?;
+        let (_, after) = rest.split_once(" ready in ")?;
+        after.split_whitespace().next()?.parse().ok()
+    })
+}
+
+/// A `/proc/<pid>/status` field in KiB, e.g. `VmHWM: 21872 kB`.
+pub fn status_kib(status: &str, field: &str) -> Option<u64> {
+    status.lines().find_map(|line| {
+        let rest = line.strip_prefix(field)?.strip_prefix(':')?;
+        rest.split_whitespace().next()?.parse().ok()
+    })
+}
+
+/// One test of an IGT-style results.json: (result, seconds from start to end).
+pub fn test_time(results_json: &str, test: &str) -> Result<(String, f64), String> {
+    let value: serde_json::Value =
+        serde_json::from_str(results_json).map_err(|e| format!("results.json: {e}"))?;
+    let entry = value
+        .get("tests")
+        .and_then(|t| t.get(test))
+        .ok_or_else(|| format!("results.json has no test `{test}`"))?;
+    let result = entry
+        .get("result")
+        .and_then(|r| r.as_str())
+        .unwrap_or("?")
+        .to_string();
+    let time = |k: &str| {
+        entry
+            .get("time")
+            .and_then(|t| t.get(k))
+            .and_then(|v| v.as_f64())
+    };
+    match (time("start"), time("end")) {
+        (Some(start), Some(end)) => Ok((result, end - start)),
+        _ => Err(format!("results.json: `{test}` has no time.start/end")),
+    }
+}
+
+/// The last `n` non-empty lines, for a failure's message.
+pub fn tail(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+/// kcycle run's stderr from the test's result line (`[1/1] …`) to the summary
+/// (`# kcycle: …`): the status and its findings; else the whole stderr's tail.
+pub fn test_lines(stderr: &str) -> String {
+    let lines: Vec<&str> = stderr.lines().collect();
+    match lines.iter().position(|l| l.starts_with("[1/")) {
+        Some(start) => lines[start..]
+            .iter()
+            .take_while(|l| !l.starts_with("# kcycle:"))
+            .take(20)
+            .copied()
+            .collect::<Vec<_>>()
+            .join("\n"),
+        None => tail(stderr, 8),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ready_line() {
+        let stderr = "kcycle: accel tcg (forced)\nkcycle: guest 6.12.117 ready in 12.3 s (console: /tmp/x)\n";
+        assert_eq!(exec_ready_seconds(stderr), Some(12.3));
+        assert_eq!(exec_ready_seconds("kcycle: accel tcg\n"), None);
+    }
+
+    #[test]
+    fn proc_status() {
+        let status = "Name:\tkcycle\nVmHWM:\t   21872 kB\nVmRSS:\t   20000 kB\n";
+        assert_eq!(status_kib(status, "VmHWM"), Some(21872));
+        assert_eq!(status_kib(status, "VmRSS"), Some(20000));
+        assert_eq!(status_kib(status, "VmSwap"), None);
+    }
+
+    #[test]
+    fn results_json() {
+        let json = r#"{"tests": {"kcycle@bench@cycle": {"result": "pass", "time": {"start": 10.5, "end": 20.0}}}}"#;
+        assert_eq!(
+            test_time(json, "kcycle@bench@cycle").unwrap(),
+            ("pass".to_string(), 9.5)
+        );
+        assert!(test_time(json, "kcycle@bench@other")
+            .unwrap_err()
+            .contains("no test `kcycle@bench@other`"));
+        assert!(test_time("{", "x")
+            .unwrap_err()
+            .starts_with("results.json:"));
+    }
+
+    #[test]
+    fn the_test_lines_of_a_run() {
+        let stderr = "guest 0: booting\n[1/1] kcycle@bench@cycle timeout 102.1s\n  step 3 timed out\n# kcycle: failed\n| status |\n";
+        assert_eq!(
+            test_lines(stderr),
+            "[1/1] kcycle@bench@cycle timeout 102.1s\n  step 3 timed out"
+        );
+        assert_eq!(test_lines("a\nb\n"), "a\nb");
+    }
+
+    #[test]
+    fn tails() {
+        assert_eq!(tail("a\n\nb\nc\n", 2), "b\nc");
+        assert_eq!(tail("a", 5), "a");
+    }
+}
