@@ -77,7 +77,9 @@ fn main() {
     let mut guest = Guest::boot(spec, run_dir.path()).expect("boot failed");
     let mut saves = Vec::new();
     let mut state = None;
-    let save = timed(&mut guest, |g| state = Some(g.save_state().expect("save failed")));
+    let save = timed(&mut guest, |g| {
+        state = Some(g.save_state().expect("save failed"))
+    });
     saves.push(save);
     let state = state.expect("a saved state");
     let size = std::fs::metadata(&state).map(|m| m.len()).unwrap_or(0);
@@ -85,7 +87,9 @@ fn main() {
     // Alternate so both see the same machine load.
     let (mut restores, mut boots) = (Vec::new(), Vec::new());
     for _ in 0..runs {
-        restores.push(timed(&mut guest, |g| g.restore(&state).expect("restore failed")));
+        restores.push(timed(&mut guest, |g| {
+            g.restore(&state).expect("restore failed")
+        }));
         boots.push(timed(&mut guest, |g| g.restart().expect("restart failed")));
     }
     guest.shutdown(Duration::from_secs(10));

@@ -49,7 +49,10 @@ steps = [{ load = "kcycle_leaks" }, { unload = "kcycle_leaks" }]
     let status = |name: &str| support::result(&results, name).status;
     assert_eq!(status("kcycle@pristine@leave-proc-entry"), Status::Pass);
     assert_eq!(status("kcycle@pristine@panic"), Status::Crash);
-    for clean in ["kcycle@pristine@after-leftover", "kcycle@pristine@after-crash"] {
+    for clean in [
+        "kcycle@pristine@after-leftover",
+        "kcycle@pristine@after-crash",
+    ] {
         let result = support::result(&results, clean);
         assert_eq!(
             (result.status, result.findings.len()),
@@ -77,7 +80,10 @@ steps = [{ load = "kcycle_leaks" }, { unload = "kcycle_leaks" }]
             .unwrap()
     };
     assert!(console("").contains(BOOT_LINE));
-    assert!(console(".1").contains("Kernel panic"), "the crash is in the first restore's console");
+    assert!(
+        console(".1").contains("Kernel panic"),
+        "the crash is in the first restore's console"
+    );
     for restored in [console(".1"), console(".2")] {
         assert!(!restored.contains(BOOT_LINE), "{restored}");
     }

@@ -644,8 +644,14 @@ mod tests {
     #[test]
     fn the_clock_command_rounds_to_the_second() {
         let at = |ms| SystemTime::UNIX_EPOCH + Duration::from_millis(ms);
-        assert_eq!(set_clock(at(1_700_000_000_499)), "date -u -s @1700000000 >/dev/null");
-        assert_eq!(set_clock(at(1_700_000_000_500)), "date -u -s @1700000001 >/dev/null");
+        assert_eq!(
+            set_clock(at(1_700_000_000_499)),
+            "date -u -s @1700000000 >/dev/null"
+        );
+        assert_eq!(
+            set_clock(at(1_700_000_000_500)),
+            "date -u -s @1700000001 >/dev/null"
+        );
     }
 
     #[test]

@@ -148,7 +148,9 @@ impl MachineFactory for QemuFactory {
             saved: match (self.restore, &self.spec.vfio) {
                 (false, _) => Saved::Off,
                 // vfio-pci devices block migration.
-                (true, Some(_)) => Saved::Unavailable("a passed-through GPU cannot be saved".into()),
+                (true, Some(_)) => {
+                    Saved::Unavailable("a passed-through GPU cannot be saved".into())
+                }
                 (true, None) => Saved::Unavailable("not saved yet".into()),
             },
         };

@@ -200,7 +200,9 @@ impl<'p> Shared<'_, 'p> {
                     Err(error) => notice(format!("guest {guest}: {error}; booting it afresh")),
                 }
             }
-            Renewal::Reboot { no_state: Some(why) } => notice(format!(
+            Renewal::Reboot {
+                no_state: Some(why),
+            } => notice(format!(
                 "guest {guest} has no saved state to restore ({why}); booting it afresh"
             )),
             Renewal::Reboot { no_state: None } => {}

@@ -495,11 +495,7 @@ impl MachineFactory for FakeFactory {
             restarts: Arc::clone(&self.restarts),
             fail_restart: self.fail_restart,
             cancel_on: self.cancel_on.clone(),
-            saved: if self.saves {
-                Saved::Ready
-            } else {
-                Saved::Off
-            },
+            saved: if self.saves { Saved::Ready } else { Saved::Off },
             restores: Arc::clone(&self.restores),
             fail_restore: self.fail_restore,
         }))

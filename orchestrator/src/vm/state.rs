@@ -32,7 +32,10 @@ pub enum StateError {
     #[error("QEMU failed to {step}: {detail}")]
     Failed { step: &'static str, detail: String },
     #[error("QEMU did not {step} within {}s", .waited.as_secs())]
-    Timeout { step: &'static str, waited: Duration },
+    Timeout {
+        step: &'static str,
+        waited: Duration,
+    },
     #[error("there is no saved state at {path}")]
     Missing { path: PathBuf },
 }
