@@ -47,6 +47,25 @@ fn timed(guest: &mut Guest, renew: impl FnOnce(&mut Guest)) -> Duration {
     started.elapsed()
 }
 
+/// Under TCG on a loaded host a cold boot can die early (the IO-APIC timer
+/// check panics); it is retried up to 3 times, and the retry counts in the sample.
+fn retried<T, E: std::fmt::Display>(what: &str, mut attempt: impl FnMut() -> Result<T, E>) -> T {
+    for n in 1..=3 {
+        match attempt() {
+            Ok(value) => return value,
+            Err(error) if n < 3 => {
+                let first = error.to_string();
+                println!(
+                    "{what} failed, retried: {}",
+                    first.lines().next().unwrap_or("")
+                );
+            }
+            Err(error) => panic!("{what} failed 3 times: {error}"),
+        }
+    }
+    unreachable!("the third attempt returns or panics")
+}
+
 fn main() {
     let Some(dir) = std::env::var_os("KCYCLE_KERNEL") else {
         eprintln!("pristine bench: set KCYCLE_KERNEL to a kernel artifact directory (`kcycle kernel build`); nothing measured");
@@ -74,7 +93,7 @@ fn main() {
     );
     let run_dir = RunDir::temporary().expect("run dir");
     let spec = BootSpec::new(kernel.bzimage(), image.path.clone(), accel);
-    let mut guest = Guest::boot(spec, run_dir.path()).expect("boot failed");
+    let mut guest = retried("boot", || Guest::boot(spec.clone(), run_dir.path()));
     let mut saves = Vec::new();
     let mut state = None;
     let save = timed(&mut guest, |g| {
@@ -88,17 +107,7 @@ fn main() {
     let (mut restores, mut boots) = (Vec::new(), Vec::new());
     for run in 1..=runs {
         let restore = timed(&mut guest, |g| g.restore(&state).expect("restore failed"));
-        // Under TCG on a loaded host a cold boot can die early (the IO-APIC
-        // timer check); it is retried, and the retry counts in the sample.
-        let boot = timed(&mut guest, |g| {
-            for attempt in 1..=3 {
-                match g.restart() {
-                    Ok(()) => return,
-                    Err(error) if attempt < 3 => println!("cold boot failed, retried: {error}"),
-                    Err(error) => panic!("restart failed: {error}"),
-                }
-            }
-        });
+        let boot = timed(&mut guest, |g| retried("cold boot", || g.restart()));
         println!(
             "run {run}: restore {:.2} s, cold boot {:.2} s",
             restore.as_secs_f64(),
