@@ -151,7 +151,7 @@ steps = [{ load = "rust_i915_table" }, { unload = "rust_i915_table" }]
         panic.report
     );
     assert!(
-        stderr.contains("booting (the previous test ended with crash)"),
+        stderr.contains("restoring its saved state (the previous test ended with crash)"),
         "{stderr}"
     );
     // Each boot's console is kept.

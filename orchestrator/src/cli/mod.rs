@@ -247,6 +247,10 @@ pub struct RunArgs {
     /// MCE). By default it is restarted so one bug does not poison later tests.
     #[arg(long)]
     pub keep_tainted_guest: bool,
+    /// Boot a guest that a test left dirty or crashed again, instead of
+    /// restoring the state it saved when it was first ready.
+    #[arg(long)]
+    pub no_restore: bool,
     /// A known-issues file (`[[known_issue]]`, `[[flake]]`), e.g. from `kcycle baseline update`.
     #[arg(long = "known-issues")]
     pub known_issues: Vec<PathBuf>,

@@ -68,6 +68,7 @@ fn ci_run_args(config: kcycle::config::CiConfig, args: &CiArgs, kernel: PathBuf)
         modules: args.modules.clone(),
         shard: args.shard.clone(),
         keep_tainted_guest: false,
+        no_restore: false,
         known_issues: Vec::new(),
         passthrough: None,
         bisect: Default::default(),
@@ -148,6 +149,7 @@ pub(super) fn run_suites(args: &RunArgs, progress: ProgressMode) -> Result<ExitS
             vec![artifacts.modules_dir()],
             args.modules.clone(),
         ),
+        restore: !args.no_restore,
     };
     let session = Session {
         plan: &plan,

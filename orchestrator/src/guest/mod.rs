@@ -38,14 +38,16 @@ pub mod ssh;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 pub use ssh::{ExecOutput, ExecRequest, Ssh, SshError, SshTarget};
 
 use crate::image::{self, ImageError};
 use crate::sys::shell::quote;
 use crate::sys::{child, wait, Cancel};
-use crate::vm::{self, console_block, Accel, GuestState, QemuConfig, Shutdown, Vm, VmError};
+use crate::vm::{
+    self, console_block, Accel, GuestState, QemuConfig, Shutdown, StateError, Vm, VmError,
+};
 
 /// Files in a run directory besides the VM's logs.
 pub const KEY_FILE: &str = "id_ed25519";
@@ -58,6 +60,24 @@ const SSHD_STARTED: &str = "kcycle-init: sshd started";
 const SSHD_MARKER_WAIT: Duration = Duration::from_secs(60);
 /// Console line from images/init when dropbear did not start.
 const SSHD_FAILED: &str = "kcycle-init: sshd failed";
+/// Saving a guest's state: a stopped guest's used memory to a local file.
+const SAVE_DEADLINE: Duration = Duration::from_secs(120);
+/// From killing the old QEMU to a restored guest's working SSH login.
+const RESTORE_DEADLINE: Duration = Duration::from_secs(60);
+/// How long a save waits for the guest to close its side of the SSH session.
+const SESSION_CLOSE: Duration = Duration::from_secs(10);
+/// Keep every PCI device's header (BARs, command) in guest memory
+/// (/run/kcycle-pci, saved with the rest of the state): QEMU
+/// does not migrate the config space of some devices (`edu`, the stand-in).
+const PCI_STASH: &str = "mkdir -p /run/kcycle-pci && for d in /sys/bus/pci/devices/*; do \
+[ -e \"$d\" ] || continue; dd if=\"$d/config\" of=/run/kcycle-pci/\"${d##*/}\" bs=64 count=1 2>/dev/null || exit 1; done";
+/// After a restore, write back the headers that QEMU lost: BARs and the
+/// rest of the header first, then the command register (which turns
+/// decoding on). Devices whose header survived are left alone.
+const PCI_RESTORE: &str = "for f in /run/kcycle-pci/*; do [ -e \"$f\" ] || continue; \
+c=/sys/bus/pci/devices/\"${f##*/}\"/config; dd if=\"$c\" bs=64 count=1 2>/dev/null | cmp -s - \"$f\" && continue; \
+dd if=\"$f\" of=\"$c\" bs=4 skip=4 seek=4 count=12 conv=notrunc 2>/dev/null \
+&& dd if=\"$f\" of=\"$c\" bs=2 skip=2 seek=2 count=1 conv=notrunc 2>/dev/null || exit 1; echo \"${f##*/}\"; done";
 
 #[derive(Debug, thiserror::Error)]
 pub enum GuestError {
@@ -99,6 +119,26 @@ pub enum GuestError {
     },
     #[error("interrupted while waiting for the guest; QEMU was stopped")]
     Cancelled,
+    #[error("failed to save the guest's state")]
+    Save(#[source] StateError),
+    #[error("failed to restore the saved state{}", stderr_block(.stderr))]
+    Restore {
+        #[source]
+        source: StateError,
+        /// QEMU's stderr: why it refused the state.
+        stderr: String,
+    },
+    #[error("failed to {step} in the guest: {stderr}")]
+    Fixup { step: &'static str, stderr: String },
+}
+
+/// "\nQEMU said: ..." or nothing.
+fn stderr_block(stderr: &str) -> String {
+    if stderr.is_empty() {
+        String::new()
+    } else {
+        format!("\nQEMU said: {stderr}")
+    }
 }
 
 /// A 0700 directory for one guest's key, initrd, console log and QMP
@@ -250,6 +290,8 @@ pub struct Guest {
     ssh: Option<Ssh>,
     vm: Vm,
     boot_time: Duration,
+    /// Started from a saved state: its console has no boot messages.
+    restored: bool,
 }
 
 impl Guest {
@@ -260,7 +302,7 @@ impl Guest {
         let initrd = run_dir.join(INITRD_FILE);
         image::write_run_initrd(&spec.image, &key.public_line, &initrd)
             .map_err(GuestError::Initrd)?;
-        let vm = launch(&spec, run_dir, &initrd)?;
+        let vm = launch(&spec, run_dir, &initrd, false)?;
         let mut guest = Guest {
             spec,
             run_dir: run_dir.to_path_buf(),
@@ -268,6 +310,7 @@ impl Guest {
             ssh: None,
             vm,
             boot_time: Duration::ZERO,
+            restored: false,
         };
         guest.wait_ready(guest.spec.boot_deadline)?;
         guest.boot_time = started.elapsed();
@@ -371,6 +414,67 @@ impl Guest {
     /// would just make QEMU exit (`-no-reboot`).
     pub fn restart(&mut self) -> Result<(), GuestError> {
         let started = Instant::now();
+        self.replace_vm(false)?;
+        self.wait_ready(self.spec.boot_deadline)?;
+        self.boot_time = started.elapsed();
+        Ok(())
+    }
+
+    /// Save this guest's whole state to the run directory's
+    /// [`vm::STATE_FILE`] for [`Guest::restore`]; returns the file. The SSH
+    /// session is closed first (no connection survives a restore) and the
+    /// guest keeps its PCI headers in memory (see [`PCI_STASH`]).
+    pub fn save_state(&mut self) -> Result<PathBuf, GuestError> {
+        let stash = self.exec(ExecRequest::new(PCI_STASH).deadline(Duration::from_secs(30)))?;
+        if !stash.success() {
+            return Err(GuestError::Fixup {
+                step: "keep the PCI headers",
+                stderr: stash.stderr_text().trim().to_string(),
+            });
+        }
+        self.ssh = None;
+        // A session the guest still holds would be half-open in every restore.
+        let _ = wait::poll_for(SESSION_CLOSE, None, Duration::from_millis(50), || {
+            matches!(self.vm.open_connections(), Ok(0)).then_some(())
+        });
+        let path = self.run_dir.join(vm::STATE_FILE);
+        self.vm
+            .save_state(&path, SAVE_DEADLINE)
+            .map_err(GuestError::Save)?;
+        Ok(path)
+    }
+
+    /// Replace this guest with a new QEMU started from `state` (from
+    /// [`Guest::save_state`]): the current QEMU is killed as in
+    /// [`Guest::restart`], the console starts at the restore point (the
+    /// previous one is kept as `console.<n>.log`), then a fresh SSH session
+    /// sets the guest clock to the host's and writes back the PCI headers
+    /// QEMU did not migrate.
+    pub fn restore(&mut self, state: &Path) -> Result<(), GuestError> {
+        let started = Instant::now();
+        self.replace_vm(true)?;
+        if let Err(source) = self.vm.load_state(state, RESTORE_DEADLINE) {
+            let stderr = self.vm.stderr();
+            self.vm.kill();
+            return Err(GuestError::Restore { source, stderr });
+        }
+        self.wait_ready(RESTORE_DEADLINE.saturating_sub(started.elapsed()))?;
+        // The guest's clock stood still since the save.
+        let fixup = format!("{} && {PCI_RESTORE}", set_clock(SystemTime::now()));
+        let fixed = self.exec(ExecRequest::new(fixup).deadline(Duration::from_secs(30)))?;
+        if !fixed.success() {
+            return Err(GuestError::Fixup {
+                step: "set the clock and write back the PCI headers",
+                stderr: fixed.stderr_text().trim().to_string(),
+            });
+        }
+        self.boot_time = started.elapsed();
+        Ok(())
+    }
+
+    /// Kill QEMU, keep its console as `console.<n>.log` and launch a new one
+    /// (waiting for a saved state when `incoming`).
+    fn replace_vm(&mut self, incoming: bool) -> Result<(), GuestError> {
         self.ssh = None;
         self.vm.kill();
         let log = self.run_dir.join(vm::CONSOLE_LOG);
@@ -381,9 +485,9 @@ impl Guest {
                 break;
             }
         }
-        self.vm = launch(&self.spec, &self.run_dir, &self.run_dir.join(INITRD_FILE))?;
-        self.wait_ready(self.spec.boot_deadline)?;
-        self.boot_time = started.elapsed();
+        self.restored = incoming;
+        let initrd = self.run_dir.join(INITRD_FILE);
+        self.vm = launch(&self.spec, &self.run_dir, &initrd, incoming)?;
         Ok(())
     }
 
@@ -405,7 +509,13 @@ impl Guest {
         // whole timeout. So first wait for init to report sshd (returns at
         // once on a panic or exit); images without the marker fall back to
         // plain polling after SSHD_MARKER_WAIT.
-        let marker_until = started + SSHD_MARKER_WAIT.min(deadline);
+        // A restored guest printed the marker before its state was saved.
+        let marker_wait = if self.restored {
+            Duration::ZERO
+        } else {
+            SSHD_MARKER_WAIT.min(deadline)
+        };
+        let marker_until = started + marker_wait;
         // Timing out here is fine: the SSH attempts below decide.
         wait::poll(marker_until, None, Duration::ZERO, || {
             if let Err(error) = self.fail_if_cancelled().and_then(|()| self.fail_if_dead()) {
@@ -413,7 +523,7 @@ impl Guest {
             }
             let console = self.vm.console();
             console
-                .wait_for(SSHD_STARTED, 0, Duration::from_millis(200))
+                .wait_for(SSHD_STARTED, 0, Duration::from_millis(200).min(marker_wait))
                 .then_some(Ok(()))
         })
         .unwrap_or(Ok(()))?;
@@ -483,7 +593,12 @@ impl Guest {
 
 /// Launch QEMU on a free port; another process can grab the port between
 /// picking and binding it, so a "port in use" start is retried.
-fn launch(spec: &BootSpec, run_dir: &Path, initrd: &Path) -> Result<Vm, GuestError> {
+fn launch(
+    spec: &BootSpec,
+    run_dir: &Path,
+    initrd: &Path,
+    incoming: bool,
+) -> Result<Vm, GuestError> {
     let mut attempts = 0;
     loop {
         attempts += 1;
@@ -498,6 +613,7 @@ fn launch(spec: &BootSpec, run_dir: &Path, initrd: &Path) -> Result<Vm, GuestErr
             cpus: spec.cpus,
             cmdline: spec.cmdline.clone(),
             vfio: spec.vfio.clone(),
+            incoming,
             ..QemuConfig::new(
                 spec.kernel.clone(),
                 initrd.to_path_buf(),
@@ -512,9 +628,31 @@ fn launch(spec: &BootSpec, run_dir: &Path, initrd: &Path) -> Result<Vm, GuestErr
     }
 }
 
+/// The guest command that sets its clock to `now` (to the second, rounded).
+fn set_clock(now: SystemTime) -> String {
+    let since = now
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default();
+    let seconds = since.as_secs() + u64::from(since.subsec_millis() >= 500);
+    format!("date -u -s @{seconds} >/dev/null")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_clock_command_rounds_to_the_second() {
+        let at = |ms| SystemTime::UNIX_EPOCH + Duration::from_millis(ms);
+        assert_eq!(
+            set_clock(at(1_700_000_000_499)),
+            "date -u -s @1700000000 >/dev/null"
+        );
+        assert_eq!(
+            set_clock(at(1_700_000_000_500)),
+            "date -u -s @1700000001 >/dev/null"
+        );
+    }
 
     #[test]
     fn key_pair_is_private() {

@@ -93,16 +93,13 @@ impl Terminal {
                 ));
             }
             Event::GuestBooting { guest, reason } => {
-                self.guest_message(*guest, &format!("booting ({reason})"));
-                if self.bars.is_none() {
-                    self.line(&format!("guest {guest}: booting ({reason})"));
-                }
+                self.guest_line(*guest, &format!("booting ({reason})"))
+            }
+            Event::GuestRestoring { guest, reason } => {
+                self.guest_line(*guest, &format!("restoring its saved state ({reason})"))
             }
             Event::GuestReady { guest, seconds } => {
-                self.guest_message(*guest, &format!("ready after {seconds:.1}s"));
-                if self.bars.is_none() {
-                    self.line(&format!("guest {guest}: ready after {seconds:.1}s"));
-                }
+                self.guest_line(*guest, &format!("ready after {seconds:.1}s"))
             }
             Event::TestStarted { guest, test } => self.guest_message(*guest, test),
             Event::StepStarted { guest, test, step } => {
@@ -191,6 +188,14 @@ impl Terminal {
             self.planned,
             parts.join(", ")
         )
+    }
+
+    /// A guest's news: on its bar, or as a line when there are no bars.
+    fn guest_line(&mut self, guest: usize, message: &str) {
+        self.guest_message(guest, message);
+        if self.bars.is_none() {
+            self.line(&format!("guest {guest}: {message}"));
+        }
     }
 
     fn guest_message(&mut self, guest: usize, message: &str) {

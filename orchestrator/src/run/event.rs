@@ -70,6 +70,11 @@ pub enum Event {
         guest: usize,
         reason: BootReason,
     },
+    /// Guest `guest` goes back to the state it saved when it was ready.
+    GuestRestoring {
+        guest: usize,
+        reason: Unfit,
+    },
     GuestReady {
         guest: usize,
         seconds: f64,

@@ -695,7 +695,7 @@ impl Recorder<'_> {
             MachineError::Timeout(_) => (Status::Timeout, machine.console_since(self.console_mark)),
             MachineError::Crashed { console, .. } => (Status::Crash, console.clone()),
             MachineError::Lost(_) => (Status::Incomplete, machine.console_since(self.console_mark)),
-            MachineError::Boot(_) => (Status::Abort, String::new()),
+            MachineError::Boot(_) | MachineError::Restore(_) => (Status::Abort, String::new()),
         };
         self.findings.push(Finding {
             kind: status.to_string(),

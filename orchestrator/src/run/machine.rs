@@ -3,6 +3,8 @@
 
 use std::time::Duration;
 
+pub use super::pristine::Saved;
+
 /// A finished guest command.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Output {
@@ -29,6 +31,9 @@ pub enum MachineError {
     /// The guest did not come up (after its retries).
     #[error("failed to boot the guest: {0}")]
     Boot(String),
+    /// The saved state could not be brought back (the guest can still boot).
+    #[error("failed to restore the guest's saved state: {0}")]
+    Restore(String),
 }
 
 /// A running guest the executor drives.
@@ -40,6 +45,15 @@ pub trait Machine {
         -> Result<(), MachineError>;
     /// Start the guest afresh (after a crash, a hang, leftovers or fatal taint).
     fn restart(&mut self) -> Result<(), MachineError>;
+    /// Whether [`Machine::restore`] has a state to go back to.
+    fn saved(&self) -> Saved {
+        Saved::Off
+    }
+    /// Go back to the state saved when the guest was first ready: what
+    /// [`Machine::restart`] gives, in a fraction of a boot.
+    fn restore(&mut self) -> Result<(), MachineError> {
+        Err(MachineError::Restore("this machine saves no state".into()))
+    }
     /// Unplug QEMU device `id` (QMP `device_del`) and wait up to `timeout` until QEMU reports it
     /// gone. A refusal or a timeout is the step's failure (non-zero status, why on stderr).
     fn unplug(&mut self, id: &str, _timeout: Duration) -> Result<Output, MachineError> {

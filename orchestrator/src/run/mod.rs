@@ -11,6 +11,7 @@ pub mod executor;
 pub mod ledger;
 pub mod machine;
 pub mod plan;
+pub mod pristine;
 pub mod qemu;
 pub mod scheduler;
 pub mod session;

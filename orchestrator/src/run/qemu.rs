@@ -4,8 +4,11 @@
 //! panic is a crash (with the console), a QEMU that exited or an SSH session
 //! that broke is a lost guest, a deadline is a timeout. Files given with
 //! `--module` are copied in after every boot, since the guest's /tmp does not
-//! survive a restart. When the machine is dropped, QEMU is shut down and the
-//! console logs are copied into the results directory.
+//! survive a restart. Once the first guest is ready (files copied in), its
+//! whole state is saved, so a guest a test left unfit is restored from it
+//! rather than booted again ([`super::pristine`]). When the machine is
+//! dropped, QEMU is shut down and the console logs are copied into the
+//! results directory.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -13,7 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::command::{self, ModuleSources};
-use super::machine::{Machine, MachineError, Output};
+use super::machine::{Machine, MachineError, Output, Saved};
 use super::scheduler::MachineFactory;
 use crate::guest::{BootSpec, ExecRequest, Guest, GuestError, RunDir, SshError};
 use crate::suite::Suite;
@@ -82,6 +85,9 @@ pub struct QemuFactory {
     /// The kernel's modules tree and `--module` files, for naming the code
     /// of unloaded modules.
     pub symbols: KoSymbols,
+    /// Save each guest's state once it is ready and restore it instead of
+    /// rebooting (off: `--no-restore`).
+    pub restore: bool,
 }
 
 impl QemuFactory {
@@ -138,6 +144,15 @@ impl MachineFactory for QemuFactory {
             boots: Arc::clone(&self.boots),
             cancel: self.cancel.clone(),
             kill_on_cancel: None,
+            can_save: self.restore && self.spec.vfio.is_none(),
+            saved: match (self.restore, &self.spec.vfio) {
+                (false, _) => Saved::Off,
+                // vfio-pci devices block migration.
+                (true, Some(_)) => {
+                    Saved::Unavailable("a passed-through GPU cannot be saved".into())
+                }
+                (true, None) => Saved::Unavailable("not saved yet".into()),
+            },
         };
         machine.after_boot()?;
         Ok(Box::new(machine))
@@ -160,6 +175,10 @@ pub struct QemuMachine {
     cancel: Cancel,
     /// Kills the current QEMU when the run is cancelled.
     kill_on_cancel: Option<HookGuard>,
+    /// The state [`Machine::restore`] goes back to, or why there is none.
+    saved: Saved,
+    /// Save a state after a boot when there is none.
+    can_save: bool,
 }
 
 impl QemuMachine {
@@ -169,10 +188,29 @@ impl QemuMachine {
             .ok_or_else(|| MachineError::Lost("the guest was shut down".into()))
     }
 
-    /// Hook the new QEMU to the cancel token and copy the module files in.
-    fn after_boot(&mut self) -> Result<(), MachineError> {
+    /// Hook the new QEMU to the cancel token.
+    fn hook_cancel(&mut self) -> Result<(), MachineError> {
         let killer = self.guest()?.vm().killer();
         self.kill_on_cancel = Some(self.cancel.on_cancel(move || killer.kill()));
+        Ok(())
+    }
+
+    /// After a boot: hook the cancel token, copy the module files in, and
+    /// save the guest's state if it has none yet (a failed save only means
+    /// the next unfit guest reboots: the error is kept as the reason).
+    fn after_boot(&mut self) -> Result<(), MachineError> {
+        self.hook_cancel()?;
+        self.copy_modules()?;
+        if self.can_save && self.saved != Saved::Ready {
+            self.saved = match self.guest()?.save_state() {
+                Ok(_) => Saved::Ready,
+                Err(error) => Saved::Unavailable(error_chain(&error)),
+            };
+        }
+        Ok(())
+    }
+
+    fn copy_modules(&mut self) -> Result<(), MachineError> {
         if self.module_files.is_empty() {
             return Ok(());
         }
@@ -276,6 +314,30 @@ impl Machine for QemuMachine {
             .restart()
             .map_err(|e| MachineError::Boot(error_chain(&e)))?;
         self.after_boot()
+    }
+
+    fn saved(&self) -> Saved {
+        self.saved.clone()
+    }
+
+    fn restore(&mut self) -> Result<(), MachineError> {
+        if self.saved != Saved::Ready {
+            return Err(MachineError::Restore("there is no saved state".into()));
+        }
+        // The restored guest writes a console file of its own.
+        let number = self.boots.take(&self.console_name);
+        self.boot_numbers.push(number);
+        let state = self.run_dir.path().join(crate::vm::STATE_FILE);
+        let restored = self.guest()?.restore(&state);
+        // Whatever happened, a new QEMU may run: hook it to the cancel token.
+        self.hook_cancel()?;
+        if let Err(error) = restored {
+            let why = error_chain(&error);
+            // A state that failed once is not tried again; the next boot saves a new one.
+            self.saved = Saved::Unavailable(format!("failed to restore it before: {why}"));
+            return Err(MachineError::Restore(why));
+        }
+        Ok(())
     }
 
     fn unplug(&mut self, id: &str, timeout: Duration) -> Result<Output, MachineError> {

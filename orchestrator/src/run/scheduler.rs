@@ -8,9 +8,10 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use super::command::ModuleSources;
-use super::event::{BootReason, Event};
+use super::event::{BootReason, Event, Unfit};
 use super::executor::{run_test, TestContext};
 use super::machine::{Machine, MachineError};
+use super::pristine::{self, Renewal};
 use crate::outcome::{Finding, Severity, TestResult};
 use crate::status::Status;
 use crate::suite::{Suite, Test};
@@ -50,11 +51,11 @@ enum Slot<'p> {
         suite: &'p str,
         machine: Box<dyn Machine>,
     },
-    /// A guest of this suite that must restart before its next test.
+    /// A guest of this suite that must be restored or restarted before its next test.
     Dirty {
         suite: &'p str,
         machine: Box<dyn Machine>,
-        reason: BootReason,
+        reason: Unfit,
     },
 }
 
@@ -139,17 +140,18 @@ impl<'p> Shared<'_, 'p> {
             let run = run_test(machine.as_mut(), &ctx, &mut |e| (self.emit)(e));
             let suite = suite.name.as_str();
             slot = match run.restart_reason {
-                Some(unfit) => Slot::Dirty {
+                Some(reason) => Slot::Dirty {
                     suite,
                     machine,
-                    reason: BootReason::Unfit(unfit),
+                    reason,
                 },
                 None => Slot::Ready { suite, machine },
             };
         }
     }
 
-    /// A guest ready for `suite`: the slot's own, restarted if dirty, or a
+    /// A guest ready for `suite`: the slot's own, restored to its saved
+    /// state or restarted if dirty ([`pristine::renewal`] decides), or a
     /// fresh boot (another suite's guest is shut down first).
     fn fit(
         &self,
@@ -157,39 +159,69 @@ impl<'p> Shared<'_, 'p> {
         suite: &'p Suite,
         guest: usize,
     ) -> Result<Box<dyn Machine>, MachineError> {
-        match slot {
+        let (mut machine, unfit) = match slot {
             Slot::Ready {
                 suite: name,
                 machine,
-            } if name == suite.name => Ok(machine),
+            } if name == suite.name => (machine, None),
             Slot::Dirty {
                 suite: name,
-                mut machine,
+                machine,
                 reason,
-            } if name == suite.name => {
-                (self.emit)(Event::GuestBooting { guest, reason });
-                let started = Instant::now();
-                match machine.restart() {
-                    Ok(()) => {
-                        self.ready(guest, started);
-                        Ok(machine)
-                    }
-                    Err(error) => {
-                        if !self.cancel.is_cancelled() {
-                            (self.emit)(Event::Notice {
-                                message: format!(
-                                    "guest {guest} failed to restart: {error}; booting a fresh one"
-                                ),
-                            });
-                        }
-                        drop(machine);
-                        self.boot_with_retries(suite, guest)
-                    }
-                }
-            }
+            } if name == suite.name => (machine, Some(reason)),
             other => {
                 // Shut down a guest set up for another suite before booting this one.
                 drop(other);
+                return self.boot_with_retries(suite, guest);
+            }
+        };
+        let renewal = pristine::renewal(unfit.as_ref(), &machine.saved());
+        let Some(reason) = unfit else {
+            return Ok(machine);
+        };
+        let notice = |message: String| {
+            if !self.cancel.is_cancelled() {
+                (self.emit)(Event::Notice { message });
+            }
+        };
+        match renewal {
+            Renewal::Keep => return Ok(machine),
+            Renewal::Restore => {
+                (self.emit)(Event::GuestRestoring {
+                    guest,
+                    reason: reason.clone(),
+                });
+                let started = Instant::now();
+                match machine.restore() {
+                    Ok(()) => {
+                        self.ready(guest, started);
+                        return Ok(machine);
+                    }
+                    Err(error) => notice(format!("guest {guest}: {error}; booting it afresh")),
+                }
+            }
+            Renewal::Reboot {
+                no_state: Some(why),
+            } => notice(format!(
+                "guest {guest} has no saved state to restore ({why}); booting it afresh"
+            )),
+            Renewal::Reboot { no_state: None } => {}
+        }
+        (self.emit)(Event::GuestBooting {
+            guest,
+            reason: BootReason::Unfit(reason),
+        });
+        let started = Instant::now();
+        match machine.restart() {
+            Ok(()) => {
+                self.ready(guest, started);
+                Ok(machine)
+            }
+            Err(error) => {
+                notice(format!(
+                    "guest {guest} failed to restart: {error}; booting a fresh one"
+                ));
+                drop(machine);
                 self.boot_with_retries(suite, guest)
             }
         }

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use super::command::ModuleSources;
 use super::executor::{run_test, TestContext};
-use super::machine::{Machine, MachineError, Output};
+use super::machine::{Machine, MachineError, Output, Saved};
 use super::scheduler::{run_plan, MachineFactory, RunOptions, ABORTED_TEST};
 use super::verdict::kind;
 use super::Event;
@@ -476,6 +476,12 @@ struct FakeFactory {
     fail_restart: bool,
     /// Cancel the run when a command containing this runs.
     cancel_on: Option<(&'static str, Cancel)>,
+    /// Machines save their state when booted and can restore it.
+    saves: bool,
+    /// Restores of every machine this factory booted.
+    restores: Arc<AtomicUsize>,
+    /// Every restore fails.
+    fail_restore: bool,
 }
 
 impl MachineFactory for FakeFactory {
@@ -489,6 +495,9 @@ impl MachineFactory for FakeFactory {
             restarts: Arc::clone(&self.restarts),
             fail_restart: self.fail_restart,
             cancel_on: self.cancel_on.clone(),
+            saved: if self.saves { Saved::Ready } else { Saved::Off },
+            restores: Arc::clone(&self.restores),
+            fail_restore: self.fail_restore,
         }))
     }
 }
@@ -500,6 +509,9 @@ struct Counted {
     restarts: Arc<AtomicUsize>,
     fail_restart: bool,
     cancel_on: Option<(&'static str, Cancel)>,
+    saved: Saved,
+    restores: Arc<AtomicUsize>,
+    fail_restore: bool,
 }
 
 impl Machine for Counted {
@@ -522,6 +534,21 @@ impl Machine for Counted {
             return Err(MachineError::Boot("the guest did not come back".into()));
         }
         self.kernel.restart()
+    }
+
+    fn saved(&self) -> Saved {
+        self.saved.clone()
+    }
+
+    /// The state saved at boot is a fresh kernel: what a restart gives.
+    fn restore(&mut self) -> Result<(), MachineError> {
+        self.restores.fetch_add(1, Ordering::SeqCst);
+        if self.fail_restore {
+            self.saved = Saved::Unavailable("failed to restore it before".into());
+            return Err(MachineError::Restore("QEMU refused the state".into()));
+        }
+        self.kernel = FakeKernel::default();
+        Ok(())
     }
 }
 
@@ -812,4 +839,74 @@ fn a_remove_that_leaves_per_device_state_is_charged_to_its_unbind() {
         "{:?}",
         dup.attribution
     );
+}
+
+/// Guest lifecycle events of a run, as the terminal would name them.
+fn lifecycle(events: &[Event]) -> Vec<String> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::GuestBooting { reason, .. } => Some(format!("boot: {reason}")),
+            Event::GuestRestoring { reason, .. } => Some(format!("restore: {reason}")),
+            Event::Notice { message } => Some(format!("notice: {message}")),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_dirty_guest_is_restored_from_its_saved_state_not_rebooted() {
+    let again = |test: &str| test.replace("name = \"", "name = \"again-");
+    let suite = suite(&format!("{LEAKY}{CLEAN}{}{}", again(LEAKY), again(CLEAN)));
+    let factory = FakeFactory {
+        saves: true,
+        ..FakeFactory::default()
+    };
+    let events = plan_events(&suite, &factory, 1, &Cancel::new());
+    assert_eq!(
+        lifecycle(&events),
+        [
+            "boot: for suite fake",
+            "restore: the previous test left drv_cache behind",
+            "restore: the previous test left drv_cache behind",
+        ]
+    );
+    assert_eq!(factory.restores.load(Ordering::SeqCst), 2);
+    assert_eq!(factory.restarts.load(Ordering::SeqCst), 0);
+    // The restored guest has none of leaky's leftovers: clean passes both times.
+    let clean: Vec<Status> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::TestFinished { result, .. } if result.name.ends_with("clean") => {
+                Some(result.status)
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(clean, [Status::Pass, Status::Pass]);
+}
+
+#[test]
+fn a_failed_restore_says_why_and_boots_and_the_next_one_reboots() {
+    let again = LEAKY.replace("name = \"", "name = \"again-");
+    let suite = suite(&format!("{LEAKY}{again}{CLEAN}"));
+    let factory = FakeFactory {
+        saves: true,
+        fail_restore: true,
+        ..FakeFactory::default()
+    };
+    let events = plan_events(&suite, &factory, 1, &Cancel::new());
+    assert_eq!(
+        lifecycle(&events),
+        [
+            "boot: for suite fake",
+            "restore: the previous test left drv_cache behind",
+            "notice: guest 0: failed to restore the guest's saved state: QEMU refused the state; booting it afresh",
+            "boot: the previous test left drv_cache behind",
+            "notice: guest 0 has no saved state to restore (failed to restore it before); booting it afresh",
+            "boot: the previous test left drv_cache behind",
+        ]
+    );
+    assert_eq!(factory.restores.load(Ordering::SeqCst), 1);
+    assert_eq!(factory.restarts.load(Ordering::SeqCst), 2);
 }

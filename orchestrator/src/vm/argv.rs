@@ -58,6 +58,8 @@ pub struct QemuConfig {
     pub vfio: Option<Vfio>,
     /// Give the guest the stand-in PCI device ([`STANDIN`]).
     pub standin: bool,
+    /// Start paused, waiting for a saved state (`-incoming defer`, [`super::state::load`]).
+    pub incoming: bool,
 }
 
 /// A device the runner can unplug and plug back by its QEMU id.
@@ -130,6 +132,7 @@ impl QemuConfig {
             ssh_port,
             vfio: None,
             standin: true,
+            incoming: false,
         }
     }
 
@@ -214,6 +217,9 @@ pub fn argv(config: &QemuConfig) -> Vec<OsString> {
         }
     }
     push(&["-append", &config.kernel_cmdline()]);
+    if config.incoming {
+        push(&["-incoming", "defer"]);
+    }
 
     let mut qmp = OsString::from("unix:");
     qmp.push(&config.qmp_socket);
@@ -324,6 +330,16 @@ mod tests {
         insta::assert_snapshot!(gpu_argv(Vfio::Discrete {
             host: "0000:03:00.0".into(),
         }));
+    }
+
+    #[test]
+    fn an_incoming_guest_waits_for_its_state() {
+        let incoming = QemuConfig {
+            incoming: true,
+            ..config()
+        };
+        assert!(render(&incoming).contains("-incoming\ndefer"));
+        assert!(!render(&config()).contains("-incoming"));
     }
 
     #[test]

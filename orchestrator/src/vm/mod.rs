@@ -9,6 +9,7 @@ pub mod accel;
 pub mod argv;
 pub mod console;
 pub mod qmp;
+pub mod state;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -18,6 +19,7 @@ pub use accel::{resolve_accel, AccelChoice};
 pub use argv::{argv, Accel, Chipset, IgdMode, QemuConfig, Vfio};
 pub use console::Console;
 pub use qmp::{Qmp, QmpError, QmpEvent};
+pub use state::{StateError, STATE_FILE};
 
 pub use crate::sys::child::Killer;
 use crate::sys::child::{self, Child, ChildError, Spawn};
@@ -181,12 +183,17 @@ impl Vm {
         }
     }
 
-    /// Why QEMU died right after starting, from its stderr.
-    fn start_failure(&self, status: String) -> VmError {
-        let stderr = std::fs::read_to_string(self.run_dir.join(QEMU_LOG))
+    /// What QEMU wrote to its stderr so far (its log file).
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(self.run_dir.join(QEMU_LOG))
             .unwrap_or_default()
             .trim()
-            .to_string();
+            .to_string()
+    }
+
+    /// Why QEMU died right after starting, from its stderr.
+    fn start_failure(&self, status: String) -> VmError {
+        let stderr = self.stderr();
         if stderr.contains("host forwarding rule") || stderr.contains("Address already in use") {
             return VmError::PortInUse {
                 port: self.config.ssh_port,
@@ -266,6 +273,29 @@ impl Vm {
         }
         self.process.kill();
         Shutdown::Killed
+    }
+
+    /// Save the guest's whole state to `path` ([`state::save`]); the guest runs on.
+    pub fn save_state(&mut self, path: &Path, deadline: Duration) -> Result<(), StateError> {
+        state::save(self.live_qmp("save the guest's state")?, path, deadline)
+    }
+
+    /// Load the state at `path` into this VM (launched with
+    /// [`QemuConfig::incoming`]) and start the guest ([`state::load`]).
+    pub fn load_state(&mut self, path: &Path, deadline: Duration) -> Result<(), StateError> {
+        state::load(self.live_qmp("load the saved state")?, path, deadline)
+    }
+
+    /// User-net TCP connections still open (to the guest's sshd).
+    pub fn open_connections(&mut self) -> Result<usize, StateError> {
+        state::connections(self.live_qmp("list user-net connections")?)
+    }
+
+    fn live_qmp(&mut self, step: &'static str) -> Result<&mut Qmp, StateError> {
+        self.qmp.as_mut().ok_or(StateError::Qmp {
+            step,
+            source: QmpError::Closed { command: step },
+        })
     }
 
     /// SIGKILL now and reap.
