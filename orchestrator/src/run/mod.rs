@@ -14,6 +14,7 @@ pub mod plan;
 pub mod qemu;
 pub mod scheduler;
 pub mod session;
+pub mod sweep;
 pub mod trend;
 pub mod verdict;
 
