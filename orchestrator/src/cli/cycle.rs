@@ -113,6 +113,7 @@ pub(super) fn cycle(args: &CycleArgs, progress: ProgressMode) -> Result<ExitStat
         shard: None,
         keep_tainted_guest: false,
         known_issues: Vec::new(),
+        passthrough: None,
         bisect: Default::default(),
     };
     let status = run_suites(&run, progress);
