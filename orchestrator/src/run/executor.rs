@@ -676,7 +676,6 @@ impl Recorder<'_> {
             return Ok(());
         };
         let sources = self.ctx.sources;
-        let mut progress = sweep::Progress::default();
         for index in 0.. {
             let Some(point) = sweep::point(method, *limit, module, params, sources, index) else {
                 break;
@@ -696,7 +695,7 @@ impl Recorder<'_> {
             let (loaded, log, proved) = self.run_point(machine, emit, step, &point, cycle)?;
             let injection = sweep::injection(&log, module);
             let unusable = self.ledger.leftovers.len() > leftovers || !proved;
-            let done = progress.after(method, loaded, injection.is_some());
+            let done = sweep::is_done(method, loaded, injection.is_some());
             self.record_point(&point, injection.as_ref(), loaded, first, log, cycle);
             if unusable {
                 self.restart_clean(machine, &point.name)?;

@@ -4,12 +4,14 @@
 //! fail-nth: the Nth fault-injectable call (slab or page allocation) of the
 //! loading task fails. The shell writes N to its own `/proc/self/fail-nth`
 //! and `exec`s the loader, so the count runs on in the same task through
-//! exec, modprobe and the module's init. The first points usually fail in
-//! exec or modprobe itself (the fault's stack says so; such points are
-//! skipped); later ones walk the module's init. The sweep ends when a load
-//! succeeds with nothing injected `CLEAN_TO_STOP` times in a row: an
-//! allocation asking for `__GFP_NOWARN` fails silently, so one quiet success
-//! is not yet proof that N is past the end.
+//! exec, insmod and the module's init. The first points usually fail in
+//! exec or insmod itself (the fault's stack says so; such points are
+//! skipped); later ones walk the module's init. Whether a fault was
+//! injected at all is read from the attributes' `times` budget, which every
+//! injection spends: an allocation asking for `__GFP_NOWARN` fails without
+//! printing anything (and often has a fallback, so the load survives), so
+//! the kernel log alone cannot say that N is past the end. The sweep ends
+//! at the first load that succeeds with nothing injected.
 //!
 //! param: a module parameter naming the step to fail (`fail_at=misc`),
 //! walked over the given points.
@@ -47,8 +49,21 @@ echo N > $D/$F/ignore-gfp-wait && echo 2 > $D/$F/verbose && \
 echo 0 > $D/$F/verbose_ratelimit_interval_ms || exit 1; \
 done; echo 0 > $D/fail_page_alloc/min-order";
 
-/// Quiet successful loads in a row that end a fail-nth sweep.
-pub const CLEAN_TO_STOP: u32 = 3;
+/// The `times` budget each point starts with: an injection spends one.
+const BUDGET: u32 = 1000;
+
+/// The line a fail-nth point writes to the kernel log after its load: the
+/// `times` left of failslab and fail_page_alloc.
+const FAULTS_LEFT: &str = "kcycle-sweep: faults left";
+
+/// Sets the budget, loads with fail-nth, logs what is left of the budget;
+/// exits with the load's status.
+fn counted(load: &str) -> String {
+    format!(
+        "D=/sys/kernel/debug; for F in failslab fail_page_alloc; do echo {BUDGET} > $D/$F/times; done; \
+{load}; R=$?; echo \"{FAULTS_LEFT} $(cat $D/failslab/times) $(cat $D/fail_page_alloc/times)\" > /dev/kmsg; exit $R"
+    )
+}
 
 /// The fault-injection report's first line (`lib/fault-inject.c`, `fail_dump`).
 const FORCING: &str = "FAULT_INJECTION: forcing a failure.";
@@ -93,12 +108,12 @@ pub fn point(
             let load = command::insmod_from("P", params);
             Some(Point {
                 name: format!("fail-nth-{n}"),
-                inject: format!(
+                inject: counted(&format!(
                     "sh -c {}",
                     quote(&format!(
                         "{path} && echo {n} > /proc/self/fail-nth && exec {load}"
                     ))
-                ),
+                )),
             })
         }
         SweepMethod::Param { name, points } => {
@@ -125,6 +140,9 @@ pub struct Injection {
     /// The fault hit inside the module's load (`load_module`, its init),
     /// not in exec or modprobe's own work before it.
     pub in_load: bool,
+    /// The failing call asked for `__GFP_NOWARN`: the budget says a fault
+    /// was injected, but the kernel printed no stack.
+    pub silent: bool,
 }
 
 impl Injection {
@@ -132,15 +150,31 @@ impl Injection {
     pub fn describe(&self) -> String {
         match &self.call_site {
             Some(site) => format!("{site} ({})", self.attr),
+            None if self.silent => {
+                format!("a __GFP_NOWARN call, which prints no stack ({})", self.attr)
+            }
             None => format!("an unnamed call site ({})", self.attr),
         }
     }
 }
 
-/// The fault injected during a load, from the kernel log of that load.
+/// The fault injected during a load, from the kernel log of that load:
+/// None when nothing was. A fail-nth point's budget line decides whether a
+/// fault was injected; the fault's stack, when printed, says where.
 pub fn injection(log: &str, module: &str) -> Option<Injection> {
     let lines: Vec<&str> = log.lines().map(|l| dmesg::line::parse(l).text).collect();
-    let start = lines.iter().position(|l| l.contains(FORCING))?;
+    let spent = spent_budget(&lines);
+    if spent == Some(None) {
+        return None;
+    }
+    let Some(start) = lines.iter().position(|l| l.contains(FORCING)) else {
+        return spent.flatten().map(|attr| Injection {
+            attr: attr.to_string(),
+            call_site: None,
+            in_load: true,
+            silent: true,
+        });
+    };
     let rest = &lines[start + 1..];
     let attr = rest
         .first()
@@ -160,16 +194,42 @@ pub fn injection(log: &str, module: &str) -> Option<Injection> {
     let call_site = in_module
         .or_else(|| stack::first_unskipped(frames.iter().copied(), &skip))
         .map(str::to_string);
-    let in_load = frames.iter().any(|f| {
-        matches!(
-            *f,
-            "load_module" | "do_init_module" | "do_one_initcall" | "init_module_from_file"
-        )
-    });
+    let in_load = frames.iter().any(|f| LOAD_FRAMES.contains(f));
     Some(Injection {
         attr,
         call_site,
         in_load,
+        silent: false,
+    })
+}
+
+/// Frames of the module loader: a fault under one of these is in the load
+/// (the syscalls' own frames too, as `stack::clean` names them: their
+/// helpers are often inlined).
+const LOAD_FRAMES: &[&str] = &[
+    "load_module",
+    "do_init_module",
+    "do_one_initcall",
+    "init_module_from_file",
+    "idempotent_init_module",
+    "finit_module",
+    "init_module",
+];
+
+/// From the budget line: None without one (not a fail-nth point),
+/// Some(None) when nothing was spent, else the attribute that was.
+fn spent_budget(lines: &[&str]) -> Option<Option<&'static str>> {
+    let left = lines
+        .iter()
+        .rev()
+        .find_map(|l| l.split_once(FAULTS_LEFT).map(|(_, rest)| rest))?;
+    let mut left = left.split_whitespace().map(|n| n.parse::<u32>().ok());
+    let slab = left.next().flatten();
+    let page = left.next().flatten();
+    Some(match (slab, page) {
+        (Some(n), _) if n < BUDGET => Some("failslab"),
+        (_, Some(n)) if n < BUDGET => Some("fail_page_alloc"),
+        _ => None,
     })
 }
 
@@ -241,25 +301,11 @@ pub fn judge(
     }
 }
 
-/// Where a sweep stands after one more point.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Progress {
-    quiet_successes: u32,
-}
-
-impl Progress {
-    /// Record a point; true when the sweep is over.
-    pub fn after(&mut self, method: &SweepMethod, loaded: bool, injected: bool) -> bool {
-        if !matches!(method, SweepMethod::FailNth) {
-            return false;
-        }
-        if loaded && !injected {
-            self.quiet_successes += 1;
-        } else {
-            self.quiet_successes = 0;
-        }
-        self.quiet_successes >= CLEAN_TO_STOP
-    }
+/// Whether a sweep is over after a point: a fail-nth sweep ends at the
+/// first load that succeeds with nothing injected (N is past the last
+/// injectable call); a param sweep walks all its points.
+pub fn is_done(method: &SweepMethod, loaded: bool, injected: bool) -> bool {
+    matches!(method, SweepMethod::FailNth) && loaded && !injected
 }
 
 #[cfg(test)]
@@ -386,10 +432,17 @@ Call Trace:
         )
         .unwrap();
         assert_eq!(p.name, "fail-nth-2");
-        assert_eq!(
-            p.inject,
-            r#"sh -c 'P=$(modinfo -n '\''kcycle_leaks'\'') && echo 2 > /proc/self/fail-nth && exec insmod "$P" '\''leak=x'\'''"#
+        assert!(
+            p.inject.contains(
+                r#"sh -c 'P=$(modinfo -n '\''kcycle_leaks'\'') && echo 2 > /proc/self/fail-nth && exec insmod "$P" '\''leak=x'\'''"#
+            ),
+            "{}",
+            p.inject
         );
+        assert!(p.inject.contains("echo 1000 > $D/$F/times"), "{}", p.inject);
+        assert!(p
+            .inject
+            .ends_with(r#"$(cat $D/fail_page_alloc/times)" > /dev/kmsg; exit $R"#));
         let mut files = ModuleSources::default();
         files
             .files
@@ -403,10 +456,9 @@ Call Trace:
             0,
         )
         .unwrap();
-        assert_eq!(
-            p.inject,
+        assert!(p.inject.contains(
             r#"sh -c 'P='\''/tmp/kcycle-modules/my_drv.ko'\'' && echo 1 > /proc/self/fail-nth && exec insmod "$P"'"#
-        );
+        ));
         assert!(setup("kcycle_leaks", &sources).contains("modprobe -D 'kcycle_leaks'"));
         assert!(!setup("my_drv", &files).contains("modprobe -D"));
         assert_eq!(
@@ -424,19 +476,61 @@ Call Trace:
     }
 
     #[test]
-    fn fail_nth_stops_after_quiet_successes_in_a_row() {
-        let mut progress = Progress::default();
+    fn fail_nth_stops_at_the_first_load_with_nothing_injected() {
         let nth = SweepMethod::FailNth;
-        assert!(!progress.after(&nth, false, true));
-        assert!(!progress.after(&nth, true, false));
-        assert!(!progress.after(&nth, true, true));
-        assert!(!progress.after(&nth, true, false));
-        assert!(!progress.after(&nth, true, false));
-        assert!(progress.after(&nth, true, false));
+        assert!(!is_done(&nth, false, true));
+        assert!(!is_done(&nth, true, true));
+        assert!(is_done(&nth, true, false));
         let param = SweepMethod::Param {
             name: "fail_at".into(),
             points: vec![],
         };
-        assert!(!Progress::default().after(&param, true, false));
+        assert!(!is_done(&param, true, false));
+    }
+
+    #[test]
+    fn the_budget_says_whether_a_fault_was_injected() {
+        // Spent without a stack: a __GFP_NOWARN call (execmem's, say).
+        let silent = "[ 278.7] execmem: unable to allocate memory\n[ 278.9] kcycle-sweep: faults left 999 1000\n";
+        let found = injection(silent, "kcycle_leaks").unwrap();
+        assert_eq!((found.attr.as_str(), found.silent), ("failslab", true));
+        assert_eq!(found.call_site, None);
+        assert!(found.describe().contains("__GFP_NOWARN"));
+        let page = injection("kcycle-sweep: faults left 1000 998\n", "m").unwrap();
+        assert_eq!(page.attr, "fail_page_alloc");
+        // Nothing spent: nothing injected, whatever else the log says.
+        assert_eq!(
+            injection("kcycle-sweep: faults left 1000 1000\n", "kcycle_leaks"),
+            None
+        );
+        // Spent with a stack: the stack names the site.
+        let log = format!("{FAILSLAB}[ 12.1] kcycle-sweep: faults left 999 1000\n");
+        let found = injection(&log, "kcycle_leaks").unwrap();
+        assert_eq!(found.call_site.as_deref(), Some("kmalloc_init"));
+        assert!(!found.silent);
+    }
+
+    #[test]
+    fn a_fault_in_finit_module_is_in_the_load() {
+        // 6.12 inlines init_module_from_file: only the syscall's frame is left.
+        let log = "\
+FAULT_INJECTION: forcing a failure.
+name failslab, interval 1, probability 0, space 0, times 1000
+Call Trace:
+ <TASK>
+ dump_stack_lvl+0x3e/0xb0
+ should_fail_ex+0x153/0x160
+ should_failslab+0x4f/0x60
+ __kmalloc_node_noprof+0xf4/0x320
+ __vmalloc_node_range_noprof+0x316/0x850
+ vmalloc_noprof+0x4e/0x70
+ kernel_read_file+0x16e/0x270
+ __se_sys_finit_module+0x2b6/0x3d0
+ do_syscall_64+0xc0/0x1b0
+ </TASK>
+";
+        let found = injection(log, "kcycle_leaks").unwrap();
+        assert_eq!(found.call_site.as_deref(), Some("kernel_read_file"));
+        assert!(found.in_load);
     }
 }

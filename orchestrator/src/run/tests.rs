@@ -41,6 +41,9 @@ struct FakeKernel {
     init_calls: u32,
     /// The fail-nth point whose error path forgets to destroy drv_cache.
     leak_on_nth: Option<u32>,
+    /// The fail-nth point whose call asks for __GFP_NOWARN and has a
+    /// fallback: injected without a stack, and the load survives.
+    silent_on_nth: Option<u32>,
 }
 
 impl FakeKernel {
@@ -105,17 +108,19 @@ impl FakeKernel {
         Output::default()
     }
 
-    /// `sh -c 'echo N > /proc/self/fail-nth && exec modprobe drv'`: the
+    /// `sh -c '... echo N > /proc/self/fail-nth && exec insmod ...'`: the
     /// Nth call of init fails (verbose fault injection prints its stack).
     fn load_failing(&mut self, command: &str) -> Output {
         let n: u32 = command
-            .split("echo ")
-            .nth(1)
-            .and_then(|rest| rest.split(' ').next())
+            .split_once(" > /proc/self/fail-nth")
+            .and_then(|(before, _)| before.rsplit(' ').next())
             .and_then(|n| n.parse().ok())
             .expect("fail-nth N");
-        if n > self.init_calls {
-            return self.load("");
+        if n > self.init_calls || self.silent_on_nth == Some(n) {
+            let loaded = self.load("");
+            let left = if n > self.init_calls { 1000 } else { 999 };
+            self.printk(&format!("kcycle-sweep: faults left {left} 1000"));
+            return loaded;
         }
         self.printk("FAULT_INJECTION: forcing a failure.");
         self.printk("name failslab, interval 1, probability 0, space 0, times 1");
@@ -129,6 +134,7 @@ impl FakeKernel {
         if self.leak_on_nth == Some(n) {
             self.caches.insert("drv_cache".into());
         }
+        self.printk("kcycle-sweep: faults left 999 1000");
         Output {
             status: 1,
             stdout: String::new(),
@@ -168,7 +174,7 @@ impl Machine for FakeKernel {
                 stderr: String::new(),
             });
         }
-        if command.starts_with("sh -c ") && command.contains("/proc/self/fail-nth") {
+        if command.contains("sh -c ") && command.contains("/proc/self/fail-nth") {
             return Ok(self.load_failing(command));
         }
         if command.starts_with("D=/sys/kernel/debug;") {
@@ -396,8 +402,8 @@ fn fail_nth_sweep_names_the_one_leaking_error_path() {
     };
     let (results, restart) = run_one(&mut kernel, &sweep);
     let names: Vec<&str> = results[1..].iter().map(|r| r.name.as_str()).collect();
-    // Five injected points, then three quiet loads end the sweep (BTreeMap order).
-    assert_eq!(names.len(), 8, "{names:?}");
+    // Five injected points, then a quiet load ends the sweep.
+    assert_eq!(names.len(), 6, "{names:?}");
     assert_eq!(
         failing_subtests(&results),
         [("kcycle@fake@sweep@sweep@fail-nth-3", Status::Fail)]
@@ -430,6 +436,7 @@ fn a_clean_driver_sweeps_clean() {
     let sweep = suite("[[test]]\nname = \"sweep\"\nsteps = [{ sweep = \"drv\", limit = 50 }]\n");
     let mut kernel = FakeKernel {
         init_calls: 4,
+        silent_on_nth: Some(2),
         ..FakeKernel::default()
     };
     let (results, restart) = run_one(&mut kernel, &sweep);
@@ -439,7 +446,20 @@ fn a_clean_driver_sweeps_clean() {
         "{:#?}",
         results[0].findings
     );
-    assert_eq!(results.len(), 1 + 4 + 3);
+    // A silent fault (no stack, the load survives) does not end the sweep:
+    // four injected points, then the quiet load.
+    assert_eq!(results.len(), 1 + 4 + 1);
+    let silent = results
+        .iter()
+        .find(|r| r.name.ends_with("fail-nth-2"))
+        .unwrap();
+    assert!(
+        silent
+            .out
+            .contains("survived a fault injected in a __GFP_NOWARN call"),
+        "{}",
+        silent.out
+    );
     assert_eq!(failing_subtests(&results), []);
     assert_eq!((kernel.restarts, restart), (0, None));
 }
