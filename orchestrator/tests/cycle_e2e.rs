@@ -1,5 +1,8 @@
-//! `kcycle cycle` for real (the lead runs it: it boots guests): the implicit
-//! suite of kcycle_leaks, and its fail-nth sweep, on the built kernel.
+//! `kcycle cycle` for real: the implicit suite of kcycle_leaks by name, as
+//! a built .ko and from its source directory; and its fail-nth sweep, clean
+//! for the fixed driver and naming the one leaking path of the control. The
+//! sweeps stop at `--sweep-limit` to keep the binary's cost to minutes under
+//! TCG; a full sweep is `kcycle cycle kcycle_leaks --sweep`.
 
 mod support;
 
@@ -67,6 +70,59 @@ fn cycle_runs_the_implicit_suite_of_an_in_tree_module() {
         assert_eq!(r.status, Status::Pass, "{}\n{stderr}", describe(&results));
     }
     assert_eq!(code, 0, "{stderr}");
+}
+
+/// kcycle_leaks as built into the kernel's artifacts, copied out.
+fn built_ko(tmp: &Path) -> Option<std::path::PathBuf> {
+    let kernel = support::kernel()?;
+    let release = &kernel.manifest.kernel_release;
+    let built = kernel.dir.join(format!(
+        "modules/lib/modules/{release}/extra/kcycle_leaks.ko"
+    ));
+    let copy = tmp.join("kcycle_leaks.ko");
+    std::fs::copy(&built, &copy).unwrap_or_else(|e| panic!("{}: {e}", built.display()));
+    Some(copy)
+}
+
+#[test]
+fn cycle_runs_a_built_ko_and_a_source_directory() {
+    let tmp = tempfile::tempdir().unwrap();
+    let Some(ko) = built_ko(tmp.path()) else {
+        return;
+    };
+    let by_file = tmp.path().join("file");
+    std::fs::create_dir(&by_file).unwrap();
+    let (code, stderr, results) = cycle(
+        &by_file,
+        &[ko.to_str().unwrap(), "--cycles", "1"],
+        Duration::from_secs(900),
+    )
+    .unwrap();
+    assert_eq!(code, 0, "{}\n{stderr}", describe(&results));
+    // The .ko was uploaded and loaded with insmod, not the kernel's own copy.
+    let cycled = support::result(&results, "kcycle@cycle@kcycle_leaks");
+    assert!(cycled.out.contains("insmod '/"), "{}", cycled.out);
+
+    // The source directory is built with make M= against the guest kernel.
+    let src = tmp.path().join("kcycle_leaks");
+    std::fs::create_dir(&src).unwrap();
+    let tree = Path::new(env!("CARGO_MANIFEST_DIR")).join("../guest-kernel/kcycle_leaks");
+    for entry in std::fs::read_dir(&tree).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), src.join(entry.file_name())).unwrap();
+    }
+    let by_dir = tmp.path().join("dir");
+    std::fs::create_dir(&by_dir).unwrap();
+    let (code, stderr, results) = cycle(
+        &by_dir,
+        &[src.to_str().unwrap(), "--cycles", "1"],
+        Duration::from_secs(900),
+    )
+    .unwrap();
+    assert_eq!(code, 0, "{}\n{stderr}", describe(&results));
+    assert!(stderr.contains("make -C"), "{stderr}");
+    let cycled = support::result(&results, "kcycle@cycle@kcycle_leaks");
+    assert!(cycled.out.contains("insmod '/"), "{}", cycled.out);
 }
 
 #[test]

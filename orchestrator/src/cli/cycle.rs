@@ -61,6 +61,7 @@ pub(super) fn cycle(args: &CycleArgs, progress: ProgressMode) -> Result<ExitStat
         selftest: args.selftest.map(selftest_kind),
         cmdline: args.cmdline.clone(),
         sweep: args.sweep,
+        sweep_limit: args.sweep_limit,
     };
     // A name or a file says the module's name: printing needs no kernel.
     if args.print_suite {

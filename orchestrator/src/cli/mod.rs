@@ -297,6 +297,9 @@ pub struct CycleArgs {
     /// Also sweep every init error path with fault injection (fail-nth).
     #[arg(long)]
     pub sweep: bool,
+    /// The highest fail-nth the sweep tries (a suite step's `limit`).
+    #[arg(long, value_name = "N", requires = "sweep", default_value_t = kcycle::suite::DEFAULT_SWEEP_LIMIT)]
+    pub sweep_limit: u32,
     /// Print the suite as TOML (a suite file to keep) and exit without running it.
     #[arg(long)]
     pub print_suite: bool,

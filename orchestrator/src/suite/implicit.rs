@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use super::step::{self, Action, Params, SelftestKind, Step, SweepMethod, DEFAULT_SWEEP_LIMIT};
+use super::step::{self, Action, Params, SelftestKind, Step, SweepMethod};
 use super::{GuestMode, Suite, Test};
 
 /// Name of the implicit suite: tests are `kcycle@cycle@<module>...`.
@@ -23,6 +23,8 @@ pub struct CycleSpec {
     pub selftest: Option<SelftestKind>,
     pub cmdline: Vec<String>,
     pub sweep: bool,
+    /// The sweep's highest fail-nth.
+    pub sweep_limit: u32,
 }
 
 /// The implicit suite, checked by the same rules as a suite file's.
@@ -33,6 +35,9 @@ pub fn suite(spec: &CycleSpec) -> Result<Suite, String> {
         if let super::ParamValue::Str(s) = value {
             step::check_param_string(s)?;
         }
+    }
+    if spec.sweep_limit == 0 {
+        return Err("--sweep-limit must be at least 1".into());
     }
     if spec.cycles == 0 {
         return Err("--cycles must be at least 1".into());
@@ -103,7 +108,7 @@ pub fn suite(spec: &CycleSpec) -> Result<Suite, String> {
             vec![step(Action::Sweep {
                 module: module.clone(),
                 method: SweepMethod::FailNth,
-                limit: DEFAULT_SWEEP_LIMIT,
+                limit: spec.sweep_limit,
                 params: spec.params.clone(),
             })],
         ));
@@ -139,6 +144,7 @@ mod tests {
             selftest: None,
             cmdline: vec!["slub_debug=U".into()],
             sweep: true,
+            sweep_limit: crate::suite::DEFAULT_SWEEP_LIMIT,
         }
     }
 
@@ -191,6 +197,7 @@ mod tests {
             suite(&s).unwrap_err()
         };
         assert!(bad(|s| s.cycles = 0).contains("--cycles"));
+        assert!(bad(|s| s.sweep_limit = 0).contains("--sweep-limit"));
         assert!(bad(|s| s.module = "a;b".into()).contains("module name"));
         assert!(bad(|s| {
             s.params
