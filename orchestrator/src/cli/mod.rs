@@ -13,6 +13,7 @@ mod baseline;
 mod bisect;
 mod build_view;
 mod compare;
+mod cycle;
 mod dmesg;
 mod docs;
 mod guest;
@@ -24,6 +25,7 @@ mod run;
 
 use baseline::baseline_update;
 use compare::compare_results;
+use cycle::cycle;
 use dmesg::dmesg;
 use docs::{completions, man};
 use guest::{boot, exec, image_build};
@@ -98,6 +100,12 @@ pub enum Command {
     Run(RunArgs),
     /// The main job: set up, build kernel and image, run the default suites, write results.
     Ci(CiArgs),
+    /// Check one module with no suite file: load -> unload N cycles, a reload, optionally
+    /// a selftest and a sweep of every init error path.
+    ///
+    /// MODULE is a module of the guest kernel (`i915`), a built `.ko`, or a source
+    /// directory with a Kbuild or Makefile (built with `make M=` against the guest kernel).
+    Cycle(CycleArgs),
     /// Merge results directories from shards into one junit.xml and results.json.
     Merge(MergeArgs),
     /// Render index.html again from a results directory's results.json (older runs, merged shards).
@@ -260,6 +268,52 @@ pub struct RunArgs {
     pub passthrough: Option<kcycle::passthrough::Selector>,
     #[command(flatten)]
     pub bisect: BisectArgs,
+    /// Suites built in memory (`kcycle cycle`), run with the files'.
+    #[arg(skip)]
+    pub inline_suites: Vec<kcycle::suite::Suite>,
+}
+
+#[derive(Debug, Args)]
+pub struct CycleArgs {
+    /// A module name, a .ko file, or a module source directory.
+    #[arg(value_name = "MODULE|FILE.ko|DIR")]
+    pub target: String,
+    /// A module parameter for every load, NAME=VALUE (repeat for more).
+    #[arg(long = "params", value_name = "NAME=VALUE")]
+    pub params: Vec<String>,
+    /// Load/unload cycles.
+    #[arg(long, default_value_t = 3)]
+    pub cycles: u32,
+    /// Load with selftests instead of a plain load.
+    #[arg(long, value_enum)]
+    pub selftest: Option<SelftestArg>,
+    #[command(flatten)]
+    pub guest: GuestArgs,
+    /// A kernel tree to build the guest kernel from (instead of --kernel or the cached build).
+    #[arg(long, conflicts_with = "kernel")]
+    pub source: Option<PathBuf>,
+    /// Where junit.xml, results.json, console logs, summary.md and the suite go.
+    #[arg(long, default_value = "results")]
+    pub results: PathBuf,
+    /// Added to the guest kernel command line (repeat for more), e.g. `slub_debug=U`.
+    #[arg(long, value_name = "ARG")]
+    pub cmdline: Vec<String>,
+    /// Also sweep every init error path with fault injection (fail-nth).
+    #[arg(long)]
+    pub sweep: bool,
+    /// The highest fail-nth the sweep tries (a suite step's `limit`).
+    #[arg(long, value_name = "N", requires = "sweep", default_value_t = kcycle::suite::DEFAULT_SWEEP_LIMIT)]
+    pub sweep_limit: u32,
+    /// Print the suite as TOML (a suite file to keep) and exit without running it.
+    #[arg(long)]
+    pub print_suite: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SelftestArg {
+    I915Mock,
+    I915Live,
+    Kunit,
 }
 
 /// Exit codes for `git bisect run`.
@@ -399,6 +453,7 @@ pub fn run(cli: Cli) -> Result<ExitStatus, Failure> {
         Command::Exec(args) => exec(&args),
         Command::Run(args) => bisect::map(&args.bisect, &args.results, run_suites(&args, progress)),
         Command::Ci(args) => ci(&args, progress),
+        Command::Cycle(args) => cycle(&args, progress),
         Command::Merge(args) => merge_results(&args),
         Command::Report(args) => report(&args),
         Command::Compare(args) => compare_results(&args),

@@ -72,6 +72,7 @@ fn ci_run_args(config: kcycle::config::CiConfig, args: &CiArgs, kernel: PathBuf)
         known_issues: Vec::new(),
         passthrough: None,
         bisect: Default::default(),
+        inline_suites: Vec::new(),
     }
 }
 
@@ -89,6 +90,7 @@ pub(super) fn run_suites(args: &RunArgs, progress: ProgressMode) -> Result<ExitS
         .map(|path| Suite::load(path))
         .collect::<Result<Vec<_>, _>>()
         .bad_input()?;
+    suites.extend(args.inline_suites.iter().cloned());
     super::baseline::add_known_issue_files(&mut suites, &args.known_issues)?;
     let shard = args
         .shard

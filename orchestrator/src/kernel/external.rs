@@ -7,6 +7,24 @@ use std::path::{Path, PathBuf};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ExternalError {
+    #[error("{dir} has no Kbuild or Makefile: kbuild cannot build it (`make M=` needs one)")]
+    NotBuildable { dir: PathBuf },
+    #[error(
+        "failed to build {dir} against {build_dir} ({status}); the compiler's output is above"
+    )]
+    Make {
+        dir: PathBuf,
+        build_dir: PathBuf,
+        status: String,
+    },
+    #[error("failed to run make for {dir}")]
+    Run {
+        dir: PathBuf,
+        #[source]
+        source: crate::sys::child::ChildError,
+    },
+    #[error("make M={dir} built no .ko")]
+    NoModule { dir: PathBuf },
     #[error("failed to read external module sources in {path}")]
     Read {
         path: PathBuf,
@@ -116,6 +134,91 @@ impl ModuleSource {
     }
 }
 
+/// Limit for building one out-of-tree module.
+const MODULE_BUILD_LIMIT: std::time::Duration = std::time::Duration::from_secs(30 * 60);
+
+/// Build a developer's module directory against a kernel build directory:
+/// `make -C <build_dir> M=<scratch copy> LLVM=1 RUSTC=... modules`, the
+/// copy so their tree collects no build products. Every output line goes to
+/// `line` as make printed it. Returns the `.ko` files built, sorted.
+pub fn build_module(
+    dir: &Path,
+    build_dir: &Path,
+    scratch: &Path,
+    cancel: &crate::sys::Cancel,
+    line: &mut dyn FnMut(&str),
+) -> Result<Vec<PathBuf>, ExternalError> {
+    use crate::sys::child::{self, Activity, Logged};
+
+    let source = ModuleSource::read(dir)?;
+    if !source.is_buildable() {
+        return Err(ExternalError::NotBuildable {
+            dir: dir.to_path_buf(),
+        });
+    }
+    source.copy_to(scratch)?;
+    let toolchain = super::toolchain::Toolchain::discover();
+    let mut make = std::process::Command::new("make");
+    make.env("PATH", &toolchain.path)
+        .env_remove("MAKEFLAGS")
+        .env_remove("MAKELEVEL")
+        .arg("-C")
+        .arg(build_dir)
+        .arg(format!("M={}", scratch.display()))
+        .arg(format!("-j{}", super::default_jobs()))
+        .args(toolchain.make_vars())
+        .arg("modules");
+    let status = child::run_logged(
+        &mut make,
+        Logged {
+            log: &mut std::io::sink(),
+            observe: &mut |activity| {
+                if let Activity::Line(text) = activity {
+                    line(text);
+                }
+            },
+            limit: MODULE_BUILD_LIMIT,
+            cancel,
+            inherit_fd: None,
+        },
+    )
+    .map_err(|source| ExternalError::Run {
+        dir: dir.to_path_buf(),
+        source,
+    })?;
+    if !status.success() {
+        return Err(ExternalError::Make {
+            dir: dir.to_path_buf(),
+            build_dir: build_dir.to_path_buf(),
+            status: status.to_string(),
+        });
+    }
+    let built: Vec<PathBuf> = super::steps::list_modules(scratch)
+        .into_iter()
+        .map(|name| scratch.join(name))
+        .collect();
+    if built.is_empty() {
+        return Err(ExternalError::NoModule {
+            dir: dir.to_path_buf(),
+        });
+    }
+    Ok(built)
+}
+
+/// The kernel release a module was built for: the first word of its
+/// `vermagic=` in the `.modinfo` section (what `modinfo -F vermagic` prints).
+pub fn vermagic(elf: &[u8]) -> Option<String> {
+    use object::{Object, ObjectSection};
+    let file = object::File::parse(elf).ok()?;
+    let modinfo = file.section_by_name(".modinfo")?.data().ok()?;
+    modinfo
+        .split(|b| *b == 0)
+        .filter_map(|entry| std::str::from_utf8(entry).ok())
+        .find_map(|entry| entry.strip_prefix("vermagic="))
+        .and_then(|v| v.split_whitespace().next())
+        .map(str::to_string)
+}
+
 fn is_build_product(name: &str) -> bool {
     const SUFFIXES: &[&str] = &[
         ".o", ".ko", ".mod", ".mod.c", ".mod.o", ".cmd", ".rmeta", ".a", ".d",
@@ -170,6 +273,50 @@ mod tests {
         std::fs::write(dir.path().join("table.rs"), "// host build only\n").unwrap();
         std::fs::write(dir.path().join("Cargo.toml"), "[package]\n").unwrap();
         assert!(!ModuleSource::read(dir.path()).unwrap().is_buildable());
+    }
+
+    /// A minimal ELF64 with a `.modinfo` section, as a `.ko` has.
+    fn elf_with_modinfo(modinfo: &[u8]) -> Vec<u8> {
+        let shstrtab = b"\0.modinfo\0.shstrtab\0";
+        let modinfo_at = 64;
+        let shstrtab_at = modinfo_at + modinfo.len();
+        let sections_at = (shstrtab_at + shstrtab.len()).next_multiple_of(8);
+        let mut elf = vec![0u8; sections_at + 3 * 64];
+        elf[..4].copy_from_slice(b"\x7fELF");
+        elf[4] = 2; // 64-bit
+        elf[5] = 1; // little-endian
+        elf[6] = 1; // version
+        elf[16..18].copy_from_slice(&1u16.to_le_bytes()); // ET_REL
+        elf[18..20].copy_from_slice(&62u16.to_le_bytes()); // x86-64
+        elf[20..24].copy_from_slice(&1u32.to_le_bytes());
+        elf[40..48].copy_from_slice(&(sections_at as u64).to_le_bytes());
+        elf[52..54].copy_from_slice(&64u16.to_le_bytes()); // ehsize
+        elf[58..60].copy_from_slice(&64u16.to_le_bytes()); // shentsize
+        elf[60..62].copy_from_slice(&3u16.to_le_bytes()); // shnum
+        elf[62..64].copy_from_slice(&2u16.to_le_bytes()); // shstrndx
+        elf[modinfo_at..shstrtab_at].copy_from_slice(modinfo);
+        elf[shstrtab_at..shstrtab_at + shstrtab.len()].copy_from_slice(shstrtab);
+        let mut header = |index: usize, name: u32, kind: u32, offset: usize, size: usize| {
+            let at = sections_at + index * 64;
+            elf[at..at + 4].copy_from_slice(&name.to_le_bytes());
+            elf[at + 4..at + 8].copy_from_slice(&kind.to_le_bytes());
+            elf[at + 24..at + 32].copy_from_slice(&(offset as u64).to_le_bytes());
+            elf[at + 32..at + 40].copy_from_slice(&(size as u64).to_le_bytes());
+            elf[at + 48..at + 56].copy_from_slice(&1u64.to_le_bytes());
+        };
+        header(1, 1, 1, modinfo_at, modinfo.len()); // PROGBITS
+        header(2, 10, 3, shstrtab_at, shstrtab.len()); // STRTAB
+        elf
+    }
+
+    #[test]
+    fn vermagic_is_read_from_modinfo() {
+        let ko = elf_with_modinfo(
+            b"license=GPL\0vermagic=6.12.117 SMP preempt mod_unload \0name=my_drv\0",
+        );
+        assert_eq!(vermagic(&ko).as_deref(), Some("6.12.117"));
+        assert_eq!(vermagic(&elf_with_modinfo(b"license=GPL\0")), None);
+        assert_eq!(vermagic(b"not an elf"), None);
     }
 
     #[test]

@@ -34,7 +34,7 @@ pub(crate) mod toolchain;
 pub use artifacts::{Artifacts, ArtifactsError, KernelModules, Manifest};
 pub use build::{build, default_jobs, BuildRequest, Built};
 pub use error::BuildError;
-pub use external::ExternalError;
+pub use external::{build_module, vermagic, ExternalError};
 pub use progress::BuildEvent;
 pub use project::Project;
 pub use toolchain::ToolchainError;

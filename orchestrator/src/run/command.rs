@@ -20,17 +20,35 @@ pub struct ModuleSources {
 
 impl ModuleSources {
     fn load(&self, module: &str, params: &[(String, String)]) -> String {
-        let args: Vec<String> = params
-            .iter()
-            .map(|(k, v)| quote(&format!("{k}={v}")))
-            .collect();
+        let args = quoted_args(params);
         match self.files.get(&canonical(module)) {
-            Some(path) => format!("insmod {} {}", quote(path), args.join(" ")),
-            None => format!("modprobe {} {}", quote(module), args.join(" ")),
+            Some(path) => format!("insmod {} {args}", quote(path)),
+            None => format!("modprobe {} {args}", quote(module)),
         }
         .trim_end()
         .to_string()
     }
+
+    /// The guest path of a `--module` file.
+    pub fn file(&self, module: &str) -> Option<&str> {
+        self.files.get(&canonical(module)).map(String::as_str)
+    }
+}
+
+/// `'k=v' 'k2=v2'`: parameters as single-quoted words.
+fn quoted_args(params: &[(String, String)]) -> String {
+    let args: Vec<String> = params
+        .iter()
+        .map(|(k, v)| quote(&format!("{k}={v}")))
+        .collect();
+    args.join(" ")
+}
+
+/// `insmod <path> <params>` with the path from a shell variable (`$P`).
+pub fn insmod_from(var: &str, params: &Params) -> String {
+    format!("insmod \"${var}\" {}", quoted_args(&rendered(params)))
+        .trim_end()
+        .to_string()
 }
 
 /// Module names in /proc/modules use '_' where modprobe also accepts '-'.
@@ -52,6 +70,11 @@ fn rendered(params: &Params) -> Vec<(String, String)> {
         .iter()
         .map(|(k, v)| (k.clone(), v.to_string()))
         .collect()
+}
+
+/// `modprobe`/`insmod` of a module with its parameters (the sweep's loads).
+pub fn load_command(module: &str, params: &Params, sources: &ModuleSources) -> String {
+    sources.load(module, &rendered(params))
 }
 
 /// The command for a step. Unloads also check that the module is gone from
@@ -88,6 +111,9 @@ pub fn for_action(action: &Action, sources: &ModuleSources) -> String {
         // QMP does the work; these print what the guest saw around it.
         Action::Hotunplug { device } => format!("{}; {}", pci_record(device), UNPLUG_NOTE),
         Action::Hotplug { device } => format!("# QMP device_add {device}"),
+        // A sweep's own command prepares fault injection; its loads are
+        // planned point by point (`super::sweep`).
+        Action::Sweep { module, .. } => super::sweep::setup(module, sources),
     }
 }
 

@@ -19,6 +19,7 @@ use super::command::{self, ModuleSources};
 use super::event::{Event, Unfit};
 use super::ledger::{self, Ledger};
 use super::machine::{Machine, MachineError, Output};
+use super::sweep;
 use super::trend;
 use super::verdict::{self, kind};
 use crate::dmesg;
@@ -26,7 +27,7 @@ use crate::outcome::{CycleSample, Finding, Severity, TestResult};
 use crate::selftest::{self, Subtest, SubtestOutcome};
 use crate::snapshot::{self, Snapshot};
 use crate::status::Status;
-use crate::suite::{Action, SelftestKind, Suite, Test};
+use crate::suite::{Action, SelftestKind, Suite, SweepMethod, Test};
 use crate::symbols::Symbolizer;
 
 /// Deadline for the runner's own bookkeeping commands (log, snapshot).
@@ -66,6 +67,24 @@ struct StepLog<'a> {
     findings: Vec<dmesg::Finding>,
 }
 
+/// One command for [`Recorder::run_planned`]: a suite step's, or one of a
+/// sweep point's loads and unloads.
+struct Planned<'s> {
+    label: String,
+    description: String,
+    /// Canonical module name; device steps have none.
+    module: Option<String>,
+    /// The command loads the module (else, with a module, it unloads it).
+    loads: bool,
+    /// Unbind, bind, hot-unplug, hot-plug: what [`Recorder::act`] does.
+    device: Option<&'s Action>,
+    shell: String,
+    timeout: Duration,
+    /// `Some(false)`: must succeed; `Some(true)`: must fail; `None`: either.
+    expect_failure: Option<bool>,
+    selftest: Option<(&'s str, SelftestKind)>,
+}
+
 /// The test being run: its accumulating log and findings.
 struct Recorder<'a> {
     ctx: &'a TestContext<'a>,
@@ -87,6 +106,8 @@ struct Recorder<'a> {
     current: Snapshot,
     /// The suite boots with `kmemleak=on`: scan after every unload.
     kmemleak: bool,
+    /// A sweep restarted the guest: prepare fault injection again.
+    restarted: bool,
 }
 
 pub fn run_test(
@@ -115,6 +136,7 @@ pub fn run_test(
         baseline: Snapshot::default(),
         current: Snapshot::default(),
         kmemleak: ctx.suite.cmdline.iter().any(|arg| arg == "kmemleak=on"),
+        restarted: false,
     };
 
     let fault = match rec.run_steps(machine, emit) {
@@ -128,6 +150,8 @@ pub fn run_test(
     let mut status = verdict::status(fault, &findings);
     verdict::apply_known_issues(&ctx.test.name, &mut findings, &ctx.suite.known_issues);
     status = verdict::apply_controls(&ctx.test.expect, &mut findings, status);
+    // A flagged control's sweep points carry the flagged findings: expected too.
+    let flagged_control = !ctx.test.expect.is_empty() && status == Status::Pass;
 
     let restart_reason = restart_reason(fault, &rec);
     let mut results = vec![TestResult {
@@ -149,6 +173,22 @@ pub fn run_test(
             &mut subtest.findings,
             &ctx.suite.known_issues,
         );
+        if flagged_control {
+            // Flagged as the control expects: it passes, like the test itself.
+            if matches!(
+                subtest.status,
+                Status::DmesgWarn | Status::Warn | Status::DmesgFail | Status::Fail
+            ) {
+                subtest.status = Status::Pass;
+            }
+            for finding in subtest
+                .findings
+                .iter_mut()
+                .filter(|f| f.known_issue.is_none())
+            {
+                finding.known_issue = Some("expected: this test is a control".into());
+            }
+        }
         subtest
     }));
     for result in &results {
@@ -228,6 +268,9 @@ impl Recorder<'_> {
         step: &crate::suite::Step,
         cycle: u32,
     ) -> Result<(), MachineError> {
+        if let Action::Sweep { .. } = &step.action {
+            return self.run_sweep(machine, emit, step, cycle);
+        }
         let test = self.ctx.test;
         let description = describe(&step.action);
         let label = if test.cycles > 1 {
@@ -235,14 +278,60 @@ impl Recorder<'_> {
         } else {
             description.clone()
         };
+        let planned = Planned {
+            label,
+            description,
+            module: step.module().map(command::canonical),
+            loads: matches!(
+                step.action,
+                Action::Load { .. } | Action::Reload { .. } | Action::Selftest { .. }
+            ),
+            device: matches!(
+                step.action,
+                Action::Unbind { .. }
+                    | Action::Bind { .. }
+                    | Action::Hotunplug { .. }
+                    | Action::Hotplug { .. }
+            )
+            .then_some(&step.action),
+            shell: command::for_action(&step.action, self.ctx.sources),
+            timeout: step.timeout,
+            expect_failure: Some(step.expect_failure),
+            selftest: match &step.action {
+                Action::Selftest { module, kind, .. } => Some((module.as_str(), *kind)),
+                _ => None,
+            },
+        };
+        self.run_planned(machine, emit, planned, cycle).map(|_| ())
+    }
+
+    /// One command through the checks around it: mark, run, collect,
+    /// classify, charge what it left behind. Returns whether it succeeded
+    /// and its kernel log.
+    fn run_planned(
+        &mut self,
+        machine: &mut dyn Machine,
+        emit: &mut dyn FnMut(Event),
+        planned: Planned<'_>,
+        cycle: u32,
+    ) -> Result<(bool, String), MachineError> {
+        let Planned {
+            label,
+            description,
+            module,
+            loads,
+            device,
+            shell,
+            timeout,
+            expect_failure,
+            selftest,
+        } = planned;
+        let unloads = module.is_some() && !loads && device.is_none();
         emit(Event::StepStarted {
             guest: self.ctx.guest,
-            test: test.name.clone(),
+            test: self.ctx.test.name.clone(),
             step: label.clone(),
         });
-        let module = step.module().map(command::canonical);
-        let unloads = matches!(step.action, Action::Unload { .. });
-        let loads = module.is_some() && !unloads;
         if let (true, Some(module)) = (loads, &module) {
             self.before_load
                 .insert(module.clone(), self.current.clone());
@@ -250,7 +339,7 @@ impl Recorder<'_> {
 
         self.console_mark = machine.console_mark();
         self.unloading = module.clone().filter(|_| unloads).map(|m| (m, cycle));
-        let (shell, output) = self.act(machine, &label, step)?;
+        let (shell, output) = self.act(machine, &label, shell, timeout, device)?;
         let succeeded = output.status == 0;
         if let (true, Some(module)) = (succeeded && unloads, &module) {
             // Before the collect: a callback left armed may fire during it.
@@ -258,12 +347,12 @@ impl Recorder<'_> {
         }
         let loaded_now = module.as_deref().filter(|_| loads && succeeded);
         let (log, after) = self.collect(machine, loaded_now)?;
-        match (succeeded, step.expect_failure) {
-            (false, false) => {
+        match (succeeded, expect_failure) {
+            (false, Some(false)) => {
                 let mut failed = step_failed(&label, &shell, &output);
                 // A load or a bind that found its names taken tripped over a leftover.
-                let prober = match &step.action {
-                    Action::Bind { driver } => Some(command::canonical(driver)),
+                let prober = match device {
+                    Some(Action::Bind { driver }) => Some(command::canonical(driver)),
                     _ => module.clone().filter(|_| loads),
                 };
                 if let Some(prober) = prober {
@@ -271,7 +360,7 @@ impl Recorder<'_> {
                 }
                 self.findings.push(failed);
             }
-            (true, true) => self.findings.push(Finding {
+            (true, Some(true)) => self.findings.push(Finding {
                 kind: kind::UNEXPECTED_SUCCESS.into(),
                 title: format!("{description} succeeded but the suite expects it to fail"),
                 severity: Severity::Fail,
@@ -291,18 +380,15 @@ impl Recorder<'_> {
             text: &log,
         };
         self.check_log(&step_log.findings, &label, &after);
-        if let Action::Selftest {
-            module: name, kind, ..
-        } = &step.action
-        {
-            self.record_selftest(machine, name, *kind, &step_log, succeeded, cycle)?;
+        if let Some((name, kind)) = selftest {
+            self.record_selftest(machine, name, kind, &step_log, succeeded, cycle)?;
         }
         // After an unload, and after a load whose init failed (nothing of
         // the module should remain either way), what appeared since the
         // module's load was left behind.
-        let by = match (&step.action, succeeded) {
-            (Action::Unload { .. }, true) => Some("unload"),
-            (_, false) if loads => Some("failed load"),
+        let by = match (loads, unloads, succeeded) {
+            (_, true, true) => Some("unload"),
+            (true, _, false) => Some("failed load"),
             _ => None,
         };
         if let (Some(by), Some(module)) = (by, &module) {
@@ -317,15 +403,15 @@ impl Recorder<'_> {
         // After devices left their driver (unbind, hot-unplug), their remove must have undone
         // what their probe set up, while the module stays loaded.
         // A probe that failed must have released what it claimed, like a remove.
-        let by = match &step.action {
-            Action::Unbind { .. } => "unbind",
-            Action::Hotunplug { .. } => "hot-unplug",
+        let by = match device {
+            Some(Action::Unbind { .. }) => "unbind",
+            Some(Action::Hotunplug { .. }) => "hot-unplug",
             _ => "",
         };
         let mut released: Vec<(String, Vec<String>, &str)> = Vec::new();
-        if succeeded {
+        if let (true, Some(action)) = (succeeded, device) {
             released.extend(
-                command::released_devices(&step.action, &output.stdout)
+                command::released_devices(action, &output.stdout)
                     .into_iter()
                     .map(|(driver, devices)| (driver, devices, by)),
             );
@@ -349,7 +435,7 @@ impl Recorder<'_> {
         self.check_taint(&after, &label);
         self.current = after;
         self.unloading = None;
-        Ok(())
+        Ok((succeeded, log))
     }
 
     /// Do a step's action: a guest command, or for hotplug steps the QMP exchange between the
@@ -359,18 +445,19 @@ impl Recorder<'_> {
         &mut self,
         machine: &mut dyn Machine,
         label: &str,
-        step: &crate::suite::Step,
+        shell: String,
+        timeout: Duration,
+        device: Option<&Action>,
     ) -> Result<(String, Output), MachineError> {
-        let shell = command::for_action(&step.action, self.ctx.sources);
-        match &step.action {
-            Action::Hotunplug { device } => {
+        match device {
+            Some(Action::Hotunplug { device }) => {
                 let record = self.exec_logged(machine, label, &shell, COLLECT_TIMEOUT)?;
                 if record.status != 0 {
                     return Ok((shell, record));
                 }
                 let unplugged = self.qmp_logged(
                     &format!("device_del {device}; wait for DEVICE_DELETED"),
-                    machine.unplug(device, step.timeout),
+                    machine.unplug(device, timeout),
                 )?;
                 if unplugged.status != 0 {
                     return Ok((format!("QMP device_del {device}"), unplugged));
@@ -379,25 +466,25 @@ impl Recorder<'_> {
                 let gone = self.exec_logged(machine, label, &report, COLLECT_TIMEOUT)?;
                 Ok((report, gone))
             }
-            Action::Hotplug { device } => {
+            Some(Action::Hotplug { device }) => {
                 let plugged = self.qmp_logged(
                     &format!("device_add {device}"),
-                    machine.plug(device, step.timeout),
+                    machine.plug(device, timeout),
                 )?;
                 if plugged.status != 0 {
                     return Ok((format!("QMP device_add {device}"), plugged));
                 }
-                let wait = command::plug_await(device, step.timeout.as_secs());
+                let wait = command::plug_await(device, timeout.as_secs());
                 let back = self.exec_logged(
                     machine,
                     label,
                     &wait,
-                    step.timeout + Duration::from_secs(10),
+                    timeout + Duration::from_secs(10),
                 )?;
                 Ok((wait, back))
             }
             _ => {
-                let output = self.exec_logged(machine, label, &shell, step.timeout)?;
+                let output = self.exec_logged(machine, label, &shell, timeout)?;
                 Ok((shell, output))
             }
         }
@@ -687,6 +774,185 @@ impl Recorder<'_> {
         }
     }
 
+    /// A sweep step: for each point, the failing load, an unload if it
+    /// loaded anyway, then a clean load and unload to prove the module is
+    /// still loadable; one subtest per point. A point that left the guest
+    /// unfit (leftovers, a module that no longer loads) restarts it, so
+    /// every point starts from a clean kernel.
+    fn run_sweep(
+        &mut self,
+        machine: &mut dyn Machine,
+        emit: &mut dyn FnMut(Event),
+        step: &crate::suite::Step,
+        cycle: u32,
+    ) -> Result<(), MachineError> {
+        let Action::Sweep {
+            module,
+            method,
+            limit,
+            params,
+        } = &step.action
+        else {
+            return Ok(());
+        };
+        let sources = self.ctx.sources;
+        for index in 0.. {
+            let Some(point) = sweep::point(method, *limit, module, params, sources, index) else {
+                break;
+            };
+            if index == 0 || self.restarted {
+                self.restarted = false;
+                let label = format!("sweep {module}: prepare fault injection");
+                let setup = command::for_action(&step.action, sources);
+                let output = self.exec_logged(machine, &label, &setup, COLLECT_TIMEOUT)?;
+                if output.status != 0 {
+                    self.findings.push(step_failed(&label, &setup, &output));
+                    return Ok(());
+                }
+            }
+            let first = self.findings.len();
+            let leftovers = self.ledger.leftovers.len();
+            let (loaded, log, proved) = self.run_point(machine, emit, step, &point, cycle)?;
+            let injection = sweep::injection(&log, module);
+            let unusable = self.ledger.leftovers.len() > leftovers || !proved;
+            let done = sweep::is_done(method, loaded, injection.is_some());
+            self.record_point(&point, injection.as_ref(), loaded, first, log, cycle);
+            if unusable {
+                self.restart_clean(machine, &point.name)?;
+            }
+            if done {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// One point's loads: the failing one, an unload if it loaded anyway,
+    /// then the clean load and unload. Returns whether the failing one
+    /// loaded, the point's kernel log, and whether the clean pair worked.
+    fn run_point(
+        &mut self,
+        machine: &mut dyn Machine,
+        emit: &mut dyn FnMut(Event),
+        step: &crate::suite::Step,
+        point: &sweep::Point,
+        cycle: u32,
+    ) -> Result<(bool, String, bool), MachineError> {
+        let Action::Sweep {
+            module,
+            method,
+            params,
+            ..
+        } = &step.action
+        else {
+            return Ok((false, String::new(), true));
+        };
+        let sources = self.ctx.sources;
+        let step_at = |what: &str, loads: bool, shell: String, expect: Option<bool>| Planned {
+            label: format!("sweep {}: {what} {module}", point.name),
+            description: format!("{what} {module}"),
+            module: Some(command::canonical(module)),
+            loads,
+            device: None,
+            shell,
+            timeout: step.timeout,
+            expect_failure: expect,
+            selftest: None,
+        };
+        let unload = command::for_action(
+            &Action::Unload {
+                module: module.clone(),
+            },
+            sources,
+        );
+        // fail-nth may hit a call whose failure init survives: either outcome is fine.
+        let expect = matches!(method, SweepMethod::Param { .. }).then_some(true);
+        let inject = step_at(
+            "inject into the load of",
+            true,
+            point.inject.clone(),
+            expect,
+        );
+        let (loaded, mut log) = self.run_planned(machine, emit, inject, cycle)?;
+        let mut then = Vec::new();
+        if loaded {
+            then.push(("unload", false, unload.clone()));
+        }
+        let proof = self.findings.len();
+        then.push((
+            "clean load",
+            true,
+            command::load_command(module, params, sources),
+        ));
+        then.push(("unload", false, unload));
+        for (what, loads, shell) in then {
+            let planned = step_at(what, loads, shell, Some(false));
+            let (_, more) = self.run_planned(machine, emit, planned, cycle)?;
+            log.push_str(&more);
+        }
+        let proved = !self.findings[proof..]
+            .iter()
+            .any(|f| f.kind == kind::STEP_FAILED);
+        Ok((loaded, log, proved))
+    }
+
+    /// One sweep point's subtest, from the findings it added (the fault's
+    /// own stack dump is no finding); those stay the test's as well, so a
+    /// control's `expect` sees them, each naming the point and call site.
+    fn record_point(
+        &mut self,
+        point: &sweep::Point,
+        injection: Option<&sweep::Injection>,
+        loaded: bool,
+        first: usize,
+        log: String,
+        cycle: u32,
+    ) {
+        let found = self.findings.split_off(first);
+        let judged = sweep::judge(point, injection, loaded, found);
+        self.findings.extend(judged.findings.iter().cloned());
+        let name = format!("{}@sweep@{}", self.ctx.test.name, point.name);
+        self.subtests.insert(
+            name.clone(),
+            TestResult {
+                name,
+                suite: self.ctx.suite.name.clone(),
+                status: judged.status,
+                start: self.ctx.run_start.elapsed().as_secs_f64(),
+                duration: Duration::ZERO,
+                out: format!("cycle {cycle}: {}", judged.out),
+                findings: judged.findings,
+                err: String::new(),
+                dmesg: log,
+                flaky_attempts: Vec::new(),
+                cycles: Vec::new(),
+            },
+        );
+    }
+
+    /// Restart the guest after a sweep point left it unfit, and start the
+    /// books afresh: what was left behind is recorded and gone with the reboot.
+    fn restart_clean(
+        &mut self,
+        machine: &mut dyn Machine,
+        point: &str,
+    ) -> Result<(), MachineError> {
+        self.out.push_str(&format!(
+            "# restart the guest: sweep point {point} left it unfit\n"
+        ));
+        machine.restart()?;
+        self.restarted = true;
+        self.ledger = Ledger::default();
+        self.before_load.clear();
+        let (_, fresh) = self.collect(machine, None)?;
+        self.baseline = fresh.clone();
+        self.current = fresh;
+        if self.kmemleak {
+            machine.exec(command::KMEMLEAK_CLEAR, COLLECT_TIMEOUT)?;
+        }
+        Ok(())
+    }
+
     /// Record a guest fault as findings and return its status. The console
     /// since the step began is the evidence (SSH is gone or stuck): its
     /// reports are classified and charged like a step's log.
@@ -758,6 +1024,7 @@ fn describe(action: &Action) -> String {
         Action::Bind { driver } => format!("bind {driver}'s devices"),
         Action::Hotunplug { device } => format!("hot-unplug {device}"),
         Action::Hotplug { device } => format!("hot-plug {device}"),
+        Action::Sweep { module, .. } => format!("sweep {module}"),
     }
 }
 

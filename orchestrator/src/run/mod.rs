@@ -15,6 +15,7 @@ pub mod pristine;
 pub mod qemu;
 pub mod scheduler;
 pub mod session;
+pub mod sweep;
 pub mod trend;
 pub mod verdict;
 

@@ -69,21 +69,42 @@ pub fn check(
     Ok(())
 }
 
-/// Modules whose names share a prefix with `name`, to catch typos.
+/// " did you mean a, b?" for a module name the kernel does not have.
 fn similar(name: &str, kernel: &KernelModules) -> String {
-    let prefix: String = name.chars().take(4).collect();
-    let close: Vec<&str> = kernel
-        .loadable
-        .iter()
-        .filter(|m| m.starts_with(&prefix))
-        .take(5)
-        .map(String::as_str)
-        .collect();
+    let close = nearest(name, kernel.loadable.iter().map(String::as_str), 5);
     if close.is_empty() {
         String::new()
     } else {
         format!("; did you mean {}?", close.join(", "))
     }
+}
+
+/// The names closest to `name` by edit distance (at most a third of its
+/// length, at least 2), closest first, at most `count`: typo suggestions.
+pub fn nearest<'a>(name: &str, names: impl Iterator<Item = &'a str>, count: usize) -> Vec<&'a str> {
+    let limit = (name.chars().count() / 3).max(2);
+    let mut close: Vec<(usize, &str)> = names
+        .map(|candidate| (edit_distance(name, candidate), candidate))
+        .filter(|(distance, _)| *distance <= limit)
+        .collect();
+    close.sort();
+    close.into_iter().take(count).map(|(_, n)| n).collect()
+}
+
+/// Levenshtein distance over chars.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let substitute = diagonal + usize::from(ca != *cb);
+            diagonal = row[j + 1];
+            row[j + 1] = substitute.min(row[j] + 1).min(diagonal + 1);
+        }
+    }
+    row[b.len()]
 }
 
 #[cfg(test)]
@@ -132,6 +153,33 @@ mod tests {
             check(&[builtin], &kernel(), &ModuleSources::default()),
             Err(PlanError::BuiltinModule { .. })
         ));
+    }
+
+    #[test]
+    fn nearest_names_by_edit_distance() {
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
+        assert_eq!(edit_distance("", "ab"), 2);
+        assert_eq!(edit_distance("i915", "i915"), 0);
+        let names = [
+            "i915",
+            "kcycle_leaks",
+            "rust_i915_table",
+            "rust_minimal",
+            "e1000",
+        ];
+        assert_eq!(
+            nearest("kcycle_laeks", names.iter().copied(), 5),
+            ["kcycle_leaks"]
+        );
+        assert_eq!(nearest("i91", names.iter().copied(), 5), ["i915"]);
+        assert_eq!(
+            nearest("rust_i915_tabel", names.iter().copied(), 5),
+            ["rust_i915_table"]
+        );
+        assert!(nearest("nvidia", names.iter().copied(), 5).is_empty());
+        // Closest first, then by name.
+        let ties = ["abcd", "abd", "abc", "x"];
+        assert_eq!(nearest("abz", ties.iter().copied(), 2), ["abc", "abd"]);
     }
 
     #[test]

@@ -41,6 +41,13 @@ struct FakeKernel {
     bound: Option<bool>,
     /// `remove_leak=1`: remove forgets the device's debugfs dir.
     remove_leak: bool,
+    /// fail-nth: how many injectable calls drv's init makes; a restart keeps it.
+    init_calls: u32,
+    /// The fail-nth point whose error path forgets to destroy drv_cache.
+    leak_on_nth: Option<u32>,
+    /// The fail-nth point whose call asks for __GFP_NOWARN and has a
+    /// fallback: injected without a stack, and the load survives.
+    silent_on_nth: Option<u32>,
 }
 
 const DEVICE_DIR: &str = "drv/0000:01:00.0";
@@ -137,6 +144,40 @@ impl FakeKernel {
         }
     }
 
+    /// `sh -c '... echo N > /proc/self/fail-nth && exec insmod ...'`: the
+    /// Nth call of init fails (verbose fault injection prints its stack).
+    fn load_failing(&mut self, command: &str) -> Output {
+        let n: u32 = command
+            .split_once(" > /proc/self/fail-nth")
+            .and_then(|(before, _)| before.rsplit(' ').next())
+            .and_then(|n| n.parse().ok())
+            .expect("fail-nth N");
+        if n > self.init_calls || self.silent_on_nth == Some(n) {
+            let loaded = self.load("");
+            let left = if n > self.init_calls { 1000 } else { 999 };
+            self.printk(&format!("kcycle-sweep: faults left {left} 1000"));
+            return loaded;
+        }
+        self.printk("FAULT_INJECTION: forcing a failure.");
+        self.printk("name failslab, interval 1, probability 0, space 0, times 1");
+        self.printk("Call Trace:");
+        self.printk(" <TASK>");
+        self.printk(" dump_stack_lvl+0x5d/0x80");
+        self.printk(" should_failslab+0x4d/0x70");
+        self.printk(&format!(" drv_step{n}+0x1e/0x60 [drv]"));
+        self.printk(" do_init_module+0x60/0x230");
+        self.printk(" </TASK>");
+        if self.leak_on_nth == Some(n) {
+            self.caches.insert("drv_cache".into());
+        }
+        self.printk("kcycle-sweep: faults left 999 1000");
+        Output {
+            status: 1,
+            stdout: String::new(),
+            stderr: "modprobe: ERROR: could not insert 'drv': Cannot allocate memory\n".into(),
+        }
+    }
+
     fn unload(&mut self) -> Output {
         if self.bound == Some(true) {
             self.unbind();
@@ -180,6 +221,12 @@ impl Machine for FakeKernel {
             self.probe();
             return Ok(Output::default());
         }
+        if command.contains("sh -c ") && command.contains("/proc/self/fail-nth") {
+            return Ok(self.load_failing(command));
+        }
+        if command.starts_with("D=/sys/kernel/debug;") {
+            return Ok(Output::default());
+        }
         if command.starts_with("modprobe -r") {
             return Ok(self.unload());
         }
@@ -208,6 +255,8 @@ impl Machine for FakeKernel {
         let restarts = self.restarts + 1;
         *self = FakeKernel {
             restarts,
+            init_calls: self.init_calls,
+            leak_on_nth: self.leak_on_nth,
             ..FakeKernel::default()
         };
         Ok(())
@@ -380,6 +429,122 @@ fn a_failed_load_must_unwind_everything() {
     assert!(results[0].findings[0]
         .title
         .starts_with("load drv failed with exit 1: modprobe: ERROR"));
+}
+
+fn failing_subtests(results: &[TestResult]) -> Vec<(&str, Status)> {
+    results[1..]
+        .iter()
+        .filter(|r| r.status != Status::Pass)
+        .map(|r| (r.name.as_str(), r.status))
+        .collect()
+}
+
+#[test]
+fn fail_nth_sweep_names_the_one_leaking_error_path() {
+    let sweep = suite("[[test]]\nname = \"sweep\"\nsteps = [{ sweep = \"drv\" }]\n");
+    let mut kernel = FakeKernel {
+        init_calls: 5,
+        leak_on_nth: Some(3),
+        ..FakeKernel::default()
+    };
+    let (results, restart) = run_one(&mut kernel, &sweep);
+    let names: Vec<&str> = results[1..].iter().map(|r| r.name.as_str()).collect();
+    // Five injected points, then a quiet load ends the sweep.
+    assert_eq!(names.len(), 6, "{names:?}");
+    assert_eq!(
+        failing_subtests(&results),
+        [("kcycle@fake@sweep@sweep@fail-nth-3", Status::Fail)]
+    );
+    let point = results
+        .iter()
+        .find(|r| r.name.ends_with("fail-nth-3"))
+        .unwrap();
+    let leak = &point.findings[0];
+    assert_eq!(leak.kind, kind::LEAKED_SLAB_CACHE);
+    assert_eq!(
+        leak.attribution.as_deref(),
+        Some("left behind by failed load in cycle 1 (sweep point fail-nth-3, fault injected in drv_step3 (failslab))")
+    );
+    assert!(
+        point
+            .out
+            .contains("the load failed: fault injected in drv_step3"),
+        "{}",
+        point.out
+    );
+    // The test fails with the point's finding; the leaking point restarted the guest.
+    assert_eq!(results[0].status, Status::Fail);
+    assert_eq!(kernel.restarts, 1);
+    assert_eq!(restart, None);
+}
+
+#[test]
+fn a_clean_driver_sweeps_clean() {
+    let sweep = suite("[[test]]\nname = \"sweep\"\nsteps = [{ sweep = \"drv\", limit = 50 }]\n");
+    let mut kernel = FakeKernel {
+        init_calls: 4,
+        silent_on_nth: Some(2),
+        ..FakeKernel::default()
+    };
+    let (results, restart) = run_one(&mut kernel, &sweep);
+    assert_eq!(
+        results[0].status,
+        Status::Pass,
+        "{:#?}",
+        results[0].findings
+    );
+    // A silent fault (no stack, the load survives) does not end the sweep:
+    // four injected points, then the quiet load.
+    assert_eq!(results.len(), 1 + 4 + 1);
+    let silent = results
+        .iter()
+        .find(|r| r.name.ends_with("fail-nth-2"))
+        .unwrap();
+    assert!(
+        silent
+            .out
+            .contains("survived a fault injected in a __GFP_NOWARN call"),
+        "{}",
+        silent.out
+    );
+    assert_eq!(failing_subtests(&results), []);
+    assert_eq!((kernel.restarts, restart), (0, None));
+}
+
+#[test]
+fn param_sweep_control_flags_only_its_point() {
+    let control = r#"
+[[test]]
+name = "control"
+steps = [{ sweep = "drv", method = "param", points = ["globals", "broken", "late"] }]
+expect = [{ kind = "leaked-slab-cache", attribution = "*sweep point fail_at-broken*" }]
+"#;
+    let (results, _) = run_one(&mut FakeKernel::default(), &suite(control));
+    assert_eq!(
+        results[0].status,
+        Status::Pass,
+        "{:#?}",
+        results[0].findings
+    );
+    // Flagged as the control expects: every point passes, the flagged one
+    // keeps its finding as expected.
+    assert_eq!(failing_subtests(&results), []);
+    let flagged: Vec<&str> = results[1..]
+        .iter()
+        .filter(|r| !r.findings.is_empty())
+        .map(|r| r.name.as_str())
+        .collect();
+    assert_eq!(flagged, ["kcycle@fake@control@sweep@fail_at-broken"]);
+    assert!(results[1..]
+        .iter()
+        .flat_map(|r| &r.findings)
+        .all(|f| f.known_issue.as_deref() == Some("expected: this test is a control")));
+    // The run does not fail on it.
+    assert!(results.iter().all(|r| !r.fails_run()));
+
+    let wrong = control.replace("fail_at-broken", "fail_at-late");
+    let (results, _) = run_one(&mut FakeKernel::default(), &suite(&wrong));
+    assert_eq!(results[0].status, Status::Fail);
 }
 
 #[test]

@@ -11,7 +11,9 @@ use toml::Spanned;
 use crate::located::Located;
 
 use super::known::Date;
-use super::step::{self, Action, ParamValue, Params, SelftestKind, Step};
+use super::step::{
+    self, Action, ParamValue, Params, SelftestKind, Step, SweepMethod, DEFAULT_SWEEP_LIMIT,
+};
 use super::{Expectation, GuestMode, KnownIssue, Suite, Test};
 
 const DEFAULT_STEP_TIMEOUT_SECS: u64 = 120;
@@ -98,7 +100,15 @@ struct RawStep {
     bind: Option<String>,
     hotunplug: Option<String>,
     hotplug: Option<String>,
+    sweep: Option<String>,
     kind: Option<SelftestKind>,
+    /// Sweeps: `fail-nth` (default) or `param`.
+    method: Option<String>,
+    /// fail-nth sweeps: the highest N.
+    limit: Option<u32>,
+    /// param sweeps: the parameter (default `fail_at`) and its values.
+    param: Option<String>,
+    points: Option<Vec<String>>,
     filter: Option<String>,
     params: Option<BTreeMap<String, Spanned<toml::Value>>>,
     /// Seconds.
@@ -393,6 +403,7 @@ fn parse_step(raw: RawStep, guest: GuestMode, default_timeout: Duration) -> Resu
         ("bind", &raw.bind),
         ("hotunplug", &raw.hotunplug),
         ("hotplug", &raw.hotplug),
+        ("sweep", &raw.sweep),
     ];
     let given: Vec<&str> = actions
         .iter()
@@ -409,7 +420,7 @@ fn parse_step(raw: RawStep, guest: GuestMode, default_timeout: Duration) -> Resu
             (*verb, module.to_string())
         }
         [] => return Err(
-            "a step needs one of `load`, `unload`, `reload`, `selftest`, `unbind`, `bind`, `hotunplug`, `hotplug` (e.g. { load = \"i915\" })"
+            "a step needs one of `load`, `unload`, `reload`, `selftest`, `sweep`, `unbind`, `bind`, `hotunplug`, `hotplug` (e.g. { load = \"i915\" })"
                 .into(),
         ),
         many => {
@@ -455,6 +466,20 @@ fn parse_step(raw: RawStep, guest: GuestMode, default_timeout: Duration) -> Resu
             }
         }
     }
+    if verb != "sweep" {
+        for (field, present) in [
+            ("method", raw.method.is_some()),
+            ("limit", raw.limit.is_some()),
+            ("param", raw.param.is_some()),
+            ("points", raw.points.is_some()),
+        ] {
+            if present {
+                return Err(format!(
+                    "field `{field}` belongs to `sweep` steps, not `{verb}`"
+                ));
+            }
+        }
+    }
     let timeout = match raw.timeout {
         Some(0) => return Err("field `timeout` must be at least 1 second".into()),
         Some(secs) => Duration::from_secs(secs),
@@ -469,6 +494,12 @@ fn parse_step(raw: RawStep, guest: GuestMode, default_timeout: Duration) -> Resu
         "bind" => Action::Bind { driver: module },
         "hotunplug" => Action::Hotunplug { device: module },
         "hotplug" => Action::Hotplug { device: module },
+        "sweep" => Action::Sweep {
+            module,
+            params,
+            limit: raw.limit.unwrap_or(DEFAULT_SWEEP_LIMIT),
+            method: sweep_method(raw.method.as_deref(), raw.param, raw.points, raw.limit)?,
+        },
         _ => {
             let kind = raw
                 .kind
@@ -495,6 +526,45 @@ fn parse_step(raw: RawStep, guest: GuestMode, default_timeout: Duration) -> Resu
         timeout,
         expect_failure: raw.expect_failure,
     })
+}
+
+fn sweep_method(
+    method: Option<&str>,
+    param: Option<String>,
+    points: Option<Vec<String>>,
+    limit: Option<u32>,
+) -> Result<SweepMethod, String> {
+    match method.unwrap_or("fail-nth") {
+        "fail-nth" => {
+            if param.is_some() || points.is_some() {
+                return Err(
+                    "fields `param` and `points` belong to `method = \"param\"` sweeps".into(),
+                );
+            }
+            if limit == Some(0) {
+                return Err("field `limit` must be at least 1".into());
+            }
+            Ok(SweepMethod::FailNth)
+        }
+        "param" => {
+            if limit.is_some() {
+                return Err("field `limit` belongs to `method = \"fail-nth\"` sweeps".into());
+            }
+            let name = param.unwrap_or_else(|| "fail_at".into());
+            step::check_param_name(&name).map_err(|why| format!("field `param`: {why}"))?;
+            let points = points.unwrap_or_default();
+            if points.is_empty() {
+                return Err("a `method = \"param\"` sweep needs `points = [...]`: the values of the parameter to walk".into());
+            }
+            for point in &points {
+                step::check_param_string(point).map_err(|why| format!("field `points`: {why}"))?;
+            }
+            Ok(SweepMethod::Param { name, points })
+        }
+        other => Err(format!(
+            "field `method` is {other:?}; one of \"fail-nth\", \"param\""
+        )),
+    }
 }
 
 fn convert_params(raw: BTreeMap<String, Spanned<toml::Value>>) -> Result<Params, String> {

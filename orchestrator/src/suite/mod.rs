@@ -7,14 +7,17 @@
 //! into a silently skipped check.
 
 mod file;
+pub mod implicit;
 mod known;
 mod select;
 mod step;
+mod write;
 
 pub use file::{load_known_issues, parse_known_issues, SuiteError, SuiteSource};
 pub use known::{audit, Date, KernelRange, Note};
 pub use select::{select, SelectError, Shard};
-pub use step::{Action, ParamValue, Params, SelftestKind, Step};
+pub use step::{Action, ParamValue, Params, SelftestKind, Step, SweepMethod, DEFAULT_SWEEP_LIMIT};
+pub use write::to_toml;
 
 use std::time::Duration;
 

@@ -46,7 +46,31 @@ pub enum Action {
     /// Plug it back as it was at boot (QMP `device_add`), waiting until the guest's PCI devices
     /// and their drivers are as before the unplug.
     Hotplug { device: String },
+    /// Walk the module's init error paths: one failed load per point, each
+    /// followed by a clean load and unload ([`crate::run::sweep`]).
+    Sweep {
+        module: String,
+        method: SweepMethod,
+        /// fail-nth: the highest N tried.
+        limit: u32,
+        /// Given on every load of the sweep.
+        params: Params,
+    },
 }
+
+/// How a sweep makes init fail.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SweepMethod {
+    /// The kernel's fault injection: the Nth injectable call of the loading
+    /// task fails (`/proc/self/fail-nth`), N = 1, 2, ... until a load
+    /// succeeds with nothing injected.
+    FailNth,
+    /// A module parameter naming the step to fail, e.g. `fail_at=misc`.
+    Param { name: String, points: Vec<String> },
+}
+
+/// The highest fail-nth tried when a sweep does not say.
+pub const DEFAULT_SWEEP_LIMIT: u32 = 400;
 
 impl Step {
     /// The module a load, unload or selftest step works on; device steps have none.
@@ -55,7 +79,8 @@ impl Step {
             Action::Load { module, .. }
             | Action::Unload { module }
             | Action::Reload { module, .. }
-            | Action::Selftest { module, .. } => Some(module),
+            | Action::Selftest { module, .. }
+            | Action::Sweep { module, .. } => Some(module),
             Action::Unbind { .. }
             | Action::Bind { .. }
             | Action::Hotunplug { .. }

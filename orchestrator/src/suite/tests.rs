@@ -273,3 +273,47 @@ proptest::proptest! {
         proptest::prop_assert!(max - min <= 1);
     }
 }
+
+#[test]
+fn sweep_steps_parse_with_their_method() {
+    let suite = parse(
+        "[[test]]\nname = \"t\"\nsteps = [\n{ sweep = \"kcycle_leaks\" },\n{ sweep = \"kcycle_leaks\", method = \"param\", points = [\"slab\", \"proc\"], params = { unwind_leak = \"proc\" } },\n]\n",
+    )
+    .unwrap();
+    let steps = &suite.tests[0].steps;
+    assert!(matches!(
+        &steps[0].action,
+        Action::Sweep {
+            method: SweepMethod::FailNth,
+            limit: DEFAULT_SWEEP_LIMIT,
+            ..
+        }
+    ));
+    let Action::Sweep {
+        method: SweepMethod::Param { name, points },
+        params,
+        ..
+    } = &steps[1].action
+    else {
+        panic!("{:?}", steps[1]);
+    };
+    assert_eq!((name.as_str(), points.len()), ("fail_at", 2));
+    assert!(params.contains_key("unwind_leak"));
+    assert_eq!(suite.modules(), ["kcycle_leaks"]);
+}
+
+#[test]
+fn sweep_fields_are_checked() {
+    let step = |s: &str| error(&format!("[[test]]\nname = \"t\"\nsteps = [{s}]\n"));
+    assert!(step("{ sweep = \"m\", method = \"param\" }").contains("needs `points"));
+    assert!(
+        step("{ sweep = \"m\", method = \"chaos\" }").contains("one of \"fail-nth\", \"param\"")
+    );
+    assert!(step("{ sweep = \"m\", points = [\"a\"] }").contains("belong to `method = \"param\"`"));
+    assert!(step("{ sweep = \"m\", limit = 0 }").contains("at least 1"));
+    assert!(step("{ load = \"m\", limit = 3 }").contains("belongs to `sweep` steps"));
+    assert!(
+        step("{ sweep = \"m\", method = \"param\", points = [\"a;b\"] }")
+            .contains("field `points`")
+    );
+}

@@ -1,0 +1,226 @@
+//! `kcycle cycle` for real: the implicit suite of kcycle_leaks by name, as
+//! a built .ko and from its source directory; and its fail-nth sweep, clean
+//! for the fixed driver and naming the one leaking path of the control.
+//! The two sweep tests walk the whole fail-nth range: under TCG that is
+//! about 25 s a point and kcycle_leaks' init starts past N = 35, so they
+//! still need a `--sweep-limit` (and a start past the loader) to fit CI.
+
+mod support;
+
+use std::path::Path;
+use std::time::Duration;
+
+use kcycle::outcome::TestResult;
+use kcycle::report::igt_json;
+use kcycle::status::Status;
+
+/// `kcycle cycle <args>` into a fresh results dir: exit code, stderr, results.
+fn cycle(tmp: &Path, args: &[&str], limit: Duration) -> Option<(i32, String, Vec<TestResult>)> {
+    let kernel = support::kernel()?;
+    let results = tmp.join("results");
+    let output = support::kcycle(tmp, &kernel)
+        .arg("--progress=never")
+        .arg("cycle")
+        .args(args)
+        .arg("--results")
+        .arg(&results)
+        .timeout(limit)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    let json = std::fs::read_to_string(results.join("results.json"))
+        .unwrap_or_else(|e| panic!("no results.json ({e}); stderr:\n{stderr}"));
+    let (_, parsed) = igt_json::parse(&json).unwrap();
+    // The suite it ran is kept beside the reports, and reads back.
+    kcycle::suite::Suite::load(&results.join("cycle-suite.toml")).unwrap();
+    assert!(
+        support::qemus_mentioning(&tmp.to_string_lossy()).is_empty(),
+        "a QEMU outlived kcycle cycle"
+    );
+    Some((output.status.code().unwrap_or(-1), stderr, parsed))
+}
+
+fn describe(results: &[TestResult]) -> String {
+    results
+        .iter()
+        .map(|r| format!("{} {}: {:?}\n{}", r.name, r.status, r.findings, r.out))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[test]
+fn cycle_runs_the_implicit_suite_of_an_in_tree_module() {
+    let tmp = tempfile::tempdir().unwrap();
+    let Some((code, stderr, results)) = cycle(
+        tmp.path(),
+        &["kcycle_leaks", "--cycles", "2"],
+        Duration::from_secs(900),
+    ) else {
+        return;
+    };
+    let names: Vec<&str> = results.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "kcycle@cycle@kcycle_leaks",
+            "kcycle@cycle@kcycle_leaks-reload"
+        ],
+        "{stderr}"
+    );
+    for r in &results {
+        assert_eq!(r.status, Status::Pass, "{}\n{stderr}", describe(&results));
+    }
+    assert_eq!(code, 0, "{stderr}");
+}
+
+/// kcycle_leaks as built into the kernel's artifacts, copied out.
+fn built_ko(tmp: &Path) -> Option<std::path::PathBuf> {
+    let kernel = support::kernel()?;
+    let release = &kernel.manifest.kernel_release;
+    let built = kernel.dir.join(format!(
+        "modules/lib/modules/{release}/extra/kcycle_leaks.ko"
+    ));
+    let copy = tmp.join("kcycle_leaks.ko");
+    std::fs::copy(&built, &copy).unwrap_or_else(|e| panic!("{}: {e}", built.display()));
+    Some(copy)
+}
+
+#[test]
+fn cycle_runs_a_built_ko_and_a_source_directory() {
+    let tmp = tempfile::tempdir().unwrap();
+    let Some(ko) = built_ko(tmp.path()) else {
+        return;
+    };
+    let by_file = tmp.path().join("file");
+    std::fs::create_dir(&by_file).unwrap();
+    let (code, stderr, results) = cycle(
+        &by_file,
+        &[ko.to_str().unwrap(), "--cycles", "1"],
+        Duration::from_secs(900),
+    )
+    .unwrap();
+    assert_eq!(code, 0, "{}\n{stderr}", describe(&results));
+    // The .ko was uploaded and loaded with insmod, not the kernel's own copy.
+    let cycled = support::result(&results, "kcycle@cycle@kcycle_leaks");
+    assert!(cycled.out.contains("insmod '/"), "{}", cycled.out);
+
+    // The source directory is built with make M= against the guest kernel.
+    let src = tmp.path().join("kcycle_leaks");
+    std::fs::create_dir(&src).unwrap();
+    let tree = Path::new(env!("CARGO_MANIFEST_DIR")).join("../guest-kernel/kcycle_leaks");
+    for entry in std::fs::read_dir(&tree).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), src.join(entry.file_name())).unwrap();
+    }
+    let by_dir = tmp.path().join("dir");
+    std::fs::create_dir(&by_dir).unwrap();
+    let (code, stderr, results) = cycle(
+        &by_dir,
+        &[src.to_str().unwrap(), "--cycles", "1"],
+        Duration::from_secs(900),
+    )
+    .unwrap();
+    assert_eq!(code, 0, "{}\n{stderr}", describe(&results));
+    assert!(stderr.contains("make -C"), "{stderr}");
+    let cycled = support::result(&results, "kcycle@cycle@kcycle_leaks");
+    assert!(cycled.out.contains("insmod '/"), "{}", cycled.out);
+}
+
+#[test]
+#[ignore = "not yet passing: busybox insmod retries a failed finit_module in the same task, so fail-nth points after the first are not injected; and the walk is over an hour under TCG (issue #14)"]
+fn sweep_walks_every_init_error_path_of_kcycle_leaks() {
+    let tmp = tempfile::tempdir().unwrap();
+    let Some((code, stderr, results)) = cycle(
+        tmp.path(),
+        &["kcycle_leaks", "--cycles", "1", "--sweep"],
+        Duration::from_secs(3600),
+    ) else {
+        return;
+    };
+    let points: Vec<&TestResult> = results
+        .iter()
+        .filter(|r| {
+            r.name
+                .starts_with("kcycle@cycle@kcycle_leaks-sweep@sweep@fail-nth-")
+        })
+        .collect();
+    // Faults were injected inside the module's init (named by its frames)...
+    let in_init: Vec<&&TestResult> = points
+        .iter()
+        .filter(|r| {
+            r.out.contains("fault injected in kl_")
+                || r.out.contains("fault injected in kcycle_leaks_init")
+        })
+        .collect();
+    assert!(
+        !in_init.is_empty(),
+        "no fault hit kcycle_leaks' init:\n{}",
+        describe(&results)
+    );
+    // ...and the sweep ended on quiet loads, before its limit.
+    let last = points
+        .iter()
+        .max_by_key(|r| r.name.rsplit('-').next().unwrap().parse::<u32>().unwrap());
+    assert!(
+        last.unwrap()
+            .out
+            .contains("the load succeeded with nothing injected"),
+        "{}",
+        describe(&results)
+    );
+    // The fixed driver unwinds every path: nothing left behind, still loadable.
+    for r in &results {
+        assert!(
+            matches!(r.status, Status::Pass | Status::Skip),
+            "{}\n{stderr}",
+            describe(&results)
+        );
+    }
+    assert_eq!(code, 0, "{stderr}");
+}
+
+#[test]
+#[ignore = "not yet passing: busybox insmod retries a failed finit_module in the same task, so fail-nth points after the first are not injected; and the walk is over an hour under TCG (issue #14)"]
+fn sweep_names_the_error_paths_that_forget_a_teardown() {
+    let tmp = tempfile::tempdir().unwrap();
+    let Some((code, stderr, results)) = cycle(
+        tmp.path(),
+        &[
+            "kcycle_leaks",
+            "--cycles",
+            "1",
+            "--sweep",
+            "--params",
+            "unwind_leak=proc",
+        ],
+        Duration::from_secs(3600),
+    ) else {
+        return;
+    };
+    let failing: Vec<&TestResult> = results
+        .iter()
+        .filter(|r| r.name.contains("@sweep@") && r.status > Status::Pass)
+        .collect();
+    assert!(!failing.is_empty(), "{}", describe(&results));
+    for r in &failing {
+        // Each names the leftover and the call site that failed.
+        let leak = r
+            .findings
+            .iter()
+            .find(|f| f.kind == "leaked-proc-entry")
+            .unwrap_or_else(|| panic!("{}", describe(&results)));
+        let attribution = leak.attribution.as_deref().unwrap();
+        assert!(attribution.contains("fault injected in"), "{attribution}");
+        // Steps before proc cannot leak proc's entry.
+        for early in [
+            "kl_slab_",
+            "kl_debugfs_",
+            "kl_class_",
+            "kl_kobject_",
+            "kl_platform_",
+        ] {
+            assert!(!attribution.contains(early), "{attribution}");
+        }
+    }
+    assert_eq!(code, 1, "{stderr}");
+}
