@@ -360,8 +360,19 @@ static PC: LazyLock<Regex> = LazyLock::new(|| {
     .expect("static regex")
 });
 
+/// Can `text` be a frame at all? Every [`FRAME`] shape has an offset
+/// (`+0x`), a `file:line` or an ARM ` from `: most lines have none of them,
+/// and this byte scan spares them the regex.
+fn may_be_frame(text: &str) -> bool {
+    let b = text.as_bytes();
+    memchr::memchr2(b'+', b':', b).is_some() || memchr::memmem::find(b, b" from ").is_some()
+}
+
 /// A stack frame's function, unless the frame is marked unreliable (`? `).
 pub fn frame(text: &str) -> Option<&str> {
+    if !may_be_frame(text) {
+        return None;
+    }
     let c = FRAME.captures(text)?;
     // `? func` (x86) and `func (unreliable)` (powerpc) are guesses.
     if c.get(1).is_some() || text.trim_end().ends_with("(unreliable)") {
@@ -375,11 +386,16 @@ pub fn frame(text: &str) -> Option<&str> {
 
 /// Is this line a stack frame (reliable or not)?
 pub fn is_frame(text: &str) -> bool {
-    FRAME.is_match(text)
+    may_be_frame(text) && FRAME.is_match(text)
 }
 
 /// The function of a register dump's program counter line.
 pub fn pc(text: &str) -> Option<&str> {
+    // Every [`PC`] shape starts with one of these letters.
+    let first = text.trim_start().bytes().next()?;
+    if !matches!(first, b'R' | b'E' | b'N' | b'I' | b'p' | b'P' | b'e') {
+        return None;
+    }
     let c = PC.captures(text)?;
     c.get(1).map(|m| clean(m.as_str()))
 }
@@ -403,25 +419,22 @@ pub fn is_trace_start(text: &str) -> bool {
 
 /// The frames of the first stack trace in `lines` (reliable frames only,
 /// kernel part only: the walk stops at a user-space register dump).
-pub fn trace_frames<'a>(lines: &[&'a str]) -> Vec<&'a str> {
-    let Some(start) = lines.iter().position(|l| is_trace_start(l)) else {
-        return Vec::new();
-    };
-    frames_from(&lines[start + 1..])
+/// Read lazily: a title needs the first frame that is not skipped, which
+/// is usually one of the first few.
+pub fn trace_frames<'a, 'l>(lines: &'l [&'a str]) -> impl Iterator<Item = &'a str> + 'l {
+    let start = lines
+        .iter()
+        .position(|l| is_trace_start(l))
+        .map_or(lines.len(), |start| start + 1);
+    frames_from(&lines[start..])
 }
 
 /// Reliable frames of `lines` up to the end of the kernel stack.
-pub fn frames_from<'a>(lines: &[&'a str]) -> Vec<&'a str> {
-    let mut out = Vec::new();
-    for line in lines {
-        if is_user_pc(line) || line.trim_start().starts_with("---[ end") {
-            break;
-        }
-        if let Some(f) = frame(line) {
-            out.push(f);
-        }
-    }
-    out
+pub fn frames_from<'a, 'l>(lines: &'l [&'a str]) -> impl Iterator<Item = &'a str> + 'l {
+    lines
+        .iter()
+        .take_while(|line| !(is_user_pc(line) || line.trim_start().starts_with("---[ end")))
+        .filter_map(|line| frame(line))
 }
 
 /// Frames where syscalls, work items, softirqs and faults dispatch into the
@@ -511,7 +524,7 @@ pub fn stall_function<'a>(lines: &[&'a str]) -> Option<&'a str> {
 /// hangs are grouped by that call; otherwise the first frame that is not
 /// scheduling, locking or waiting machinery.
 pub fn hung_task_function<'a>(lines: &[&'a str]) -> Option<&'a str> {
-    let frames = trace_frames(lines);
+    let frames: Vec<&str> = trace_frames(lines).collect();
     for f in &frames {
         if f.contains("rtnl_lock") {
             return Some("rtnl_lock");

@@ -89,7 +89,11 @@ fn find_line<'l>(regex: &str, lines: &[&'l str]) -> Option<regex::Captures<'l>> 
         .iter()
         .find(|(source, _)| *source == regex)
         .map(|(_, re)| re)?;
-    lines.iter().find_map(|l| re.captures(l))
+    // `is_match` first: it needs no captures, and most lines do not match.
+    lines
+        .iter()
+        .find(|l| re.is_match(l))
+        .and_then(|l| re.captures(l))
 }
 
 /// The `Find` regexes of the rules' titles and subjects, compiled once.
@@ -150,12 +154,16 @@ fn function<'a>(
     let pc = || lines.iter().find_map(|l| stack::pc(l));
     let trace = || stack::trace_frames(lines);
     match from {
-        From::Start => stack::first_unskipped(start.into_iter().chain(pc()).chain(trace()), skip),
+        From::Start => {
+            let pc = std::iter::once_with(pc).flatten();
+            stack::first_unskipped(start.into_iter().chain(pc).chain(trace()), skip)
+        }
         From::Pc => stack::first_unskipped(pc().into_iter().chain(trace()), skip),
         From::Trace => stack::first_unskipped(trace(), skip),
         From::LockAt(count) => {
             let at = lines
                 .iter()
+                .filter(|l| memchr::memmem::find(l.as_bytes(), b"at: ").is_some())
                 .filter_map(|l| LOCK_AT.captures(l))
                 .filter_map(|c| c.get(1))
                 .map(|m| stack::clean(m.as_str()))
@@ -175,6 +183,9 @@ fn function<'a>(
 /// _RNvCs…_15rust_i915_table12globals_exit` becomes `WARNING in
 /// rust_i915_table::globals_exit` (v0 and legacy manglings, hash dropped).
 pub(super) fn demangle_rust(title: &str) -> String {
+    if !title.contains("_R") && !title.contains("_ZN") {
+        return title.to_string();
+    }
     title
         .split(' ')
         .map(|word| {
