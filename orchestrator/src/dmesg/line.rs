@@ -106,10 +106,11 @@ pub fn parse(raw: &str) -> Line<'_> {
     // Serial consoles end lines with `\r\r\n` (or a pasted `^M`) and may
     // start them with `\r`.
     loop {
-        let trimmed = text
-            .trim_end_matches('\r')
-            .trim_end_matches("^M")
-            .trim_start_matches(['\r', '\u{feff}']);
+        let mut trimmed = text.trim_end_matches('\r');
+        while let Some(rest) = trimmed.strip_suffix("^M") {
+            trimmed = rest;
+        }
+        let trimmed = trimmed.trim_start_matches(['\r', '\u{feff}']);
         if trimmed.len() == text.len() {
             break;
         }
@@ -310,6 +311,11 @@ fn timestamp(text: &str) -> Option<Strip<'_>> {
     }
     let mut s = match plain_timestamp(text) {
         Plain::Is(end) => Strip::kernel(&text[end..]),
+        Plain::Caller(end, caller) => {
+            let mut s = Strip::kernel(&text[end..]);
+            s.caller = Some(caller);
+            s
+        }
         Plain::Not => return None,
         Plain::Maybe => {
             let c = TIMESTAMP.captures(text)?;
@@ -323,10 +329,13 @@ fn timestamp(text: &str) -> Option<Strip<'_>> {
 }
 
 /// What a byte scan tells of a [`TIMESTAMP`] at the start of a line.
-enum Plain {
+enum Plain<'a> {
     /// The common `[   12.345678] ` alone (nothing the regex would take
     /// after it): the message starts at this byte.
     Is(usize),
+    /// The same with a caller id (`[   12.345678][  T123] `): where the
+    /// message starts, and the id.
+    Caller(usize, &'a str),
     /// The regex cannot match.
     Not,
     /// Something else (a caller id, a date, a non-ASCII character): ask the
@@ -337,7 +346,7 @@ enum Plain {
 /// The byte scan of [`timestamp`]: most lines of most logs start with
 /// `[   12.345678] `, which this reads without the regex. It answers
 /// [`Plain::Is`] or [`Plain::Not`] only where the regex would surely agree.
-fn plain_timestamp(text: &str) -> Plain {
+fn plain_timestamp(text: &str) -> Plain<'_> {
     let b = text.as_bytes();
     let mut i = 0;
     if b.first() == Some(&b'<') {
@@ -392,11 +401,38 @@ fn plain_timestamp(text: &str) -> Plain {
     i += 1;
     match b.get(i) {
         // A caller id, a CPU suffix, Android's caller: the regex reads them.
-        Some(b'[' | b'(' | b'@') => Plain::Maybe,
-        Some(b' ') if b.get(i + 1) == Some(&b'[') => Plain::Maybe,
+        Some(b'[') => match plain_caller(&b[i..]) {
+            Some((len, caller)) => {
+                let end = i + len;
+                let end = end + usize::from(b.get(end) == Some(&b' '));
+                Plain::Caller(end, &text[i + len - 1 - caller..i + len - 1])
+            }
+            None => Plain::Maybe,
+        },
+        Some(b'(' | b'@') => Plain::Maybe,
+        // `] [  T123]`: the caller id stripper takes that later; Android's
+        // `] [3:  kworker...]` is the regex's.
+        Some(b' ') if b.get(i + 1) == Some(&b'[') => match plain_caller(&b[i + 1..]) {
+            Some(_) => Plain::Is(i + 1),
+            None => Plain::Maybe,
+        },
         Some(b' ') => Plain::Is(i + 1),
         _ => Plain::Is(i),
     }
+}
+
+/// `[  T123]` or `[    C1]` at the start of `b`: its length and the length
+/// of the id in it (which ends just before the `]`).
+fn plain_caller(b: &[u8]) -> Option<(usize, usize)> {
+    let mut i = 1;
+    while matches!(b.get(i), Some(b' ' | b'\t')) {
+        i += 1;
+    }
+    if !matches!(b.get(i), Some(b'T' | b'C')) {
+        return None;
+    }
+    let digits = b[i + 1..].iter().take_while(|c| c.is_ascii_digit()).count();
+    (digits > 0 && b.get(i + 1 + digits) == Some(&b']')).then_some((i + 2 + digits, digits + 1))
 }
 
 /// May `text` start with `shape` (`d` a digit, other bytes themselves)?

@@ -442,6 +442,7 @@ const AFTERMATH: &[&str] = &[
     "hung_task: blocked tasks",
     "softlockup: hung tasks",
     "hardlockup: ",
+    "Hard LOCKUP",
     "RCU Stall",
     "panic_on_oops",
 ];

@@ -5,6 +5,8 @@
 //! helpers): the same idea and mostly the same skip list as syzkaller's
 //! `pkg/report/linux.go`, so titles stay stable across kernels and configs.
 
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::sync::LazyLock;
 
 use regex::Regex;
@@ -39,6 +41,8 @@ const SKIP_PATTERNS: &[&str] = &[
     "dump_stack",
     "walk_stack",
     "dump_backtrace",
+    // ARM's dump_stack.
+    "unwind_backtrace",
     "warn_slowpath",
     "warn_alloc",
     "warn_bogus",
@@ -170,6 +174,7 @@ const SKIP_PATTERNS: &[&str] = &[
     "device_remove_file",
     "^complete$",
     "wait_for_completion",
+    "wait_for_common",
     "^kv?free$",
     "kfree_skb",
     "^crc\\d+",
@@ -207,6 +212,28 @@ const SKIP_PATTERNS: &[&str] = &[
 /// [`SKIP_PATTERNS`] as one regex.
 static SKIP: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(&SKIP_PATTERNS.join("|")).expect("static regex"));
+
+/// Does `name` match [`SKIP`]? Remembered per name: the same few hundred
+/// functions (dump_stack, __warn, the allocators) come up in every report,
+/// and the big alternation is slow to run on each. The memory is bounded.
+fn generic(name: &str) -> bool {
+    const REMEMBERED: usize = 4096;
+    thread_local! {
+        static SEEN: RefCell<HashMap<Box<str>, bool>> = RefCell::new(HashMap::new());
+    }
+    SEEN.with(|seen| {
+        let mut seen = seen.borrow_mut();
+        if let Some(&known) = seen.get(name) {
+            return known;
+        }
+        let skip = SKIP.is_match(name);
+        if seen.len() >= REMEMBERED {
+            seen.clear();
+        }
+        seen.insert(name.into(), skip);
+        skip
+    })
+}
 
 /// Extra functions skipped in memory leak backtraces: the allocators.
 pub const SKIP_ALLOC: &[&str] = &[
@@ -292,7 +319,7 @@ pub fn first_unskipped<'a>(
 ) -> Option<&'a str> {
     candidates
         .into_iter()
-        .find(|f| !f.is_empty() && !SKIP.is_match(f) && !skipped(f, extra))
+        .find(|f| !f.is_empty() && !generic(f) && !skipped(f, extra))
 }
 
 /// Syscall wrappers name the syscall: `__se_sys_mremap` is "mremap"
@@ -342,7 +369,7 @@ static FRAME: LazyLock<Regex> = LazyLock::new(|| {
         r"^\s*(?:<(?:IRQ|EOI|NMI|TASK|/IRQ|/TASK|/NMI)>\s*)*",
         r"(?:\[<?(?:0x)?[0-9a-f]+>?\]\s*){0,2}",
         r"(\?\s+)?",
-        r"(?:\(([A-Za-z0-9_.$]+)(?:\+0x[0-9a-f]+/0x[0-9a-f]+)?\) from ",
+        r"(?:\(([A-Za-z0-9_.$]+)(?:\+0x[0-9a-f]+/0x[0-9a-f]+)?(?: \[[\w-]+\])?\) from ",
         r"|([A-Za-z_][A-Za-z0-9_.$]*) from [A-Za-z_][A-Za-z0-9_.$]*\+0x",
         r"|(?:[0-9]+:)?([A-Za-z_][A-Za-z0-9_.$]*)",
         r"(?:\+0x[0-9a-f]+/0x[0-9a-f]+|\s+\S+\.\w+:\d+\s+\[inline\]|\s+\([\w/.-]+\.\w+:\d+\)))",
@@ -429,6 +456,17 @@ pub fn trace_frames<'a, 'l>(lines: &'l [&'a str]) -> impl Iterator<Item = &'a st
     frames_from(&lines[start..])
 }
 
+/// The frames a title reads: those of the first stack trace, or, in a
+/// report without a trace header (KFENCE's access stack under its first
+/// line, ARM dumps of old kernels), those of its lines after the first.
+pub fn report_frames<'a, 'l>(lines: &'l [&'a str]) -> impl Iterator<Item = &'a str> + 'l {
+    let start = lines
+        .iter()
+        .position(|l| is_trace_start(l))
+        .map_or(1, |start| start + 1);
+    frames_from(lines.get(start..).unwrap_or_default())
+}
+
 /// Reliable frames of `lines` up to the end of the kernel stack.
 pub fn frames_from<'a, 'l>(lines: &'l [&'a str]) -> impl Iterator<Item = &'a str> + 'l {
     lines
@@ -508,7 +546,7 @@ pub fn stall_function<'a>(lines: &[&'a str]) -> Option<&'a str> {
     let extra = ["apic_timer_interrupt", "rcu"];
     let frames: Vec<&str> = frames
         .into_iter()
-        .filter(|f| !SKIP.is_match(f) && !skipped(f, &extra))
+        .filter(|f| !generic(f) && !skipped(f, &extra))
         .collect();
     let mut prev = *frames.first()?;
     for f in &frames {
@@ -553,7 +591,7 @@ pub fn hung_task_function<'a>(lines: &[&'a str]) -> Option<&'a str> {
     ];
     frames
         .into_iter()
-        .find(|f| !SKIP.is_match(f) && !skipped(f, WAITING))
+        .find(|f| !generic(f) && !skipped(f, WAITING))
 }
 
 #[cfg(test)]
@@ -579,6 +617,12 @@ mod tests {
         assert_eq!(
             frame("[<80c1e5e8>] (__schedule) from [<80c1eb20>] (schedule+0x60/0xdc)"),
             Some("__schedule")
+        );
+        assert_eq!(
+            frame(
+                "[<7f0d0248>] (cfg_set [wilc_sdio]) from [<7f0d04ac>] (x+0xc8/0x258 [wilc_sdio])"
+            ),
+            Some("cfg_set")
         );
         assert_eq!(
             frame(" <IRQ>  [<ffffffff816ecb37>] _sched_show_task+0x31a/0x325"),

@@ -1,6 +1,7 @@
 //! A finding's title: the rule's template filled from the report's lines,
 //! syzkaller-style (`WARNING in <func>`), stable across runs and kernels.
 
+use std::cell::LazyCell;
 use std::sync::LazyLock;
 
 use regex::Regex;
@@ -26,8 +27,16 @@ static NUMBER: LazyLock<Regex> =
 pub(super) fn build(index: usize, lines: &[&str]) -> String {
     let rule = &RULES[index];
     let first = lines.first().copied().unwrap_or("");
-    let captures = TABLE.captures(index, first);
-    let fill = |template: &str| fill(template, captures.as_ref());
+    // The captures only when the title uses them: most templates have no
+    // `{1}`, and capturing costs more than matching.
+    let captures = LazyCell::new(|| TABLE.captures(index, first));
+    let fill = |template: &str| {
+        if has_slots(template) {
+            fill(template, captures.as_ref())
+        } else {
+            template.to_string()
+        }
+    };
     let start_func = || {
         captures
             .as_ref()
@@ -38,7 +47,12 @@ pub(super) fn build(index: usize, lines: &[&str]) -> String {
         Title::Text(template) => fill(template),
         Title::Numbers(template) => NUMBER.replace_all(&fill(template), "NUM").into_owned(),
         Title::In { fmt, from, skip } => {
-            let func = function(from, start_func(), lines, skip);
+            let start = if from == From::Start {
+                start_func()
+            } else {
+                None
+            };
+            let func = function(from, start, lines, skip);
             with_func(&fill(fmt), func)
         }
         // Named in `Walk::finish_ktap`, which knows the enclosing suite.
@@ -69,6 +83,14 @@ pub(super) fn build(index: usize, lines: &[&str]) -> String {
             with_func(&head, func)
         }
     }
+}
+
+/// Does `template` have a `{1}`-style slot?
+fn has_slots(template: &str) -> bool {
+    template
+        .as_bytes()
+        .windows(2)
+        .any(|w| w[0] == b'{' && w[1].is_ascii_digit())
 }
 
 /// `template` with `{1}`, `{2}` ... replaced by `captures`.
@@ -152,7 +174,7 @@ fn function<'a>(
     skip: &[&str],
 ) -> Option<&'a str> {
     let pc = || lines.iter().find_map(|l| stack::pc(l));
-    let trace = || stack::trace_frames(lines);
+    let trace = || stack::report_frames(lines);
     match from {
         From::Start => {
             let pc = std::iter::once_with(pc).flatten();
