@@ -84,7 +84,6 @@ pub fn normalize_title(title: &str) -> String {
 pub fn frames(report: &str) -> Vec<String> {
     let lines: Vec<&str> = report.lines().map(|l| line::parse(l).text).collect();
     stack::trace_frames(&lines)
-        .into_iter()
         // first_unskipped over one name: "is this frame generic machinery?"
         .filter(|f| stack::first_unskipped(std::iter::once(*f), &[]).is_some())
         .take(MAX_FRAMES)

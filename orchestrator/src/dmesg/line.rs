@@ -106,10 +106,11 @@ pub fn parse(raw: &str) -> Line<'_> {
     // Serial consoles end lines with `\r\r\n` (or a pasted `^M`) and may
     // start them with `\r`.
     loop {
-        let trimmed = text
-            .trim_end_matches('\r')
-            .trim_end_matches("^M")
-            .trim_start_matches(['\r', '\u{feff}']);
+        let mut trimmed = text.trim_end_matches('\r');
+        while let Some(rest) = trimmed.strip_suffix("^M") {
+            trimmed = rest;
+        }
+        let trimmed = trimmed.trim_start_matches(['\r', '\u{feff}']);
         if trimmed.len() == text.len() {
             break;
         }
@@ -178,7 +179,10 @@ fn indent(text: &str) -> Option<Strip<'_>> {
 /// `/dev/kmsg` records: `6,1234,5678901,-;msg` (level, sequence,
 /// microseconds, flags; optionally `,caller=T123`).
 fn kmsg_record(text: &str) -> Option<Strip<'_>> {
-    if !text.as_bytes().first()?.is_ascii_digit() {
+    // Cheap test first: a level's digits, then a comma, then a `;`.
+    let b = text.as_bytes();
+    if !b.first()?.is_ascii_digit() || !b.iter().take(16).any(|&c| c == b',') || !b.contains(&b';')
+    {
         return None;
     }
     let c = KMSG.captures(text)?;
@@ -194,7 +198,13 @@ static KMSG: LazyLock<Regex> = LazyLock::new(|| {
 /// `dmesg -x`: `kern  :warn  : ` (facility and level); other facilities are
 /// user space.
 fn facility(text: &str) -> Option<Strip<'_>> {
-    if !text.as_bytes().first()?.is_ascii_lowercase() {
+    // Cheap test first: a lowercase word, blanks, then a colon.
+    let b = text.as_bytes();
+    if !b.first()?.is_ascii_lowercase() {
+        return None;
+    }
+    let word = b.iter().take_while(|c| c.is_ascii_alphanumeric()).count();
+    if b[word..].iter().find(|&&c| c != b' ') != Some(&b':') {
         return None;
     }
     let c = FACILITY.captures(text)?;
@@ -217,7 +227,7 @@ static FACILITY: LazyLock<Regex> = LazyLock::new(|| {
 /// `dmesg --time-format iso`: `2024-06-02T06:00:57,123456+00:00 `. The comma
 /// tells it from rsyslog's ISO time (a dot), which a host and tag follow.
 fn dmesg_iso(text: &str) -> Option<Strip<'_>> {
-    if !text.as_bytes().first()?.is_ascii_digit() {
+    if !text.as_bytes().first()?.is_ascii_digit() || !ascii_shape(text, b"dddd-") {
         return None;
     }
     let m = ISO_TIME.find(text)?;
@@ -254,6 +264,11 @@ fn syslog(text: &str) -> Option<Strip<'_>> {
     let maybe = (first.is_ascii_alphanumeric() || !first.is_ascii())
         && text.as_bytes().iter().take(48).any(|&b| b == b':');
     if !maybe {
+        return None;
+    }
+    // The first colon of a syslog line is the one in its time.
+    let colon = text.find(':')?;
+    if !ascii_shape(&text[colon..], b":dd:") {
         return None;
     }
     let c = SYSLOG.captures(text)?;
@@ -294,13 +309,159 @@ fn timestamp(text: &str) -> Option<Strip<'_>> {
     if !matches!(text.as_bytes().first()?, b'[' | b'<') {
         return None;
     }
-    let c = TIMESTAMP.captures(text)?;
-    let mut s = Strip::kernel(&text[c.get(0)?.end()..]);
-    s.caller = c.get(1).map(|m| m.as_str());
-    if let Some(m) = HOST_KERNEL.find(s.rest) {
-        s.rest = &s.rest[m.end()..];
-    }
+    let mut s = match plain_timestamp(text) {
+        Plain::Is(end) => Strip::kernel(&text[end..]),
+        Plain::Caller(end, caller) => {
+            let mut s = Strip::kernel(&text[end..]);
+            s.caller = Some(caller);
+            s
+        }
+        Plain::Not => return None,
+        Plain::Maybe => {
+            let c = TIMESTAMP.captures(text)?;
+            let mut s = Strip::kernel(&text[c.get(0)?.end()..]);
+            s.caller = c.get(1).map(|m| m.as_str());
+            s
+        }
+    };
+    s.rest = host_kernel(s.rest).unwrap_or(s.rest);
     Some(s)
+}
+
+/// What a byte scan tells of a [`TIMESTAMP`] at the start of a line.
+enum Plain<'a> {
+    /// The common `[   12.345678] ` alone (nothing the regex would take
+    /// after it): the message starts at this byte.
+    Is(usize),
+    /// The same with a caller id (`[   12.345678][  T123] `): where the
+    /// message starts, and the id.
+    Caller(usize, &'a str),
+    /// The regex cannot match.
+    Not,
+    /// Something else (a caller id, a date, a non-ASCII character): ask the
+    /// regex.
+    Maybe,
+}
+
+/// The byte scan of [`timestamp`]: most lines of most logs start with
+/// `[   12.345678] `, which this reads without the regex. It answers
+/// [`Plain::Is`] or [`Plain::Not`] only where the regex would surely agree.
+fn plain_timestamp(text: &str) -> Plain<'_> {
+    let b = text.as_bytes();
+    let mut i = 0;
+    if b.first() == Some(&b'<') {
+        let digits = b[1..].iter().take_while(|c| c.is_ascii_digit()).count();
+        match b.get(1 + digits) {
+            Some(b'>') if (1..=3).contains(&digits) => i = 2 + digits,
+            Some(c) if c.is_ascii() => return Plain::Not,
+            _ => return Plain::Maybe,
+        }
+        if b.get(i) == Some(&b' ') {
+            i += 1;
+        }
+    }
+    if b.get(i) != Some(&b'[') {
+        return if b.get(i).is_none_or(u8::is_ascii) {
+            Plain::Not
+        } else {
+            Plain::Maybe
+        };
+    }
+    i += 1;
+    while matches!(b.get(i), Some(b' ' | b'\t')) {
+        i += 1;
+    }
+    match b.get(i) {
+        Some(b'0'..=b'9') => {}
+        // `[<ffff...>]` frames and other brackets: no alternative of the
+        // regex starts with these.
+        Some(c)
+            if c.is_ascii()
+                && !c.is_ascii_alphanumeric()
+                && !matches!(c, b'+' | b'.' | b'\x0b' | b'\x0c' | b'\r' | b'\n') =>
+        {
+            return Plain::Not
+        }
+        _ => return Plain::Maybe,
+    }
+    let int = b[i..].iter().take_while(|c| c.is_ascii_digit()).count();
+    i += int;
+    if !matches!(b.get(i), Some(b'.' | b',')) {
+        return Plain::Maybe;
+    }
+    i += 1;
+    let frac = b[i..].iter().take_while(|c| c.is_ascii_digit()).count();
+    if frac == 0 {
+        return Plain::Maybe;
+    }
+    i += frac;
+    if b.get(i) != Some(&b']') {
+        return Plain::Maybe;
+    }
+    i += 1;
+    match b.get(i) {
+        // A caller id, a CPU suffix, Android's caller: the regex reads them.
+        Some(b'[') => match plain_caller(&b[i..]) {
+            Some((len, caller)) => {
+                let end = i + len;
+                let end = end + usize::from(b.get(end) == Some(&b' '));
+                Plain::Caller(end, &text[i + len - 1 - caller..i + len - 1])
+            }
+            None => Plain::Maybe,
+        },
+        Some(b'(' | b'@') => Plain::Maybe,
+        // `] [  T123]`: the caller id stripper takes that later; Android's
+        // `] [3:  kworker...]` is the regex's.
+        Some(b' ') if b.get(i + 1) == Some(&b'[') => match plain_caller(&b[i + 1..]) {
+            Some(_) => Plain::Is(i + 1),
+            None => Plain::Maybe,
+        },
+        Some(b' ') => Plain::Is(i + 1),
+        _ => Plain::Is(i),
+    }
+}
+
+/// `[  T123]` or `[    C1]` at the start of `b`: its length and the length
+/// of the id in it (which ends just before the `]`).
+fn plain_caller(b: &[u8]) -> Option<(usize, usize)> {
+    let mut i = 1;
+    while matches!(b.get(i), Some(b' ' | b'\t')) {
+        i += 1;
+    }
+    if !matches!(b.get(i), Some(b'T' | b'C')) {
+        return None;
+    }
+    let digits = b[i + 1..].iter().take_while(|c| c.is_ascii_digit()).count();
+    (digits > 0 && b.get(i + 1 + digits) == Some(&b']')).then_some((i + 2 + digits, digits + 1))
+}
+
+/// May `text` start with `shape` (`d` a digit, other bytes themselves)?
+/// From the first non-ASCII byte on the answer is yes: the regexes' `\d`
+/// takes other scripts' digits, so they decide.
+fn ascii_shape(text: &str, shape: &[u8]) -> bool {
+    let b = text.as_bytes();
+    for (i, &want) in shape.iter().enumerate() {
+        match b.get(i) {
+            None => return false,
+            Some(c) if !c.is_ascii() => return true,
+            Some(c) if want == b'd' && !c.is_ascii_digit() => return false,
+            Some(&c) if want != b'd' && c != want => return false,
+            Some(_) => {}
+        }
+    }
+    true
+}
+
+/// `host kernel: ` after the kernel's own prefix (`journalctl -o
+/// short-monotonic`): the rest of the line after it.
+fn host_kernel(text: &str) -> Option<&str> {
+    const TAG: &str = " kernel: ";
+    let host = text
+        .bytes()
+        .take_while(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-'))
+        .count();
+    (host > 0).then_some(())?;
+    text[host..].strip_prefix(TAG)
 }
 
 static TIMESTAMP: LazyLock<Regex> = LazyLock::new(|| {
@@ -318,13 +479,11 @@ static TIMESTAMP: LazyLock<Regex> = LazyLock::new(|| {
     .expect("static regex")
 });
 
-/// `[   12.345678] host kernel: ` - the host and tag after the kernel's own
-/// prefix (`journalctl -o short-monotonic`).
-static HOST_KERNEL: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"^[A-Za-z0-9_.-]+ kernel: ").expect("static regex"));
-
 /// `<4>` alone (`dmesg -r` without timestamps, kmsg levels).
 fn level(text: &str) -> Option<Strip<'_>> {
+    if !text.starts_with('<') {
+        return None;
+    }
     let m = LEVEL.find(text)?;
     Some(Strip::kernel(&text[m.end()..]))
 }
@@ -335,7 +494,8 @@ static LEVEL: LazyLock<Regex> =
 /// The caller id alone, `[  T123] ` (logs printed without timestamps, or a
 /// caller after a space).
 fn caller_id(text: &str) -> Option<Strip<'_>> {
-    if !text.starts_with('[') {
+    let inner = text.strip_prefix('[')?.trim_start_matches(' ');
+    if !inner.starts_with(['T', 'C']) {
         return None;
     }
     let c = CALLER.captures(text)?;
@@ -375,7 +535,9 @@ fn console_tag(text: &str) -> Option<Strip<'_>> {
 /// Consoles print `host login: ` and the next kernel line on one line.
 fn login(text: &str) -> Option<Strip<'_>> {
     const LOGIN: &str = " login: ";
-    let pos = text.find(LOGIN)?;
+    static FINDER: LazyLock<memchr::memmem::Finder<'static>> =
+        LazyLock::new(|| memchr::memmem::Finder::new(LOGIN));
+    let pos = FINDER.find(text.as_bytes())?;
     let after = &text[pos + LOGIN.len()..];
     timestamp(after).map(|_| Strip::unknown(after))
 }

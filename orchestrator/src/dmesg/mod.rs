@@ -70,6 +70,10 @@ pub fn classify_with_work(text: &str) -> (Vec<Finding>, usize) {
     for (index, raw) in text.split('\n').enumerate() {
         // rsyslog escapes a record's newlines as `#012`: one line, several
         // kernel lines.
+        if memchr::memchr(b'#', raw.as_bytes()).is_none() {
+            walk.line(index + 1, raw);
+            continue;
+        }
         let mut pieces = raw.split(RSYSLOG_NEWLINE);
         walk.line(index + 1, pieces.next().unwrap_or(""));
         for piece in pieces {

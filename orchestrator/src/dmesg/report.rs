@@ -7,6 +7,8 @@
 
 use std::sync::LazyLock;
 
+use aho_corasick::{AhoCorasick, Anchored, Input, StartKind};
+use memchr::memmem;
 use regex::Regex;
 
 use super::finding::{Finding, Kind};
@@ -261,14 +263,18 @@ impl<'a> Walk<'a> {
     /// The indentation is the blank run just before the text, so a prefix
     /// no stripper knows does not change it.
     fn note_ktap_suite(&mut self, text: &'a str) {
-        if text.contains(" subtest") {
+        static SUBTEST_WORD: LazyLock<memmem::Finder<'static>> =
+            LazyLock::new(|| memmem::Finder::new(" subtest"));
+        static SUBTEST_LINE: LazyLock<memmem::Finder<'static>> =
+            LazyLock::new(|| memmem::Finder::new(SUBTEST));
+        const SUBTEST: &str = "# Subtest: ";
+        if SUBTEST_WORD.find(text.as_bytes()).is_some() {
             if let Some(c) = KUNIT_SUITE.captures(text) {
                 self.kunit_suite = c.get(1).map(|m| m.as_str());
             }
             return;
         }
-        const SUBTEST: &str = "# Subtest: ";
-        let Some(at) = text.find(SUBTEST) else {
+        let Some(at) = SUBTEST_LINE.find(text.as_bytes()) else {
             return;
         };
         let name = text[at + SUBTEST.len()..].trim_end();
@@ -436,6 +442,7 @@ const AFTERMATH: &[&str] = &[
     "hung_task: blocked tasks",
     "softlockup: hung tasks",
     "hardlockup: ",
+    "Hard LOCKUP",
     "RCU Stall",
     "panic_on_oops",
 ];
@@ -555,6 +562,14 @@ const DUMP_PREFIXES: &[&str] = &[
     "All QSes seen",
 ];
 
+/// [`DUMP_PREFIXES`] at the start of a line, in one pass.
+static DUMP_START: LazyLock<AhoCorasick> = LazyLock::new(|| {
+    AhoCorasick::builder()
+        .start_kind(StartKind::Anchored)
+        .build(DUMP_PREFIXES)
+        .expect("static prefixes")
+});
+
 /// Register dumps (`r10: 81de5c68  r9 : ...`, `x29: ffff...`, `R13: ...`) and
 /// raw stack words (`de20: 8067b314 ...`, or unindented `ffff8817... ffff...`
 /// once syslog has eaten the indentation).
@@ -569,7 +584,9 @@ static DUMP_SHAPE: LazyLock<Regex> = LazyLock::new(|| {
 /// Is this line part of an oops dump (registers, frames, headers)?
 fn is_dump_line(text: &str) -> bool {
     text.starts_with([' ', '\t'])
-        || DUMP_PREFIXES.iter().any(|p| text.starts_with(p))
+        || DUMP_START
+            .find(Input::new(text).anchored(Anchored::Yes))
+            .is_some()
         || stack::is_frame(text)
         || DUMP_SHAPE.is_match(text)
 }

@@ -757,6 +757,16 @@ pub static RULES: &[Rule] = &[
         Title::Text("BUG: hard lockup"),
         Body::Trace,
     ),
+    // powerpc's own watchdog (arch/powerpc/kernel/watchdog.c): `Watchdog
+    // CPU:59 Hard LOCKUP` (4.13+), `CPU 3 self-detected hard LOCKUP @ ...`
+    // and `CPU 3 detected hard LOCKUP on other CPUs 5` (5.x+).
+    rule(
+        Kind::Bug,
+        &["Watchdog CPU:", "CPU "],
+        r"\d+ (?:self-detected |detected )?[Hh]ard LOCKUP",
+        Title::Text("BUG: hard lockup"),
+        Body::Trace,
+    ),
     rule(
         Kind::Bug,
         B,
@@ -1070,6 +1080,12 @@ pub static RULES: &[Rule] = &[
     ),
 ];
 
+/// Keyword places in one line that are tried as a header before the line
+/// counts as none: a kernel line has a header after a prefix or two, and
+/// each try may read the rest of the line, so a line full of keywords
+/// (garbage, or an attack on the log) would cost its length squared.
+pub const MAX_CANDIDATES: usize = 8;
+
 /// The compiled table: the keywords find where a start line may begin, one
 /// pass of a [`RegexSet`] there finds the candidates, and the first
 /// candidate in table order whose `unless` does not match wins.
@@ -1123,8 +1139,10 @@ impl Table {
     /// The leftmost report header in `text` and its rule: `(offset, index)`.
     /// A header starts at the start of the text or after a character that is
     /// not part of a word; what is before it is the line's prefix.
+    /// At most [`MAX_CANDIDATES`] places in a line are tried.
     pub fn find(&self, text: &str) -> Option<(usize, usize)> {
         let mut tried = usize::MAX;
+        let mut candidates = 0;
         for m in self.keywords.find_overlapping_iter(text) {
             let at = m.start();
             if at == tried {
@@ -1140,6 +1158,10 @@ impl Table {
             }
             if let Some(index) = self.at(&text[at..]) {
                 return Some((at, index));
+            }
+            candidates += 1;
+            if candidates == MAX_CANDIDATES {
+                return None;
             }
         }
         None
@@ -1236,6 +1258,16 @@ mod tests {
             .find("XWARNING: CPU: 1 PID: 1 at a.c:1 f+0x1/0x2")
             .is_none());
         assert!(TABLE.find("traps: a.out[3615] general protection fault ip:7feb96eb56a1 sp:20000fd0 error:0 in a.out").is_none());
+    }
+
+    #[test]
+    fn a_line_full_of_keywords_is_tried_a_bounded_number_of_times() {
+        let header = "WARNING: CPU: 1 PID: 1 at a.c:1 f+0x1/0x2";
+        let near = "INFO: ";
+        let few = format!("{}{header}", near.repeat(MAX_CANDIDATES - 1));
+        assert_eq!(TABLE.find(&few).map(|(at, _)| &few[at..]), Some(header));
+        let many = format!("{}{header}", near.repeat(MAX_CANDIDATES));
+        assert_eq!(TABLE.find(&many), None);
     }
 
     #[test]

@@ -5,6 +5,8 @@
 //! helpers): the same idea and mostly the same skip list as syzkaller's
 //! `pkg/report/linux.go`, so titles stay stable across kernels and configs.
 
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::sync::LazyLock;
 
 use regex::Regex;
@@ -39,6 +41,8 @@ const SKIP_PATTERNS: &[&str] = &[
     "dump_stack",
     "walk_stack",
     "dump_backtrace",
+    // ARM's dump_stack.
+    "unwind_backtrace",
     "warn_slowpath",
     "warn_alloc",
     "warn_bogus",
@@ -170,6 +174,7 @@ const SKIP_PATTERNS: &[&str] = &[
     "device_remove_file",
     "^complete$",
     "wait_for_completion",
+    "wait_for_common",
     "^kv?free$",
     "kfree_skb",
     "^crc\\d+",
@@ -207,6 +212,28 @@ const SKIP_PATTERNS: &[&str] = &[
 /// [`SKIP_PATTERNS`] as one regex.
 static SKIP: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(&SKIP_PATTERNS.join("|")).expect("static regex"));
+
+/// Does `name` match [`SKIP`]? Remembered per name: the same few hundred
+/// functions (dump_stack, __warn, the allocators) come up in every report,
+/// and the big alternation is slow to run on each. The memory is bounded.
+fn generic(name: &str) -> bool {
+    const REMEMBERED: usize = 4096;
+    thread_local! {
+        static SEEN: RefCell<HashMap<Box<str>, bool>> = RefCell::new(HashMap::new());
+    }
+    SEEN.with(|seen| {
+        let mut seen = seen.borrow_mut();
+        if let Some(&known) = seen.get(name) {
+            return known;
+        }
+        let skip = SKIP.is_match(name);
+        if seen.len() >= REMEMBERED {
+            seen.clear();
+        }
+        seen.insert(name.into(), skip);
+        skip
+    })
+}
 
 /// Extra functions skipped in memory leak backtraces: the allocators.
 pub const SKIP_ALLOC: &[&str] = &[
@@ -292,7 +319,7 @@ pub fn first_unskipped<'a>(
 ) -> Option<&'a str> {
     candidates
         .into_iter()
-        .find(|f| !f.is_empty() && !SKIP.is_match(f) && !skipped(f, extra))
+        .find(|f| !f.is_empty() && !generic(f) && !skipped(f, extra))
 }
 
 /// Syscall wrappers name the syscall: `__se_sys_mremap` is "mremap"
@@ -342,7 +369,7 @@ static FRAME: LazyLock<Regex> = LazyLock::new(|| {
         r"^\s*(?:<(?:IRQ|EOI|NMI|TASK|/IRQ|/TASK|/NMI)>\s*)*",
         r"(?:\[<?(?:0x)?[0-9a-f]+>?\]\s*){0,2}",
         r"(\?\s+)?",
-        r"(?:\(([A-Za-z0-9_.$]+)(?:\+0x[0-9a-f]+/0x[0-9a-f]+)?\) from ",
+        r"(?:\(([A-Za-z0-9_.$]+)(?:\+0x[0-9a-f]+/0x[0-9a-f]+)?(?: \[[\w-]+\])?\) from ",
         r"|([A-Za-z_][A-Za-z0-9_.$]*) from [A-Za-z_][A-Za-z0-9_.$]*\+0x",
         r"|(?:[0-9]+:)?([A-Za-z_][A-Za-z0-9_.$]*)",
         r"(?:\+0x[0-9a-f]+/0x[0-9a-f]+|\s+\S+\.\w+:\d+\s+\[inline\]|\s+\([\w/.-]+\.\w+:\d+\)))",
@@ -360,8 +387,19 @@ static PC: LazyLock<Regex> = LazyLock::new(|| {
     .expect("static regex")
 });
 
+/// Can `text` be a frame at all? Every [`FRAME`] shape has an offset
+/// (`+0x`), a `file:line` or an ARM ` from `: most lines have none of them,
+/// and this byte scan spares them the regex.
+fn may_be_frame(text: &str) -> bool {
+    let b = text.as_bytes();
+    memchr::memchr2(b'+', b':', b).is_some() || memchr::memmem::find(b, b" from ").is_some()
+}
+
 /// A stack frame's function, unless the frame is marked unreliable (`? `).
 pub fn frame(text: &str) -> Option<&str> {
+    if !may_be_frame(text) {
+        return None;
+    }
     let c = FRAME.captures(text)?;
     // `? func` (x86) and `func (unreliable)` (powerpc) are guesses.
     if c.get(1).is_some() || text.trim_end().ends_with("(unreliable)") {
@@ -375,11 +413,16 @@ pub fn frame(text: &str) -> Option<&str> {
 
 /// Is this line a stack frame (reliable or not)?
 pub fn is_frame(text: &str) -> bool {
-    FRAME.is_match(text)
+    may_be_frame(text) && FRAME.is_match(text)
 }
 
 /// The function of a register dump's program counter line.
 pub fn pc(text: &str) -> Option<&str> {
+    // Every [`PC`] shape starts with one of these letters.
+    let first = text.trim_start().bytes().next()?;
+    if !matches!(first, b'R' | b'E' | b'N' | b'I' | b'p' | b'P' | b'e') {
+        return None;
+    }
     let c = PC.captures(text)?;
     c.get(1).map(|m| clean(m.as_str()))
 }
@@ -403,25 +446,33 @@ pub fn is_trace_start(text: &str) -> bool {
 
 /// The frames of the first stack trace in `lines` (reliable frames only,
 /// kernel part only: the walk stops at a user-space register dump).
-pub fn trace_frames<'a>(lines: &[&'a str]) -> Vec<&'a str> {
-    let Some(start) = lines.iter().position(|l| is_trace_start(l)) else {
-        return Vec::new();
-    };
-    frames_from(&lines[start + 1..])
+/// Read lazily: a title needs the first frame that is not skipped, which
+/// is usually one of the first few.
+pub fn trace_frames<'a, 'l>(lines: &'l [&'a str]) -> impl Iterator<Item = &'a str> + 'l {
+    let start = lines
+        .iter()
+        .position(|l| is_trace_start(l))
+        .map_or(lines.len(), |start| start + 1);
+    frames_from(&lines[start..])
+}
+
+/// The frames a title reads: those of the first stack trace, or, in a
+/// report without a trace header (KFENCE's access stack under its first
+/// line, ARM dumps of old kernels), those of its lines after the first.
+pub fn report_frames<'a, 'l>(lines: &'l [&'a str]) -> impl Iterator<Item = &'a str> + 'l {
+    let start = lines
+        .iter()
+        .position(|l| is_trace_start(l))
+        .map_or(1, |start| start + 1);
+    frames_from(lines.get(start..).unwrap_or_default())
 }
 
 /// Reliable frames of `lines` up to the end of the kernel stack.
-pub fn frames_from<'a>(lines: &[&'a str]) -> Vec<&'a str> {
-    let mut out = Vec::new();
-    for line in lines {
-        if is_user_pc(line) || line.trim_start().starts_with("---[ end") {
-            break;
-        }
-        if let Some(f) = frame(line) {
-            out.push(f);
-        }
-    }
-    out
+pub fn frames_from<'a, 'l>(lines: &'l [&'a str]) -> impl Iterator<Item = &'a str> + 'l {
+    lines
+        .iter()
+        .take_while(|line| !(is_user_pc(line) || line.trim_start().starts_with("---[ end")))
+        .filter_map(|line| frame(line))
 }
 
 /// Frames where syscalls, work items, softirqs and faults dispatch into the
@@ -495,7 +546,7 @@ pub fn stall_function<'a>(lines: &[&'a str]) -> Option<&'a str> {
     let extra = ["apic_timer_interrupt", "rcu"];
     let frames: Vec<&str> = frames
         .into_iter()
-        .filter(|f| !SKIP.is_match(f) && !skipped(f, &extra))
+        .filter(|f| !generic(f) && !skipped(f, &extra))
         .collect();
     let mut prev = *frames.first()?;
     for f in &frames {
@@ -511,7 +562,7 @@ pub fn stall_function<'a>(lines: &[&'a str]) -> Option<&'a str> {
 /// hangs are grouped by that call; otherwise the first frame that is not
 /// scheduling, locking or waiting machinery.
 pub fn hung_task_function<'a>(lines: &[&'a str]) -> Option<&'a str> {
-    let frames = trace_frames(lines);
+    let frames: Vec<&str> = trace_frames(lines).collect();
     for f in &frames {
         if f.contains("rtnl_lock") {
             return Some("rtnl_lock");
@@ -540,7 +591,7 @@ pub fn hung_task_function<'a>(lines: &[&'a str]) -> Option<&'a str> {
     ];
     frames
         .into_iter()
-        .find(|f| !SKIP.is_match(f) && !skipped(f, WAITING))
+        .find(|f| !generic(f) && !skipped(f, WAITING))
 }
 
 #[cfg(test)]
@@ -566,6 +617,12 @@ mod tests {
         assert_eq!(
             frame("[<80c1e5e8>] (__schedule) from [<80c1eb20>] (schedule+0x60/0xdc)"),
             Some("__schedule")
+        );
+        assert_eq!(
+            frame(
+                "[<7f0d0248>] (cfg_set [wilc_sdio]) from [<7f0d04ac>] (x+0xc8/0x258 [wilc_sdio])"
+            ),
+            Some("cfg_set")
         );
         assert_eq!(
             frame(" <IRQ>  [<ffffffff816ecb37>] _sched_show_task+0x31a/0x325"),

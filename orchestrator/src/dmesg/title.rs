@@ -1,6 +1,7 @@
 //! A finding's title: the rule's template filled from the report's lines,
 //! syzkaller-style (`WARNING in <func>`), stable across runs and kernels.
 
+use std::cell::LazyCell;
 use std::sync::LazyLock;
 
 use regex::Regex;
@@ -26,8 +27,16 @@ static NUMBER: LazyLock<Regex> =
 pub(super) fn build(index: usize, lines: &[&str]) -> String {
     let rule = &RULES[index];
     let first = lines.first().copied().unwrap_or("");
-    let captures = TABLE.captures(index, first);
-    let fill = |template: &str| fill(template, captures.as_ref());
+    // The captures only when the title uses them: most templates have no
+    // `{1}`, and capturing costs more than matching.
+    let captures = LazyCell::new(|| TABLE.captures(index, first));
+    let fill = |template: &str| {
+        if has_slots(template) {
+            fill(template, captures.as_ref())
+        } else {
+            template.to_string()
+        }
+    };
     let start_func = || {
         captures
             .as_ref()
@@ -38,7 +47,12 @@ pub(super) fn build(index: usize, lines: &[&str]) -> String {
         Title::Text(template) => fill(template),
         Title::Numbers(template) => NUMBER.replace_all(&fill(template), "NUM").into_owned(),
         Title::In { fmt, from, skip } => {
-            let func = function(from, start_func(), lines, skip);
+            let start = if from == From::Start {
+                start_func()
+            } else {
+                None
+            };
+            let func = function(from, start, lines, skip);
             with_func(&fill(fmt), func)
         }
         // Named in `Walk::finish_ktap`, which knows the enclosing suite.
@@ -71,6 +85,14 @@ pub(super) fn build(index: usize, lines: &[&str]) -> String {
     }
 }
 
+/// Does `template` have a `{1}`-style slot?
+fn has_slots(template: &str) -> bool {
+    template
+        .as_bytes()
+        .windows(2)
+        .any(|w| w[0] == b'{' && w[1].is_ascii_digit())
+}
+
 /// `template` with `{1}`, `{2}` ... replaced by `captures`.
 fn fill(template: &str, captures: Option<&regex::Captures<'_>>) -> String {
     let mut out = template.to_string();
@@ -89,7 +111,11 @@ fn find_line<'l>(regex: &str, lines: &[&'l str]) -> Option<regex::Captures<'l>> 
         .iter()
         .find(|(source, _)| *source == regex)
         .map(|(_, re)| re)?;
-    lines.iter().find_map(|l| re.captures(l))
+    // `is_match` first: it needs no captures, and most lines do not match.
+    lines
+        .iter()
+        .find(|l| re.is_match(l))
+        .and_then(|l| re.captures(l))
 }
 
 /// The `Find` regexes of the rules' titles and subjects, compiled once.
@@ -148,14 +174,18 @@ fn function<'a>(
     skip: &[&str],
 ) -> Option<&'a str> {
     let pc = || lines.iter().find_map(|l| stack::pc(l));
-    let trace = || stack::trace_frames(lines);
+    let trace = || stack::report_frames(lines);
     match from {
-        From::Start => stack::first_unskipped(start.into_iter().chain(pc()).chain(trace()), skip),
+        From::Start => {
+            let pc = std::iter::once_with(pc).flatten();
+            stack::first_unskipped(start.into_iter().chain(pc).chain(trace()), skip)
+        }
         From::Pc => stack::first_unskipped(pc().into_iter().chain(trace()), skip),
         From::Trace => stack::first_unskipped(trace(), skip),
         From::LockAt(count) => {
             let at = lines
                 .iter()
+                .filter(|l| memchr::memmem::find(l.as_bytes(), b"at: ").is_some())
                 .filter_map(|l| LOCK_AT.captures(l))
                 .filter_map(|c| c.get(1))
                 .map(|m| stack::clean(m.as_str()))
@@ -175,6 +205,9 @@ fn function<'a>(
 /// _RNvCs…_15rust_i915_table12globals_exit` becomes `WARNING in
 /// rust_i915_table::globals_exit` (v0 and legacy manglings, hash dropped).
 pub(super) fn demangle_rust(title: &str) -> String {
+    if !title.contains("_R") && !title.contains("_ZN") {
+        return title.to_string();
+    }
     title
         .split(' ')
         .map(|word| {
