@@ -475,12 +475,8 @@ impl Recorder<'_> {
                     return Ok((format!("QMP device_add {device}"), plugged));
                 }
                 let wait = command::plug_await(device, timeout.as_secs());
-                let back = self.exec_logged(
-                    machine,
-                    label,
-                    &wait,
-                    timeout + Duration::from_secs(10),
-                )?;
+                let back =
+                    self.exec_logged(machine, label, &wait, timeout + Duration::from_secs(10))?;
                 Ok((wait, back))
             }
             _ => {

@@ -182,7 +182,7 @@ pub fn injection(log: &str, module: &str) -> Option<Injection> {
         .and_then(|l| l.split(',').next())
         .unwrap_or("fault")
         .to_string();
-    let frames = stack::trace_frames(rest);
+    let frames: Vec<&str> = stack::trace_frames(rest).collect();
     let tag = format!("[{}]", command::canonical(module));
     let in_module = rest
         .iter()
