@@ -56,7 +56,7 @@ fn verdicts(results: &[TestResult]) -> BTreeMap<String, (String, Vec<(String, St
             let findings = r
                 .findings
                 .iter()
-                .map(|f| (f.kind.clone(), f.title.clone()))
+                .map(|f| (f.kind.to_string(), f.title.clone()))
                 .collect();
             (r.name.clone(), (r.status.to_string(), findings))
         })

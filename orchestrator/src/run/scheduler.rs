@@ -276,7 +276,7 @@ fn aborted(reason: String, run_start: Instant) -> TestResult {
         start: run_start.elapsed().as_secs_f64(),
         duration: Duration::ZERO,
         findings: vec![Finding {
-            kind: "abort".into(),
+            kind: crate::kind::FindingKind::Fault(crate::kind::Fault::Abort),
             title: reason.clone(),
             severity: Severity::Fail,
             report: String::new(),

@@ -12,8 +12,8 @@ use super::command::ModuleSources;
 use super::executor::{run_test, TestContext};
 use super::machine::{Machine, MachineError, Output};
 use super::scheduler::{run_plan, MachineFactory, RunOptions, ABORTED_TEST};
-use super::verdict::kind;
 use super::Event;
+use crate::kind::FindingKind;
 use crate::outcome::TestResult;
 use crate::status::Status;
 use crate::suite::Suite;
@@ -227,7 +227,7 @@ steps = [
     let leak = result
         .findings
         .iter()
-        .find(|f| f.kind == kind::LEAKED_SLAB_CACHE)
+        .find(|f| f.kind == FindingKind::LEAKED_SLAB_CACHE)
         .expect("leaked cache found");
     assert_eq!(
         leak.title,
@@ -240,7 +240,7 @@ steps = [
     let debugfs = result
         .findings
         .iter()
-        .find(|f| f.kind == kind::LEAKED_DEBUGFS_ENTRY)
+        .find(|f| f.kind == FindingKind::Leaked(crate::snapshot::Namespace::Debugfs))
         .expect("leaked debugfs entry found");
     assert!(debugfs.title.ends_with(": drv"), "{}", debugfs.title);
     let dup = result
@@ -276,7 +276,10 @@ fn fatal_taint_asks_for_a_restart_unless_told_otherwise() {
         restart.as_deref(),
         Some("the kernel is tainted: TAINT_WARN (W)")
     );
-    assert!(results[0].findings.iter().any(|f| f.kind == kind::TAINT));
+    assert!(results[0]
+        .findings
+        .iter()
+        .any(|f| f.kind == FindingKind::TAINT));
 
     let sources = ModuleSources::default();
     let ctx = TestContext {
@@ -366,7 +369,7 @@ expect = [
     assert!(results[0]
         .findings
         .iter()
-        .any(|f| f.kind == kind::CONTROL_NOT_FLAGGED));
+        .any(|f| f.kind == FindingKind::CONTROL_NOT_FLAGGED));
 }
 
 #[test]
@@ -389,7 +392,10 @@ fn selftests_give_one_result_per_subtest() {
         ]
     );
     // TAINT_USER from the dangerous selftest parameter is expected, not a finding.
-    assert!(results[0].findings.iter().all(|f| f.kind != kind::TAINT));
+    assert!(results[0]
+        .findings
+        .iter()
+        .all(|f| f.kind != FindingKind::TAINT));
 }
 
 #[test]

@@ -362,8 +362,20 @@ fn parse_test(
                     )
                 })?;
             }
+            let kind = crate::kind::FindingKind::parse_known(&e.kind).ok_or_else(|| {
+                let known: Vec<String> =
+                    crate::kind::FindingKind::known().map(|k| k.to_string()).collect();
+                source.error(
+                    Some(span.clone()),
+                    format!(
+                        "test {short:?}: field `expect.kind` names finding kind `{}`, which no check produces; known kinds: {}",
+                        e.kind,
+                        known.join(", ")
+                    ),
+                )
+            })?;
             Ok(Expectation {
-                kind: e.kind,
+                kind,
                 title: e.title,
                 attribution: e.attribution,
             })

@@ -267,10 +267,9 @@ pub fn audit(
 #[cfg(test)]
 mod tests {
     use std::path::Path;
-    use std::time::Duration;
 
     use super::*;
-    use crate::outcome::{Finding, Severity};
+    use crate::outcome::fixtures;
     use crate::status::Status;
     use crate::suite::{parse_known_issues, SuiteSource};
 
@@ -309,19 +308,8 @@ mod tests {
 
     fn result(name: &str, status: Status, titles: &[&str]) -> TestResult {
         TestResult {
-            duration: Duration::ZERO,
-            findings: titles
-                .iter()
-                .map(|t| Finding {
-                    kind: "warning".into(),
-                    title: (*t).into(),
-                    severity: Severity::Warn,
-                    report: String::new(),
-                    attribution: None,
-                    known_issue: None,
-                })
-                .collect(),
-            ..TestResult::new(name, "s", status)
+            status,
+            ..fixtures::with_warnings(name, titles)
         }
     }
 

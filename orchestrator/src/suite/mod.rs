@@ -58,8 +58,8 @@ pub struct Test {
 /// A finding a control test must produce.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Expectation {
-    /// Finding kind, e.g. `sysfs-duplicate` or `leaked-slab-cache`.
-    pub kind: String,
+    /// Finding kind, e.g. `sysfs-duplicate` or `leaked-slab-cache`: one some check produces.
+    pub kind: crate::kind::FindingKind,
     /// Glob the finding's title must match (default `*`).
     pub title: String,
     /// Glob the finding's attribution must match (default `*`), e.g.
