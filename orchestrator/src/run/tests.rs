@@ -36,6 +36,9 @@ struct FakeKernel {
     crash_on: Option<&'static str>,
     /// Unloading WARNs (and so taints the kernel W).
     warn_on_unload: bool,
+    /// Commands containing this fail with exit 1 until the guest restarts
+    /// (a restart is a fresh kernel): a flake.
+    fail_until_restart: Option<&'static str>,
     restarts: usize,
 }
 
@@ -123,6 +126,13 @@ impl Machine for FakeKernel {
             return Err(MachineError::Crashed {
                 summary: "kernel panic".into(),
                 console: "[    2.000000] Kernel panic - not syncing: drv: step panicked\n".into(),
+            });
+        }
+        if self.fail_until_restart.is_some_and(|f| command.contains(f)) {
+            return Ok(Output {
+                status: 1,
+                stdout: String::new(),
+                stderr: "modprobe: ERROR: could not insert 'drv': Device or resource busy\n".into(),
             });
         }
         if command.starts_with("dmesg -c") {
@@ -435,6 +445,8 @@ struct FakeFactory {
     fail_restart: bool,
     /// Cancel the run when a command containing this runs.
     cancel_on: Option<(&'static str, Cancel)>,
+    /// Every booted kernel fails commands containing this until it restarts.
+    fail_until_restart: Option<&'static str>,
 }
 
 impl MachineFactory for FakeFactory {
@@ -444,7 +456,10 @@ impl MachineFactory for FakeFactory {
             return Err(MachineError::Boot("kernel panicked at boot".into()));
         }
         Ok(Box::new(Counted {
-            kernel: FakeKernel::default(),
+            kernel: FakeKernel {
+                fail_until_restart: self.fail_until_restart,
+                ..FakeKernel::default()
+            },
             restarts: Arc::clone(&self.restarts),
             fail_restart: self.fail_restart,
             cancel_on: self.cancel_on.clone(),
@@ -495,13 +510,23 @@ fn plan_results(suite: &Suite, factory: &FakeFactory, jobs: usize) -> Vec<TestRe
 }
 
 fn plan_events(suite: &Suite, factory: &FakeFactory, jobs: usize, cancel: &Cancel) -> Vec<Event> {
-    let plan: Vec<_> = suite.tests.iter().map(|t| (suite, t)).collect();
-    let events = Mutex::new(Vec::new());
-    let emit = |event: Event| events.lock().unwrap().push(event);
     let options = RunOptions {
         jobs,
         restart_on_taint: true,
+        retries: 0,
     };
+    plan_events_with(suite, factory, options, cancel)
+}
+
+fn plan_events_with(
+    suite: &Suite,
+    factory: &FakeFactory,
+    options: RunOptions,
+    cancel: &Cancel,
+) -> Vec<Event> {
+    let plan: Vec<_> = suite.tests.iter().map(|t| (suite, t)).collect();
+    let events = Mutex::new(Vec::new());
+    let emit = |event: Event| events.lock().unwrap().push(event);
     run_plan(
         &plan,
         options,
@@ -700,6 +725,7 @@ fn a_session_whose_reporter_fails_ends_with_exit_status_3() {
             options: RunOptions {
                 jobs: 1,
                 restart_on_taint: true,
+                retries: 0,
             },
             factory: &factory,
             sources: &ModuleSources::default(),
@@ -715,4 +741,100 @@ fn a_session_whose_reporter_fails_ends_with_exit_status_3() {
     assert_eq!(broken.results.len(), 1, "the run itself goes on");
     assert_eq!(broken.reporter_failures.len(), 1);
     assert_eq!(broken.exit_status(), ExitStatus::Infrastructure);
+}
+
+fn finished(events: &[Event]) -> Vec<&TestResult> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::TestFinished { result, .. } => Some(result),
+            _ => None,
+        })
+        .collect()
+}
+
+fn boot_reasons(events: &[Event]) -> Vec<String> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::GuestBooting { reason, .. } => Some(reason.to_string()),
+            _ => None,
+        })
+        .collect()
+}
+
+const RETRY_ONCE: RunOptions = RunOptions {
+    jobs: 1,
+    restart_on_taint: true,
+    retries: 1,
+};
+
+#[test]
+fn a_test_that_passes_in_a_fresh_guest_is_flaky_and_does_not_fail_the_run() {
+    let suite = suite(&format!("{CLEAN}"));
+    let factory = FakeFactory {
+        fail_until_restart: Some("modprobe 'drv'"),
+        ..FakeFactory::default()
+    };
+    let events = plan_events_with(&suite, &factory, RETRY_ONCE, &Cancel::new());
+    let results = finished(&events);
+    assert_eq!(results.len(), 1, "one result per test, not per attempt");
+    let clean = results[0];
+    assert_eq!(clean.status, Status::Pass);
+    assert!(!clean.fails_run());
+    assert_eq!(clean.flaky_attempts.len(), 1, "{clean:#?}");
+    assert!(
+        clean.flaky_attempts[0].starts_with("attempt 1/2: fail: [step-failed] load drv failed"),
+        "{:?}",
+        clean.flaky_attempts
+    );
+    assert!(clean.out.contains("---- attempt 1/2 (fail) ----"));
+    assert_eq!(
+        boot_reasons(&events),
+        [
+            "for suite fake",
+            "kcycle@fake@clean failed: attempt 2/2 in a fresh guest"
+        ]
+    );
+    assert_eq!(factory.restarts.load(Ordering::SeqCst), 1);
+    assert_eq!(
+        crate::outcome::exit_status(&[clean.clone()]),
+        crate::exit::ExitStatus::Passed
+    );
+}
+
+#[test]
+fn a_test_that_fails_in_every_guest_fails_and_no_retry_means_one_attempt() {
+    let broken = suite(
+        "[[test]]\nname = \"broken\"\nsteps = [{ load = \"drv\", params = { fail_at = \"x\" } }]\n",
+    );
+    let factory = FakeFactory::default();
+    let events = plan_events_with(&broken, &factory, RETRY_ONCE, &Cancel::new());
+    let results = finished(&events);
+    assert_eq!(results.len(), 1);
+    assert!(results[0].fails_run());
+    assert!(results[0].flaky_attempts.is_empty());
+    assert!(
+        results[0]
+            .err
+            .contains("failed again on rerun: attempt 2/2: fail:"),
+        "{}",
+        results[0].err
+    );
+    assert_eq!(factory.restarts.load(Ordering::SeqCst), 1);
+
+    // --no-retry: the flake fails the run, and no guest restarts for it.
+    let flaky = FakeFactory {
+        fail_until_restart: Some("modprobe 'drv'"),
+        ..FakeFactory::default()
+    };
+    let clean = suite(CLEAN);
+    let once = RunOptions {
+        retries: 0,
+        ..RETRY_ONCE
+    };
+    let events = plan_events_with(&clean, &flaky, once, &Cancel::new());
+    assert!(finished(&events)[0].fails_run());
+    assert_eq!(flaky.restarts.load(Ordering::SeqCst), 0);
+    assert_eq!(boot_reasons(&events), ["for suite fake"]);
 }
