@@ -59,6 +59,8 @@ pub struct TestContext<'a> {
     pub restart_on_taint: bool,
     /// Names addresses in modules that are gone.
     pub symbols: &'a dyn Symbolizer,
+    /// 1, then 2 on the first rerun in a fresh guest ([`super::retry`]).
+    pub attempt: u32,
 }
 
 /// A step's kernel log and its classification, made once per step.
@@ -241,7 +243,9 @@ impl Recorder<'_> {
             test: test.name.clone(),
             step: label.clone(),
         });
-        let module = command::canonical(step.module());
+        let Some(module) = step.module().map(command::canonical) else {
+            return self.run_shell(machine, step, &label);
+        };
         let loads = !matches!(step.action, Action::Unload { .. });
         if loads {
             self.before_load
@@ -250,7 +254,7 @@ impl Recorder<'_> {
 
         self.console_mark = machine.console_mark();
         self.unloading = (!loads).then(|| (module.clone(), cycle));
-        let shell = command::for_action(&step.action, self.ctx.sources);
+        let shell = command::for_step(&step.action, self.ctx.sources, self.ctx.attempt);
         let output = self.exec_logged(machine, &label, &shell, step.timeout)?;
         let succeeded = output.status == 0;
         if succeeded && !loads {
@@ -313,6 +317,38 @@ impl Recorder<'_> {
         self.check_taint(&after, &label);
         self.current = after;
         self.unloading = None;
+        Ok(())
+    }
+
+    /// A `run` step: the line, its exit, then the log and checks as after
+    /// any step (no module to blame or diff).
+    fn run_shell(
+        &mut self,
+        machine: &mut dyn Machine,
+        step: &crate::suite::Step,
+        label: &str,
+    ) -> Result<(), MachineError> {
+        self.console_mark = machine.console_mark();
+        let shell = command::for_step(&step.action, self.ctx.sources, self.ctx.attempt);
+        let output = self.exec_logged(machine, label, &shell, step.timeout)?;
+        let (log, after) = self.collect(machine, None)?;
+        match (output.status == 0, step.expect_failure) {
+            (false, false) => self.findings.push(step_failed(label, &shell, &output)),
+            (true, true) => self.findings.push(Finding {
+                report: format!("$ {shell}\n{}{}", output.stdout, output.stderr),
+                attribution: Some(label.to_string()),
+                ..Finding::new(
+                    FindingKind::UNEXPECTED_SUCCESS,
+                    format!("{label} succeeded but the suite expects it to fail"),
+                    Severity::Fail,
+                )
+            }),
+            _ => {}
+        }
+        let findings = dmesg::classify(&log);
+        self.check_log(&findings, label, &after);
+        self.check_taint(&after, label);
+        self.current = after;
         Ok(())
     }
 
@@ -654,6 +690,7 @@ fn describe(action: &Action) -> String {
         Action::Unload { module } => format!("unload {module}"),
         Action::Reload { module, .. } => format!("reload {module}"),
         Action::Selftest { module, kind, .. } => format!("{} selftests of {module}", kind.as_str()),
+        Action::Run { command } => format!("run `{command}`"),
     }
 }
 

@@ -145,18 +145,19 @@ impl<'p> Shared<'_, 'p> {
         test: &Test,
         guest: usize,
     ) -> Slot<'p> {
-        let ctx = TestContext {
-            suite,
-            test,
-            sources: self.sources,
-            guest,
-            run_start: self.run_start,
-            restart_on_taint: self.options.restart_on_taint,
-            symbols: self.factory.symbols(),
-        };
         let attempts = 1 + self.options.retries;
         let mut runs = Vec::new();
         let slot = loop {
+            let ctx = TestContext {
+                suite,
+                test,
+                sources: self.sources,
+                guest,
+                run_start: self.run_start,
+                restart_on_taint: self.options.restart_on_taint,
+                symbols: self.factory.symbols(),
+                attempt: runs.len() as u32 + 1,
+            };
             // Results wait until the attempts are settled; the rest flows on.
             let run = run_test(machine.as_mut(), &ctx, &mut |event| {
                 if !matches!(event, Event::TestFinished { .. }) {

@@ -135,6 +135,15 @@ impl Machine for FakeKernel {
                 stderr: "modprobe: ERROR: could not insert 'drv': Device or resource busy\n".into(),
             });
         }
+        if let Some(line) = command.strip_prefix("KCYCLE_ATTEMPT=") {
+            // The fake shell knows one line: `test "$KCYCLE_ATTEMPT" -gt 1`.
+            let attempt: u32 = line.split(' ').next().unwrap_or("0").parse().unwrap_or(0);
+            let status = i32::from(attempt <= 1);
+            return Ok(Output {
+                status,
+                ..Output::default()
+            });
+        }
         if command.starts_with("dmesg -c") {
             let log = std::mem::take(&mut self.log);
             return Ok(Output {
@@ -191,6 +200,7 @@ fn run_one(kernel: &mut FakeKernel, suite: &Suite) -> (Vec<TestResult>, Option<S
         run_start: Instant::now(),
         restart_on_taint: true,
         symbols: &crate::symbols::NoSymbols,
+        attempt: 1,
     };
     let mut events = Vec::new();
     let run = run_test(kernel, &ctx, &mut |e| events.push(e));
@@ -300,6 +310,7 @@ fn fatal_taint_asks_for_a_restart_unless_told_otherwise() {
         run_start: Instant::now(),
         restart_on_taint: false,
         symbols: &crate::symbols::NoSymbols,
+        attempt: 1,
     };
     let mut tainted = FakeKernel {
         warn_on_unload: true,
@@ -837,4 +848,24 @@ fn a_test_that_fails_in_every_guest_fails_and_no_retry_means_one_attempt() {
     assert!(finished(&events)[0].fails_run());
     assert_eq!(flaky.restarts.load(Ordering::SeqCst), 0);
     assert_eq!(boot_reasons(&events), ["for suite fake"]);
+}
+
+#[test]
+fn run_steps_see_their_attempt_and_a_first_try_failure_is_flaky() {
+    let suite = suite(
+        r#"
+[[test]]
+name = "second-try"
+steps = [{ run = 'test "$KCYCLE_ATTEMPT" -gt 1' }, { load = "drv" }, { unload = "drv" }]
+"#,
+    );
+    let events = plan_events_with(&suite, &FakeFactory::default(), RETRY_ONCE, &Cancel::new());
+    let result = finished(&events)[0];
+    assert_eq!(result.status, Status::Pass, "{result:#?}");
+    assert!(result.out.contains("$ KCYCLE_ATTEMPT=2 sh -c 'test \"$KCYCLE_ATTEMPT\" -gt 1'"), "{}", result.out);
+    assert!(
+        result.flaky_attempts[0].starts_with("attempt 1/2: fail: [step-failed] run `test"),
+        "{:?}",
+        result.flaky_attempts
+    );
 }

@@ -94,6 +94,8 @@ struct RawStep {
     unload: Option<String>,
     reload: Option<String>,
     selftest: Option<String>,
+    /// A shell line for the guest.
+    run: Option<String>,
     kind: Option<SelftestKind>,
     filter: Option<String>,
     params: Option<BTreeMap<String, Spanned<toml::Value>>>,
@@ -397,6 +399,7 @@ fn parse_step(raw: RawStep, guest: GuestMode, default_timeout: Duration) -> Resu
         ("unload", &raw.unload),
         ("reload", &raw.reload),
         ("selftest", &raw.selftest),
+        ("run", &raw.run),
     ];
     let given: Vec<&str> = actions
         .iter()
@@ -413,7 +416,7 @@ fn parse_step(raw: RawStep, guest: GuestMode, default_timeout: Duration) -> Resu
             (*verb, module.to_string())
         }
         [] => return Err(
-            "a step needs one of `load`, `unload`, `reload`, `selftest` (e.g. { load = \"i915\" })"
+            "a step needs one of `load`, `unload`, `reload`, `selftest`, `run` (e.g. { load = \"i915\" })"
                 .into(),
         ),
         many => {
@@ -423,7 +426,16 @@ fn parse_step(raw: RawStep, guest: GuestMode, default_timeout: Duration) -> Resu
             ))
         }
     };
-    step::check_module_name(&module).map_err(|why| format!("field `{verb}`: {why}"))?;
+    if verb == "run" {
+        if module.trim().is_empty() {
+            return Err("field `run` is empty: give a shell line, e.g. { run = \"echo 1 > /sys/...\" }".into());
+        }
+        if raw.params.is_some() || raw.kind.is_some() || raw.filter.is_some() {
+            return Err("`run` steps take only `timeout` and `expect_failure`".into());
+        }
+    } else {
+        step::check_module_name(&module).map_err(|why| format!("field `{verb}`: {why}"))?;
+    }
 
     let params = match raw.params {
         Some(_) if verb == "unload" => {
@@ -454,6 +466,7 @@ fn parse_step(raw: RawStep, guest: GuestMode, default_timeout: Duration) -> Resu
         "load" => Action::Load { module, params },
         "unload" => Action::Unload { module },
         "reload" => Action::Reload { module, params },
+        "run" => Action::Run { command: module },
         _ => {
             let kind = raw
                 .kind

@@ -109,7 +109,9 @@ impl Suite {
     pub fn modules(&self) -> Vec<&str> {
         let mut seen: Vec<&str> = Vec::new();
         for step in self.tests.iter().flat_map(|t| &t.steps) {
-            let module = step.module();
+            let Some(module) = step.module() else {
+                continue;
+            };
             if !seen.contains(&module) {
                 seen.push(module);
             }

@@ -35,15 +35,21 @@ pub enum Action {
         filter: Option<String>,
         params: Params,
     },
+    /// A shell line in the guest (`sh -c`), e.g. to poke a sysfs file between
+    /// loads; a non-zero exit fails the step. `KCYCLE_ATTEMPT` holds the
+    /// attempt (1, then 2 on the first rerun of a failing test).
+    Run { command: String },
 }
 
 impl Step {
-    pub fn module(&self) -> &str {
+    /// The module the step loads or unloads (none for `run`).
+    pub fn module(&self) -> Option<&str> {
         match &self.action {
             Action::Load { module, .. }
             | Action::Unload { module }
             | Action::Reload { module, .. }
-            | Action::Selftest { module, .. } => module,
+            | Action::Selftest { module, .. } => Some(module),
+            Action::Run { .. } => None,
         }
     }
 }
