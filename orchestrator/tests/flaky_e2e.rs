@@ -50,7 +50,11 @@ fn a_pass_on_rerun_is_flaky_and_a_failure_in_every_guest_fails_the_run() {
         flaky.flaky_attempts
     );
     // Both attempts' logs: the failed first one (appended) and the passing rerun.
-    assert!(flaky.out.contains("---- attempt 1/2 (fail) ----"), "{}", flaky.out);
+    assert!(
+        flaky.out.contains("---- attempt 1/2 (fail) ----"),
+        "{}",
+        flaky.out
+    );
     assert!(flaky.out.contains("attempt 1\n"), "{}", flaky.out);
     assert!(flaky.out.contains("attempt 2\n"), "{}", flaky.out);
 
@@ -69,13 +73,20 @@ fn a_pass_on_rerun_is_flaky_and_a_failure_in_every_guest_fails_the_run() {
     let junit = std::fs::read_to_string(dir.join("junit.xml")).unwrap();
     assert_eq!(junit.matches("<flakyFailure").count(), 1, "{junit}");
     let summary = std::fs::read_to_string(dir.join("summary.md")).unwrap();
-    assert!(summary.contains("## Flaky (1 passed on a rerun"), "{summary}");
+    assert!(
+        summary.contains("## Flaky (1 passed on a rerun"),
+        "{summary}"
+    );
     // A console file per boot: the first guest and the two fresh ones (one
     // more when a boot fails and is retried).
     let consoles = std::fs::read_dir(&dir)
         .unwrap()
         .flatten()
-        .filter(|e| e.file_name().to_string_lossy().starts_with("console-flaky-guest0"))
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with("console-flaky-guest0")
+        })
         .count();
     assert!(consoles >= 3, "{consoles} console files\n{stderr}");
 }

@@ -782,7 +782,7 @@ const RETRY_ONCE: RunOptions = RunOptions {
 
 #[test]
 fn a_test_that_passes_in_a_fresh_guest_is_flaky_and_does_not_fail_the_run() {
-    let suite = suite(&format!("{CLEAN}"));
+    let suite = suite(CLEAN);
     let factory = FakeFactory {
         fail_until_restart: Some("modprobe 'drv'"),
         ..FakeFactory::default()
@@ -809,7 +809,7 @@ fn a_test_that_passes_in_a_fresh_guest_is_flaky_and_does_not_fail_the_run() {
     );
     assert_eq!(factory.restarts.load(Ordering::SeqCst), 1);
     assert_eq!(
-        crate::outcome::exit_status(&[clean.clone()]),
+        crate::outcome::exit_status(std::slice::from_ref(clean)),
         crate::exit::ExitStatus::Passed
     );
 }
@@ -862,7 +862,13 @@ steps = [{ run = 'test "$KCYCLE_ATTEMPT" -gt 1' }, { load = "drv" }, { unload = 
     let events = plan_events_with(&suite, &FakeFactory::default(), RETRY_ONCE, &Cancel::new());
     let result = finished(&events)[0];
     assert_eq!(result.status, Status::Pass, "{result:#?}");
-    assert!(result.out.contains("$ KCYCLE_ATTEMPT=2 sh -c 'test \"$KCYCLE_ATTEMPT\" -gt 1'"), "{}", result.out);
+    assert!(
+        result
+            .out
+            .contains("$ KCYCLE_ATTEMPT=2 sh -c 'test \"$KCYCLE_ATTEMPT\" -gt 1'"),
+        "{}",
+        result.out
+    );
     assert!(
         result.flaky_attempts[0].starts_with("attempt 1/2: fail: [step-failed] run `test"),
         "{:?}",

@@ -428,7 +428,10 @@ fn parse_step(raw: RawStep, guest: GuestMode, default_timeout: Duration) -> Resu
     };
     if verb == "run" {
         if module.trim().is_empty() {
-            return Err("field `run` is empty: give a shell line, e.g. { run = \"echo 1 > /sys/...\" }".into());
+            return Err(
+                "field `run` is empty: give a shell line, e.g. { run = \"echo 1 > /sys/...\" }"
+                    .into(),
+            );
         }
         if raw.params.is_some() || raw.kind.is_some() || raw.filter.is_some() {
             return Err("`run` steps take only `timeout` and `expect_failure`".into());
