@@ -1,8 +1,6 @@
 //! From findings to a test's status (pure): IGT's rules, then known issues
 //! and control expectations from the suite.
 
-use globset::Glob;
-
 use crate::outcome::{Finding, FindingKind, Severity};
 use crate::status::Status;
 use crate::suite::{Expectation, KnownIssue};
@@ -23,10 +21,6 @@ pub fn status(fault: Option<Status>, findings: &[Finding]) -> Status {
         Some(Severity::Warn) => Status::DmesgWarn,
         None => Status::Pass,
     }
-}
-
-fn glob_matches(glob: &str, text: &str) -> bool {
-    Glob::new(glob).is_ok_and(|g| g.compile_matcher().is_match(text))
 }
 
 /// Mark findings that a suite's known issue covers; they keep the status they caused.
@@ -55,8 +49,9 @@ pub fn apply_controls(
         .filter(|e| {
             !findings.iter().any(|f| {
                 f.kind == e.kind
-                    && glob_matches(&e.title, &f.title)
-                    && glob_matches(&e.attribution, f.attribution.as_deref().unwrap_or(""))
+                    && e.title.matches(&f.title)
+                    && e.attribution
+                        .matches(f.attribution.as_deref().unwrap_or(""))
             })
         })
         .collect();
@@ -105,6 +100,7 @@ pub fn apply_controls(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::suite::Pattern;
 
     fn finding(kind: &str, title: &str, severity: Severity) -> Finding {
         Finding::new(kind, title, severity)
@@ -153,13 +149,13 @@ mod tests {
         let expect = [
             Expectation {
                 kind: FindingKind::LEAKED_SLAB_CACHE,
-                title: "*rust_i915_*".into(),
-                attribution: "*cycle 1*".into(),
+                title: Pattern::new("*rust_i915_*").unwrap(),
+                attribution: Pattern::new("*cycle 1*").unwrap(),
             },
             Expectation {
                 kind: "sysfs-duplicate".into(),
-                title: "*".into(),
-                attribution: "*".into(),
+                title: Pattern::any(),
+                attribution: Pattern::any(),
             },
         ];
         let mut leak = finding(

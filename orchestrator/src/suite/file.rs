@@ -354,16 +354,18 @@ fn parse_test(
         .map(|e| {
             let span = e.span();
             let e = e.into_inner();
-            for (field, glob) in [("title", &e.title), ("attribution", &e.attribution)] {
-                globset::Glob::new(glob).map_err(|err| {
+            let pattern = |field: &str, glob: &str| {
+                super::Pattern::new(glob).map_err(|err| {
                     source.error(
                         Some(span.clone()),
                         format!(
                             "test {short:?}: field `expect.{field}` is not a valid glob: {err}"
                         ),
                     )
-                })?;
-            }
+                })
+            };
+            let title = pattern("title", &e.title)?;
+            let attribution = pattern("attribution", &e.attribution)?;
             let kind = crate::kind::FindingKind::parse_known(&e.kind).ok_or_else(|| {
                 let known: Vec<String> =
                     crate::kind::FindingKind::known().map(|k| k.to_string()).collect();
@@ -378,8 +380,8 @@ fn parse_test(
             })?;
             Ok(Expectation {
                 kind,
-                title: e.title,
-                attribution: e.attribution,
+                title,
+                attribution,
             })
         })
         .collect::<Result<_, SuiteError>>()?;

@@ -5,9 +5,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use globset::Glob;
-
-use super::KnownIssue;
+use super::{glob_matches, KnownIssue};
 use crate::outcome::TestResult;
 
 /// A calendar date, `YYYY-MM-DD`.
@@ -171,10 +169,6 @@ impl fmt::Display for KernelRange {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.text)
     }
-}
-
-fn glob_matches(glob: &str, text: &str) -> bool {
-    Glob::new(glob).is_ok_and(|g| g.compile_matcher().is_match(text))
 }
 
 impl KnownIssue {

@@ -8,11 +8,13 @@
 
 mod file;
 mod known;
+mod pattern;
 mod select;
 mod step;
 
 pub use file::{load_known_issues, parse_known_issues, SuiteError, SuiteSource};
 pub use known::{audit, Date, KernelRange, Note};
+pub use pattern::{glob_matches, Pattern};
 pub use select::{select, SelectError, Shard};
 pub use step::{Action, ParamValue, Params, SelftestKind, Step};
 
@@ -61,10 +63,10 @@ pub struct Expectation {
     /// Finding kind, e.g. `sysfs-duplicate` or `leaked-slab-cache`: one some check produces.
     pub kind: crate::kind::FindingKind,
     /// Glob the finding's title must match (default `*`).
-    pub title: String,
+    pub title: Pattern,
     /// Glob the finding's attribution must match (default `*`), e.g.
     /// `*unload in cycle 2*`: a control checks the blame, not only the find.
-    pub attribution: String,
+    pub attribution: Pattern,
 }
 
 /// A finding that is known and does not fail the run; it keeps its status in the reports.
