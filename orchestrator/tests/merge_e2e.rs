@@ -31,7 +31,15 @@ fn run(kernel: &Path, results: &Path, shard: Option<&str>) -> Output {
     let mut command = Command::cargo_bin("kcycle").unwrap();
     command
         .current_dir(workspace())
-        .args(["run", "--progress", "never", "--accel", "tcg", "--kernel"])
+        .args([
+            "run",
+            "--no-retry",
+            "--progress",
+            "never",
+            "--accel",
+            "tcg",
+            "--kernel",
+        ])
         .arg(kernel)
         .arg("--results")
         .arg(results)
