@@ -42,33 +42,17 @@ pub fn exit_status(
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
     use super::*;
-    use crate::outcome::Severity;
+    use crate::outcome::fixtures;
     use crate::status::Status;
 
     fn result(status: Status, title: &str, known: bool) -> TestResult {
-        TestResult {
-            name: "kcycle@s@t".into(),
-            suite: "s".into(),
-            status,
-            start: 0.0,
-            duration: Duration::ZERO,
-            findings: vec![Finding {
-                kind: "warning".into(),
-                title: title.into(),
-                severity: Severity::Warn,
-                report: "Call Trace:\n i915_gem_cleanup+0x1/0x2\n".into(),
-                attribution: None,
-                known_issue: known.then(|| "bug 1".into()),
-            }],
-            out: String::new(),
-            err: String::new(),
-            dmesg: String::new(),
-            flaky_attempts: vec![],
-            cycles: Vec::new(),
-        }
+        let finding = Finding {
+            report: "Call Trace:\n i915_gem_cleanup+0x1/0x2\n".into(),
+            known_issue: known.then(|| "bug 1".into()),
+            ..fixtures::warning(title)
+        };
+        fixtures::result("kcycle@s@t", status, vec![finding])
     }
 
     #[test]

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::dmesg::{line, stack};
-use crate::outcome::Finding;
+use crate::outcome::{Finding, FindingKind};
 
 /// Frames of the stack that take part in a fingerprint, at most.
 pub const MAX_FRAMES: usize = 5;
@@ -33,7 +33,7 @@ pub const MIN_PREFIX: usize = 6;
 pub struct Fingerprint {
     /// [`ID_LEN`] hex digits of SHA-256 over the other fields.
     pub id: String,
-    pub kind: String,
+    pub kind: FindingKind,
     /// The title with numbers and addresses replaced by `N`.
     pub title: String,
     /// Function names, innermost first.
@@ -53,11 +53,11 @@ pub fn of(finding: &Finding) -> Fingerprint {
 }
 
 /// The fingerprint of a finding given by its parts.
-pub fn compute(kind: &str, title: &str, report: &str) -> Fingerprint {
+pub fn compute(kind: &FindingKind, title: &str, report: &str) -> Fingerprint {
     let title = normalize_title(title);
     let frames = frames(report);
     let mut hash = Sha256::new();
-    hash.update(kind.as_bytes());
+    hash.update(kind.name().as_bytes());
     hash.update(b"\n");
     hash.update(title.as_bytes());
     for frame in &frames {
@@ -68,7 +68,7 @@ pub fn compute(kind: &str, title: &str, report: &str) -> Fingerprint {
     id.truncate(ID_LEN);
     Fingerprint {
         id,
-        kind: kind.to_string(),
+        kind: kind.clone(),
         title,
         frames,
     }
@@ -167,8 +167,8 @@ Call Trace:
             .collect();
         assert_eq!(frames(&stamped), frames(WARN));
         assert_eq!(
-            compute("warning", "WARNING in i915_gem_cleanup", &stamped),
-            compute("warning", "WARNING in i915_gem_cleanup", WARN)
+            compute(&"warning".into(), "WARNING in i915_gem_cleanup", &stamped),
+            compute(&"warning".into(), "WARNING in i915_gem_cleanup", WARN)
         );
     }
 
@@ -194,9 +194,13 @@ Call Trace:
 
     #[test]
     fn findings_without_a_stack_hash_kind_and_title() {
-        let a = compute("leaked-slab-cache", "slab caches left: rust_i915_vma", "");
+        let a = compute(
+            &"leaked-slab-cache".into(),
+            "slab caches left: rust_i915_vma",
+            "",
+        );
         let b = compute(
-            "leaked-slab-cache",
+            &"leaked-slab-cache".into(),
             "slab caches left: rust_i915_vma",
             "Present in /sys/kernel/slab after the unload:\n  rust_i915_vma (3 objects)\n",
         );
@@ -206,7 +210,7 @@ Call Trace:
         assert_ne!(
             a.id,
             compute(
-                "leaked-debugfs-entry",
+                &"leaked-debugfs-entry".into(),
                 "slab caches left: rust_i915_vma",
                 ""
             )
@@ -216,7 +220,7 @@ Call Trace:
 
     #[test]
     fn matches_ids_prefixes_and_title_globs() {
-        let fp = compute("warning", "WARNING in i915_gem_cleanup", WARN);
+        let fp = compute(&"warning".into(), "WARNING in i915_gem_cleanup", WARN);
         let title = "WARNING in i915_gem_cleanup";
         assert!(fp.matches(&fp.id, title));
         assert!(fp.matches(&fp.id[..MIN_PREFIX].to_ascii_uppercase(), title));
@@ -256,16 +260,16 @@ Call Trace:
             addr in any::<u64>(),
             line_no in 1u32..100_000,
         ) {
-            let base = compute("warning", "WARNING in i915_gem_cleanup", WARN);
+            let base = compute(&"warning".into(), "WARNING in i915_gem_cleanup", WARN);
             let moved = shifted(WARN, offset, addr, line_no);
             let title = format!("kernel BUG at drivers/gpu/drm/i915/i915_gem.c:{line_no}!");
             prop_assert_eq!(
-                compute("warning", "WARNING in i915_gem_cleanup", &moved).id,
+                compute(&"warning".into(), "WARNING in i915_gem_cleanup", &moved).id,
                 base.id
             );
             prop_assert_eq!(
-                compute("bug", &title, &moved).id,
-                compute("bug", "kernel BUG at drivers/gpu/drm/i915/i915_gem.c:1!", WARN).id
+                compute(&"bug".into(), &title, &moved).id,
+                compute(&"bug".into(), "kernel BUG at drivers/gpu/drm/i915/i915_gem.c:1!", WARN).id
             );
         }
 
@@ -279,7 +283,7 @@ Call Trace:
             prop_assume!(stack::first_unskipped(std::iter::once(name.as_str()), &[]).is_some());
             let changed = WARN.replace(&names[frame], &name);
             let title = "WARNING in i915_gem_cleanup";
-            prop_assert_ne!(compute("warning", title, &changed).id, compute("warning", title, WARN).id);
+            prop_assert_ne!(compute(&"warning".into(), title, &changed).id, compute(&"warning".into(), title, WARN).id);
         }
     }
 }

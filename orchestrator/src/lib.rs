@@ -18,6 +18,7 @@ pub mod guest;
 pub mod host;
 pub mod image;
 pub mod kernel;
+pub mod kind;
 pub mod located;
 pub mod outcome;
 pub mod passthrough;

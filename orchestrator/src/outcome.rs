@@ -6,6 +6,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::exit::ExitStatus;
+pub use crate::kind::FindingKind;
 use crate::status::Status;
 
 /// How bad a finding is: the classifier's scale serves the runner's own findings too.
@@ -14,9 +15,8 @@ pub use crate::dmesg::Severity;
 /// Something wrong that a test turned up.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Finding {
-    /// A dmesg classifier kind (`sysfs-duplicate`, `warning`, …) or one of the
-    /// runner's own (`leaked-slab-cache`, `kmemleak`, `taint`, `step-failed`, `selftest-fail`).
-    pub kind: String,
+    /// What check found it; serialized as its name (`sysfs-duplicate`, `leaked-slab-cache`).
+    pub kind: FindingKind,
     /// One line, syzkaller style: `WARNING in foo`, `leaked slab cache rust_i915_vma`.
     pub title: String,
     pub severity: Severity,
@@ -28,6 +28,24 @@ pub struct Finding {
     /// Set when a suite's known issue matches: the finding is reported but does not fail the run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub known_issue: Option<String>,
+}
+
+impl Finding {
+    /// A finding with no evidence, blame or known issue yet.
+    pub fn new(
+        kind: impl Into<FindingKind>,
+        title: impl Into<String>,
+        severity: Severity,
+    ) -> Finding {
+        Finding {
+            kind: kind.into(),
+            title: title.into(),
+            severity,
+            report: String::new(),
+            attribution: None,
+            known_issue: None,
+        }
+    }
 }
 
 /// The result of one test (or one selftest subtest).
@@ -134,26 +152,49 @@ pub fn exit_status(results: &[TestResult]) -> ExitStatus {
     }
 }
 
+/// Results for unit tests across the crate, so each test module need not build its own.
 #[cfg(test)]
-mod tests {
+pub(crate) mod fixtures {
     use super::*;
 
-    pub(crate) fn result(name: &str, status: Status, findings: Vec<Finding>) -> TestResult {
+    /// A result of suite `s` with these findings.
+    pub fn result(name: &str, status: Status, findings: Vec<Finding>) -> TestResult {
         TestResult {
-            duration: Duration::from_millis(1500),
             findings,
             ..TestResult::new(name, "s", status)
         }
     }
 
+    /// A `warning` finding titled `title`, with no evidence.
+    pub fn warning(title: &str) -> Finding {
+        Finding::new(
+            crate::kind::FindingKind::Dmesg(crate::dmesg::Kind::Warning),
+            title,
+            Severity::Warn,
+        )
+    }
+
+    /// A result of suite `s` with one `warning` finding per title: `dmesg-warn`
+    /// when there is one, `pass` when there is none.
+    pub fn with_warnings(name: &str, titles: &[&str]) -> TestResult {
+        let status = if titles.is_empty() {
+            Status::Pass
+        } else {
+            Status::DmesgWarn
+        };
+        result(name, status, titles.iter().map(|t| warning(t)).collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fixtures::{result, warning};
+    use super::*;
+
     fn finding(known: Option<&str>) -> Finding {
         Finding {
-            kind: "warning".into(),
-            title: "WARNING in foo".into(),
-            severity: Severity::Warn,
-            report: String::new(),
-            attribution: None,
             known_issue: known.map(Into::into),
+            ..warning("WARNING in foo")
         }
     }
 

@@ -41,7 +41,7 @@ fn run_to_end(
     results_dir: &Path,
 ) -> (i32, String, Vec<TestResult>) {
     let output = support::kcycle(tmp, kernel)
-        .args(["--progress=never", "run"])
+        .args(["--progress=never", "run", "--no-retry"])
         .arg(suite)
         .arg("--results")
         .arg(results_dir)
@@ -61,7 +61,7 @@ fn spawn_run(tmp: &Path, suite: &Path, results: &Path) -> Option<Child> {
     let child = std::process::Command::new(env!("CARGO_BIN_EXE_kcycle"))
         .env("TMPDIR", tmp)
         .env("KCYCLE_KERNEL", &kernel.dir)
-        .args(["--progress=never", "run"])
+        .args(["--progress=never", "run", "--no-retry"])
         .arg(suite)
         .arg("--results")
         .arg(results)

@@ -31,7 +31,15 @@ fn run(kernel: &Path, results: &Path, shard: Option<&str>) -> Output {
     let mut command = Command::cargo_bin("kcycle").unwrap();
     command
         .current_dir(workspace())
-        .args(["run", "--progress", "never", "--accel", "tcg", "--kernel"])
+        .args([
+            "run",
+            "--no-retry",
+            "--progress",
+            "never",
+            "--accel",
+            "tcg",
+            "--kernel",
+        ])
         .arg(kernel)
         .arg("--results")
         .arg(results)
@@ -56,7 +64,7 @@ fn verdicts(results: &[TestResult]) -> BTreeMap<String, (String, Vec<(String, St
             let findings = r
                 .findings
                 .iter()
-                .map(|f| (f.kind.clone(), f.title.clone()))
+                .map(|f| (f.kind.to_string(), f.title.clone()))
                 .collect();
             (r.name.clone(), (r.status.to_string(), findings))
         })

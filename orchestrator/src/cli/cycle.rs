@@ -117,6 +117,7 @@ pub(super) fn cycle(args: &CycleArgs, progress: ProgressMode) -> Result<ExitStat
         passthrough: None,
         bisect: Default::default(),
         no_restore: false,
+        retry: Default::default(),
     };
     let status = run_suites(&run, progress);
     // Beside the reports, so the run can be repeated with `kcycle run`.

@@ -259,6 +259,8 @@ pub struct RunArgs {
     /// restoring the state it saved when it was first ready.
     #[arg(long)]
     pub no_restore: bool,
+    #[command(flatten)]
+    pub retry: RetryArgs,
     /// A known-issues file (`[[known_issue]]`, `[[flake]]`), e.g. from `kcycle baseline update`.
     #[arg(long = "known-issues")]
     pub known_issues: Vec<PathBuf>,
@@ -316,6 +318,37 @@ pub enum SelftestArg {
     Kunit,
 }
 
+/// Reruns that tell a flake from a failure.
+#[derive(Debug, Clone, Copy, Args)]
+pub struct RetryArgs {
+    /// Rerun a test that fails the run this many times, each in a fresh guest;
+    /// a pass on a rerun is reported as flaky and does not fail the run.
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    pub retries: u32,
+    /// Do not rerun failing tests (the same as --retries 0).
+    #[arg(long, conflicts_with = "retries")]
+    pub no_retry: bool,
+}
+
+impl Default for RetryArgs {
+    fn default() -> Self {
+        RetryArgs {
+            retries: 1,
+            no_retry: false,
+        }
+    }
+}
+
+impl RetryArgs {
+    pub fn reruns(&self) -> u32 {
+        if self.no_retry {
+            0
+        } else {
+            self.retries
+        }
+    }
+}
+
 /// Exit codes for `git bisect run`.
 #[derive(Debug, Clone, Default, Args)]
 pub struct BisectArgs {
@@ -369,6 +402,8 @@ pub struct CiArgs {
     /// A kernel tree to build instead of the config's `[kernel] source` or Debian's linux-source-6.12.
     #[arg(long, env = "KCYCLE_KERNEL_SRC")]
     pub kernel_source: Option<PathBuf>,
+    #[command(flatten)]
+    pub retry: RetryArgs,
 }
 
 #[derive(Debug, Args)]

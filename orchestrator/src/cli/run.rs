@@ -69,6 +69,7 @@ fn ci_run_args(config: kcycle::config::CiConfig, args: &CiArgs, kernel: PathBuf)
         shard: args.shard.clone(),
         keep_tainted_guest: false,
         no_restore: false,
+        retry: args.retry,
         known_issues: Vec::new(),
         passthrough: None,
         bisect: Default::default(),
@@ -158,6 +159,7 @@ pub(super) fn run_suites(args: &RunArgs, progress: ProgressMode) -> Result<ExitS
         options: kcycle::run::RunOptions {
             jobs: args.jobs,
             restart_on_taint: !args.keep_tainted_guest,
+            retries: args.retry.reruns(),
         },
         factory: &factory,
         sources: &sources,

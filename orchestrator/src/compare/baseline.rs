@@ -152,37 +152,14 @@ fn quote(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use std::path::Path;
-    use std::time::Duration;
 
     use super::*;
-    use crate::outcome::{Finding, RunInfo, Severity, TestResult};
+    use crate::outcome::{fixtures, RunInfo, TestResult};
     use crate::report::igt_json;
     use crate::suite::{parse_known_issues, SuiteSource};
 
     fn result(test: &str, titles: &[&str]) -> TestResult {
-        TestResult {
-            duration: Duration::from_secs(1),
-            findings: titles
-                .iter()
-                .map(|t| Finding {
-                    kind: "warning".into(),
-                    title: (*t).into(),
-                    severity: Severity::Warn,
-                    report: String::new(),
-                    attribution: None,
-                    known_issue: None,
-                })
-                .collect(),
-            ..TestResult::new(
-                format!("kcycle@s@{test}"),
-                "s",
-                if titles.is_empty() {
-                    Status::Pass
-                } else {
-                    Status::DmesgWarn
-                },
-            )
-        }
+        fixtures::with_warnings(&format!("kcycle@s@{test}"), titles)
     }
 
     fn run(results: Vec<TestResult>) -> Run {

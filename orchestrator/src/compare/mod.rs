@@ -89,7 +89,7 @@ impl Category {
 /// A finding as a comparison shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Shown {
-    pub kind: String,
+    pub kind: crate::kind::FindingKind,
     pub title: String,
     pub fingerprint: String,
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -298,7 +298,7 @@ fn failures(html: &mut String, failing: &[&TestResult]) {
             let _ = write!(
                 html,
                 "<article class=\"finding\">\n<h3><span class=\"kind\">{}</span> {}</h3>\n",
-                escape(&finding.kind),
+                escape(finding.kind.name()),
                 escape(&finding.title)
             );
             if let Some(attribution) = &finding.attribution {

@@ -81,7 +81,7 @@ fn test_case(suite: &str, result: &TestResult) -> TestCase {
             Some(finding) => format!("{}: {}", result.status, finding.title),
             None => result.status.to_string(),
         });
-        status.set_type(headline.map_or(result.status.as_str(), |f| f.kind.as_str()));
+        status.set_type(headline.map_or(result.status.as_str(), |f| f.kind.name()));
         status.set_description(failure_body(result));
         status
     } else if matches!(result.status, Status::Skip | Status::Notrun) {

@@ -45,6 +45,23 @@ pub fn render(run: &RunInfo, results: &[TestResult]) -> String {
         }
     }
 
+    let flaky: Vec<&TestResult> = results
+        .iter()
+        .filter(|r| !r.flaky_attempts.is_empty())
+        .collect();
+    if !flaky.is_empty() {
+        let _ = writeln!(
+            md,
+            "\n## Flaky ({} passed on a rerun in a fresh guest, not failing the run)\n",
+            flaky.len()
+        );
+        for result in flaky {
+            for attempt in &result.flaky_attempts {
+                let _ = writeln!(md, "- `{}` {}", result.name, escape(attempt));
+            }
+        }
+    }
+
     let known: Vec<&TestResult> = results
         .iter()
         .filter(|r| r.status.is_failure() && !r.fails_run())

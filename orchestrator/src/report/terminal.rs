@@ -152,6 +152,12 @@ impl Terminal {
             }
             return;
         };
+        if let Some(first) = result.flaky_attempts.first() {
+            line.push_str(&format!(
+                " (flaky: passed on attempt {}; {first})",
+                result.flaky_attempts.len() + 1
+            ));
+        }
         if result.fails_run() {
             for finding in &result.findings {
                 line.push_str(&format!("\n      {}: {}", finding.kind, finding.title));

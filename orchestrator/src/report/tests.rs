@@ -296,3 +296,27 @@ fn aborted_tests_are_written_as_statuses_piglit_knows_and_read_back_as_abort() {
     let (_, back) = igt_json::parse(&json.to_string()).unwrap();
     assert_eq!(back[0].status, Status::Abort);
 }
+
+#[test]
+fn results_json_with_a_kind_from_another_version_parses_and_keeps_it() {
+    let results = sample();
+    let mut value = igt_json::render(&run_info(), &results);
+    value["tests"]["kcycle@rust-table@legacy"]["kcycle-findings"][0]["kind"] =
+        serde_json::json!("leaked-bpf-prog");
+    let text = serde_json::to_string(&value).unwrap();
+    let (_, parsed) = igt_json::parse(&text).unwrap();
+    let legacy = parsed
+        .iter()
+        .find(|r| r.name == "kcycle@rust-table@legacy")
+        .unwrap();
+    assert_eq!(
+        legacy.findings[0].kind,
+        crate::kind::FindingKind::Other("leaked-bpf-prog".into())
+    );
+    // Written back as it was read, so files pass through this version intact.
+    let again = igt_json::render(&run_info(), &parsed);
+    assert_eq!(
+        again["tests"]["kcycle@rust-table@legacy"]["kcycle-findings"][0]["kind"],
+        "leaked-bpf-prog"
+    );
+}

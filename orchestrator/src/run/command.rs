@@ -114,6 +114,17 @@ pub fn for_action(action: &Action, sources: &ModuleSources) -> String {
         // A sweep's own command prepares fault injection; its loads are
         // planned point by point (`super::sweep`).
         Action::Sweep { module, .. } => super::sweep::setup(module, sources),
+        Action::Run { command } => format!("sh -c {}", quote(command)),
+    }
+}
+
+/// The command for a step of attempt `attempt` of its test: `run` lines see
+/// it as `KCYCLE_ATTEMPT` (as nextest's NEXTEST_ATTEMPT), so a suite can
+/// tell a rerun from the first try.
+pub fn for_step(action: &Action, sources: &ModuleSources, attempt: u32) -> String {
+    match action {
+        Action::Run { .. } => format!("KCYCLE_ATTEMPT={attempt} {}", for_action(action, sources)),
+        _ => for_action(action, sources),
     }
 }
 

@@ -14,6 +14,12 @@ pub enum BootReason {
     },
     /// The previous test left the guest unfit.
     Unfit(Unfit),
+    /// A test failed: attempt `attempt` of `attempts` in a fresh guest tells a flake from a failure.
+    Rerun {
+        test: String,
+        attempt: u32,
+        attempts: u32,
+    },
 }
 
 /// Why a guest must restart before its next test.
@@ -54,6 +60,14 @@ impl std::fmt::Display for BootReason {
                 attempts,
             } => write!(f, "retry {attempt}/{attempts} for suite {suite}"),
             BootReason::Unfit(why) => why.fmt(f),
+            BootReason::Rerun {
+                test,
+                attempt,
+                attempts,
+            } => write!(
+                f,
+                "{test} failed: attempt {attempt}/{attempts} in a fresh guest"
+            ),
         }
     }
 }
@@ -73,7 +87,7 @@ pub enum Event {
     /// Guest `guest` goes back to the state it saved when it was ready.
     GuestRestoring {
         guest: usize,
-        reason: Unfit,
+        reason: BootReason,
     },
     GuestReady {
         guest: usize,

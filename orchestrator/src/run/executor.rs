@@ -21,8 +21,9 @@ use super::ledger::{self, Ledger};
 use super::machine::{Machine, MachineError, Output};
 use super::sweep;
 use super::trend;
-use super::verdict::{self, kind};
+use super::verdict;
 use crate::dmesg;
+use crate::kind::{Fault, FindingKind};
 use crate::outcome::{CycleSample, Finding, Severity, TestResult};
 use crate::selftest::{self, Subtest, SubtestOutcome};
 use crate::snapshot::{self, Snapshot};
@@ -59,6 +60,8 @@ pub struct TestContext<'a> {
     pub restart_on_taint: bool,
     /// Names addresses in modules that are gone.
     pub symbols: &'a dyn Symbolizer,
+    /// 1, then 2 on the first rerun in a fresh guest ([`super::retry`]).
+    pub attempt: u32,
 }
 
 /// A step's kernel log and its classification, made once per step.
@@ -294,7 +297,7 @@ impl Recorder<'_> {
                     | Action::Hotplug { .. }
             )
             .then_some(&step.action),
-            shell: command::for_action(&step.action, self.ctx.sources),
+            shell: command::for_step(&step.action, self.ctx.sources, self.ctx.attempt),
             timeout: step.timeout,
             expect_failure: Some(step.expect_failure),
             selftest: match &step.action {
@@ -361,7 +364,7 @@ impl Recorder<'_> {
                 self.findings.push(failed);
             }
             (true, Some(true)) => self.findings.push(Finding {
-                kind: kind::UNEXPECTED_SUCCESS.into(),
+                kind: FindingKind::UNEXPECTED_SUCCESS,
                 title: format!("{description} succeeded but the suite expects it to fail"),
                 severity: Severity::Fail,
                 report: format!("$ {shell}\n{}{}", output.stdout, output.stderr),
@@ -594,7 +597,9 @@ impl Recorder<'_> {
             first_lines(&finding.report, 3)
         );
         let blamed = self.ledger.blame(&named).or_else(|| {
-            is_duplicate(&finding.kind)
+            finding
+                .kind
+                .is_duplicate()
                 .then(|| self.ledger.leftovers.last())
                 .flatten()
         });
@@ -671,7 +676,7 @@ impl Recorder<'_> {
             .collect();
         if !new.is_empty() {
             self.findings.push(Finding {
-                kind: kind::TAINT.into(),
+                kind: FindingKind::TAINT,
                 title: format!("kernel tainted: {}", new.join(", ")),
                 severity: Severity::Warn,
                 report: format!("/proc/sys/kernel/tainted = {}\n", after.taint.0),
@@ -707,7 +712,7 @@ impl Recorder<'_> {
                 .any(|s| matches!(s.outcome, SubtestOutcome::Fail(_)));
             if output.status == 0 && !command::selftest_passed(result) && !any_subtest_failed {
                 self.findings.push(Finding {
-                    kind: kind::SELFTEST_RESULT.into(),
+                    kind: FindingKind::SELFTEST_RESULT,
                     title: format!("{module} {} selftests returned {result}", kind.as_str()),
                     severity: Severity::Fail,
                     report: format!("$ {read}\n{result}\n"),
@@ -888,7 +893,7 @@ impl Recorder<'_> {
         }
         let proved = !self.findings[proof..]
             .iter()
-            .any(|f| f.kind == kind::STEP_FAILED);
+            .any(|f| f.kind == FindingKind::STEP_FAILED);
         Ok((loaded, log, proved))
     }
 
@@ -960,7 +965,8 @@ impl Recorder<'_> {
             MachineError::Boot(_) | MachineError::Restore(_) => (Status::Abort, String::new()),
         };
         self.findings.push(Finding {
-            kind: status.to_string(),
+            kind: Fault::from_status(status)
+                .map_or_else(|| status.as_str().into(), FindingKind::Fault),
             title: error.to_string(),
             severity: Severity::Fail,
             report: tail(&console, 60),
@@ -1001,7 +1007,7 @@ fn step_failed(label: &str, shell: &str, output: &Output) -> Finding {
         .find(|l| !l.trim().is_empty())
         .unwrap_or("no output");
     Finding {
-        kind: kind::STEP_FAILED.into(),
+        kind: FindingKind::STEP_FAILED,
         title: format!("{label} failed with exit {}: {first}", output.status),
         severity: Severity::Fail,
         report: format!("$ {shell}\n{}{}", output.stdout, output.stderr),
@@ -1021,25 +1027,13 @@ fn describe(action: &Action) -> String {
         Action::Hotunplug { device } => format!("hot-unplug {device}"),
         Action::Hotplug { device } => format!("hot-plug {device}"),
         Action::Sweep { module, .. } => format!("sweep {module}"),
+        Action::Run { command } => format!("run `{command}`"),
     }
-}
-
-/// The classifier's "this name is taken" kinds, whatever the namespace.
-fn is_duplicate(kind: &str) -> bool {
-    [
-        dmesg::Kind::DebugfsDuplicate,
-        dmesg::Kind::SysfsDuplicate,
-        dmesg::Kind::ProcDuplicate,
-        dmesg::Kind::SysctlDuplicate,
-        dmesg::Kind::KobjectDuplicate,
-    ]
-    .iter()
-    .any(|k| k.name() == kind)
 }
 
 fn from_dmesg(found: dmesg::Finding) -> Finding {
     Finding {
-        kind: found.kind.name().to_string(),
+        kind: found.kind.into(),
         title: found.title,
         severity: found.severity,
         report: found.report,

@@ -13,9 +13,9 @@
 
 use std::collections::BTreeMap;
 
-use super::verdict::kind;
+use crate::kind::FindingKind;
 use crate::outcome::{Finding, Severity};
-use crate::snapshot::{ModuleRange, Namespace, Snapshot};
+use crate::snapshot::{ModuleRange, Snapshot};
 use crate::symbols::Symbolizer;
 
 /// Names listed in a finding's report, at most; the rest are counted.
@@ -26,7 +26,7 @@ const MAX_TITLED: usize = 3;
 /// One name an unload left behind.
 #[derive(Debug, Clone)]
 pub struct Leftover {
-    pub kind: String,
+    pub kind: FindingKind,
     /// The full name, e.g. `/sys/class/kcycle_leaks` or `char 511 kcycle_leaks`.
     pub name: String,
     pub module: String,
@@ -145,7 +145,7 @@ impl Ledger {
         let names: Vec<String> = caches.iter().map(|c| c.name.clone()).collect();
         if !names.is_empty() {
             findings.push(self.leak_finding(
-                kind::LEAKED_SLAB_CACHE,
+                FindingKind::LEAKED_SLAB_CACHE,
                 "slab caches",
                 "/sys/kernel/slab",
                 names,
@@ -159,7 +159,7 @@ impl Ledger {
         {
             let listed = names.clone();
             let mut finding = self.leak_finding(
-                ns.leak_kind(),
+                FindingKind::Leaked(ns),
                 ns.describe(),
                 ns.source(),
                 names,
@@ -190,9 +190,11 @@ impl Ledger {
         by: &str,
         cycle: u32,
     ) -> Vec<Finding> {
-        let per_device = |ns: Namespace, name: &str| {
-            matches!(ns, Namespace::Irq | Namespace::IoRegion)
-                || devices.iter().any(|d| name.contains(d.as_str()))
+        let per_device = |ns: crate::snapshot::Namespace, name: &str| {
+            matches!(
+                ns,
+                crate::snapshot::Namespace::Irq | crate::snapshot::Namespace::IoRegion
+            ) || devices.iter().any(|d| name.contains(d.as_str()))
         };
         let mut findings = Vec::new();
         for (ns, names) in after
@@ -205,7 +207,7 @@ impl Ledger {
             }
             let listed = names.clone();
             findings.push(self.leak_finding(
-                ns.leak_kind(),
+                FindingKind::Leaked(ns),
                 ns.describe(),
                 ns.source(),
                 names,
@@ -218,7 +220,7 @@ impl Ledger {
 
     fn leak_finding(
         &mut self,
-        kind: &str,
+        kind: FindingKind,
         what: &str,
         source: &str,
         names: Vec<String>,
@@ -246,7 +248,7 @@ impl Ledger {
             report.push_str(&format!("  … and {} more\n", listed.len() - MAX_LISTED));
         }
         let leftover = |name: String| Leftover {
-            kind: kind.to_string(),
+            kind: kind.clone(),
             name,
             module: module.to_string(),
             cycle,
@@ -254,7 +256,7 @@ impl Ledger {
         };
         self.leftovers.extend(names.into_iter().map(leftover));
         Finding {
-            kind: kind.into(),
+            kind,
             title,
             severity: Severity::Fail,
             report,
@@ -354,7 +356,7 @@ impl Ledger {
             })
             .collect();
         Some(Finding {
-            kind: kind::USE_AFTER_UNLOAD.into(),
+            kind: FindingKind::USE_AFTER_UNLOAD,
             title: format!("{module} image used after its unload: {name}"),
             severity: Severity::Fail,
             report: format!(
@@ -473,11 +475,6 @@ pub fn sections_command(module: &str) -> String {
     )
 }
 
-/// The namespace kind names, for the suite's `expect` validation.
-pub fn leak_kinds() -> impl Iterator<Item = &'static str> {
-    Namespace::ALL.iter().map(|ns| ns.leak_kind())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -496,7 +493,7 @@ mod tests {
         );
         let mut ledger = Ledger::default();
         let found = ledger.unloaded("kcycle_leaks", &before, &after, "unload", 2);
-        let kinds: Vec<&str> = found.iter().map(|f| f.kind.as_str()).collect();
+        let kinds: Vec<&str> = found.iter().map(|f| f.kind.name()).collect();
         assert_eq!(kinds, ["leaked-sysfs-entry", "leaked-sysctl"]);
         assert_eq!(
             found[0].title,
@@ -540,7 +537,7 @@ mod tests {
             known_issue: None,
         };
         let uaf = ledger.use_after_unload(&oops, &[], &NoSymbols).unwrap();
-        assert_eq!(uaf.kind, kind::USE_AFTER_UNLOAD);
+        assert_eq!(uaf.kind, FindingKind::USE_AFTER_UNLOAD);
         assert_eq!(
             uaf.title,
             "kcycle_leaks image used after its unload: kcycle_leaks+0x40"

@@ -1,7 +1,7 @@
 //! The executor: suites to guests to steps, emitting events for reporters.
 //!
 //! `scheduler` hands tests to guests; `executor` runs one test's steps and
-//! checks; `verdict` turns findings into statuses; `command` builds the guest
+//! checks; `verdict` turns findings into statuses; `retry` settles a test's reruns; `command` builds the guest
 //! shell commands. Guests are reached through the [`Machine`] trait, so the
 //! same code drives QEMU over SSH and the scripted fakes of unit tests.
 
@@ -13,6 +13,7 @@ pub mod machine;
 pub mod plan;
 pub mod pristine;
 pub mod qemu;
+pub mod retry;
 pub mod scheduler;
 pub mod session;
 pub mod sweep;

@@ -2,8 +2,6 @@
 //! the guest it has, restore the state saved when the guest was first ready,
 //! or boot it again.
 
-use super::event::Unfit;
-
 /// Whether a machine has a saved state to go back to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Saved {
@@ -27,7 +25,7 @@ pub enum Renewal {
 }
 
 /// The slot's guest is fit (`unfit` is None) or not, and what it saved.
-pub fn renewal(unfit: Option<&Unfit>, saved: &Saved) -> Renewal {
+pub fn renewal<R>(unfit: Option<&R>, saved: &Saved) -> Renewal {
     match (unfit, saved) {
         (None, _) => Renewal::Keep,
         // Every reason to leave a guest is undone by its saved state: a
@@ -43,12 +41,13 @@ pub fn renewal(unfit: Option<&Unfit>, saved: &Saved) -> Renewal {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::run::event::Unfit;
     use crate::status::Status;
 
     #[test]
     fn a_fit_guest_is_kept_whatever_it_saved() {
         for saved in [Saved::Ready, Saved::Off, Saved::Unavailable("x".into())] {
-            assert_eq!(renewal(None, &saved), Renewal::Keep);
+            assert_eq!(renewal::<Unfit>(None, &saved), Renewal::Keep);
         }
     }
 

@@ -8,10 +8,11 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use super::command::ModuleSources;
-use super::event::{BootReason, Event, Unfit};
+use super::event::{BootReason, Event};
 use super::executor::{run_test, TestContext};
 use super::machine::{Machine, MachineError};
 use super::pristine::{self, Renewal};
+use super::retry;
 use crate::outcome::{Finding, Severity, TestResult};
 use crate::status::Status;
 use crate::suite::{Suite, Test};
@@ -38,6 +39,9 @@ pub struct RunOptions {
     /// BAD_PAGE, MCE), like IGT's abort-on-taint, so one bug does not poison
     /// the tests after it.
     pub restart_on_taint: bool,
+    /// Reruns of a test that fails the run, each in a fresh guest; a pass on
+    /// a rerun makes it flaky ([`super::retry`]).
+    pub retries: u32,
 }
 
 /// One guest slot: what its guest is fit for. A dirty guest restarts only
@@ -55,7 +59,7 @@ enum Slot<'p> {
     Dirty {
         suite: &'p str,
         machine: Box<dyn Machine>,
-        reason: Unfit,
+        reason: BootReason,
     },
 }
 
@@ -113,7 +117,7 @@ impl<'p> Shared<'_, 'p> {
                 break;
             };
             let (suite, test) = self.plan[index];
-            let mut machine = match self.fit(slot, suite, guest) {
+            let machine = match self.fit(slot, suite, guest) {
                 Ok(machine) => machine,
                 Err(error) => {
                     // Give the test back: another guest may still run it.
@@ -128,6 +132,23 @@ impl<'p> Shared<'_, 'p> {
                     return;
                 }
             };
+            slot = self.run_attempts(machine, suite, test, guest);
+        }
+    }
+
+    /// Run one test, and again in a fresh guest while it fails the run and
+    /// reruns are left. Its results are emitted once settled. Returns the
+    /// slot as the last attempt left it.
+    fn run_attempts(
+        &self,
+        mut machine: Box<dyn Machine>,
+        suite: &'p Suite,
+        test: &Test,
+        guest: usize,
+    ) -> Slot<'p> {
+        let attempts = 1 + self.options.retries;
+        let mut runs = Vec::new();
+        let slot = loop {
             let ctx = TestContext {
                 suite,
                 test,
@@ -136,18 +157,59 @@ impl<'p> Shared<'_, 'p> {
                 run_start: self.run_start,
                 restart_on_taint: self.options.restart_on_taint,
                 symbols: self.factory.symbols(),
+                attempt: runs.len() as u32 + 1,
             };
-            let run = run_test(machine.as_mut(), &ctx, &mut |e| (self.emit)(e));
-            let suite = suite.name.as_str();
-            slot = match run.restart_reason {
-                Some(reason) => Slot::Dirty {
-                    suite,
-                    machine,
-                    reason,
-                },
-                None => Slot::Ready { suite, machine },
+            // Results wait until the attempts are settled; the rest flows on.
+            let run = run_test(machine.as_mut(), &ctx, &mut |event| {
+                if !matches!(event, Event::TestFinished { .. }) {
+                    (self.emit)(event);
+                }
+            });
+            let again = retry::needs_rerun(&run.results)
+                && runs.len() + 1 < attempts as usize
+                && !self.cancel.is_cancelled();
+            runs.push(run.results);
+            let name = suite.name.as_str();
+            if !again {
+                break match run.restart_reason {
+                    Some(unfit) => Slot::Dirty {
+                        suite: name,
+                        machine,
+                        reason: BootReason::Unfit(unfit),
+                    },
+                    None => Slot::Ready {
+                        suite: name,
+                        machine,
+                    },
+                };
+            }
+            let reason = BootReason::Rerun {
+                test: test.name.clone(),
+                attempt: runs.len() as u32 + 1,
+                attempts,
             };
+            let dirty = Slot::Dirty {
+                suite: name,
+                machine,
+                reason,
+            };
+            match self.fit(dirty, suite, guest) {
+                Ok(fresh) => machine = fresh,
+                Err(error) => {
+                    (self.emit)(Event::Notice {
+                        message: format!(
+                            "guest {guest}: no fresh guest to rerun {}: {error}",
+                            test.name
+                        ),
+                    });
+                    break Slot::Empty;
+                }
+            }
+        };
+        for result in retry::settle(runs) {
+            (self.emit)(Event::TestFinished { guest, result });
         }
+        slot
     }
 
     /// A guest ready for `suite`: the slot's own, restored to its saved
@@ -175,6 +237,7 @@ impl<'p> Shared<'_, 'p> {
                 return self.boot_with_retries(suite, guest);
             }
         };
+        // A rerun, like an unfit guest, gets the saved state: a pristine guest either way.
         let renewal = pristine::renewal(unfit.as_ref(), &machine.saved());
         let Some(reason) = unfit else {
             return Ok(machine);
@@ -207,10 +270,7 @@ impl<'p> Shared<'_, 'p> {
             )),
             Renewal::Reboot { no_state: None } => {}
         }
-        (self.emit)(Event::GuestBooting {
-            guest,
-            reason: BootReason::Unfit(reason),
-        });
+        (self.emit)(Event::GuestBooting { guest, reason });
         let started = Instant::now();
         match machine.restart() {
             Ok(()) => {
@@ -308,7 +368,7 @@ fn aborted(reason: String, run_start: Instant) -> TestResult {
         start: run_start.elapsed().as_secs_f64(),
         duration: Duration::ZERO,
         findings: vec![Finding {
-            kind: "abort".into(),
+            kind: crate::kind::FindingKind::Fault(crate::kind::Fault::Abort),
             title: reason.clone(),
             severity: Severity::Fail,
             report: String::new(),

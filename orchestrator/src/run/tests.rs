@@ -12,8 +12,8 @@ use super::command::ModuleSources;
 use super::executor::{run_test, TestContext};
 use super::machine::{Machine, MachineError, Output, Saved};
 use super::scheduler::{run_plan, MachineFactory, RunOptions, ABORTED_TEST};
-use super::verdict::kind;
 use super::Event;
+use crate::kind::FindingKind;
 use crate::outcome::TestResult;
 use crate::status::Status;
 use crate::suite::Suite;
@@ -36,6 +36,9 @@ struct FakeKernel {
     crash_on: Option<&'static str>,
     /// Unloading WARNs (and so taints the kernel W).
     warn_on_unload: bool,
+    /// Commands containing this fail with exit 1 until the guest restarts
+    /// (a restart is a fresh kernel): a flake.
+    fail_until_restart: Option<&'static str>,
     restarts: usize,
     /// `standin=1`: the driver has a device, `0000:01:00.0`, with a debugfs dir of its own.
     bound: Option<bool>,
@@ -206,6 +209,22 @@ impl Machine for FakeKernel {
                 console: "[    2.000000] Kernel panic - not syncing: drv: step panicked\n".into(),
             });
         }
+        if self.fail_until_restart.is_some_and(|f| command.contains(f)) {
+            return Ok(Output {
+                status: 1,
+                stdout: String::new(),
+                stderr: "modprobe: ERROR: could not insert 'drv': Device or resource busy\n".into(),
+            });
+        }
+        if let Some(line) = command.strip_prefix("KCYCLE_ATTEMPT=") {
+            // The fake shell knows one line: `test "$KCYCLE_ATTEMPT" -gt 1`.
+            let attempt: u32 = line.split(' ').next().unwrap_or("0").parse().unwrap_or(0);
+            let status = i32::from(attempt <= 1);
+            return Ok(Output {
+                status,
+                ..Output::default()
+            });
+        }
         if command.starts_with("dmesg -c") {
             let log = std::mem::take(&mut self.log);
             return Ok(Output {
@@ -277,6 +296,7 @@ fn run_one(kernel: &mut FakeKernel, suite: &Suite) -> (Vec<TestResult>, Option<S
         run_start: Instant::now(),
         restart_on_taint: true,
         symbols: &crate::symbols::NoSymbols,
+        attempt: 1,
     };
     let mut events = Vec::new();
     let run = run_test(kernel, &ctx, &mut |e| events.push(e));
@@ -323,7 +343,7 @@ steps = [
     let leak = result
         .findings
         .iter()
-        .find(|f| f.kind == kind::LEAKED_SLAB_CACHE)
+        .find(|f| f.kind == FindingKind::LEAKED_SLAB_CACHE)
         .expect("leaked cache found");
     assert_eq!(
         leak.title,
@@ -336,7 +356,7 @@ steps = [
     let debugfs = result
         .findings
         .iter()
-        .find(|f| f.kind == kind::LEAKED_DEBUGFS_ENTRY)
+        .find(|f| f.kind == FindingKind::Leaked(crate::snapshot::Namespace::Debugfs))
         .expect("leaked debugfs entry found");
     assert!(debugfs.title.ends_with(": drv"), "{}", debugfs.title);
     let dup = result
@@ -372,7 +392,10 @@ fn fatal_taint_asks_for_a_restart_unless_told_otherwise() {
         restart.as_deref(),
         Some("the kernel is tainted: TAINT_WARN (W)")
     );
-    assert!(results[0].findings.iter().any(|f| f.kind == kind::TAINT));
+    assert!(results[0]
+        .findings
+        .iter()
+        .any(|f| f.kind == FindingKind::TAINT));
 
     let sources = ModuleSources::default();
     let ctx = TestContext {
@@ -383,6 +406,7 @@ fn fatal_taint_asks_for_a_restart_unless_told_otherwise() {
         run_start: Instant::now(),
         restart_on_taint: false,
         symbols: &crate::symbols::NoSymbols,
+        attempt: 1,
     };
     let mut tainted = FakeKernel {
         warn_on_unload: true,
@@ -460,7 +484,7 @@ fn fail_nth_sweep_names_the_one_leaking_error_path() {
         .find(|r| r.name.ends_with("fail-nth-3"))
         .unwrap();
     let leak = &point.findings[0];
-    assert_eq!(leak.kind, kind::LEAKED_SLAB_CACHE);
+    assert_eq!(leak.kind, FindingKind::LEAKED_SLAB_CACHE);
     assert_eq!(
         leak.attribution.as_deref(),
         Some("left behind by failed load in cycle 1 (sweep point fail-nth-3, fault injected in drv_step3 (failslab))")
@@ -578,7 +602,7 @@ expect = [
     assert!(results[0]
         .findings
         .iter()
-        .any(|f| f.kind == kind::CONTROL_NOT_FLAGGED));
+        .any(|f| f.kind == FindingKind::CONTROL_NOT_FLAGGED));
 }
 
 #[test]
@@ -601,7 +625,10 @@ fn selftests_give_one_result_per_subtest() {
         ]
     );
     // TAINT_USER from the dangerous selftest parameter is expected, not a finding.
-    assert!(results[0].findings.iter().all(|f| f.kind != kind::TAINT));
+    assert!(results[0]
+        .findings
+        .iter()
+        .all(|f| f.kind != FindingKind::TAINT));
 }
 
 #[test]
@@ -641,6 +668,8 @@ struct FakeFactory {
     fail_restart: bool,
     /// Cancel the run when a command containing this runs.
     cancel_on: Option<(&'static str, Cancel)>,
+    /// Every booted kernel fails commands containing this until it restarts.
+    fail_until_restart: Option<&'static str>,
     /// Machines save their state when booted and can restore it.
     saves: bool,
     /// Restores of every machine this factory booted.
@@ -656,7 +685,10 @@ impl MachineFactory for FakeFactory {
             return Err(MachineError::Boot("kernel panicked at boot".into()));
         }
         Ok(Box::new(Counted {
-            kernel: FakeKernel::default(),
+            kernel: FakeKernel {
+                fail_until_restart: self.fail_until_restart,
+                ..FakeKernel::default()
+            },
             restarts: Arc::clone(&self.restarts),
             fail_restart: self.fail_restart,
             cancel_on: self.cancel_on.clone(),
@@ -728,13 +760,23 @@ fn plan_results(suite: &Suite, factory: &FakeFactory, jobs: usize) -> Vec<TestRe
 }
 
 fn plan_events(suite: &Suite, factory: &FakeFactory, jobs: usize, cancel: &Cancel) -> Vec<Event> {
-    let plan: Vec<_> = suite.tests.iter().map(|t| (suite, t)).collect();
-    let events = Mutex::new(Vec::new());
-    let emit = |event: Event| events.lock().unwrap().push(event);
     let options = RunOptions {
         jobs,
         restart_on_taint: true,
+        retries: 0,
     };
+    plan_events_with(suite, factory, options, cancel)
+}
+
+fn plan_events_with(
+    suite: &Suite,
+    factory: &FakeFactory,
+    options: RunOptions,
+    cancel: &Cancel,
+) -> Vec<Event> {
+    let plan: Vec<_> = suite.tests.iter().map(|t| (suite, t)).collect();
+    let events = Mutex::new(Vec::new());
+    let emit = |event: Event| events.lock().unwrap().push(event);
     run_plan(
         &plan,
         options,
@@ -933,6 +975,7 @@ fn a_session_whose_reporter_fails_ends_with_exit_status_3() {
             options: RunOptions {
                 jobs: 1,
                 restart_on_taint: true,
+                retries: 0,
             },
             factory: &factory,
             sources: &ModuleSources::default(),
@@ -981,7 +1024,7 @@ fn a_remove_that_leaves_per_device_state_is_charged_to_its_unbind() {
     let findings = &results[0].findings;
     let leak = findings
         .iter()
-        .find(|f| f.kind == kind::LEAKED_DEBUGFS_ENTRY)
+        .find(|f| f.kind == FindingKind::Leaked(crate::snapshot::Namespace::Debugfs))
         .unwrap_or_else(|| panic!("{findings:#?}"));
     assert_eq!(
         leak.title,
@@ -1074,4 +1117,126 @@ fn a_failed_restore_says_why_and_boots_and_the_next_one_reboots() {
     );
     assert_eq!(factory.restores.load(Ordering::SeqCst), 1);
     assert_eq!(factory.restarts.load(Ordering::SeqCst), 2);
+}
+
+fn finished(events: &[Event]) -> Vec<&TestResult> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::TestFinished { result, .. } => Some(result),
+            _ => None,
+        })
+        .collect()
+}
+
+fn boot_reasons(events: &[Event]) -> Vec<String> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::GuestBooting { reason, .. } => Some(reason.to_string()),
+            _ => None,
+        })
+        .collect()
+}
+
+const RETRY_ONCE: RunOptions = RunOptions {
+    jobs: 1,
+    restart_on_taint: true,
+    retries: 1,
+};
+
+#[test]
+fn a_test_that_passes_in_a_fresh_guest_is_flaky_and_does_not_fail_the_run() {
+    let suite = suite(CLEAN);
+    let factory = FakeFactory {
+        fail_until_restart: Some("modprobe 'drv'"),
+        ..FakeFactory::default()
+    };
+    let events = plan_events_with(&suite, &factory, RETRY_ONCE, &Cancel::new());
+    let results = finished(&events);
+    assert_eq!(results.len(), 1, "one result per test, not per attempt");
+    let clean = results[0];
+    assert_eq!(clean.status, Status::Pass);
+    assert!(!clean.fails_run());
+    assert_eq!(clean.flaky_attempts.len(), 1, "{clean:#?}");
+    assert!(
+        clean.flaky_attempts[0].starts_with("attempt 1/2: fail: [step-failed] load drv failed"),
+        "{:?}",
+        clean.flaky_attempts
+    );
+    assert!(clean.out.contains("---- attempt 1/2 (fail) ----"));
+    assert_eq!(
+        boot_reasons(&events),
+        [
+            "for suite fake",
+            "kcycle@fake@clean failed: attempt 2/2 in a fresh guest"
+        ]
+    );
+    assert_eq!(factory.restarts.load(Ordering::SeqCst), 1);
+    assert_eq!(
+        crate::outcome::exit_status(std::slice::from_ref(clean)),
+        crate::exit::ExitStatus::Passed
+    );
+}
+
+#[test]
+fn a_test_that_fails_in_every_guest_fails_and_no_retry_means_one_attempt() {
+    let broken = suite(
+        "[[test]]\nname = \"broken\"\nsteps = [{ load = \"drv\", params = { fail_at = \"x\" } }]\n",
+    );
+    let factory = FakeFactory::default();
+    let events = plan_events_with(&broken, &factory, RETRY_ONCE, &Cancel::new());
+    let results = finished(&events);
+    assert_eq!(results.len(), 1);
+    assert!(results[0].fails_run());
+    assert!(results[0].flaky_attempts.is_empty());
+    assert!(
+        results[0]
+            .err
+            .contains("failed again on rerun: attempt 2/2: fail:"),
+        "{}",
+        results[0].err
+    );
+    assert_eq!(factory.restarts.load(Ordering::SeqCst), 1);
+
+    // --no-retry: the flake fails the run, and no guest restarts for it.
+    let flaky = FakeFactory {
+        fail_until_restart: Some("modprobe 'drv'"),
+        ..FakeFactory::default()
+    };
+    let clean = suite(CLEAN);
+    let once = RunOptions {
+        retries: 0,
+        ..RETRY_ONCE
+    };
+    let events = plan_events_with(&clean, &flaky, once, &Cancel::new());
+    assert!(finished(&events)[0].fails_run());
+    assert_eq!(flaky.restarts.load(Ordering::SeqCst), 0);
+    assert_eq!(boot_reasons(&events), ["for suite fake"]);
+}
+
+#[test]
+fn run_steps_see_their_attempt_and_a_first_try_failure_is_flaky() {
+    let suite = suite(
+        r#"
+[[test]]
+name = "second-try"
+steps = [{ run = 'test "$KCYCLE_ATTEMPT" -gt 1' }, { load = "drv" }, { unload = "drv" }]
+"#,
+    );
+    let events = plan_events_with(&suite, &FakeFactory::default(), RETRY_ONCE, &Cancel::new());
+    let result = finished(&events)[0];
+    assert_eq!(result.status, Status::Pass, "{result:#?}");
+    assert!(
+        result
+            .out
+            .contains("$ KCYCLE_ATTEMPT=2 sh -c 'test \"$KCYCLE_ATTEMPT\" -gt 1'"),
+        "{}",
+        result.out
+    );
+    assert!(
+        result.flaky_attempts[0].starts_with("attempt 1/2: fail: [step-failed] run `test"),
+        "{:?}",
+        result.flaky_attempts
+    );
 }

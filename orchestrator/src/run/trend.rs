@@ -9,7 +9,6 @@
 //! staircase, not as equal steps: the fit accepts that, while a counter that
 //! jumped once or wanders up and down does not fit a line.
 
-use super::verdict::kind;
 use crate::outcome::{CycleSample, Finding, Severity};
 
 /// Cycles a test needs before a trend is judged.
@@ -60,7 +59,7 @@ fn finding(name: &str, values: &[f64], fit: &Fit, window: &[CycleSample]) -> Fin
         .map(|(s, v)| format!("  cycle {:>3}: {v}", s.cycle))
         .collect();
     Finding {
-        kind: kind::STEADY_GROWTH.into(),
+        kind: crate::kind::FindingKind::STEADY_GROWTH,
         title: format!("{counter} grows every cycle"),
         severity: Severity::Fail,
         report: format!(

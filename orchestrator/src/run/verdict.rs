@@ -1,57 +1,9 @@
 //! From findings to a test's status (pure): IGT's rules, then known issues
 //! and control expectations from the suite.
 
-use globset::Glob;
-
-use crate::outcome::{Finding, Severity};
+use crate::outcome::{Finding, FindingKind, Severity};
 use crate::status::Status;
 use crate::suite::{Expectation, KnownIssue};
-
-/// The runner's own finding kinds (the dmesg classifier has the rest, and
-/// each ledger namespace has its `leaked-*` kind: [`crate::snapshot::Namespace::leak_kind`]).
-pub mod kind {
-    /// A step's command failed (non-zero exit, module still loaded after unload).
-    pub const STEP_FAILED: &str = "step-failed";
-    /// A step marked `expect_failure` succeeded.
-    pub const UNEXPECTED_SUCCESS: &str = "unexpected-success";
-    /// The selftest result parameter was non-zero.
-    pub const SELFTEST_RESULT: &str = "selftest-result";
-    /// Slab caches that appeared with a load and outlived the unload.
-    pub const LEAKED_SLAB_CACHE: &str = "leaked-slab-cache";
-    /// debugfs entries that appeared with a load and outlived the unload.
-    pub const LEAKED_DEBUGFS_ENTRY: &str = "leaked-debugfs-entry";
-    /// An oops or warning in the image of a module that had been unloaded.
-    pub const USE_AFTER_UNLOAD: &str = "use-after-unload";
-    /// A memory counter that grew by a steady amount every cycle.
-    pub const STEADY_GROWTH: &str = "steady-growth";
-    /// New taint bits that are not expected from the test itself.
-    pub const TAINT: &str = "taint";
-    /// A control test that did not come out flagged as expected.
-    pub const CONTROL_NOT_FLAGGED: &str = "control-not-flagged";
-    /// Guest faults, named as the status they give.
-    pub const FAULTS: [&str; 4] = ["crash", "timeout", "incomplete", "abort"];
-
-    /// Kinds that make a test `fail` rather than `dmesg-warn`/`dmesg-fail`.
-    pub const TEST_FAILURES: [&str; 4] = [
-        STEP_FAILED,
-        UNEXPECTED_SUCCESS,
-        SELFTEST_RESULT,
-        CONTROL_NOT_FLAGGED,
-    ];
-
-    /// The runner's kinds besides the ledger's `leaked-*` ones (kmemleak
-    /// findings carry the classifier's `kmemleak` kind).
-    pub const ALL: [&str; 8] = [
-        STEP_FAILED,
-        UNEXPECTED_SUCCESS,
-        SELFTEST_RESULT,
-        LEAKED_SLAB_CACHE,
-        USE_AFTER_UNLOAD,
-        STEADY_GROWTH,
-        TAINT,
-        CONTROL_NOT_FLAGGED,
-    ];
-}
 
 /// A test's status from what went wrong. `fault` is set when the guest gave
 /// out (crash, timeout, incomplete) and wins. Otherwise a failed step is
@@ -61,10 +13,7 @@ pub fn status(fault: Option<Status>, findings: &[Finding]) -> Status {
     if let Some(fault) = fault {
         return fault;
     }
-    if findings
-        .iter()
-        .any(|f| kind::TEST_FAILURES.contains(&f.kind.as_str()))
-    {
+    if findings.iter().any(|f| f.kind.is_test_failure()) {
         return Status::Fail;
     }
     match findings.iter().map(|f| f.severity).max() {
@@ -72,25 +21,6 @@ pub fn status(fault: Option<Status>, findings: &[Finding]) -> Status {
         Some(Severity::Warn) => Status::DmesgWarn,
         None => Status::Pass,
     }
-}
-
-/// Whether `name` is a finding kind some check can produce.
-pub fn is_known_kind(name: &str) -> bool {
-    known_kinds().contains(&name)
-}
-
-/// Every finding kind, for error messages: the classifier's, the runner's,
-/// the ledger's and the faults'.
-pub fn known_kinds() -> Vec<&'static str> {
-    let mut all: Vec<&str> = crate::dmesg::Kind::ALL.iter().map(|k| k.name()).collect();
-    all.extend(kind::ALL);
-    all.extend(super::ledger::leak_kinds());
-    all.extend(kind::FAULTS);
-    all
-}
-
-fn glob_matches(glob: &str, text: &str) -> bool {
-    Glob::new(glob).is_ok_and(|g| g.compile_matcher().is_match(text))
 }
 
 /// Mark findings that a suite's known issue covers; they keep the status they caused.
@@ -119,8 +49,9 @@ pub fn apply_controls(
         .filter(|e| {
             !findings.iter().any(|f| {
                 f.kind == e.kind
-                    && glob_matches(&e.title, &f.title)
-                    && glob_matches(&e.attribution, f.attribution.as_deref().unwrap_or(""))
+                    && e.title.matches(&f.title)
+                    && e.attribution
+                        .matches(f.attribution.as_deref().unwrap_or(""))
             })
         })
         .collect();
@@ -130,7 +61,9 @@ pub fn apply_controls(
         }
         // A guest fault keeps its status unless the control expects that very
         // fault (a callback left armed crashes the guest on purpose).
-        let fault_expected = expect.iter().any(|e| e.kind == status.as_str());
+        let fault_expected = expect.iter().any(|e| {
+            crate::kind::Fault::from_status(status).is_some_and(|f| e.kind == FindingKind::Fault(f))
+        });
         return match status {
             Status::Crash | Status::Timeout | Status::Incomplete | Status::Abort
                 if !fault_expected =>
@@ -142,7 +75,7 @@ pub fn apply_controls(
     }
     for expectation in missing {
         findings.push(Finding {
-            kind: kind::CONTROL_NOT_FLAGGED.into(),
+            kind: FindingKind::CONTROL_NOT_FLAGGED,
             title: format!(
                 "control not flagged: expected a {} finding matching '{}'{}",
                 expectation.kind,
@@ -167,27 +100,10 @@ pub fn apply_controls(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::suite::Pattern;
 
     fn finding(kind: &str, title: &str, severity: Severity) -> Finding {
-        Finding {
-            kind: kind.into(),
-            title: title.into(),
-            severity,
-            report: String::new(),
-            attribution: None,
-            known_issue: None,
-        }
-    }
-
-    #[test]
-    fn kinds_of_both_sources_are_known() {
-        assert!(is_known_kind("sysfs-duplicate"));
-        assert!(is_known_kind(kind::LEAKED_SLAB_CACHE));
-        assert!(!is_known_kind("leaked-slab"));
-        assert!(is_known_kind("leaked-sysctl") && is_known_kind("timeout"));
-        let all = known_kinds();
-        let unique: std::collections::BTreeSet<&&str> = all.iter().collect();
-        assert_eq!(unique.len(), all.len(), "a kind is declared twice: {all:?}");
+        Finding::new(kind, title, severity)
     }
 
     #[test]
@@ -199,7 +115,7 @@ mod tests {
             Severity::Warn,
         );
         let oops = finding("oops", "general protection fault in x", Severity::Fail);
-        let failed = finding(kind::STEP_FAILED, "modprobe x failed", Severity::Fail);
+        let failed = finding("step-failed", "modprobe x failed", Severity::Fail);
         assert_eq!(status(None, std::slice::from_ref(&warn)), Status::DmesgWarn);
         assert_eq!(
             status(None, &[warn.clone(), oops.clone()]),
@@ -232,18 +148,18 @@ mod tests {
     fn controls_pass_only_when_flagged() {
         let expect = [
             Expectation {
-                kind: kind::LEAKED_SLAB_CACHE.into(),
-                title: "*rust_i915_*".into(),
-                attribution: "*cycle 1*".into(),
+                kind: FindingKind::LEAKED_SLAB_CACHE,
+                title: Pattern::new("*rust_i915_*").unwrap(),
+                attribution: Pattern::new("*cycle 1*").unwrap(),
             },
             Expectation {
                 kind: "sysfs-duplicate".into(),
-                title: "*".into(),
-                attribution: "*".into(),
+                title: Pattern::any(),
+                attribution: Pattern::any(),
             },
         ];
         let mut leak = finding(
-            kind::LEAKED_SLAB_CACHE,
+            "leaked-slab-cache",
             "slab caches left after unload: rust_i915_vma",
             Severity::Fail,
         );
@@ -275,7 +191,10 @@ mod tests {
         let mut findings = vec![leak];
         let half = apply_controls(&expect, &mut findings, Status::DmesgFail);
         assert_eq!(half, Status::Fail);
-        assert_eq!(findings.last().unwrap().kind, kind::CONTROL_NOT_FLAGGED);
+        assert_eq!(
+            findings.last().unwrap().kind,
+            FindingKind::CONTROL_NOT_FLAGGED
+        );
         assert!(findings.last().unwrap().title.contains("sysfs-duplicate"));
 
         let mut none = vec![];

@@ -101,6 +101,8 @@ struct RawStep {
     hotunplug: Option<String>,
     hotplug: Option<String>,
     sweep: Option<String>,
+    /// A shell line for the guest.
+    run: Option<String>,
     kind: Option<SelftestKind>,
     /// Sweeps: `fail-nth` (default) or `param`.
     method: Option<String>,
@@ -366,20 +368,34 @@ fn parse_test(
         .map(|e| {
             let span = e.span();
             let e = e.into_inner();
-            for (field, glob) in [("title", &e.title), ("attribution", &e.attribution)] {
-                globset::Glob::new(glob).map_err(|err| {
+            let pattern = |field: &str, glob: &str| {
+                super::Pattern::new(glob).map_err(|err| {
                     source.error(
                         Some(span.clone()),
                         format!(
                             "test {short:?}: field `expect.{field}` is not a valid glob: {err}"
                         ),
                     )
-                })?;
-            }
+                })
+            };
+            let title = pattern("title", &e.title)?;
+            let attribution = pattern("attribution", &e.attribution)?;
+            let kind = crate::kind::FindingKind::parse_known(&e.kind).ok_or_else(|| {
+                let known: Vec<String> =
+                    crate::kind::FindingKind::known().map(|k| k.to_string()).collect();
+                source.error(
+                    Some(span.clone()),
+                    format!(
+                        "test {short:?}: field `expect.kind` names finding kind `{}`, which no check produces; known kinds: {}",
+                        e.kind,
+                        known.join(", ")
+                    ),
+                )
+            })?;
             Ok(Expectation {
-                kind: e.kind,
-                title: e.title,
-                attribution: e.attribution,
+                kind,
+                title,
+                attribution,
             })
         })
         .collect::<Result<_, SuiteError>>()?;
@@ -404,6 +420,7 @@ fn parse_step(raw: RawStep, guest: GuestMode, default_timeout: Duration) -> Resu
         ("hotunplug", &raw.hotunplug),
         ("hotplug", &raw.hotplug),
         ("sweep", &raw.sweep),
+        ("run", &raw.run),
     ];
     let given: Vec<&str> = actions
         .iter()
@@ -420,7 +437,7 @@ fn parse_step(raw: RawStep, guest: GuestMode, default_timeout: Duration) -> Resu
             (*verb, module.to_string())
         }
         [] => return Err(
-            "a step needs one of `load`, `unload`, `reload`, `selftest`, `sweep`, `unbind`, `bind`, `hotunplug`, `hotplug` (e.g. { load = \"i915\" })"
+            "a step needs one of `load`, `unload`, `reload`, `selftest`, `sweep`, `unbind`, `bind`, `hotunplug`, `hotplug`, `run` (e.g. { load = \"i915\" })"
                 .into(),
         ),
         many => {
@@ -431,21 +448,33 @@ fn parse_step(raw: RawStep, guest: GuestMode, default_timeout: Duration) -> Resu
         }
     };
     let device_step = matches!(verb, "unbind" | "bind" | "hotunplug" | "hotplug");
-    match verb {
-        // QEMU ids: the runner knows which devices it can plug back.
-        "hotunplug" | "hotplug" => step::check_device_id(&module).and_then(|()| {
-            if module == crate::vm::argv::STANDIN.id {
-                Ok(())
-            } else {
-                Err(format!(
-                    "no pluggable device {module:?}: emulated guests have `{}` (QEMU's edu behind a hotplug PCIe port)",
-                    crate::vm::argv::STANDIN.id
-                ))
-            }
-        }),
-        _ => step::check_module_name(&module),
+    if verb == "run" {
+        if module.trim().is_empty() {
+            return Err(
+                "field `run` is empty: give a shell line, e.g. { run = \"echo 1 > /sys/...\" }"
+                    .into(),
+            );
+        }
+        if raw.params.is_some() || raw.kind.is_some() || raw.filter.is_some() {
+            return Err("`run` steps take only `timeout` and `expect_failure`".into());
+        }
+    } else {
+        match verb {
+            // QEMU ids: the runner knows which devices it can plug back.
+            "hotunplug" | "hotplug" => step::check_device_id(&module).and_then(|()| {
+                if module == crate::vm::argv::STANDIN.id {
+                    Ok(())
+                } else {
+                    Err(format!(
+                        "no pluggable device {module:?}: emulated guests have `{}` (QEMU's edu behind a hotplug PCIe port)",
+                        crate::vm::argv::STANDIN.id
+                    ))
+                }
+            }),
+            _ => step::check_module_name(&module),
+        }
+        .map_err(|why| format!("field `{verb}`: {why}"))?;
     }
-    .map_err(|why| format!("field `{verb}`: {why}"))?;
 
     let params = match raw.params {
         Some(_) if verb == "unload" || device_step => {
@@ -500,6 +529,7 @@ fn parse_step(raw: RawStep, guest: GuestMode, default_timeout: Duration) -> Resu
             limit: raw.limit.unwrap_or(DEFAULT_SWEEP_LIMIT),
             method: sweep_method(raw.method.as_deref(), raw.param, raw.points, raw.limit)?,
         },
+        "run" => Action::Run { command: module },
         _ => {
             let kind = raw
                 .kind

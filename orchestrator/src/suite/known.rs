@@ -5,9 +5,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use globset::Glob;
-
-use super::KnownIssue;
+use super::{glob_matches, KnownIssue};
 use crate::outcome::TestResult;
 
 /// A calendar date, `YYYY-MM-DD`.
@@ -173,10 +171,6 @@ impl fmt::Display for KernelRange {
     }
 }
 
-fn glob_matches(glob: &str, text: &str) -> bool {
-    Glob::new(glob).is_ok_and(|g| g.compile_matcher().is_match(text))
-}
-
 impl KnownIssue {
     /// Whether this entry covers a finding titled `title` in test `test`.
     pub fn matches(&self, test: &str, title: &str) -> bool {
@@ -267,10 +261,9 @@ pub fn audit(
 #[cfg(test)]
 mod tests {
     use std::path::Path;
-    use std::time::Duration;
 
     use super::*;
-    use crate::outcome::{Finding, Severity};
+    use crate::outcome::fixtures;
     use crate::status::Status;
     use crate::suite::{parse_known_issues, SuiteSource};
 
@@ -309,19 +302,8 @@ mod tests {
 
     fn result(name: &str, status: Status, titles: &[&str]) -> TestResult {
         TestResult {
-            duration: Duration::ZERO,
-            findings: titles
-                .iter()
-                .map(|t| Finding {
-                    kind: "warning".into(),
-                    title: (*t).into(),
-                    severity: Severity::Warn,
-                    report: String::new(),
-                    attribution: None,
-                    known_issue: None,
-                })
-                .collect(),
-            ..TestResult::new(name, "s", status)
+            status,
+            ..fixtures::with_warnings(name, titles)
         }
     }
 

@@ -9,12 +9,14 @@
 mod file;
 pub mod implicit;
 mod known;
+mod pattern;
 mod select;
 mod step;
 mod write;
 
 pub use file::{load_known_issues, parse_known_issues, SuiteError, SuiteSource};
 pub use known::{audit, Date, KernelRange, Note};
+pub use pattern::{glob_matches, Pattern};
 pub use select::{select, SelectError, Shard};
 pub use step::{Action, ParamValue, Params, SelftestKind, Step, SweepMethod, DEFAULT_SWEEP_LIMIT};
 pub use write::to_toml;
@@ -61,13 +63,13 @@ pub struct Test {
 /// A finding a control test must produce.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Expectation {
-    /// Finding kind, e.g. `sysfs-duplicate` or `leaked-slab-cache`.
-    pub kind: String,
+    /// Finding kind, e.g. `sysfs-duplicate` or `leaked-slab-cache`: one some check produces.
+    pub kind: crate::kind::FindingKind,
     /// Glob the finding's title must match (default `*`).
-    pub title: String,
+    pub title: Pattern,
     /// Glob the finding's attribution must match (default `*`), e.g.
     /// `*unload in cycle 2*`: a control checks the blame, not only the find.
-    pub attribution: String,
+    pub attribution: Pattern,
 }
 
 /// A finding that is known and does not fail the run; it keeps its status in the reports.

@@ -56,6 +56,10 @@ pub enum Action {
         /// Given on every load of the sweep.
         params: Params,
     },
+    /// A shell line in the guest (`sh -c`), e.g. to poke a sysfs file between
+    /// loads; a non-zero exit fails the step. `KCYCLE_ATTEMPT` holds the
+    /// attempt (1, then 2 on the first rerun of a failing test).
+    Run { command: String },
 }
 
 /// How a sweep makes init fail.
@@ -73,7 +77,8 @@ pub enum SweepMethod {
 pub const DEFAULT_SWEEP_LIMIT: u32 = 400;
 
 impl Step {
-    /// The module a load, unload or selftest step works on; device steps have none.
+    /// The module a load, unload, selftest or sweep step works on; device and `run` steps
+    /// have none.
     pub fn module(&self) -> Option<&str> {
         match &self.action {
             Action::Load { module, .. }
@@ -84,7 +89,8 @@ impl Step {
             Action::Unbind { .. }
             | Action::Bind { .. }
             | Action::Hotunplug { .. }
-            | Action::Hotplug { .. } => None,
+            | Action::Hotplug { .. }
+            | Action::Run { .. } => None,
         }
     }
 }

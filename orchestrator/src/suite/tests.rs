@@ -317,3 +317,22 @@ fn sweep_fields_are_checked() {
             .contains("field `points`")
     );
 }
+
+#[test]
+fn expectations_need_known_kinds_located_at_the_entry() {
+    let err = error(
+        "[[test]]\nname = \"t\"\nsteps = [{ load = \"i915\" }]\nexpect = [{ kind = \"leaked-slab\" }]",
+    );
+    assert!(err.contains("suites/example.toml:4"), "{err}");
+    assert!(err.contains("finding kind `leaked-slab`"), "{err}");
+    assert!(err.contains("leaked-slab-cache"), "{err}");
+    // Faults are kinds a control can expect.
+    let suite = parse(
+        "[[test]]\nname = \"t\"\nsteps = [{ load = \"i915\" }]\nexpect = [{ kind = \"crash\" }]",
+    )
+    .unwrap();
+    assert_eq!(
+        suite.tests[0].expect[0].kind,
+        crate::kind::FindingKind::Fault(crate::kind::Fault::Crash)
+    );
+}

@@ -52,9 +52,9 @@ fn write_test(out: &mut String, suite: &Suite, test: &Test) {
             let _ = writeln!(
                 out,
                 "    {{ kind = {}, title = {}, attribution = {} }},",
-                string(&e.kind),
-                string(&e.title),
-                string(&e.attribution)
+                string(e.kind.name()),
+                string(e.title.as_str()),
+                string(e.attribution.as_str())
             );
         }
         out.push_str("]\n");
@@ -113,6 +113,7 @@ fn step_table(step: &Step, suite: &Suite) -> String {
         Action::Bind { driver } => fields.push(format!("bind = {}", string(driver))),
         Action::Hotunplug { device } => fields.push(format!("hotunplug = {}", string(device))),
         Action::Hotplug { device } => fields.push(format!("hotplug = {}", string(device))),
+        Action::Run { command } => fields.push(format!("run = {}", string(command))),
     }
     if let Some(params) = params.filter(|p| !p.is_empty()) {
         fields.push(format!("params = {}", params_table(params)));

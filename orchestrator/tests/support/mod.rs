@@ -62,13 +62,17 @@ pub fn kcycle(tmp: &Path, kernel: &Artifacts) -> Command {
 
 /// Run `kcycle run` on `suites` into a fresh results dir; returns exit code,
 /// stderr and the results read back from results.json (after checking that
-/// junit.xml parses and summary.md exists).
+/// junit.xml parses and summary.md exists). One attempt per test unless
+/// `args` set `--retries`: a failing control is checked as it came out, and
+/// the reruns are flaky_e2e's subject.
 pub fn run_suites(tmp: &Path, args: &[&str]) -> Option<(i32, String, Vec<TestResult>, PathBuf)> {
     let kernel = kernel()?;
     let results = tmp.join("results");
+    let retries = args.contains(&"--retries");
     let output = kcycle(tmp, &kernel)
         .arg("--progress=never")
         .arg("run")
+        .args(if retries { None } else { Some("--no-retry") })
         .args(args)
         .arg("--results")
         .arg(&results)
