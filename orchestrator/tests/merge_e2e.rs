@@ -108,10 +108,18 @@ fn shards_of_a_real_run_merge_into_the_unsharded_run() {
         .output()
         .unwrap();
     eprintln!("{}", String::from_utf8_lossy(&output.stderr));
+    let not_passed: Vec<String> = read(&whole)
+        .1
+        .iter()
+        .filter(|r| r.status.to_string() != "pass")
+        .map(|r| format!("{}: {} {:?}", r.name, r.status, r.findings))
+        .collect();
     assert_eq!(
         output.status.code(),
         unsharded.status.code(),
-        "merge exits like the unsharded run: {output:?}"
+        "merge exits like the unsharded run: {output:?}\nthe unsharded run's tests that did not pass: \
+         {not_passed:#?}\nits stderr:\n{}",
+        String::from_utf8_lossy(&unsharded.stderr)
     );
 
     let (whole_info, whole_results) = read(&whole);

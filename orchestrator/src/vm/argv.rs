@@ -113,10 +113,8 @@ const GPU_PORT: &str = "pcie-root-port,id=gpu-port,bus=pcie.0,chassis=10,slot=10
 pub const SUN_PATH_MAX: usize = 107;
 
 /// Kernel parameters every guest gets: serial console, reboot on panic
-/// (which `-no-reboot` turns into QEMU exiting), and no IO-APIC timer check:
-/// under TCG on a loaded host the check's interrupt arrives late and the
-/// guest panics ("IO-APIC + timer doesn't work!") before it boots.
-pub const BASE_CMDLINE: &[&str] = &["console=ttyS0", "panic=-1", "no_timer_check"];
+/// (which `-no-reboot` turns into QEMU exiting).
+pub const BASE_CMDLINE: &[&str] = &["console=ttyS0", "panic=-1"];
 
 impl QemuConfig {
     /// Defaults for everything but the files and the port.
