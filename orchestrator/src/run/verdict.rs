@@ -35,11 +35,13 @@ pub fn apply_known_issues(test: &str, findings: &mut [Finding], known: &[KnownIs
 /// A control test passes when every expectation is met by a finding (its
 /// findings are kept, marked as expected) and fails with a
 /// `control-not-flagged` finding for each expectation that is not. A guest
-/// fault keeps its status either way.
+/// fault keeps its status either way. `explain` adds what the run saw that
+/// came closest to an expectation that was not met.
 pub fn apply_controls(
     expect: &[Expectation],
     findings: &mut Vec<Finding>,
     status: Status,
+    explain: impl Fn(&Expectation) -> Option<String>,
 ) -> Status {
     if expect.is_empty() {
         return status;
@@ -87,9 +89,11 @@ pub fn apply_controls(
                 }
             ),
             severity: Severity::Fail,
-            report: "This test reproduces a known bug on purpose; kcycle must flag it. \
-                     If it passes, kcycle's checks are broken, not the driver fixed."
-                .into(),
+            report: format!(
+                "This test reproduces a known bug on purpose; kcycle must flag it. \
+                 If it passes, kcycle's checks are broken, not the driver fixed.\n{}",
+                explain(expectation).unwrap_or_default()
+            ),
             attribution: None,
             known_issue: None,
         });
@@ -167,7 +171,7 @@ mod tests {
         // Found, but charged to the wrong cycle: not flagged as expected.
         let mut wrong = vec![leak.clone()];
         assert_eq!(
-            apply_controls(&expect[..1], &mut wrong, Status::DmesgFail),
+            apply_controls(&expect[..1], &mut wrong, Status::DmesgFail, |_| None),
             Status::Fail
         );
         assert!(wrong
@@ -184,12 +188,12 @@ mod tests {
 
         let mut findings = vec![leak.clone(), dup];
         let before = status(None, &findings);
-        let flagged = apply_controls(&expect, &mut findings, before);
+        let flagged = apply_controls(&expect, &mut findings, before, |_| None);
         assert_eq!(flagged, Status::Pass);
         assert!(findings.iter().all(|f| f.known_issue.is_some()));
 
         let mut findings = vec![leak];
-        let half = apply_controls(&expect, &mut findings, Status::DmesgFail);
+        let half = apply_controls(&expect, &mut findings, Status::DmesgFail, |_| None);
         assert_eq!(half, Status::Fail);
         assert_eq!(
             findings.last().unwrap().kind,
@@ -198,9 +202,12 @@ mod tests {
         assert!(findings.last().unwrap().title.contains("sysfs-duplicate"));
 
         let mut none = vec![];
-        assert_eq!(apply_controls(&[], &mut none, Status::Pass), Status::Pass);
         assert_eq!(
-            apply_controls(&expect, &mut none, Status::Crash),
+            apply_controls(&[], &mut none, Status::Pass, |_| None),
+            Status::Pass
+        );
+        assert_eq!(
+            apply_controls(&expect, &mut none, Status::Crash, |_| None),
             Status::Crash
         );
     }
