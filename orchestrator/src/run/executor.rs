@@ -153,7 +153,8 @@ pub fn run_test(
     let mut status = verdict::status(fault, &findings);
     verdict::apply_known_issues(&ctx.test.name, &mut findings, &ctx.suite.known_issues);
     status = verdict::apply_controls(&ctx.test.expect, &mut findings, status, |e| {
-        (e.kind == FindingKind::STEADY_GROWTH).then(|| trend::near_misses(&rec.cycles, 5))
+        (e.kind == FindingKind::STEADY_GROWTH)
+            .then(|| trend::near_misses(&rec.cycles, |title| e.title.matches(title), 5))
     });
     // A flagged control's sweep points carry the flagged findings: expected too.
     let flagged_control = !ctx.test.expect.is_empty() && status == Status::Pass;

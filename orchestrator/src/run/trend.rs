@@ -126,9 +126,10 @@ pub fn steady_growth(samples: &[CycleSample]) -> Vec<Finding> {
         .collect()
 }
 
-/// The counters that grew most without counting as a steady leak, and why:
-/// what a steady-growth control that was not flagged needs to say.
-pub fn near_misses(samples: &[CycleSample], limit: usize) -> String {
+/// What a steady-growth control that was not flagged needs to say: the
+/// counters that grew without counting as a steady leak, and why. Counters
+/// whose finding title would match `wanted` come first, then the fastest.
+pub fn near_misses(samples: &[CycleSample], wanted: impl Fn(&str) -> bool, limit: usize) -> String {
     if samples.len() < MIN_CYCLES {
         return format!(
             "The test ran {} cycles; a trend needs {MIN_CYCLES}.\n",
@@ -141,6 +142,7 @@ pub fn near_misses(samples: &[CycleSample], limit: usize) -> String {
         .filter_map(|t| t.rejection().map(|why| (t, why)))
         .collect();
     grown.sort_by(|a, b| b.0.slope.total_cmp(&a.0.slope));
+    grown.sort_by_key(|(t, _)| !wanted(&title(&t.name)));
     let mut out = String::from("Counters that grew but were not judged a steady leak:\n");
     if grown.is_empty() {
         out.push_str("  none\n");
@@ -157,12 +159,21 @@ pub fn near_misses(samples: &[CycleSample], limit: usize) -> String {
     out
 }
 
+/// The counter's name as reports spell it, and its unit.
+fn counter(name: &str) -> (&str, &'static str) {
+    match name.split_once(':') {
+        Some(("slab", cache)) => (cache, "objects"),
+        Some(("meminfo", field)) => (field, "kB"),
+        _ => (name, ""),
+    }
+}
+
+fn title(name: &str) -> String {
+    format!("{} grows every cycle", counter(name).0)
+}
+
 fn finding(t: &Trend) -> Finding {
-    let (counter, unit) = match t.name.split_once(':') {
-        Some(("slab", cache)) => (cache.to_string(), "objects"),
-        Some(("meminfo", field)) => (field.to_string(), "kB"),
-        _ => (t.name.clone(), ""),
-    };
+    let (counter, unit) = counter(&t.name);
     let (first, last) = t.span();
     let series: Vec<String> = t
         .cycles
@@ -172,7 +183,7 @@ fn finding(t: &Trend) -> Finding {
         .collect();
     Finding {
         kind: crate::kind::FindingKind::STEADY_GROWTH,
-        title: format!("{counter} grows every cycle"),
+        title: title(&t.name),
         severity: Severity::Fail,
         report: format!(
             "{counter}: {:+.1} {unit} per cycle over cycles {first}..{last} (R² {:.2}), \
@@ -281,7 +292,7 @@ mod tests {
             found.len(),
             1,
             "{}",
-            near_misses(&samples("slab:kmalloc-512", &dipped), 3)
+            near_misses(&samples("slab:kmalloc-512", &dipped), |_| true, 3)
         );
         assert!(
             found[0]
@@ -297,14 +308,23 @@ mod tests {
     #[test]
     fn near_misses_say_why_a_counter_was_not_a_leak() {
         let jump = [100, 100, 100, 100, 164, 164, 164, 164, 164, 164];
-        let text = near_misses(&samples("meminfo:Slab", &jump), 3);
+        let mut both = samples("meminfo:Slab", &jump);
+        for (sample, v) in both.iter_mut().zip([5, 5, 5, 6, 6, 6, 6, 7, 7, 7]) {
+            sample.counters.insert("slab:kmalloc-512".into(), v);
+        }
+        let text = near_misses(&both, |title| title.starts_with("kmalloc-512 "), 1);
+        assert!(
+            text.contains("slab:kmalloc-512: grew +0.3 per cycle"),
+            "{text}"
+        );
+        let text = near_misses(&both, |_| false, 3);
         assert!(
             text.contains("meminfo:Slab: does not follow a line (R² 0."),
             "{text}"
         );
         assert!(text.contains("cycles 2..10: 100 100 100 164"), "{text}");
-        let flat = near_misses(&samples("meminfo:Slab", &[7; 10]), 3);
+        let flat = near_misses(&samples("meminfo:Slab", &[7; 10]), |_| true, 3);
         assert!(flat.ends_with("  none\n"), "{flat}");
-        assert!(near_misses(&samples("x", &[1, 2]), 3).contains("ran 2 cycles"));
+        assert!(near_misses(&samples("x", &[1, 2]), |_| true, 3).contains("ran 2 cycles"));
     }
 }
