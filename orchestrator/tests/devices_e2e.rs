@@ -10,8 +10,6 @@ use support::result;
 
 use std::path::Path;
 
-use kcycle::status::Status;
-
 #[test]
 fn the_stand_in_is_probed_and_removed_every_cycle_and_remove_leaks_are_flagged() {
     let tmp = tempfile::tempdir().unwrap();
@@ -21,16 +19,7 @@ fn the_stand_in_is_probed_and_removed_every_cycle_and_remove_leaks_are_flagged()
     else {
         return;
     };
-    for r in &results {
-        assert_eq!(
-            r.status,
-            Status::Pass,
-            "{}: {:#?}\n{stderr}",
-            r.name,
-            r.findings
-        );
-    }
-    assert_eq!(code, 0, "{stderr}");
+    support::assert_all_pass(&results, code, &stderr);
 
     // The clean driver: nothing found, and the probe really ran on the device each time (a
     // load and a bind per cycle), with the interrupt it waits for.

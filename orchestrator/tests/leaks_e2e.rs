@@ -41,16 +41,7 @@ fn every_ledger_control_is_flagged_and_the_clean_driver_leaves_nothing() {
     let Some((code, stderr, results)) = run(tmp.path(), &suites_dir().join("leaks.toml")) else {
         return;
     };
-    for r in &results {
-        assert_eq!(
-            r.status,
-            Status::Pass,
-            "{}: {:#?}\n{stderr}",
-            r.name,
-            r.findings
-        );
-    }
-    assert_eq!(code, 0, "{stderr}");
+    support::assert_all_pass(&results, code, &stderr);
 
     // 20 cycles of every namespace, torn down: no leftover, no trend, nothing.
     let clean = result(&results, "kcycle@leaks@clean-cycles");

@@ -409,7 +409,7 @@ impl Recorder<'_> {
         // After devices left their driver (unbind, hot-unplug), their remove must have undone
         // what their probe set up, while the module stays loaded.
         // A probe that failed must have released what it claimed, like a remove.
-        let by = match device {
+        let released_by = match device {
             Some(Action::Unbind { .. }) => "unbind",
             Some(Action::Hotunplug { .. }) => "hot-unplug",
             _ => "",
@@ -419,7 +419,7 @@ impl Recorder<'_> {
             released.extend(
                 command::released_devices(action, &output.stdout)
                     .into_iter()
-                    .map(|(driver, devices)| (driver, devices, by)),
+                    .map(|(driver, devices)| (driver, devices, released_by)),
             );
         }
         // (After a failed load the whole load's diff already says it.)

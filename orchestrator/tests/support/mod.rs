@@ -106,3 +106,17 @@ pub fn result<'a>(results: &'a [TestResult], name: &str) -> &'a TestResult {
         .find(|r| r.name == name)
         .unwrap_or_else(|| panic!("no result {name}"))
 }
+
+/// Every result passed (controls included: a flagged control passes) and the run exited 0.
+pub fn assert_all_pass(results: &[TestResult], code: i32, stderr: &str) {
+    for r in results {
+        assert_eq!(
+            r.status,
+            kcycle::status::Status::Pass,
+            "{}: {:#?}\n{stderr}",
+            r.name,
+            r.findings
+        );
+    }
+    assert_eq!(code, 0, "{stderr}");
+}
