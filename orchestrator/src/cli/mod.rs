@@ -119,6 +119,22 @@ pub enum Command {
     /// known issues and inconsistent ones as flakes.
     #[command(subcommand)]
     Baseline(BaselineCommand),
+    /// Find the commit that brought a finding in: a binary search between a good and a
+    /// bad commit of a kernel tree or an out-of-tree module's repository.
+    ///
+    /// Each step checks the commit out in --source, builds what it must (the guest
+    /// kernel from a kernel tree, incrementally in kcycle's cache; the module with
+    /// `make M=` for a module repository) and runs `kcycle cycle` or `kcycle run`
+    /// with `--bisect`. The bad commit is tested first, twice unless --runs is
+    /// given: a finding that shows in one run of two makes every later commit need
+    /// five good runs before it counts as good (95% confidence). A commit that does
+    /// not build or whose guest breaks is skipped. The tree's checkout is restored
+    /// at the end. Every step's results stay in --results (step-N-COMMIT/), with
+    /// bisect.md listing the steps.
+    ///
+    /// Example: kcycle bisect --source ~/src/mydrv --good v1.0 --bad main \
+    ///   --cycle . --finding '*mydrv*'
+    Bisect(BisectCommandArgs),
     /// Classify kernel logs: WARNs, oopses, KASAN, duplicate debugfs/sysfs entries, leaks.
     ///
     /// Exits 0 when nothing is found, 1 when something is, 2 on error (like grep).
@@ -309,6 +325,8 @@ pub struct CycleArgs {
     /// Print the suite as TOML (a suite file to keep) and exit without running it.
     #[arg(long)]
     pub print_suite: bool,
+    #[command(flatten)]
+    pub bisect: BisectArgs,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -347,6 +365,46 @@ impl RetryArgs {
             self.retries
         }
     }
+}
+
+#[derive(Debug, Args)]
+pub struct BisectCommandArgs {
+    /// A commit without the finding.
+    #[arg(long)]
+    pub good: String,
+    /// A later commit with the finding.
+    #[arg(long)]
+    pub bad: String,
+    /// The git tree to bisect: a kernel tree, or an out-of-tree module's repository.
+    /// Its working tree must be clean; its checkout is restored at the end.
+    #[arg(long)]
+    pub source: PathBuf,
+    /// Only a failing finding that matches this (a fingerprint, an id prefix, or a glob
+    /// over its title) makes a commit bad; without it any failure does.
+    #[arg(long)]
+    pub finding: Option<String>,
+    /// Check this module at each step with `kcycle cycle`: a module name, or a
+    /// directory of the tree (relative to --source; `.` for its top).
+    #[arg(long, value_name = "MODULE|DIR", conflicts_with = "suites")]
+    pub cycle: Option<String>,
+    /// With --cycle: a module parameter, NAME=VALUE (repeat for more).
+    #[arg(long = "params", value_name = "NAME=VALUE", requires = "cycle")]
+    pub params: Vec<String>,
+    /// With --cycle: load/unload cycles per run.
+    #[arg(long, default_value_t = 3, requires = "cycle")]
+    pub cycles: u32,
+    /// Runs per commit before it counts as good; default: measured on the bad commit
+    /// (two runs there).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=20))]
+    pub runs: Option<u32>,
+    #[command(flatten)]
+    pub guest: GuestArgs,
+    /// Where every step's results and bisect.md go.
+    #[arg(long, default_value = "bisect-results")]
+    pub results: PathBuf,
+    /// Suite files to run at each step (instead of --cycle).
+    #[arg(value_name = "SUITE")]
+    pub suites: Vec<PathBuf>,
 }
 
 /// Exit codes for `git bisect run`.
@@ -486,13 +544,20 @@ pub fn run(cli: Cli) -> Result<ExitStatus, Failure> {
         Command::Image(ImageCommand::Build(args)) => image_build(&args),
         Command::Boot(args) => boot(&args.guest),
         Command::Exec(args) => exec(&args),
-        Command::Run(args) => bisect::map(&args.bisect, &args.results, run_suites(&args, progress)),
+        Command::Run(args) => bisect::map(&args.bisect, &args.results, {
+            bisect::forget(&args.bisect, &args.results);
+            run_suites(&args, progress)
+        }),
         Command::Ci(args) => ci(&args, progress),
-        Command::Cycle(args) => cycle(&args, progress),
+        Command::Cycle(args) => bisect::map(&args.bisect, &args.results, {
+            bisect::forget(&args.bisect, &args.results);
+            cycle(&args, progress)
+        }),
         Command::Merge(args) => merge_results(&args),
         Command::Report(args) => report(&args),
         Command::Compare(args) => compare_results(&args),
         Command::Baseline(BaselineCommand::Update(args)) => baseline_update(&args),
+        Command::Bisect(args) => bisect::bisect(&args),
         Command::Dmesg(args) => dmesg(&args),
         Command::Passthrough(command) => passthrough(&command),
         Command::Completions(args) => completions(&args),
