@@ -99,8 +99,13 @@ pub(super) fn bisect(args: &BisectCommandArgs) -> Result<ExitStatus, Failure> {
     std::fs::create_dir_all(&args.results)
         .with_context(|| format!("failed to create {}", args.results.display()))
         .infrastructure()?;
-    let cancel = Cancel::process();
-    let restore = tree.remember_checkout().infrastructure()?;
+    let step = Stepper {
+        plan: &plan,
+        tree: &tree,
+        cancel: Cancel::process(),
+    };
+    // Checks the tree's branch out again however this ends.
+    let restore = Restore::remember(&tree).infrastructure()?;
     let mut log = Log::new(&tree, &args.results);
     eprintln!(
         "kcycle bisect: {} commits after {}, about {} steps; testing the bad commit first",
@@ -108,70 +113,9 @@ pub(super) fn bisect(args: &BisectCommandArgs) -> Result<ExitStatus, Failure> {
         tree.describe(&good),
         bisection.steps_left()
     );
-
-    // The bad end first: it must be bad, and how often says how flaky the finding is.
-    let tries = args.runs.unwrap_or(2);
-    let (mut seen, mut done) = (0, 0);
-    for _ in 0..tries {
-        done += 1;
-        match plan.run(&tree, &bad, &mut log, &cancel)? {
-            Verdict::Bad => seen += 1,
-            Verdict::Good => {}
-            Verdict::Skip => {
-                restore.finish(&tree);
-                return Err(anyhow::anyhow!(
-                    "failed to bisect: the bad commit {} could not be tested (see {})",
-                    tree.describe(&bad),
-                    log.last_dir().display()
-                ))
-                .infrastructure();
-            }
-        }
-        if args.runs.is_some() && seen > 0 {
-            break;
-        }
-    }
-    let runs = match args.runs {
-        Some(runs) => runs,
-        None => kcycle::bisect::runs_per_step(seen, tries, 0.95).unwrap_or(0),
-    };
-    if seen == 0 {
-        restore.finish(&tree);
-        log.write();
-        return Err(anyhow::anyhow!(
-            "failed to bisect: {} did not come out bad in {tries} run(s){}; check --bad and --finding (results in {})",
-            tree.describe(&bad),
-            args.finding.as_deref().map(|f| format!(" with --finding {f}")).unwrap_or_default(),
-            args.results.display()
-        ))
-        .bad_input();
-    }
-    eprintln!(
-        "kcycle bisect: {} is bad ({seen} of {} runs){}",
-        tree.describe(&bad),
-        done,
-        if runs > 1 {
-            format!("; a commit counts as good after {runs} good runs")
-        } else {
-            String::new()
-        }
-    );
-
+    let runs = bad_end(args, &step, &bad, &mut log)?;
     while let Some(commit) = bisection.next().map(str::to_string) {
-        let mut verdict = Verdict::Good;
-        for _ in 0..runs {
-            match plan.run(&tree, &commit, &mut log, &cancel)? {
-                Verdict::Good => {}
-                Verdict::Bad => {
-                    verdict = Verdict::Bad;
-                    break;
-                }
-                Verdict::Skip => {
-                    verdict = Verdict::Skip;
-                    break;
-                }
-            }
-        }
+        let verdict = step.judge(&commit, runs, &mut log)?;
         bisection.record(&commit, verdict);
         eprintln!(
             "kcycle bisect: {} is {}; steps left: about {}",
@@ -180,10 +124,73 @@ pub(super) fn bisect(args: &BisectCommandArgs) -> Result<ExitStatus, Failure> {
             bisection.steps_left()
         );
     }
-    restore.finish(&tree);
+    drop(restore);
     let found = bisection.found();
     log.conclude(found.as_ref());
     log.write();
+    print_found(found, &tree, &log, args)
+}
+
+/// Test the bad end: it must come out bad, and how often it does says how
+/// many good runs a later commit needs. Returns that number.
+fn bad_end(
+    args: &BisectCommandArgs,
+    step: &Stepper<'_>,
+    bad: &str,
+    log: &mut Log,
+) -> Result<u32, Failure> {
+    let tries = args.runs.unwrap_or(2);
+    let (mut seen, mut done) = (0, 0);
+    while done < tries && !(args.runs.is_some() && seen > 0) {
+        done += 1;
+        match step.run(bad, log)? {
+            Verdict::Bad => seen += 1,
+            Verdict::Good => {}
+            Verdict::Skip => {
+                log.write();
+                return Err(anyhow::anyhow!(
+                    "failed to bisect: the bad commit {} could not be tested (see {})",
+                    step.tree.describe(bad),
+                    log.last_dir().display()
+                ))
+                .infrastructure();
+            }
+        }
+    }
+    let runs = match args.runs {
+        Some(runs) => Some(runs),
+        None => kcycle::bisect::runs_per_step(seen, tries, 0.95),
+    };
+    let Some(runs) = runs.filter(|_| seen > 0) else {
+        log.write();
+        return Err(anyhow::anyhow!(
+            "failed to bisect: {} did not come out bad in {done} run(s){}; check --bad and --finding (results in {})",
+            step.tree.describe(bad),
+            args.finding.as_deref().map(|f| format!(" with --finding {f}")).unwrap_or_default(),
+            args.results.display()
+        ))
+        .bad_input();
+    };
+    eprintln!(
+        "kcycle bisect: {} is bad ({seen} of {done} runs){}",
+        step.tree.describe(bad),
+        if runs > 1 {
+            format!("; a commit counts as good after {runs} good runs")
+        } else {
+            String::new()
+        }
+    );
+    Ok(runs)
+}
+
+/// The answer on stdout: the first bad commit with its evidence (exit 0), or
+/// the commits skipped ones leave open (exit 1).
+fn print_found(
+    found: Option<Found>,
+    tree: &Tree,
+    log: &Log,
+    args: &BisectCommandArgs,
+) -> Result<ExitStatus, Failure> {
     match found {
         Some(Found::Commit(commit)) => {
             println!("first bad commit: {}", tree.describe(&commit));
@@ -282,9 +289,18 @@ impl Tree {
         self.git(&["checkout", "--quiet", "--detach", commit])
             .map(drop)
     }
+}
 
-    fn remember_checkout(&self) -> anyhow::Result<Restore> {
-        let branch = self
+/// Puts the tree's checkout back as it was (a branch or a detached commit)
+/// when dropped: after the search, an error or Ctrl-C alike.
+struct Restore {
+    dir: PathBuf,
+    head: String,
+}
+
+impl Restore {
+    fn remember(tree: &Tree) -> anyhow::Result<Restore> {
+        let branch = tree
             .git(&["symbolic-ref", "--quiet", "--short", "HEAD"])
             .ok();
         let head = match branch
@@ -292,38 +308,53 @@ impl Tree {
             .filter(|b| !b.is_empty())
         {
             Some(branch) => branch,
-            None => self.commit("HEAD")?,
+            None => tree.commit("HEAD")?,
         };
-        Ok(Restore { head, done: false })
-    }
-}
-
-/// Puts the tree's checkout back as it was (a branch or a detached commit).
-struct Restore {
-    head: String,
-    done: bool,
-}
-
-impl Restore {
-    fn finish(mut self, tree: &Tree) {
-        self.done = true;
-        if let Err(error) = tree.git(&["checkout", "--quiet", &self.head]) {
-            eprintln!(
-                "kcycle bisect: failed to check {} out again: {error:#}",
-                self.head
-            );
-        }
+        Ok(Restore {
+            dir: tree.dir.clone(),
+            head,
+        })
     }
 }
 
 impl Drop for Restore {
     fn drop(&mut self) {
-        if !self.done {
+        let tree = Tree {
+            dir: self.dir.clone(),
+            kernel: false,
+        };
+        if let Err(error) = tree.git(&["checkout", "--quiet", &self.head]) {
             eprintln!(
-                "kcycle bisect: stopped with the tree left at a bisection step; `git checkout {}` restores it",
-                self.head
+                "kcycle bisect: failed to check {} out again in {}: {error:#}",
+                self.head,
+                self.dir.display()
             );
         }
+    }
+}
+
+/// Runs the plan on commits of the tree.
+struct Stepper<'a> {
+    plan: &'a Plan,
+    tree: &'a Tree,
+    cancel: Cancel,
+}
+
+impl Stepper<'_> {
+    fn run(&self, commit: &str, log: &mut Log) -> Result<Verdict, Failure> {
+        self.plan.run(self.tree, commit, log, &self.cancel)
+    }
+
+    /// Bad as soon as one run is, skipped as soon as one cannot be tested,
+    /// good after `runs` good runs.
+    fn judge(&self, commit: &str, runs: u32, log: &mut Log) -> Result<Verdict, Failure> {
+        for _ in 0..runs {
+            match self.run(commit, log)? {
+                Verdict::Good => {}
+                other => return Ok(other),
+            }
+        }
+        Ok(Verdict::Good)
     }
 }
 
