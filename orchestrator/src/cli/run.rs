@@ -82,31 +82,16 @@ fn ci_run_args(config: kcycle::config::CiConfig, args: &CiArgs, kernel: PathBuf)
 pub(super) fn run_suites(args: &RunArgs, progress: ProgressMode) -> Result<ExitStatus, Failure> {
     use kcycle::run::qemu::QemuFactory;
     use kcycle::run::session::{run_info, Session};
-    use kcycle::suite::{self, Shard, Suite};
+    use kcycle::suite;
 
     let cancel = Cancel::process();
-    let mut suites = args
-        .suites
-        .iter()
-        .map(|path| Suite::load(path))
-        .collect::<Result<Vec<_>, _>>()
-        .bad_input()?;
-    suites.extend(args.inline_suites.iter().cloned());
-    super::baseline::add_known_issue_files(&mut suites, &args.known_issues)?;
-    let shard = args
-        .shard
-        .as_deref()
-        .map(str::parse::<Shard>)
-        .transpose()
-        .bad_input()?;
-    let plan = suite::select(&suites, args.filter.as_deref(), shard).bad_input()?;
+    let Chosen {
+        suites,
+        shard,
+        chosen,
+    } = choose(args)?;
     check_module_files(&args.modules)?;
     let sources = QemuFactory::module_sources(&args.modules);
-    let chosen: Vec<Suite> = suites
-        .iter()
-        .filter(|s| plan.iter().any(|(p, _)| p.name == s.name))
-        .cloned()
-        .collect();
 
     let gpu = super::passthrough::wanted(args.passthrough, &chosen)
         .map(|selector| super::passthrough::check_for_run(selector, args.jobs))
@@ -171,6 +156,52 @@ pub(super) fn run_suites(args: &RunArgs, progress: ProgressMode) -> Result<ExitS
         super::passthrough::release(held);
     }
     super::baseline::report_known_issues(&suites, &finished.results, &release);
+    outcome(&finished, &results_dir)
+}
+
+/// The suites read (files, inline suites, known-issue files), the shard, and
+/// the suites that have a test in the plan.
+struct Chosen {
+    suites: Vec<kcycle::suite::Suite>,
+    shard: Option<kcycle::suite::Shard>,
+    chosen: Vec<kcycle::suite::Suite>,
+}
+
+fn choose(args: &RunArgs) -> Result<Chosen, Failure> {
+    use kcycle::suite::{self, Shard, Suite};
+    let mut suites = args
+        .suites
+        .iter()
+        .map(|path| Suite::load(path))
+        .collect::<Result<Vec<_>, _>>()
+        .bad_input()?;
+    suites.extend(args.inline_suites.iter().cloned());
+    super::baseline::add_known_issue_files(&mut suites, &args.known_issues)?;
+    let shard = args
+        .shard
+        .as_deref()
+        .map(str::parse::<Shard>)
+        .transpose()
+        .bad_input()?;
+    let plan = suite::select(&suites, args.filter.as_deref(), shard).bad_input()?;
+    let chosen = suites
+        .iter()
+        .filter(|s| plan.iter().any(|(p, _)| p.name == s.name))
+        .cloned()
+        .collect();
+    Ok(Chosen {
+        suites,
+        shard,
+        chosen,
+    })
+}
+
+/// A finished session's exit status: interrupted and unwritable reports are
+/// infrastructure failures, whatever the tests found.
+fn outcome(
+    finished: &kcycle::run::session::Finished,
+    results_dir: &std::path::Path,
+) -> Result<ExitStatus, Failure> {
     if let Some(signal) = finished.cancelled {
         return Err(anyhow::anyhow!(
             "interrupted by {signal}; results so far are in {}",

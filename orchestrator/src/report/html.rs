@@ -440,19 +440,7 @@ fn line_chart(series: &Series, index: usize) -> String {
         escape(&described.join(", "))
     );
     let bottom = LINE_TOP + LINE_HEIGHT;
-    let _ = write!(
-        svg,
-        "<line x1=\"{LINE_LEFT}\" y1=\"{bottom}\" x2=\"{}\" y2=\"{bottom}\" class=\"axis\"/>\
-         <line x1=\"{LINE_LEFT}\" y1=\"{LINE_TOP}\" x2=\"{LINE_LEFT}\" y2=\"{bottom}\" class=\"axis\"/>\n\
-         <text x=\"{}\" y=\"{}\" text-anchor=\"end\">{}</text>\
-         <text x=\"{}\" y=\"{bottom}\" text-anchor=\"end\">{}</text>\n",
-        LINE_LEFT + LINE_WIDTH,
-        LINE_LEFT - 4.0,
-        LINE_TOP + 8.0,
-        number(max),
-        LINE_LEFT - 4.0,
-        number(min),
-    );
+    axes(&mut svg, min, max);
     let path: Vec<String> = values
         .iter()
         .enumerate()
@@ -493,6 +481,24 @@ fn line_chart(series: &Series, index: usize) -> String {
         escape(&series.unit)
     );
     svg
+}
+
+/// The chart's two axes, labelled with the series' maximum and minimum.
+fn axes(svg: &mut String, min: f64, max: f64) {
+    let bottom = LINE_TOP + LINE_HEIGHT;
+    let _ = write!(
+        svg,
+        "<line x1=\"{LINE_LEFT}\" y1=\"{bottom}\" x2=\"{}\" y2=\"{bottom}\" class=\"axis\"/>\
+         <line x1=\"{LINE_LEFT}\" y1=\"{LINE_TOP}\" x2=\"{LINE_LEFT}\" y2=\"{bottom}\" class=\"axis\"/>\n\
+         <text x=\"{}\" y=\"{}\" text-anchor=\"end\">{}</text>\
+         <text x=\"{}\" y=\"{bottom}\" text-anchor=\"end\">{}</text>\n",
+        LINE_LEFT + LINE_WIDTH,
+        LINE_LEFT - 4.0,
+        LINE_TOP + 8.0,
+        number(max),
+        LINE_LEFT - 4.0,
+        number(min),
+    );
 }
 
 /// A value for an axis label: integers as integers.
