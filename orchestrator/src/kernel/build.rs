@@ -68,11 +68,6 @@ pub struct Built {
     pub log: Option<PathBuf>,
 }
 
-/// Default `make -j`: one more job than cores keeps the CPUs busy during I/O.
-pub fn default_jobs() -> usize {
-    std::thread::available_parallelism().map_or(2, |n| n.get()) + 1
-}
-
 /// What the build will produce, known before anything runs.
 struct Plan {
     inputs: Inputs,

@@ -1,7 +1,8 @@
 //! External (out-of-tree) modules built against the kernel with `make M=`,
 //! e.g. `guest-kernel/rust_i915_table`. Their sources are read once: the same
 //! file list goes into the cache key and into the scratch copy that is built,
-//! so the project directory never collects build products.
+//! so the project directory never collects build products. The build itself
+//! is a make step (`steps::build_module`); this module only knows sources.
 
 use std::path::{Path, PathBuf};
 
@@ -132,77 +133,6 @@ impl ModuleSource {
     pub fn key_part(&self) -> super::cache::ModuleFiles {
         (self.name.clone(), self.files.clone())
     }
-}
-
-/// Limit for building one out-of-tree module.
-const MODULE_BUILD_LIMIT: std::time::Duration = std::time::Duration::from_secs(30 * 60);
-
-/// Build a developer's module directory against a kernel build directory:
-/// `make -C <build_dir> M=<scratch copy> LLVM=1 RUSTC=... modules`, the
-/// copy so their tree collects no build products. Every output line goes to
-/// `line` as make printed it. Returns the `.ko` files built, sorted.
-pub fn build_module(
-    dir: &Path,
-    build_dir: &Path,
-    scratch: &Path,
-    cancel: &crate::sys::Cancel,
-    line: &mut dyn FnMut(&str),
-) -> Result<Vec<PathBuf>, ExternalError> {
-    use crate::sys::child::{self, Activity, Logged};
-
-    let source = ModuleSource::read(dir)?;
-    if !source.is_buildable() {
-        return Err(ExternalError::NotBuildable {
-            dir: dir.to_path_buf(),
-        });
-    }
-    source.copy_to(scratch)?;
-    let toolchain = super::toolchain::Toolchain::discover();
-    let mut make = std::process::Command::new("make");
-    make.env("PATH", &toolchain.path)
-        .env_remove("MAKEFLAGS")
-        .env_remove("MAKELEVEL")
-        .arg("-C")
-        .arg(build_dir)
-        .arg(format!("M={}", scratch.display()))
-        .arg(format!("-j{}", super::default_jobs()))
-        .args(toolchain.make_vars())
-        .arg("modules");
-    let status = child::run_logged(
-        &mut make,
-        Logged {
-            log: &mut std::io::sink(),
-            observe: &mut |activity| {
-                if let Activity::Line(text) = activity {
-                    line(text);
-                }
-            },
-            limit: MODULE_BUILD_LIMIT,
-            cancel,
-            inherit_fd: None,
-        },
-    )
-    .map_err(|source| ExternalError::Run {
-        dir: dir.to_path_buf(),
-        source,
-    })?;
-    if !status.success() {
-        return Err(ExternalError::Make {
-            dir: dir.to_path_buf(),
-            build_dir: build_dir.to_path_buf(),
-            status: status.to_string(),
-        });
-    }
-    let built: Vec<PathBuf> = super::steps::list_modules(scratch)
-        .into_iter()
-        .map(|name| scratch.join(name))
-        .collect();
-    if built.is_empty() {
-        return Err(ExternalError::NoModule {
-            dir: dir.to_path_buf(),
-        });
-    }
-    Ok(built)
 }
 
 /// The kernel release a module was built for: the first word of its

@@ -13,7 +13,8 @@
 //!   Children run through [`crate::sys::child`].
 //!
 //! Dependencies point one way: `build` -> `steps`/`project`/`source`/... ->
-//! `error`. Nothing here installs packages: a missing Debian source is an
+//! `external`/`error` (no cycles: `steps` builds external modules, `external`
+//! only reads their sources). Nothing here installs packages: a missing Debian source is an
 //! error the caller may fix (`host::apt_install`) before it retries.
 
 pub mod artifacts;
@@ -32,9 +33,10 @@ pub(crate) mod steps;
 pub(crate) mod toolchain;
 
 pub use artifacts::{Artifacts, ArtifactsError, KernelModules, Manifest};
-pub use build::{build, default_jobs, BuildRequest, Built};
+pub use build::{build, BuildRequest, Built};
 pub use error::BuildError;
-pub use external::{build_module, vermagic, ExternalError};
+pub use external::{vermagic, ExternalError};
 pub use progress::BuildEvent;
 pub use project::Project;
+pub use steps::{build_module, default_jobs};
 pub use toolchain::ToolchainError;

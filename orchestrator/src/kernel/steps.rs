@@ -12,7 +12,7 @@ use super::artifacts;
 use super::cache::{Cache, PendingEntry};
 use super::config::{self, DotConfig};
 use super::error::{explain_text, io_err, process_error, BuildError};
-use super::external::ModuleSource;
+use super::external::{ExternalError, ModuleSource};
 use super::kconfig::KconfigFiles;
 use super::make;
 use super::progress::BuildEvent;
@@ -353,4 +353,78 @@ pub(super) fn list_modules(extra: &Path) -> Vec<String> {
         .unwrap_or_default();
     names.sort();
     names
+}
+
+/// Default `make -j`: one more job than cores keeps the CPUs busy during I/O.
+pub fn default_jobs() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get()) + 1
+}
+
+/// Limit for building one out-of-tree module.
+const MODULE_BUILD_LIMIT: std::time::Duration = std::time::Duration::from_secs(30 * 60);
+
+/// Build a developer's module directory against a kernel build directory:
+/// `make -C <build_dir> M=<scratch copy> LLVM=1 RUSTC=... modules`, the
+/// copy so their tree collects no build products. Every output line goes to
+/// `line` as make printed it. Returns the `.ko` files built, sorted.
+pub fn build_module(
+    dir: &Path,
+    build_dir: &Path,
+    scratch: &Path,
+    cancel: &crate::sys::Cancel,
+    line: &mut dyn FnMut(&str),
+) -> Result<Vec<PathBuf>, ExternalError> {
+    let source = ModuleSource::read(dir)?;
+    if !source.is_buildable() {
+        return Err(ExternalError::NotBuildable {
+            dir: dir.to_path_buf(),
+        });
+    }
+    source.copy_to(scratch)?;
+    let toolchain = Toolchain::discover();
+    let mut make = std::process::Command::new("make");
+    make.env("PATH", &toolchain.path)
+        .env_remove("MAKEFLAGS")
+        .env_remove("MAKELEVEL")
+        .arg("-C")
+        .arg(build_dir)
+        .arg(format!("M={}", scratch.display()))
+        .arg(format!("-j{}", default_jobs()))
+        .args(toolchain.make_vars())
+        .arg("modules");
+    let status = child::run_logged(
+        &mut make,
+        Logged {
+            log: &mut std::io::sink(),
+            observe: &mut |activity| {
+                if let Activity::Line(text) = activity {
+                    line(text);
+                }
+            },
+            limit: MODULE_BUILD_LIMIT,
+            cancel,
+            inherit_fd: None,
+        },
+    )
+    .map_err(|source| ExternalError::Run {
+        dir: dir.to_path_buf(),
+        source,
+    })?;
+    if !status.success() {
+        return Err(ExternalError::Make {
+            dir: dir.to_path_buf(),
+            build_dir: build_dir.to_path_buf(),
+            status: status.to_string(),
+        });
+    }
+    let built: Vec<PathBuf> = list_modules(scratch)
+        .into_iter()
+        .map(|name| scratch.join(name))
+        .collect();
+    if built.is_empty() {
+        return Err(ExternalError::NoModule {
+            dir: dir.to_path_buf(),
+        });
+    }
+    Ok(built)
 }
