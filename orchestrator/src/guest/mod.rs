@@ -537,7 +537,8 @@ impl Guest {
                     self.ssh = Some(Ssh::start(session, socket)?);
                     return Ok(());
                 }
-                Err(err) => err.to_string(),
+                // With its cause: "connection refused" says more than "failed to connect".
+                Err(err) => crate::sys::error::chain(&err),
             };
             if started.elapsed() + backoff >= deadline {
                 self.fail_if_dead()?;

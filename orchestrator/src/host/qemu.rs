@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use crate::sys::child as process;
+use crate::sys::child;
 
 /// The oldest QEMU kcycle was run with (bookworm's).
 pub const MIN_VERSION: (u32, u32, u32) = (7, 2, 0);
@@ -74,7 +74,7 @@ fn lists(help: &str, name: &str) -> bool {
 pub fn probe(path: &Path) -> Option<Found> {
     let limit = Duration::from_secs(20);
     let run = |args: &[&str]| {
-        process::capture(Command::new(path).args(args), limit)
+        child::capture(Command::new(path).args(args), limit)
             .ok()
             .filter(|o| o.status.success())
             .map(|o| format!("{}{}", o.stdout, o.stderr))

@@ -269,10 +269,7 @@ fn tarball_sha256(tarball: &Path, cache: &Cache) -> Result<String, SourceError> 
         let _ = std::fs::create_dir_all(parent);
     }
     if let Ok(text) = serde_json::to_string_pretty(&memo) {
-        let tmp = memo_path.with_extension(format!("tmp{}", std::process::id()));
-        if std::fs::write(&tmp, text).is_ok() {
-            let _ = std::fs::rename(&tmp, &memo_path);
-        }
+        let _ = crate::sys::fs::write_atomic(&memo_path, text.as_bytes());
     }
     Ok(sha)
 }
