@@ -409,7 +409,37 @@ fn parse_test(
     })
 }
 
-fn parse_step(raw: RawStep, guest: GuestMode, default_timeout: Duration) -> Result<Step, String> {
+fn parse_step(
+    mut raw: RawStep,
+    guest: GuestMode,
+    default_timeout: Duration,
+) -> Result<Step, String> {
+    let (verb, target) = step_action(&raw)?;
+    check_target(verb, &target, &raw)?;
+    let device_step = matches!(verb, "unbind" | "bind" | "hotunplug" | "hotplug");
+    let params = match raw.params.take() {
+        Some(_) if verb == "unload" || device_step => {
+            return Err(format!("field `params` is not allowed on `{verb}`"))
+        }
+        Some(params) => convert_params(params)?,
+        None => Params::new(),
+    };
+    check_fields_belong(verb, &raw)?;
+    let timeout = match raw.timeout {
+        Some(0) => return Err("field `timeout` must be at least 1 second".into()),
+        Some(secs) => Duration::from_secs(secs),
+        None => default_timeout,
+    };
+    let expect_failure = raw.expect_failure;
+    Ok(Step {
+        action: action(verb, target, params, raw, guest)?,
+        timeout,
+        expect_failure,
+    })
+}
+
+/// The one action a step names, and its target (module, driver, device or shell line).
+fn step_action(raw: &RawStep) -> Result<(&'static str, String), String> {
     let actions = [
         ("load", &raw.load),
         ("unload", &raw.unload),
@@ -422,34 +452,28 @@ fn parse_step(raw: RawStep, guest: GuestMode, default_timeout: Duration) -> Resu
         ("sweep", &raw.sweep),
         ("run", &raw.run),
     ];
-    let given: Vec<&str> = actions
+    let given: Vec<(&'static str, &String)> = actions
         .iter()
-        .filter(|(_, v)| v.is_some())
-        .map(|(k, _)| *k)
+        .filter_map(|(verb, value)| value.as_ref().map(|v| (*verb, v)))
         .collect();
-    let (verb, module) = match given.as_slice() {
-        [verb] => {
-            let module = actions
-                .iter()
-                .find(|(k, _)| k == verb)
-                .and_then(|(_, v)| v.as_deref())
-                .unwrap_or_default();
-            (*verb, module.to_string())
-        }
-        [] => return Err(
+    match given.as_slice() {
+        [(verb, target)] => Ok((verb, target.to_string())),
+        [] => Err(
             "a step needs one of `load`, `unload`, `reload`, `selftest`, `sweep`, `unbind`, `bind`, `hotunplug`, `hotplug`, `run` (e.g. { load = \"i915\" })"
                 .into(),
         ),
-        many => {
-            return Err(format!(
-                "a step has exactly one action, this one has {}",
-                many.join(", ")
-            ))
-        }
-    };
-    let device_step = matches!(verb, "unbind" | "bind" | "hotunplug" | "hotplug");
+        many => Err(format!(
+            "a step has exactly one action, this one has {}",
+            many.iter().map(|(verb, _)| *verb).collect::<Vec<_>>().join(", ")
+        )),
+    }
+}
+
+/// The target is one the verb can act on: a shell line for `run`, a pluggable
+/// QEMU device for hot(un)plug, a module or driver name otherwise.
+fn check_target(verb: &str, target: &str, raw: &RawStep) -> Result<(), String> {
     if verb == "run" {
-        if module.trim().is_empty() {
+        if target.trim().is_empty() {
             return Err(
                 "field `run` is empty: give a shell line, e.g. { run = \"echo 1 > /sys/...\" }"
                     .into(),
@@ -458,78 +482,73 @@ fn parse_step(raw: RawStep, guest: GuestMode, default_timeout: Duration) -> Resu
         if raw.params.is_some() || raw.kind.is_some() || raw.filter.is_some() {
             return Err("`run` steps take only `timeout` and `expect_failure`".into());
         }
-    } else {
-        match verb {
-            // QEMU ids: the runner knows which devices it can plug back.
-            "hotunplug" | "hotplug" => step::check_device_id(&module).and_then(|()| {
-                if module == crate::vm::argv::STANDIN.id {
-                    Ok(())
-                } else {
-                    Err(format!(
-                        "no pluggable device {module:?}: emulated guests have `{}` (QEMU's edu behind a hotplug PCIe port)",
-                        crate::vm::argv::STANDIN.id
-                    ))
-                }
-            }),
-            _ => step::check_module_name(&module),
-        }
-        .map_err(|why| format!("field `{verb}`: {why}"))?;
+        return Ok(());
     }
-
-    let params = match raw.params {
-        Some(_) if verb == "unload" || device_step => {
-            return Err(format!("field `params` is not allowed on `{verb}`"))
-        }
-        Some(params) => convert_params(params)?,
-        None => Params::new(),
-    };
-    if verb != "selftest" {
-        for (field, present) in [
-            ("kind", raw.kind.is_some()),
-            ("filter", raw.filter.is_some()),
-        ] {
-            if present {
-                return Err(format!(
-                    "field `{field}` belongs to `selftest` steps, not `{verb}`"
-                ));
+    match verb {
+        // QEMU ids: the runner knows which devices it can plug back.
+        "hotunplug" | "hotplug" => step::check_device_id(target).and_then(|()| {
+            if target == crate::vm::argv::STANDIN.id {
+                Ok(())
+            } else {
+                Err(format!(
+                    "no pluggable device {target:?}: emulated guests have `{}` (QEMU's edu behind a hotplug PCIe port)",
+                    crate::vm::argv::STANDIN.id
+                ))
             }
-        }
+        }),
+        _ => step::check_module_name(target),
     }
-    if verb != "sweep" {
-        for (field, present) in [
-            ("method", raw.method.is_some()),
-            ("limit", raw.limit.is_some()),
-            ("param", raw.param.is_some()),
-            ("points", raw.points.is_some()),
-        ] {
-            if present {
-                return Err(format!(
-                    "field `{field}` belongs to `sweep` steps, not `{verb}`"
-                ));
-            }
-        }
-    }
-    let timeout = match raw.timeout {
-        Some(0) => return Err("field `timeout` must be at least 1 second".into()),
-        Some(secs) => Duration::from_secs(secs),
-        None => default_timeout,
-    };
+    .map_err(|why| format!("field `{verb}`: {why}"))
+}
 
-    let action = match verb {
-        "load" => Action::Load { module, params },
-        "unload" => Action::Unload { module },
-        "reload" => Action::Reload { module, params },
-        "unbind" => Action::Unbind { driver: module },
-        "bind" => Action::Bind { driver: module },
-        "hotunplug" => Action::Hotunplug { device: module },
-        "hotplug" => Action::Hotplug { device: module },
+/// Fields of one kind of step on another are a mistake worth naming.
+fn check_fields_belong(verb: &str, raw: &RawStep) -> Result<(), String> {
+    let owned = [
+        ("selftest", "kind", raw.kind.is_some()),
+        ("selftest", "filter", raw.filter.is_some()),
+        ("sweep", "method", raw.method.is_some()),
+        ("sweep", "limit", raw.limit.is_some()),
+        ("sweep", "param", raw.param.is_some()),
+        ("sweep", "points", raw.points.is_some()),
+    ];
+    for (owner, field, present) in owned {
+        if present && verb != owner {
+            return Err(format!(
+                "field `{field}` belongs to `{owner}` steps, not `{verb}`"
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn action(
+    verb: &str,
+    target: String,
+    params: Params,
+    raw: RawStep,
+    guest: GuestMode,
+) -> Result<Action, String> {
+    Ok(match verb {
+        "load" => Action::Load {
+            module: target,
+            params,
+        },
+        "unload" => Action::Unload { module: target },
+        "reload" => Action::Reload {
+            module: target,
+            params,
+        },
+        "unbind" => Action::Unbind { driver: target },
+        "bind" => Action::Bind { driver: target },
+        "hotunplug" => Action::Hotunplug { device: target },
+        "hotplug" => Action::Hotplug { device: target },
         "sweep" => Action::Sweep {
-            module,
+            module: target,
             params,
             limit: raw.limit.unwrap_or(DEFAULT_SWEEP_LIMIT),
             method: sweep_method(raw.method.as_deref(), raw.param, raw.points, raw.limit)?,
         },
-        "run" => Action::Run { command: module },
+        "run" => Action::Run { command: target },
         _ => {
             let kind = raw
                 .kind
@@ -544,17 +563,12 @@ fn parse_step(raw: RawStep, guest: GuestMode, default_timeout: Duration) -> Resu
                 step::check_param_string(filter).map_err(|why| format!("field `filter`: {why}"))?;
             }
             Action::Selftest {
-                module,
+                module: target,
                 kind,
                 filter: raw.filter,
                 params,
             }
         }
-    };
-    Ok(Step {
-        action,
-        timeout,
-        expect_failure: raw.expect_failure,
     })
 }
 
