@@ -365,39 +365,7 @@ fn parse_test(
     let expect = raw
         .expect
         .into_iter()
-        .map(|e| {
-            let span = e.span();
-            let e = e.into_inner();
-            let pattern = |field: &str, glob: &str| {
-                super::Pattern::new(glob).map_err(|err| {
-                    source.error(
-                        Some(span.clone()),
-                        format!(
-                            "test {short:?}: field `expect.{field}` is not a valid glob: {err}"
-                        ),
-                    )
-                })
-            };
-            let title = pattern("title", &e.title)?;
-            let attribution = pattern("attribution", &e.attribution)?;
-            let kind = crate::kind::FindingKind::parse_known(&e.kind).ok_or_else(|| {
-                let known: Vec<String> =
-                    crate::kind::FindingKind::known().map(|k| k.to_string()).collect();
-                source.error(
-                    Some(span.clone()),
-                    format!(
-                        "test {short:?}: field `expect.kind` names finding kind `{}`, which no check produces; known kinds: {}",
-                        e.kind,
-                        known.join(", ")
-                    ),
-                )
-            })?;
-            Ok(Expectation {
-                kind,
-                title,
-                attribution,
-            })
-        })
+        .map(|e| parse_expectation(source, &short, e))
         .collect::<Result<_, SuiteError>>()?;
 
     Ok(Test {
@@ -406,6 +374,43 @@ fn parse_test(
         cycles,
         steps,
         expect,
+    })
+}
+
+/// One `expect` entry: its kind must be one some check produces, its globs valid.
+fn parse_expectation(
+    source: &SuiteSource<'_>,
+    short: &str,
+    e: Spanned<RawExpectation>,
+) -> Result<Expectation, SuiteError> {
+    let span = e.span();
+    let e = e.into_inner();
+    let pattern = |field: &str, glob: &str| {
+        super::Pattern::new(glob).map_err(|err| {
+            source.error(
+                Some(span.clone()),
+                format!("test {short:?}: field `expect.{field}` is not a valid glob: {err}"),
+            )
+        })
+    };
+    let title = pattern("title", &e.title)?;
+    let attribution = pattern("attribution", &e.attribution)?;
+    let kind = crate::kind::FindingKind::parse_known(&e.kind).ok_or_else(|| {
+        let known: Vec<String> =
+            crate::kind::FindingKind::known().map(|k| k.to_string()).collect();
+        source.error(
+            Some(span.clone()),
+            format!(
+                "test {short:?}: field `expect.kind` names finding kind `{}`, which no check produces; known kinds: {}",
+                e.kind,
+                known.join(", ")
+            ),
+        )
+    })?;
+    Ok(Expectation {
+        kind,
+        title,
+        attribution,
     })
 }
 
