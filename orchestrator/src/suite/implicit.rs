@@ -29,6 +29,20 @@ pub struct CycleSpec {
 
 /// The implicit suite, checked by the same rules as a suite file's.
 pub fn suite(spec: &CycleSpec) -> Result<Suite, String> {
+    check(spec)?;
+    Ok(Suite {
+        name: SUITE_NAME.into(),
+        description: format!("kcycle cycle {}", spec.module),
+        guest: GuestMode::Emulated,
+        cmdline: spec.cmdline.clone(),
+        step_timeout: STEP_TIMEOUT,
+        tests: tests(spec),
+        known_issues: Vec::new(),
+    })
+}
+
+/// What a suite file's parser would refuse, refused with the option's name.
+fn check(spec: &CycleSpec) -> Result<(), String> {
     step::check_module_name(&spec.module)?;
     for (name, value) in &spec.params {
         step::check_param_name(name)?;
@@ -45,6 +59,11 @@ pub fn suite(spec: &CycleSpec) -> Result<Suite, String> {
     if spec.selftest == Some(SelftestKind::I915Live) {
         return Err("i915-live selftests need a real GPU (a passthrough guest), which kcycle does not set up yet".into());
     }
+    Ok(())
+}
+
+/// The cycles, the reload and, if asked, the sweep.
+fn tests(spec: &CycleSpec) -> Vec<Test> {
     let module = spec.module.clone();
     let step = |action: Action| Step {
         timeout: match action {
@@ -113,15 +132,7 @@ pub fn suite(spec: &CycleSpec) -> Result<Suite, String> {
             })],
         ));
     }
-    Ok(Suite {
-        name: SUITE_NAME.into(),
-        description: format!("kcycle cycle {module}"),
-        guest: GuestMode::Emulated,
-        cmdline: spec.cmdline.clone(),
-        step_timeout: STEP_TIMEOUT,
-        tests,
-        known_issues: Vec::new(),
-    })
+    tests
 }
 
 fn describe_first(spec: &CycleSpec) -> String {
