@@ -2,7 +2,9 @@
 //! here, whose third commit forgets to remove its debugfs directory on exit.
 //! Each step checks the commit out, builds the module against the guest
 //! kernel and cycles it in a real guest; the search must name that commit,
-//! and the repository must be back on its branch afterwards.
+//! and the repository must be back on its branch afterwards. The steps'
+//! real results then feed `kcycle compare` and `kcycle baseline update`.
+//! A commit whose module does not build is skipped (125), before any boot.
 
 mod support;
 
@@ -147,8 +149,81 @@ fn bisect_names_the_commit_that_left_a_debugfs_directory_behind() {
         .filter(|e| e.path().join("results.json").is_file())
         .count();
     assert_eq!(steps, 3, "{log}");
+
+    // The good step against the bad one: a possible regression, with the leftover.
+    let step = |verdict: &str| -> Vec<std::path::PathBuf> {
+        log.lines()
+            .filter(|l| l.contains(&format!("| {verdict} |")))
+            .filter_map(|l| l.rsplit('|').nth(1))
+            .map(|dir| results.join(dir.trim()))
+            .collect()
+    };
+    let (good, bad) = (step("good"), step("bad"));
+    assert_eq!((good.len(), bad.len()), (1, 2), "{log}");
+    let compare = support::kcycle(tmp.path(), &kernel)
+        .arg("compare")
+        .arg(&good[0])
+        .arg(&bad[0])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&compare.stdout);
+    assert_eq!(compare.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("Possible regressions") && text.contains("kcycle_bisect"),
+        "{text}"
+    );
+    // Both bad runs found it: a known issue, not a flake.
+    let known = tmp.path().join("known-issues.toml");
+    let baseline = support::kcycle(tmp.path(), &kernel)
+        .args(["baseline", "update"])
+        .args(&bad)
+        .arg("--file")
+        .arg(&known)
+        .output()
+        .unwrap();
+    assert!(baseline.status.success(), "{baseline:?}");
+    let file = std::fs::read_to_string(&known).unwrap();
+    assert!(
+        file.contains("[[known_issue]]") && file.contains("kcycle_bisect"),
+        "{file}"
+    );
+    assert!(!file.contains("[[flake]]"), "{file}");
     // The repository is back on its branch, unchanged.
     assert_eq!(git(&repo, &["symbolic-ref", "--short", "HEAD"]), "main");
     assert_eq!(git(&repo, &["status", "--porcelain"]), "");
     assert!(support::qemus_mentioning(&tmp.path().to_string_lossy()).is_empty());
+}
+
+#[test]
+fn a_commit_whose_module_does_not_build_is_skipped() {
+    let Some(kernel) = support::kernel() else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("broken");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("Kbuild"), "obj-m += broken.o\n").unwrap();
+    std::fs::write(
+        dir.join("broken.c"),
+        "#include <linux/module.h>\nthis does not compile;\n",
+    )
+    .unwrap();
+    let output = support::kcycle(tmp.path(), &kernel)
+        .args(["--progress=never", "cycle"])
+        .arg(&dir)
+        .args(["--bisect", "--finding", "*broken*", "--results"])
+        .arg(tmp.path().join("results"))
+        .timeout(Duration::from_secs(600))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(125), "{stderr}");
+    assert!(
+        stderr.contains("error:") && stderr.contains("skip"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("booting"),
+        "no guest for a module that does not build: {stderr}"
+    );
 }

@@ -86,7 +86,19 @@ pub(super) fn cycle(args: &CycleArgs, progress: ProgressMode) -> Result<ExitStat
             (name, None)
         }
         Target::File(file) => module_file(file, &artifacts)?,
-        Target::Dir(dir) => module_file(build(&dir, &artifacts, scratch.path())?, &artifacts)?,
+        Target::Dir(dir) => {
+            let built = build(&dir, &artifacts, scratch.path()).map_err(|failure| {
+                // A commit whose module does not build cannot be tested: skip it.
+                match failure.status {
+                    ExitStatus::BadInput if args.bisect.bisect => Failure {
+                        status: ExitStatus::BisectSkip,
+                        ..failure
+                    },
+                    _ => failure,
+                }
+            })?;
+            module_file(built, &artifacts)?
+        }
     };
     let suite = implicit::suite(&spec(module))
         .map_err(anyhow::Error::msg)
