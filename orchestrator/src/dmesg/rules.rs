@@ -7,7 +7,7 @@
 use std::sync::LazyLock;
 
 use aho_corasick::AhoCorasick;
-use regex::Regex;
+use regex::{Regex, RegexSet};
 
 use super::stack;
 use super::Kind;
@@ -1086,15 +1086,12 @@ pub static RULES: &[Rule] = &[
 /// (garbage, or an attack on the log) would cost its length squared.
 pub const MAX_CANDIDATES: usize = 8;
 
-/// The compiled table: the keywords find where a start line may begin, the
-/// rules with a keyword there are tried in table order, and the first whose
-/// start regex matches and whose `unless` does not wins.
+/// The compiled table: the keywords find where a start line may begin, one
+/// pass of a [`RegexSet`] there finds the candidates, and the first
+/// candidate in table order whose `unless` does not match wins.
 pub struct Table {
     keywords: AhoCorasick,
-    /// For each first byte, the rules with a keyword that begins with it, in
-    /// table order: a start regex is anchored on its keywords, so no other
-    /// rule can match there.
-    by_first_byte: Vec<Vec<usize>>,
+    set: RegexSet,
     starts: Vec<Regex>,
     unless: Vec<Option<Regex>>,
 }
@@ -1108,19 +1105,7 @@ fn start_regex(rule: &Rule) -> String {
 /// The compiled [`RULES`].
 pub static TABLE: LazyLock<Table> = LazyLock::new(|| {
     let sources: Vec<String> = RULES.iter().map(start_regex).collect();
-    let mut by_first_byte = vec![Vec::new(); 256];
-    for (index, rule) in RULES.iter().enumerate() {
-        let mut firsts: Vec<u8> = rule
-            .keywords
-            .iter()
-            .filter_map(|k| k.bytes().next())
-            .collect();
-        firsts.sort_unstable();
-        firsts.dedup();
-        for first in firsts {
-            by_first_byte[usize::from(first)].push(index);
-        }
-    }
+    let set = RegexSet::new(&sources).expect("static regex set");
     let starts = sources
         .iter()
         .map(|s| Regex::new(s).expect("static regex"))
@@ -1138,7 +1123,7 @@ pub static TABLE: LazyLock<Table> = LazyLock::new(|| {
     let keywords = AhoCorasick::new(keywords).expect("static keywords");
     Table {
         keywords,
-        by_first_byte,
+        set,
         starts,
         unless,
     }
@@ -1182,22 +1167,13 @@ impl Table {
         None
     }
 
-    /// The rule whose header `text` begins with: the first in table order
-    /// that matches. Only rules with a keyword at the start are tried, each
-    /// with `is_match` (which stops at its first match, where a set of every
-    /// rule would run all of them to the end of the line).
+    /// The rule whose header `text` begins with.
     fn at(&self, text: &str) -> Option<usize> {
-        let first = *text.as_bytes().first()?;
-        self.by_first_byte[usize::from(first)]
-            .iter()
-            .copied()
-            .find(|&i| {
-                RULES[i].keywords.iter().any(|k| text.starts_with(k))
-                    && self.starts[i].is_match(text)
-                    && self.unless[i]
-                        .as_ref()
-                        .is_none_or(|unless| !unless.is_match(text))
-            })
+        self.set.matches(text).into_iter().find(|&i| {
+            self.unless[i]
+                .as_ref()
+                .is_none_or(|unless| !unless.is_match(text))
+        })
     }
 
     /// The captures of rule `index` on its start line.
