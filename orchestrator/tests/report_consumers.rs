@@ -1,9 +1,11 @@
 //! The reports as real consumers read them: junit.xml through junitparser
 //! (Python, behind EnricoMi's publish-unit-test-result action) and through
 //! the parsing of mikepenz/action-junit-report (xml-js under node), and
-//! results.json through piglit's results loader checks (IGT's summary
-//! tooling). `.ci/run` installs junitparser and xml-js; without them these
-//! tests fail under `CI` and print a skip notice elsewhere.
+//! results.json through piglit's own results loader and `piglit summary`
+//! (IGT's summary tooling), imported from Debian's piglit package.
+//! `.ci/run` installs junitparser, xml-js, piglit (unpacked under
+//! ~/.cache/kcycle-test-piglit) and mako; without them these tests fail
+//! under `CI` and print a skip notice elsewhere.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -15,6 +17,10 @@ use serde_json::Value;
 
 /// Where .ci/run installs xml-js (`npm install --prefix`), unless KCYCLE_NODE_MODULES says.
 const NODE_PREFIX: &str = ".cache/kcycle-test-node";
+/// Where .ci/run unpacks Debian's piglit package, unless KCYCLE_PIGLIT says.
+const PIGLIT_CACHE: &str = ".cache/kcycle-test-piglit/usr";
+const PIGLIT_WHAT: &str =
+    "piglit (.ci/run unpacks Debian's piglit into ~/.cache/kcycle-test-piglit)";
 
 fn consumers() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/consumers")
@@ -86,6 +92,17 @@ fn run_dir() -> tempfile::TempDir {
 
 /// Run a consumer; `None` (skip) when its runtime or package is missing outside CI.
 fn consume(program: &str, args: &[&Path], env: &[(&str, &Path)], what: &str) -> Option<Value> {
+    let stdout = run_consumer(program, args, env, what)?;
+    Some(serde_json::from_str(&stdout).expect("one JSON object"))
+}
+
+/// Run a consumer and return what it printed; `None` as [`consume`].
+fn run_consumer(
+    program: &str,
+    args: &[&Path],
+    env: &[(&str, &Path)],
+    what: &str,
+) -> Option<String> {
     let mut command = std::process::Command::new(program);
     command.args(args);
     for (key, value) in env {
@@ -105,10 +122,35 @@ fn consume(program: &str, args: &[&Path], env: &[(&str, &Path)], what: &str) -> 
         output.status.success(),
         "{program} {args:?} failed: {stderr}"
     );
-    Some(serde_json::from_slice(&output.stdout).expect("one JSON object"))
+    Some(String::from_utf8(output.stdout).expect("UTF-8 output"))
 }
 
-fn missing(why: &str, what: &str) -> Option<Value> {
+/// piglit as Debian installs it: a prefix with `bin/piglit` and
+/// `lib/<triplet>/piglit/framework`; returns (the piglit script, its data
+/// directory). KCYCLE_PIGLIT names the prefix; otherwise where .ci/run
+/// unpacks it, then `/usr` (`apt-get install piglit`).
+fn piglit() -> Option<(PathBuf, PathBuf)> {
+    let home = PathBuf::from(std::env::var_os("HOME").unwrap_or_default());
+    let prefixes: Vec<PathBuf> = match std::env::var_os("KCYCLE_PIGLIT") {
+        Some(prefix) => vec![prefix.into()],
+        None => vec![home.join(PIGLIT_CACHE), "/usr".into()],
+    };
+    for prefix in &prefixes {
+        let script = prefix.join("bin/piglit");
+        let Ok(libs) = std::fs::read_dir(prefix.join("lib")) else {
+            continue;
+        };
+        for lib in libs.flatten() {
+            let data = lib.path().join("piglit");
+            if script.is_file() && data.join("framework/backends/json.py").is_file() {
+                return Some((script, data));
+            }
+        }
+    }
+    missing(&format!("no piglit under {prefixes:?}"), PIGLIT_WHAT)
+}
+
+fn missing<T>(why: &str, what: &str) -> Option<T> {
     assert!(
         std::env::var_os("CI").is_none(),
         "{what} is not installed (.ci/run installs it): {why}"
@@ -235,27 +277,103 @@ fn action_junit_report_parser_sees_the_same_outcomes_and_markers() {
         .starts_with("fail: "));
 }
 
+/// A piglit status count, for one totals group.
+fn counts(totals: &Value, group: &str) -> Vec<(String, u64)> {
+    let mut counts: Vec<(String, u64)> = totals[group]
+        .as_object()
+        .unwrap_or_else(|| panic!("no totals group {group:?}: {totals}"))
+        .iter()
+        .map(|(status, n)| (status.clone(), n.as_u64().unwrap()))
+        .filter(|(_, n)| *n > 0)
+        .collect();
+    counts.sort();
+    counts
+}
+
 #[test]
 fn piglit_loads_results_json() {
     let dir = run_dir();
+    let Some((_, data)) = piglit() else {
+        return;
+    };
     let script = consumers().join("piglit_load.py");
     let Some(loaded) = consume(
         "python3",
-        &[&script, &dir.path().join(RESULTS_FILE)],
+        &[&script, &data, &dir.path().join(RESULTS_FILE)],
         &[],
-        "python3",
+        PIGLIT_WHAT,
     ) else {
         return;
     };
+    // piglit's own framework did the load, not a copy of it.
+    assert!(
+        Path::new(loaded["framework"].as_str().unwrap()).starts_with(&data),
+        "{}",
+        loaded["framework"]
+    );
+    assert_eq!(loaded["type"], "TestrunResult");
     assert_eq!(loaded["results_version"], 10);
+    assert_eq!(loaded["name"], "kcycle");
     let tests = loaded["tests"].as_object().unwrap();
-    assert_eq!(tests.len(), 7);
-    assert_eq!(tests["kcycle@rust-table@warned"], "dmesg-warn");
-    assert_eq!(tests["kcycle@rust-table@crashed"], "crash");
+    let statuses: Vec<(&str, &str)> = tests
+        .iter()
+        .map(|(name, status)| {
+            (
+                name.strip_prefix("kcycle@rust-table@").unwrap(),
+                status.as_str().unwrap(),
+            )
+        })
+        .collect();
     // piglit has no `abort`: written as incomplete, read back by kcycle as abort.
-    assert_eq!(tests["kcycle@rust-table@aborted"], "incomplete");
+    // (By name: serde_json's map is sorted.)
+    assert_eq!(
+        statuses,
+        [
+            ("aborted", "incomplete"),
+            ("clean", "pass"),
+            ("crashed", "crash"),
+            ("failed", "fail"),
+            ("known", "dmesg-warn"),
+            ("skipped", "skip"),
+            ("warned", "dmesg-warn"),
+        ]
+    );
+    // kcycle's tests are IGT tests without subtests (kcycle@suite@test).
+    for (name, subtests) in loaded["subtests"].as_object().unwrap() {
+        assert_eq!(subtests, &serde_json::json!({}), "{name}");
+    }
+    assert_eq!(loaded["worst"], "incomplete");
     assert_eq!(loaded["durations"]["kcycle@rust-table@clean"], 1.5);
-    assert_eq!(loaded["root"]["dmesg-warn"], 2);
+    assert_eq!(
+        loaded["out"]["kcycle@rust-table@clean"],
+        "$ modprobe rust_i915_table\n"
+    );
+    assert!(loaded["dmesg"]["kcycle@rust-table@warned"]
+        .as_str()
+        .unwrap()
+        .contains("loaded"));
+    assert_eq!(loaded["elapsed"], 2.5);
+    let totals = &loaded["totals"];
+    let expected: Vec<(String, u64)> = [
+        ("crash", 1),
+        ("dmesg-warn", 2),
+        ("fail", 1),
+        ("incomplete", 1),
+        ("pass", 1),
+        ("skip", 1),
+    ]
+    .map(|(s, n)| (s.to_string(), n))
+    .into();
+    assert_eq!(counts(totals, "root"), expected);
+    // Every group kcycle writes counts what piglit counts for it itself.
+    let recomputed = &loaded["recomputed_totals"];
+    for group in ["", "root", "kcycle@rust-table"] {
+        assert_eq!(
+            counts(totals, group),
+            counts(recomputed, group),
+            "{group:?}"
+        );
+    }
     let (_, back) = kcycle::report::igt_json::parse(
         &std::fs::read_to_string(dir.path().join(RESULTS_FILE)).unwrap(),
     )
@@ -265,8 +383,73 @@ fn piglit_loads_results_json() {
 }
 
 #[test]
+fn piglit_summary_console_reads_results_json() {
+    let dir = run_dir();
+    let Some((piglit, _)) = piglit() else {
+        return;
+    };
+    let Some(printed) = run_consumer(
+        "python3",
+        &[
+            &piglit,
+            Path::new("summary"),
+            Path::new("console"),
+            &dir.path().join(RESULTS_FILE),
+        ],
+        &[],
+        PIGLIT_WHAT,
+    ) else {
+        return;
+    };
+    let lines: Vec<&str> = printed.lines().map(str::trim).collect();
+    for line in [
+        "kcycle/rust-table/warned: dmesg-warn",
+        "kcycle/rust-table/aborted: incomplete",
+        "kcycle/rust-table/crashed: crash",
+        "pass:        1",
+        "dmesg-warn:        2",
+        "incomplete:        1",
+        "total:        7",
+    ] {
+        assert!(lines.contains(&line), "no {line:?} in:\n{printed}");
+    }
+}
+
+#[test]
+fn piglit_summary_html_reads_results_json() {
+    let dir = run_dir();
+    let Some((piglit, _)) = piglit() else {
+        return;
+    };
+    let out = dir.path().join("piglit-html");
+    let Some(_) = run_consumer(
+        "python3",
+        &[
+            &piglit,
+            Path::new("summary"),
+            Path::new("html"),
+            &out,
+            &dir.path().join(RESULTS_FILE),
+        ],
+        &[],
+        PIGLIT_WHAT,
+    ) else {
+        return;
+    };
+    let index = std::fs::read_to_string(out.join("index.html")).unwrap();
+    assert!(index.contains("dmesg-warn"), "{index}");
+    let page = std::fs::read_to_string(out.join("kcycle/kcycle@rust-table@warned.html")).unwrap();
+    assert!(page.contains("dmesg-warn"), "{page}");
+    assert!(page.contains("$ modprobe rust_i915_table"), "{page}");
+}
+
+#[test]
 fn piglit_loader_rejects_what_piglit_rejects() {
-    // The loader's checks are real: an unknown status and an old version fail.
+    // piglit's loader is strict where it matters: an unknown status, an
+    // unsupported version and an unknown time key fail the load.
+    let Some((_, data)) = piglit() else {
+        return;
+    };
     let dir = tempfile::tempdir().unwrap();
     let script = consumers().join("piglit_load.py");
     for (text, why) in [
@@ -276,7 +459,7 @@ fn piglit_loader_rejects_what_piglit_rejects() {
         ),
         (
             r#"{"results_version": 6, "tests": {}}"#,
-            "Unsupported version",
+            "Unsupported version \"6\"",
         ),
         (
             r#"{"results_version": 10, "tests": {"a": {"result": "pass", "time": {"start": 0, "end": 1, "x": 2}}}}"#,
@@ -287,6 +470,7 @@ fn piglit_loader_rejects_what_piglit_rejects() {
         std::fs::write(&path, text).unwrap();
         let output = std::process::Command::new("python3")
             .arg(&script)
+            .arg(&data)
             .arg(&path)
             .output()
             .expect("python3 runs");
