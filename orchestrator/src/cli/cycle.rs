@@ -112,7 +112,26 @@ pub(super) fn cycle(args: &CycleArgs, progress: ProgressMode) -> Result<ExitStat
         names.join(", "),
         args.results.display()
     );
-    let run = RunArgs {
+    let run = run_args(args, &artifacts, &suite, file);
+    let status = run_suites(&run, progress);
+    // Beside the reports, so the run can be repeated with `kcycle run`.
+    let kept = args.results.join("cycle-suite.toml");
+    if let Err(error) =
+        kcycle::sys::fs::write_atomic(&kept, kcycle::suite::to_toml(&suite).as_bytes())
+    {
+        eprintln!("kcycle cycle: failed to write {}: {error}", kept.display());
+    }
+    status
+}
+
+/// The `kcycle run` of the implicit suite: one guest, the default flake reruns.
+fn run_args(
+    args: &CycleArgs,
+    artifacts: &Artifacts,
+    suite: &kcycle::suite::Suite,
+    file: Option<PathBuf>,
+) -> RunArgs {
+    RunArgs {
         suites: Vec::new(),
         inline_suites: vec![suite.clone()],
         guest: GuestArgs {
@@ -130,16 +149,7 @@ pub(super) fn cycle(args: &CycleArgs, progress: ProgressMode) -> Result<ExitStat
         bisect: Default::default(),
         no_restore: false,
         retry: Default::default(),
-    };
-    let status = run_suites(&run, progress);
-    // Beside the reports, so the run can be repeated with `kcycle run`.
-    let kept = args.results.join("cycle-suite.toml");
-    if let Err(error) =
-        kcycle::sys::fs::write_atomic(&kept, kcycle::suite::to_toml(&suite).as_bytes())
-    {
-        eprintln!("kcycle cycle: failed to write {}: {error}", kept.display());
     }
-    status
 }
 
 fn print_suite(spec: &CycleSpec) -> Result<ExitStatus, Failure> {

@@ -124,23 +124,7 @@ pub fn run_test(
         guest: ctx.guest,
         test: ctx.test.name.clone(),
     });
-    let mut rec = Recorder {
-        ctx,
-        out: String::new(),
-        err: String::new(),
-        dmesg: String::new(),
-        findings: Vec::new(),
-        subtests: BTreeMap::new(),
-        ledger: Ledger::default(),
-        cycles: Vec::new(),
-        console_mark: 0,
-        unloading: None,
-        before_load: BTreeMap::new(),
-        baseline: Snapshot::default(),
-        current: Snapshot::default(),
-        kmemleak: ctx.suite.cmdline.iter().any(|arg| arg == "kmemleak=on"),
-        restarted: false,
-    };
+    let mut rec = Recorder::new(ctx);
 
     let fault = match rec.run_steps(machine, emit) {
         Ok(()) => None,
@@ -173,30 +157,11 @@ pub fn run_test(
         flaky_attempts: Vec::new(),
         cycles: changing_counters(std::mem::take(&mut rec.cycles)),
     }];
-    results.extend(rec.subtests.into_values().map(|mut subtest| {
-        verdict::apply_known_issues(
-            &subtest.name,
-            &mut subtest.findings,
-            &ctx.suite.known_issues,
-        );
-        if flagged_control {
-            // Flagged as the control expects: it passes, like the test itself.
-            if matches!(
-                subtest.status,
-                Status::DmesgWarn | Status::Warn | Status::DmesgFail | Status::Fail
-            ) {
-                subtest.status = Status::Pass;
-            }
-            for finding in subtest
-                .findings
-                .iter_mut()
-                .filter(|f| f.known_issue.is_none())
-            {
-                finding.known_issue = Some("expected: this test is a control".into());
-            }
-        }
-        subtest
-    }));
+    results.extend(
+        rec.subtests
+            .into_values()
+            .map(|subtest| settle_subtest(subtest, ctx, flagged_control)),
+    );
     for result in &results {
         emit(Event::TestFinished {
             guest: ctx.guest,
@@ -207,6 +172,79 @@ pub fn run_test(
         results,
         restart_reason,
     }
+}
+
+/// A step's command as it ran.
+struct StepRun<'a> {
+    label: &'a str,
+    description: &'a str,
+    shell: &'a str,
+    output: &'a Output,
+}
+
+/// The devices a step released, by driver, and how: after devices left
+/// their driver (unbind, hot-unplug) their remove must have undone what their
+/// probe set up, while the module stays loaded; a probe that failed must have
+/// released what it claimed, like a remove.
+fn released_devices(
+    device: Option<&Action>,
+    succeeded: bool,
+    output: &Output,
+    log: &str,
+    loads: bool,
+) -> Vec<(String, Vec<String>, &'static str)> {
+    let released_by = match device {
+        Some(Action::Unbind { .. }) => "unbind",
+        Some(Action::Hotunplug { .. }) => "hot-unplug",
+        _ => "",
+    };
+    let mut released: Vec<(String, Vec<String>, &'static str)> = Vec::new();
+    if let (true, Some(action)) = (succeeded, device) {
+        released.extend(
+            command::released_devices(action, &output.stdout)
+                .into_iter()
+                .map(|(driver, devices)| (driver, devices, released_by)),
+        );
+    }
+    // (After a failed load the whole load's diff already says it.)
+    let failed_load = loads && !succeeded;
+    released.extend(
+        ledger::failed_probes(log)
+            .into_iter()
+            .filter(|_| !failed_load)
+            .map(|(driver, devices)| (driver, devices, "failed probe")),
+    );
+    released
+}
+
+/// A subtest's known issues, and under a flagged control, its findings as expected.
+fn settle_subtest(
+    mut subtest: TestResult,
+    ctx: &TestContext<'_>,
+    flagged_control: bool,
+) -> TestResult {
+    verdict::apply_known_issues(
+        &subtest.name,
+        &mut subtest.findings,
+        &ctx.suite.known_issues,
+    );
+    if flagged_control {
+        // Flagged as the control expects: it passes, like the test itself.
+        if matches!(
+            subtest.status,
+            Status::DmesgWarn | Status::Warn | Status::DmesgFail | Status::Fail
+        ) {
+            subtest.status = Status::Pass;
+        }
+        for finding in subtest
+            .findings
+            .iter_mut()
+            .filter(|f| f.known_issue.is_none())
+        {
+            finding.known_issue = Some("expected: this test is a control".into());
+        }
+    }
+    subtest
 }
 
 fn restart_reason(fault: Option<Status>, rec: &Recorder<'_>) -> Option<Unfit> {
@@ -236,7 +274,27 @@ fn restart_reason(fault: Option<Status>, rec: &Recorder<'_>) -> Option<Unfit> {
     (rec.ctx.restart_on_taint && !fatal.is_empty()).then_some(Unfit::Tainted(fatal))
 }
 
-impl Recorder<'_> {
+impl<'a> Recorder<'a> {
+    fn new(ctx: &'a TestContext<'a>) -> Recorder<'a> {
+        Recorder {
+            ctx,
+            out: String::new(),
+            err: String::new(),
+            dmesg: String::new(),
+            findings: Vec::new(),
+            subtests: BTreeMap::new(),
+            ledger: Ledger::default(),
+            cycles: Vec::new(),
+            console_mark: 0,
+            unloading: None,
+            before_load: BTreeMap::new(),
+            baseline: Snapshot::default(),
+            current: Snapshot::default(),
+            kmemleak: ctx.suite.cmdline.iter().any(|arg| arg == "kmemleak=on"),
+            restarted: false,
+        }
+    }
+
     fn run_steps(
         &mut self,
         machine: &mut dyn Machine,
@@ -353,29 +411,18 @@ impl Recorder<'_> {
         }
         let loaded_now = module.as_deref().filter(|_| loads && succeeded);
         let (log, after) = self.collect(machine, loaded_now)?;
-        match (succeeded, expect_failure) {
-            (false, Some(false)) => {
-                let mut failed = step_failed(&label, &shell, &output);
-                // A load or a bind that found its names taken tripped over a leftover.
-                let prober = match device {
-                    Some(Action::Bind { driver }) => Some(command::canonical(driver)),
-                    _ => module.clone().filter(|_| loads),
-                };
-                if let Some(prober) = prober {
-                    self.charge_load_failure(&mut failed, &prober, &log);
-                }
-                self.findings.push(failed);
-            }
-            (true, Some(true)) => self.findings.push(Finding {
-                kind: FindingKind::UNEXPECTED_SUCCESS,
-                title: format!("{description} succeeded but the suite expects it to fail"),
-                severity: Severity::Fail,
-                report: format!("$ {shell}\n{}{}", output.stdout, output.stderr),
-                attribution: Some(label.clone()),
-                known_issue: None,
-            }),
-            _ => {}
-        }
+        // A load or a bind that found its names taken tripped over a leftover.
+        let prober = match device {
+            Some(Action::Bind { driver }) => Some(command::canonical(driver)),
+            _ => module.clone().filter(|_| loads),
+        };
+        let step = StepRun {
+            label: &label,
+            description: &description,
+            shell: &shell,
+            output: &output,
+        };
+        self.judge_exit(&step, expect_failure, prober, &log);
         if let Some(module) = loaded_now {
             self.ledger
                 .loaded(module, &after, after.module_sections.clone(), cycle);
@@ -398,38 +445,9 @@ impl Recorder<'_> {
             _ => None,
         };
         if let (Some(by), Some(module)) = (by, &module) {
-            if let Some(before) = self.before_load.get(module) {
-                let found = self.ledger.unloaded(module, before, &after, by, cycle);
-                self.findings.extend(found);
-            }
-            if self.kmemleak {
-                self.check_kmemleak(machine, module, by, cycle)?;
-            }
+            self.charge_leftovers(machine, module, by, &after, cycle)?;
         }
-        // After devices left their driver (unbind, hot-unplug), their remove must have undone
-        // what their probe set up, while the module stays loaded.
-        // A probe that failed must have released what it claimed, like a remove.
-        let released_by = match device {
-            Some(Action::Unbind { .. }) => "unbind",
-            Some(Action::Hotunplug { .. }) => "hot-unplug",
-            _ => "",
-        };
-        let mut released: Vec<(String, Vec<String>, &str)> = Vec::new();
-        if let (true, Some(action)) = (succeeded, device) {
-            released.extend(
-                command::released_devices(action, &output.stdout)
-                    .into_iter()
-                    .map(|(driver, devices)| (driver, devices, released_by)),
-            );
-        }
-        // (After a failed load the whole load's diff already says it.)
-        let failed_load = loads && !succeeded;
-        released.extend(
-            ledger::failed_probes(&log)
-                .into_iter()
-                .filter(|_| !failed_load)
-                .map(|(driver, devices)| (driver, devices, "failed probe")),
-        );
+        let released = released_devices(device, succeeded, &output, &log, loads);
         for (driver, devices, by) in released {
             if let Some(before) = self.before_load.get(&driver) {
                 let found = self
@@ -442,6 +460,61 @@ impl Recorder<'_> {
         self.current = after;
         self.unloading = None;
         Ok((succeeded, log))
+    }
+
+    /// What `module` left behind since its load, found by the ledger diff and
+    /// (when on) kmemleak, charged to `by` in `cycle`.
+    fn charge_leftovers(
+        &mut self,
+        machine: &mut dyn Machine,
+        module: &str,
+        by: &str,
+        after: &Snapshot,
+        cycle: u32,
+    ) -> Result<(), MachineError> {
+        if let Some(before) = self.before_load.get(module) {
+            let found = self.ledger.unloaded(module, before, after, by, cycle);
+            self.findings.extend(found);
+        }
+        if self.kmemleak {
+            self.check_kmemleak(machine, module, by, cycle)?;
+        }
+        Ok(())
+    }
+
+    /// A step that failed when it should not have (charged to a leftover
+    /// `prober` tripped over), or succeeded when the suite expects a failure.
+    fn judge_exit(
+        &mut self,
+        step: &StepRun<'_>,
+        expect_failure: Option<bool>,
+        prober: Option<String>,
+        log: &str,
+    ) {
+        match (step.output.status == 0, expect_failure) {
+            (false, Some(false)) => {
+                let mut failed = step_failed(step.label, step.shell, step.output);
+                if let Some(prober) = prober {
+                    self.charge_load_failure(&mut failed, &prober, log);
+                }
+                self.findings.push(failed);
+            }
+            (true, Some(true)) => self.findings.push(Finding {
+                kind: FindingKind::UNEXPECTED_SUCCESS,
+                title: format!(
+                    "{} succeeded but the suite expects it to fail",
+                    step.description
+                ),
+                severity: Severity::Fail,
+                report: format!(
+                    "$ {}\n{}{}",
+                    step.shell, step.output.stdout, step.output.stderr
+                ),
+                attribution: Some(step.label.to_string()),
+                known_issue: None,
+            }),
+            _ => {}
+        }
     }
 
     /// Do a step's action: a guest command, or for hotplug steps the QMP exchange between the
