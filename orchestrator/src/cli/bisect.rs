@@ -404,7 +404,11 @@ impl Plan {
                     "say what to check at each step: --cycle MODULE|DIR or SUITE files".into(),
                 )
             }
-            (Some(_), false) => unreachable!("clap refuses --cycle with suites"),
+            (Some(_), false) => {
+                return Err(
+                    "--cycle and SUITE files exclude each other: check one or the other".into(),
+                )
+            }
         };
         if tree.kernel && args.guest.kernel.is_some() {
             return Err("--kernel and a kernel tree in --source exclude each other: each step builds its kernel from the tree".into());
