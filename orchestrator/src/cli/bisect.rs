@@ -215,6 +215,7 @@ fn print_found(
 }
 
 /// The git tree being bisected.
+#[derive(Debug, Clone)]
 struct Tree {
     dir: PathBuf,
     /// A kernel tree (the guest kernel is built from it) or a module repository.
@@ -294,7 +295,7 @@ impl Tree {
 /// Puts the tree's checkout back as it was (a branch or a detached commit)
 /// when dropped: after the search, an error or Ctrl-C alike.
 struct Restore {
-    dir: PathBuf,
+    tree: Tree,
     head: String,
 }
 
@@ -311,7 +312,7 @@ impl Restore {
             None => tree.commit("HEAD")?,
         };
         Ok(Restore {
-            dir: tree.dir.clone(),
+            tree: tree.clone(),
             head,
         })
     }
@@ -319,15 +320,11 @@ impl Restore {
 
 impl Drop for Restore {
     fn drop(&mut self) {
-        let tree = Tree {
-            dir: self.dir.clone(),
-            kernel: false,
-        };
-        if let Err(error) = tree.git(&["checkout", "--quiet", &self.head]) {
+        if let Err(error) = self.tree.git(&["checkout", "--quiet", &self.head]) {
             eprintln!(
                 "kcycle bisect: failed to check {} out again in {}: {error:#}",
                 self.head,
-                self.dir.display()
+                self.tree.dir.display()
             );
         }
     }
@@ -578,7 +575,7 @@ struct Log {
     dir: PathBuf,
     steps: Vec<Step>,
     conclusion: String,
-    describe: Box<dyn Fn(&str) -> String>,
+    tree: Tree,
 }
 
 struct Step {
@@ -591,15 +588,11 @@ struct Step {
 
 impl Log {
     fn new(tree: &Tree, dir: &Path) -> Log {
-        let tree = Tree {
-            dir: tree.dir.clone(),
-            kernel: tree.kernel,
-        };
         Log {
             dir: dir.to_path_buf(),
             steps: Vec::new(),
             conclusion: String::new(),
-            describe: Box::new(move |commit| tree.describe(commit)),
+            tree: tree.clone(),
         }
     }
 
@@ -621,7 +614,7 @@ impl Log {
     fn record(&mut self, commit: &str, verdict: Verdict, dir: &Path, note: &str) {
         self.steps.push(Step {
             commit: commit.to_string(),
-            described: (self.describe)(commit),
+            described: self.tree.describe(commit),
             verdict,
             dir: dir.to_path_buf(),
             note: note.to_string(),
@@ -631,13 +624,13 @@ impl Log {
     fn conclude(&mut self, found: Option<&Found>) {
         self.conclusion = match found {
             Some(Found::Commit(commit)) => {
-                format!("First bad commit: `{}`", (self.describe)(commit))
+                format!("First bad commit: `{}`", self.tree.describe(commit))
             }
             Some(Found::OneOf(commits)) => format!(
                 "The first bad commit is one of: {}",
                 commits
                     .iter()
-                    .map(|c| format!("`{}`", (self.describe)(c)))
+                    .map(|c| format!("`{}`", self.tree.describe(c)))
                     .collect::<Vec<_>>()
                     .join(", ")
             ),
