@@ -127,18 +127,14 @@ pub(super) fn run_suites(args: &RunArgs, progress: ProgressMode) -> Result<ExitS
         shard.map(|s| s.to_string()),
     );
     let reporters = reporters(&results_dir, &info, progress)?;
-    let factory = QemuFactory {
+    let factory = QemuFactory::new(
         spec,
-        module_files: args.modules.clone(),
-        results_dir: results_dir.clone(),
-        cancel: cancel.clone(),
-        boots: Default::default(),
-        symbols: kcycle::symbols::KoSymbols::new(
-            vec![artifacts.modules_dir()],
-            args.modules.clone(),
-        ),
-        restore: !args.no_restore,
-    };
+        artifacts.modules_dir(),
+        args.modules.clone(),
+        results_dir.clone(),
+        cancel.clone(),
+        !args.no_restore,
+    );
     let session = Session {
         plan: &plan,
         options: kcycle::run::RunOptions {

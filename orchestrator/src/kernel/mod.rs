@@ -17,16 +17,16 @@
 //! only reads their sources). Nothing here installs packages: a missing Debian source is an
 //! error the caller may fix (`host::apt_install`) before it retries.
 
-pub mod artifacts;
+pub(crate) mod artifacts;
 pub mod build;
 pub mod cache;
 pub mod config;
-pub mod error;
+pub(crate) mod error;
 pub(crate) mod external;
 pub mod kconfig;
 pub(crate) mod make;
 pub mod patches;
-pub mod progress;
+pub(crate) mod progress;
 pub(crate) mod project;
 pub mod source;
 pub(crate) mod steps;

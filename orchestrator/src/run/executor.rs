@@ -182,6 +182,17 @@ struct StepRun<'a> {
     output: &'a Output,
 }
 
+/// What a step that ran a module's load or unload is charged as: after an
+/// unload, and after a load whose init failed (nothing of the module should
+/// remain either way), what appeared since the module's load was left behind.
+fn leftovers_by(loads: bool, unloads: bool, succeeded: bool) -> Option<&'static str> {
+    match (loads, unloads, succeeded) {
+        (_, true, true) => Some("unload"),
+        (true, _, false) => Some("failed load"),
+        _ => None,
+    }
+}
+
 /// The devices a step released, by driver, and how: after devices left
 /// their driver (unbind, hot-unplug) their remove must have undone what their
 /// probe set up, while the module stays loaded; a probe that failed must have
@@ -436,30 +447,32 @@ impl<'a> Recorder<'a> {
         if let Some((name, kind)) = selftest {
             self.record_selftest(machine, name, kind, &step_log, succeeded, cycle)?;
         }
-        // After an unload, and after a load whose init failed (nothing of
-        // the module should remain either way), what appeared since the
-        // module's load was left behind.
-        let by = match (loads, unloads, succeeded) {
-            (_, true, true) => Some("unload"),
-            (true, _, false) => Some("failed load"),
-            _ => None,
-        };
-        if let (Some(by), Some(module)) = (by, &module) {
+        if let (Some(by), Some(module)) = (leftovers_by(loads, unloads, succeeded), &module) {
             self.charge_leftovers(machine, module, by, &after, cycle)?;
         }
         let released = released_devices(device, succeeded, &output, &log, loads);
-        for (driver, devices, by) in released {
-            if let Some(before) = self.before_load.get(&driver) {
-                let found = self
-                    .ledger
-                    .released(&driver, &devices, before, &after, by, cycle);
-                self.findings.extend(found);
-            }
-        }
+        self.charge_released(released, &after, cycle);
         self.check_taint(&after, &label);
         self.current = after;
         self.unloading = None;
         Ok((succeeded, log))
+    }
+
+    /// What each driver's released devices left behind since the driver's load.
+    fn charge_released(
+        &mut self,
+        released: Vec<(String, Vec<String>, &'static str)>,
+        after: &Snapshot,
+        cycle: u32,
+    ) {
+        for (driver, devices, by) in released {
+            if let Some(before) = self.before_load.get(&driver) {
+                let found = self
+                    .ledger
+                    .released(&driver, &devices, before, after, by, cycle);
+                self.findings.extend(found);
+            }
+        }
     }
 
     /// What `module` left behind since its load, found by the ledger diff and

@@ -73,24 +73,45 @@ pub fn console_file(name: &str, boot: usize) -> String {
 /// Boots QEMU guests for suites from one prepared [`BootSpec`].
 pub struct QemuFactory {
     /// Kernel, image and accel; each suite adds its command line.
-    pub spec: BootSpec,
+    spec: BootSpec,
     /// Host `.ko` files to copy to [`command::MODULE_DIR`] in every guest.
-    pub module_files: Vec<PathBuf>,
+    module_files: Vec<PathBuf>,
     /// Where console logs are copied when a guest goes away.
-    pub results_dir: PathBuf,
+    results_dir: PathBuf,
     /// Cancelling this kills every QEMU, so in-flight commands end at once.
-    pub cancel: Cancel,
+    cancel: Cancel,
     /// Numbers the boots of each slot for the console file names.
-    pub boots: Arc<BootCounter>,
+    boots: Arc<BootCounter>,
     /// The kernel's modules tree and `--module` files, for naming the code
     /// of unloaded modules.
-    pub symbols: KoSymbols,
+    symbols: KoSymbols,
     /// Save each guest's state once it is ready and restore it instead of
     /// rebooting (off: `--no-restore`).
-    pub restore: bool,
+    restore: bool,
 }
 
 impl QemuFactory {
+    /// Guests from `spec` on a kernel whose modules tree is `modules_dir`, with
+    /// `module_files` copied in; consoles land in `results_dir`.
+    pub fn new(
+        spec: BootSpec,
+        modules_dir: PathBuf,
+        module_files: Vec<PathBuf>,
+        results_dir: PathBuf,
+        cancel: Cancel,
+        restore: bool,
+    ) -> Self {
+        QemuFactory {
+            spec,
+            symbols: KoSymbols::new(vec![modules_dir], module_files.clone()),
+            module_files,
+            results_dir,
+            cancel,
+            boots: Arc::default(),
+            restore,
+        }
+    }
+
     /// How `--module` files are loaded: name (from the file name) to guest path.
     pub fn module_sources(module_files: &[PathBuf]) -> ModuleSources {
         let mut sources = ModuleSources::default();
