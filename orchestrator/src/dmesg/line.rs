@@ -170,9 +170,17 @@ fn indent(text: &str) -> Option<Strip<'_>> {
     if trimmed.len() == text.len() {
         return None;
     }
-    let kernel_prefix = [quote, kmsg_record, dmesg_iso, syslog, timestamp, level]
-        .iter()
-        .any(|strip| strip(trimmed).is_some());
+    let kernel_prefix = [
+        quote,
+        kmsg_record,
+        facility,
+        dmesg_iso,
+        syslog,
+        timestamp,
+        level,
+    ]
+    .iter()
+    .any(|strip| strip(trimmed).is_some());
     kernel_prefix.then(|| Strip::unknown(trimmed))
 }
 
@@ -485,11 +493,17 @@ fn level(text: &str) -> Option<Strip<'_>> {
         return None;
     }
     let m = LEVEL.find(text)?;
-    Some(Strip::kernel(&text[m.end()..]))
+    let rest = &text[m.end()..];
+    // IGT writes `<3> [620.7] msg`; any other blank is the message's own
+    // indentation (a frame, a continued fragment).
+    let rest = rest
+        .strip_prefix(' ')
+        .filter(|r| r.starts_with('['))
+        .unwrap_or(rest);
+    Some(Strip::kernel(rest))
 }
 
-static LEVEL: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"^<\d{1,3}> ?").expect("static regex"));
+static LEVEL: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^<\d{1,3}>").expect("static regex"));
 
 /// The caller id alone, `[  T123] ` (logs printed without timestamps, or a
 /// caller after a space).

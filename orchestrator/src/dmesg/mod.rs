@@ -71,17 +71,62 @@ pub fn classify_with_work(text: &str) -> (Vec<Finding>, usize) {
         // rsyslog escapes a record's newlines as `#012`: one line, several
         // kernel lines.
         if memchr::memchr(b'#', raw.as_bytes()).is_none() {
-            walk.line(index + 1, raw);
+            for record in records(raw) {
+                walk.line(index + 1, record);
+            }
             continue;
         }
         let mut pieces = raw.split(RSYSLOG_NEWLINE);
-        walk.line(index + 1, pieces.next().unwrap_or(""));
+        for record in records(pieces.next().unwrap_or("")) {
+            walk.line(index + 1, record);
+        }
         for piece in pieces {
             walk.continuation(index + 1, piece);
         }
     }
     walk.close();
     walk.into_findings()
+}
+
+/// The kernel records in one line of text. A paste that lost its newlines
+/// (`[ 1.000001] a [ 1.000002] b`) or another writer's text glued to a
+/// record (`INFO: task jbd2/[ 1.000002]  schedule+0x46/0xb0`) puts a printk
+/// timestamp inside a line: a new record starts there. In a line that does
+/// not start with one, the first timestamp after a separator is a prefix's
+/// (`Jun  2 host kernel: [ 1.0] ...`, `> [ 1.0] ...`, `<4>[ 1.0] ...`) and stays.
+fn records(line: &str) -> impl Iterator<Item = &str> {
+    let bytes = line.as_bytes();
+    let mut starts = memchr::memchr_iter(b'[', bytes)
+        .filter(|&at| at > 0 && is_timestamp(&bytes[at..]))
+        .peekable();
+    // Text that runs into a timestamp without a separator is another writer's.
+    let glued = |c: u8| c.is_ascii_alphanumeric() || b"_/.-)".contains(&c);
+    let leading = bytes.first() == Some(&b'[') && is_timestamp(bytes);
+    if !leading && starts.peek().is_some_and(|&at| !glued(bytes[at - 1])) {
+        starts.next();
+    }
+    let mut from = 0;
+    starts
+        .chain(std::iter::once(line.len()))
+        .filter_map(move |to| {
+            let record = &line[from..to];
+            from = to;
+            (!record.is_empty()).then_some(record)
+        })
+}
+
+/// Does `text` start with a printk timestamp, `[` blanks, seconds, `.`, six digits, `]`?
+fn is_timestamp(text: &[u8]) -> bool {
+    let rest = &text[1..];
+    let blanks = rest.iter().take_while(|&&c| c == b' ').count();
+    let rest = &rest[blanks..];
+    let secs = rest.iter().take_while(|c| c.is_ascii_digit()).count();
+    let rest = &rest[secs..];
+    secs > 0
+        && rest.len() >= 8
+        && rest[0] == b'.'
+        && rest[1..7].iter().all(u8::is_ascii_digit)
+        && rest[7] == b']'
 }
 
 /// rsyslog's escape of a newline inside a record.

@@ -521,6 +521,9 @@ const DUMP_PREFIXES: &[&str] = &[
     "Internal error:",
     "Mem abort info:",
     "Data abort info:",
+    // arm64's page table walk of the faulting address (arch/arm64/mm/fault.c).
+    "user pgtable:",
+    "swapper pgtable:",
     "ESR =",
     "FAR =",
     "KASAN: null-ptr-deref",
@@ -575,7 +578,7 @@ static DUMP_START: LazyLock<AhoCorasick> = LazyLock::new(|| {
 /// once syslog has eaten the indentation).
 static DUMP_SHAPE: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(concat!(
-        r"^(?:[A-Za-z]{1,3}[0-9]{0,2} ?: ?[0-9a-f]{8}|[0-9a-f]{4}: |\d+ locks? held by ",
+        r"^(?:[A-Za-z]{1,3}[0-9]{0,2} ?: ?[0-9a-f]{8}|[0-9a-f]{4}: |\d+ locks? held by |\[[0-9a-f]{16}\] pgd=",
         r"|[0-9a-f]{8,16}(?: [0-9a-f]{8,16})+\s*$)",
     ))
     .expect("static regex")

@@ -39,6 +39,10 @@ pub enum From {
     Pc,
     /// The stack trace.
     Trace,
+    /// The function right after `marker` in the first line that has it (a
+    /// report that names its culprit, like `caller is func+0x..`), then the
+    /// stack trace.
+    After(&'static str),
     /// The first N of lockdep's lock descriptions (`..., at: func+0x..`),
     /// then the trace.
     LockAt(usize),
@@ -375,6 +379,14 @@ pub static RULES: &[Rule] = &[
         Title::Text("KASAN: {1}"),
         Body::Banner,
     ),
+    // 4.0-4.3: `BUG: KASan: use after free in func+0x../0x.. at addr ...`.
+    rule(
+        Kind::Kasan,
+        &["BUG: KASan: "],
+        r"([a-z -]+?) in (?P<func>[\w.$]+)",
+        Title::Kasan,
+        Body::Banner,
+    ),
     rule(
         Kind::Kasan,
         &["BUG: KFENCE: "],
@@ -676,7 +688,8 @@ pub static RULES: &[Rule] = &[
         rule(
             Kind::Bug,
             &["rust_kernel: panicked at "],
-            r"(?:'.*', )?(.+?):\d+:\d+",
+            // An absolute path is the build machine's: the file name stays.
+            r"(?:'.*', )?(?:/\S*/)?(.+?):\d+:\d+",
             Title::Text("Rust panic at {1}"),
             Body::Trace,
         ),
@@ -784,8 +797,8 @@ pub static RULES: &[Rule] = &[
         r"(\w+)\(\) in preemptible",
         in_func(
             "BUG: using {1}() in preemptible code in {func}",
-            From::Trace,
-            &["preempt", "debug_", "processor_id", "this_cpu"],
+            From::After("caller is "),
+            &["check_preemption", "debug_", "processor_id", "this_cpu"],
         ),
         Body::Trace,
     ),

@@ -361,7 +361,8 @@ pub fn clean(name: &str) -> &str {
 
 /// `func+0x12/0x34` (optionally after `[<addr>]`s, `<IRQ>` markers, a `? `
 /// for unreliable frames), `func file.c:12 [inline]` (symbolized inline
-/// frames), `func (file.c:12)` (decode_stacktrace.sh), ARM's
+/// frames), `func (file.c:12)` and `func (file.c:12 (discriminator 1))`
+/// (decode_stacktrace.sh), ARM's
 /// `[<addr>] (func) from [<addr>] (caller+0x1/0x2)` and newer ARM's
 /// `func from caller+0x1/0x2`.
 static FRAME: LazyLock<Regex> = LazyLock::new(|| {
@@ -372,7 +373,7 @@ static FRAME: LazyLock<Regex> = LazyLock::new(|| {
         r"(?:\(([A-Za-z0-9_.$]+)(?:\+0x[0-9a-f]+/0x[0-9a-f]+)?(?: \[[\w-]+\])?\) from ",
         r"|([A-Za-z_][A-Za-z0-9_.$]*) from [A-Za-z_][A-Za-z0-9_.$]*\+0x",
         r"|(?:[0-9]+:)?([A-Za-z_][A-Za-z0-9_.$]*)",
-        r"(?:\+0x[0-9a-f]+/0x[0-9a-f]+|\s+\S+\.\w+:\d+\s+\[inline\]|\s+\([\w/.-]+\.\w+:\d+\)))",
+        r"(?:\+0x[0-9a-f]+/0x[0-9a-f]+|\s+\S+\.\w+:\d+\s+\[inline\]|\s+\([\w/.-]+\.\w+:\d+(?: \(discriminator \d+\))?\)))",
     ))
     .expect("static regex")
 });
@@ -381,7 +382,7 @@ static FRAME: LazyLock<Regex> = LazyLock::new(|| {
 /// `pc : func+0x..`, `PC is at func+0x..`, `epc : func+0x..`, `NIP [..] func+0x..`.
 static PC: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(concat!(
-        r"^\s*(?:[REN]?IP:? (?:[0-9]+:)?(?:\[<[0-9a-f]+>\] )?|pc : (?:\[<[0-9a-f]+>\] )?|PC is at |epc : |NIP \[[0-9a-f]+\] )",
+        r"^\s*(?:[REN]?IP:? (?:[0-9a-f]+:)?(?:\[<[0-9a-f]+>\] )?|pc : (?:\[<[0-9a-f]+>\] )?|PC is at |epc : |NIP \[[0-9a-f]+\] )",
         r"([A-Za-z_][A-Za-z0-9_.$]*)\+0x[0-9a-f]+",
     ))
     .expect("static regex")
@@ -576,6 +577,18 @@ const STALL_ANCHORS: &[&str] = &[
     "smp_call_function",
 ];
 
+/// Frames of the stall detector itself (the timer interrupt, RCU, the task
+/// dump it prints) and of the scheduler a dumped task sits in.
+const STALL_MACHINERY: &[&str] = &[
+    "apic_timer_interrupt",
+    "rcu",
+    "sched_show_task",
+    "dump_cpu_task",
+    "__switch_to",
+    "cond_resched",
+    "schedule",
+];
+
 /// The function an RCU stall or soft lockup is "in": the interrupted kernel
 /// code's frames (after the timer interrupt that detected it; a nested
 /// exception's `RIP:` restarts the list), and of those the one just above
@@ -597,17 +610,18 @@ pub fn stall_function<'a>(lines: &[&'a str]) -> Option<&'a str> {
             frames.push(f);
         }
     }
-    let extra = ["apic_timer_interrupt", "rcu"];
     let frames: Vec<&str> = frames
         .into_iter()
-        .filter(|f| !generic(f) && !skipped(f, &extra))
+        .filter(|f| !generic(f) && !skipped(f, STALL_MACHINERY))
         .collect();
-    let mut prev = *frames.first()?;
+    // A stack that starts at a dispatch anchor (a task dump of a worker
+    // between items) does not show the code that stalled: no function.
+    let mut prev = None;
     for f in &frames {
         if skipped(f, STALL_ANCHORS) {
-            return Some(prev);
+            return prev;
         }
-        prev = f;
+        prev = Some(*f);
     }
     frames.first().copied()
 }
@@ -642,6 +656,10 @@ pub fn hung_task_function<'a>(lines: &[&'a str]) -> Option<&'a str> {
         "__switch_to",
         "cancel_delayed_work",
         "rcu_barrier",
+        // Where every kernel thread starts (arm, mips, powerpc).
+        "kernel_thread_helper",
+        "ret_from_kernel_thread",
+        "ret_from_fork",
     ];
     frames
         .into_iter()
@@ -651,6 +669,45 @@ pub fn hung_task_function<'a>(lines: &[&'a str]) -> Option<&'a str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn decoded_frames_with_a_discriminator_and_xen_register_dumps() {
+        assert_eq!(
+            frame(" vma_merge (mm/mmap.c:952 (discriminator 1))"),
+            Some("vma_merge")
+        );
+        assert_eq!(
+            pc("RIP: e030:xen_hypercall_sched_op+0xa/0x20"),
+            Some("xen_hypercall_sched_op")
+        );
+    }
+
+    #[test]
+    fn a_stall_names_the_interrupted_code_not_the_detector_or_scheduler() {
+        // 4.19 on Xen: the detector's frames, then the interrupted code's RIP.
+        let xen = [
+            "Call Trace:",
+            " <IRQ>",
+            " sched_show_task.cold.14+0xa6/0xd3",
+            " rcu_check_callbacks.cold.35+0x416/0x43c",
+            " update_process_times+0x28/0x60",
+            " </IRQ>",
+            "RIP: e030:xen_hypercall_sched_op+0xa/0x20",
+        ];
+        assert_eq!(stall_function(&xen), Some("xen_hypercall_sched_op"));
+        // A task dump of a worker between items shows no stalled code.
+        let worker = [
+            "Call Trace:",
+            " <TASK>",
+            " __schedule+0x246/0x5c0",
+            " __cond_resched+0x33/0x50",
+            " process_one_work+0x23c/0x3f0",
+            " worker_thread+0x50/0x3e0",
+        ];
+        assert_eq!(stall_function(&worker), None);
+        let idle = ["Call trace:", "[<ffffffc000086ed4>] __switch_to+0xd4/0xf8"];
+        assert_eq!(stall_function(&idle), None);
+    }
 
     #[test]
     fn reads_every_frame_format() {

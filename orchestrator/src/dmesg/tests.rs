@@ -538,3 +538,96 @@ fn reports_cut_at_the_limit_are_marked_corrupted() {
     assert!(classify(&log)[0].corrupted);
     assert!(!classify("debugfs: 'a' already exists in 'b'")[0].corrupted);
 }
+
+#[test]
+fn records_glued_into_one_line_are_split_at_their_timestamps() {
+    assert_eq!(
+        records("[    1.000001] a [    1.000002] b").collect::<Vec<_>>(),
+        ["[    1.000001] a ", "[    1.000002] b"]
+    );
+    assert_eq!(
+        records("INFO: task jbd2/[34315.188943]  schedule+0x46/0xb0").collect::<Vec<_>>(),
+        ["INFO: task jbd2/", "[34315.188943]  schedule+0x46/0xb0"]
+    );
+    // A prefix's timestamp stays with its line.
+    for line in [
+        "Jun  2 06:00:57 host kernel: [   12.345678] text",
+        "> [  346.527467][  T100] text",
+        "<4>[   12.345678] text",
+        "\r[   12.345678] text",
+        "[   12.345678] no other timestamp [12.34] here",
+    ] {
+        assert_eq!(records(line).collect::<Vec<_>>(), [line], "{line:?}");
+    }
+    // A paste that lost its newlines still gives its report and a clean title.
+    let flat = "[ 2052.051866][ T1668] ---[ end trace 5a027cdb2540a822 ]--- [ 2052.051868][ T1668] Kernel panic - not syncing: Oops: Fatal exception [ 2052.051872][ T1668] SMP: stopping secondary CPUs";
+    assert_eq!(
+        kinds_and_titles(flat),
+        vec![(Kind::Panic, "kernel panic: Oops: Fatal exception".into())]
+    );
+}
+
+#[test]
+fn titles_name_the_culprit_the_report_names() {
+    // lib/smp_processor_id.c prints `caller is` for the function to blame.
+    let log = "\
+[  346.5] BUG: using smp_processor_id() in preemptible [00000000] code: rcu_torture_rea/100
+[  346.5] caller is rcu_preempt_deferred_qs_irqrestore+0x74/0xed0
+[  346.5] Call Trace:
+[  346.5] [c0000000094876c0] [c000000000ce2b68] dump_stack_lvl+0xbc/0x108 (unreliable)
+[  346.5] [c000000009487710] [c000000001712954] check_preemption_disabled+0x154/0x160
+[  346.5] [c0000000094877a0] [c0000000002ce2d4] rcu_preempt_deferred_qs_irqrestore+0x74/0xed0
+[  346.5] [c000000009487930] [c0000000002b7ff8] rcutorture_one_extend+0x198/0x810
+";
+    assert_eq!(
+        kinds_and_titles(log)[0].1,
+        "BUG: using smp_processor_id() in preemptible code in rcu_preempt_deferred_qs_irqrestore"
+    );
+    // No trace, and the CPU was in a helper the skip list ignores: it still names it.
+    let log = "\
+[ 4131.5] kernel BUG at mm/slub.c:305!
+[ 4131.5] invalid opcode: 0000 [#1] SMP PTI
+[ 4131.5] RIP: 0010:__slab_free+0x1e2/0x3d0
+";
+    assert_eq!(kinds_and_titles(log)[0].1, "kernel BUG in __slab_free");
+}
+
+#[test]
+fn old_and_tag_based_kasan_wordings() {
+    // 4.0-4.3 (mm/kasan/report.c).
+    let log = "\
+[  797.7] ==================================================================
+[  797.7] BUG: KASan: use after free in tfw_http_msg_free+0x2c9/0x340 [tempesta_fw] at addr ffff880d59947040
+[  797.7] Read of size 8 by task ksoftirqd/2/15
+";
+    assert_eq!(
+        kinds_and_titles(log)[0],
+        (
+            Kind::Kasan,
+            "KASAN: use-after-free Read in tfw_http_msg_free".into()
+        )
+    );
+    // Tag-based KASAN has no size.
+    let log = "\
+[70338.6] BUG: KASAN: invalid-access in dhd_ioctl_entry_local+0x64/0x428 [bcmdhd4398]
+[70338.7] Read at addr f4ff4a04d5529e08 by task init/1
+";
+    assert_eq!(
+        kinds_and_titles(log)[0].1,
+        "KASAN: invalid-access Read in dhd_ioctl_entry_local"
+    );
+}
+
+#[test]
+fn a_rust_panic_built_elsewhere_is_named_by_its_file() {
+    let log = "[   31.3] rust_kernel: panicked at 'called `Option::unwrap()` on a `None` value', /srv/users/x/e1000-driver/src/linux/../e1000_for_linux.rs:86:54\n";
+    assert_eq!(
+        kinds_and_titles(log)[0].1,
+        "Rust panic at e1000_for_linux.rs"
+    );
+    let log = "[   31.3] rust_kernel: panicked at rust/kernel/alloc.rs:12:5:\n";
+    assert_eq!(
+        kinds_and_titles(log)[0].1,
+        "Rust panic at rust/kernel/alloc.rs"
+    );
+}

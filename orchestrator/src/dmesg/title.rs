@@ -16,8 +16,10 @@ static LOCK_AT: LazyLock<Regex> = LazyLock::new(|| {
 });
 
 /// KASAN's access line.
+/// `Read of size 8` (generic KASAN; `... by task` before 4.4), `Read at addr`
+/// (tag-based KASAN, which has no size).
 static ACCESS: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"\b(Read|Write) of size \d+").expect("static regex"));
+    LazyLock::new(|| Regex::new(r"\b(Read|Write) (?:of size \d+|at addr )").expect("static regex"));
 
 /// Numbers in titles (`unknown-block(0,0)` -> `unknown-block(NUM,NUM)`).
 static NUMBER: LazyLock<Regex> =
@@ -69,7 +71,7 @@ pub(super) fn build(index: usize, lines: &[&str]) -> String {
             let kind = captures
                 .as_ref()
                 .and_then(|c| c.get(1))
-                .map_or("", |m| m.as_str());
+                .map_or(String::new(), |m| kasan_bug(m.as_str()));
             let func = function(From::Start, start_func(), lines, &[]);
             let access = lines
                 .iter()
@@ -83,6 +85,13 @@ pub(super) fn build(index: usize, lines: &[&str]) -> String {
             with_func(&head, func)
         }
     }
+}
+
+/// A KASAN bug type as 4.4+ words it: 4.0-4.3 printed `use after free` and
+/// `out of bounds access`.
+fn kasan_bug(words: &str) -> String {
+    let words = words.trim().strip_suffix(" access").unwrap_or(words.trim());
+    words.replace(' ', "-")
 }
 
 /// Does `template` have a `{1}`-style slot?
@@ -176,12 +185,28 @@ fn function<'a>(
     let pc = || lines.iter().find_map(|l| stack::pc(l));
     let trace = || stack::report_frames(lines);
     match from {
+        // Where every frame is generic machinery (a register dump without a
+        // trace, `RIP: __slab_free`), the function the CPU was in still says
+        // more than none, unless the rule itself excludes it.
         From::Start => {
-            let pc = std::iter::once_with(pc).flatten();
-            stack::first_unskipped(start.into_iter().chain(pc).chain(trace()), skip)
+            let pc_once = std::iter::once_with(pc).flatten();
+            stack::first_unskipped(start.into_iter().chain(pc_once).chain(trace()), skip)
+                .or_else(|| pc().filter(|f| !stack::skipped(f, skip)))
         }
-        From::Pc => stack::first_unskipped(pc().into_iter().chain(trace()), skip),
+        From::Pc => stack::first_unskipped(pc().into_iter().chain(trace()), skip)
+            .or_else(|| pc().filter(|f| !stack::skipped(f, skip))),
         From::Trace => stack::first_unskipped(trace(), skip),
+        From::After(marker) => {
+            let named = lines.iter().find_map(|l| {
+                let at = memchr::memmem::find(l.as_bytes(), marker.as_bytes())?;
+                let rest = &l[at + marker.len()..];
+                let end = rest
+                    .find(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '$')))
+                    .unwrap_or(rest.len());
+                Some(stack::clean(&rest[..end])).filter(|f| !f.is_empty())
+            });
+            stack::first_unskipped(named.into_iter().chain(trace()), skip)
+        }
         From::LockAt(count) => {
             let at = lines
                 .iter()
