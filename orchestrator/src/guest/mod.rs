@@ -434,6 +434,7 @@ impl Guest {
         }
         self.ssh = None;
         // A session the guest still holds would be half-open in every restore.
+        // Not cancellable: bounded by SESSION_CLOSE.
         let _ = wait::poll_for(SESSION_CLOSE, None, Duration::from_millis(50), || {
             matches!(self.vm.open_connections(), Ok(0)).then_some(())
         });

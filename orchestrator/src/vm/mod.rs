@@ -158,6 +158,7 @@ impl Vm {
         };
         let transcript = vm.run_dir.join(QMP_LOG);
         let mut last_error = None;
+        // Not cancellable: bounded by QMP_CONNECT, and a cancel kills QEMU, which ends it.
         let connected = wait::poll_for(QMP_CONNECT, None, Duration::ZERO, || {
             if let Some(status) = vm.process.try_wait() {
                 return Some(Err(status.to_string()));

@@ -84,6 +84,7 @@ impl Qmp {
         transcript: Option<&Path>,
     ) -> Result<Qmp, QmpError> {
         let mut last = None;
+        // Not cancellable: callers pass waits of a few hundred milliseconds.
         let connected = wait::poll_for(wait, None, Duration::from_millis(20), || {
             UnixStream::connect(path)
                 .map_err(|source| last = Some(source))

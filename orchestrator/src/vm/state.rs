@@ -145,6 +145,7 @@ fn run<C: qapi::Command>(qmp: &mut Qmp, step: &'static str, command: &C) -> Resu
 /// Poll `query-migrate` until the migration ends or `until` passes.
 fn finish(qmp: &mut Qmp, step: &'static str, until: Instant) -> Result<(), StateError> {
     let started = Instant::now();
+    // No cancel token: a cancel kills QEMU, and the next query fails at once.
     let ended = wait::poll(until, None, Duration::from_millis(20), || {
         match qmp.execute(&QueryMigrate {}, COMMAND_TIMEOUT) {
             Err(source) => Some(Err(StateError::Qmp { step, source })),
