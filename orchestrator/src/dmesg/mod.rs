@@ -93,7 +93,8 @@ pub fn classify_with_work(text: &str) -> (Vec<Finding>, usize) {
 /// record (`INFO: task jbd2/[ 1.000002]  schedule+0x46/0xb0`) puts a printk
 /// timestamp inside a line: a new record starts there. In a line that does
 /// not start with one, the first timestamp after a separator is a prefix's
-/// (`Jun  2 host kernel: [ 1.0] ...`, `> [ 1.0] ...`, `<4>[ 1.0] ...`) and stays.
+/// (`Jun  2 host kernel: [ 1.000001] ...`, `> [ 1.000001] ...`, `<4>[ 1.000001] ...`)
+/// and stays.
 fn records(line: &str) -> impl Iterator<Item = &str> {
     let bytes = line.as_bytes();
     let mut starts = memchr::memchr_iter(b'[', bytes)
