@@ -66,6 +66,8 @@ const SAVE_DEADLINE: Duration = Duration::from_secs(120);
 const RESTORE_DEADLINE: Duration = Duration::from_secs(60);
 /// How long a save waits for the guest to close its side of the SSH session.
 const SESSION_CLOSE: Duration = Duration::from_secs(10);
+/// How long a guest whose SSH connection died may take to show it panicked.
+const DYING_GRACE: Duration = Duration::from_secs(5);
 /// Keep every PCI device's header (BARs, command) in guest memory
 /// (/run/kcycle-pci, saved with the rest of the state): QEMU
 /// does not migrate the config space of some devices (`edu`, the stand-in).
@@ -579,15 +581,20 @@ impl Guest {
     }
 
     fn explain(&mut self, err: SshError) -> GuestError {
-        if matches!(
-            err,
-            SshError::Io { .. } | SshError::Deadline { .. } | SshError::Gone
-        ) {
-            // Give a dying guest a moment to print its panic before deciding.
-            let _ = self.vm.wait_exit(Duration::from_millis(500));
-            if let Err(dead) = self.fail_if_dead() {
-                return dead;
-            }
+        let grace = match err {
+            // The connection died: under TCG a guest oopsing in an interrupt
+            // loses its network seconds before its panic line reaches the
+            // serial console, and that line tells a crash from a lost guest.
+            SshError::Io { .. } | SshError::Gone => DYING_GRACE,
+            // A command over its deadline: most likely hung, not dying.
+            SshError::Deadline { .. } => Duration::from_millis(500),
+            _ => return GuestError::Ssh(err),
+        };
+        let _ = wait::poll_for(grace, None, Duration::from_millis(50), || {
+            (!matches!(self.vm.state(), GuestState::Running)).then_some(())
+        });
+        if let Err(dead) = self.fail_if_dead() {
+            return dead;
         }
         GuestError::Ssh(err)
     }

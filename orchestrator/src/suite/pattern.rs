@@ -73,5 +73,10 @@ mod tests {
         assert!(Pattern::any().matches(""));
         assert!(Pattern::new("[").is_err());
         assert!(!glob_matches("[", "["));
+        // Alternatives, as suites use them for either of two symbol names.
+        let p = Pattern::new("m:{timer,timer_fn}+*").unwrap();
+        assert!(p.matches("m:timer+0x10/0x50"));
+        assert!(p.matches("m:timer_fn+0x0/0x1c"));
+        assert!(!p.matches("m:timer_live+0x0/0x1"));
     }
 }
