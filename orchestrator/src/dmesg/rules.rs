@@ -39,9 +39,9 @@ pub enum From {
     Pc,
     /// The stack trace.
     Trace,
-    /// The function right after `marker` in the first line that has it (a
-    /// report that names its culprit, like `caller is func+0x..`), then the
-    /// stack trace.
+    /// The symbol (`func+0x../0x..`) right after `marker` in the first line
+    /// that has it (a report that names its culprit, like `caller is`), then
+    /// the stack trace.
     After(&'static str),
     /// The first N of lockdep's lock descriptions (`..., at: func+0x..`),
     /// then the trace.

@@ -197,13 +197,10 @@ fn function<'a>(
             .or_else(|| pc().filter(|f| !stack::skipped(f, skip))),
         From::Trace => stack::first_unskipped(trace(), skip),
         From::After(marker) => {
+            // What follows the marker is a `%pS` symbol, read as a frame.
             let named = lines.iter().find_map(|l| {
                 let at = memchr::memmem::find(l.as_bytes(), marker.as_bytes())?;
-                let rest = &l[at + marker.len()..];
-                let end = rest
-                    .find(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '$')))
-                    .unwrap_or(rest.len());
-                Some(stack::clean(&rest[..end])).filter(|f| !f.is_empty())
+                stack::frame(&l[at + marker.len()..])
             });
             stack::first_unskipped(named.into_iter().chain(trace()), skip)
         }

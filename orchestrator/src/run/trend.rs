@@ -49,9 +49,7 @@ impl Trend {
         let rises = self.values.windows(2).filter(|w| w[1] > w[0]).count();
         (rises, self.values.len().saturating_sub(1))
     }
-}
 
-impl Trend {
     /// The first and last cycle measured.
     pub fn span(&self) -> (u32, u32) {
         let first = self.cycles.first().copied().unwrap_or(0);
