@@ -1,17 +1,22 @@
 //! The error-path sweep's plan (pure): which loads to try, and what a
 //! point's kernel log says about the fault that was injected.
 //!
-//! fail-nth: the Nth fault-injectable call (slab or page allocation) of the
-//! loading task fails. The shell writes N to its own `/proc/self/fail-nth`
-//! and `exec`s the loader, so the count runs on in the same task through
-//! exec, insmod and the module's init. The first points usually fail in
-//! exec or insmod itself (the fault's stack says so; such points are
-//! skipped); later ones walk the module's init. Whether a fault was
-//! injected at all is read from the attributes' `times` budget, which every
-//! injection spends: an allocation asking for `__GFP_NOWARN` fails without
-//! printing anything (and often has a fallback, so the load survives), so
-//! the kernel log alone cannot say that N is past the end. The sweep ends
-//! at the first load that succeeds with nothing injected.
+//! fail-nth: the Nth fault-injectable call (slab or page allocation) made
+//! on a module's behalf fails. The shell writes N to its own
+//! `/proc/self/fail-nth` and `exec`s kmod's insmod, so the count runs on in
+//! the same task through the module's init. Fault injection's stack filter
+//! (`require-start`/`require-end`, CONFIG_FAULT_INJECTION_STACKTRACE_FILTER)
+//! counts only calls with a module-area frame among the 32 innermost:
+//! exec, the dynamic loader and `load_module` itself are not counted, so
+//! N=1 is the first call of the module's init, and N names the same call
+//! after a guest restart. Not busybox's insmod: it retries a failed
+//! `finit_module` with `init_module` in the same task, after fail-nth was
+//! spent, so every failed init was followed by a clean load. Whether a
+//! fault was injected at all is read from the attributes' `times` budget,
+//! which every injection spends: an allocation asking for `__GFP_NOWARN`
+//! fails without printing anything (and often has a fallback, so the load
+//! survives), so the kernel log alone cannot say that N is past the end.
+//! The sweep ends at the first load that succeeds with nothing injected.
 //!
 //! param: a module parameter naming the step to fail (`fail_at=misc`),
 //! walked over the given points.
@@ -28,8 +33,10 @@ use super::verdict;
 /// Prepares fault injection once per sweep (and after a restart): fail
 /// sleeping allocations as well (`ignore-gfp-wait`), order-0 pages too
 /// (`min-order`), print the failing call's stack every time (`verbose=2`,
-/// no rate limit); and load the module's dependencies, so the sweep's
-/// `insmod` faults only in the module's own load.
+/// no rate limit), count only calls made from module code (the stack
+/// filter, from the kernel image's end up: x86_64 maps modules above it);
+/// and load the module's dependencies, so the sweep's `insmod` faults only
+/// in the module's own load.
 pub fn setup(module: &str, sources: &ModuleSources) -> String {
     let deps = match sources.file(module) {
         Some(_) => String::new(),
@@ -43,10 +50,14 @@ pub fn setup(module: &str, sources: &ModuleSources) -> String {
 
 const FAULT_SETUP: &str = "D=/sys/kernel/debug; \
 [ -d $D/failslab ] || mount -t debugfs none $D 2>/dev/null; \
+S=$(awk '$3 == \"_end\" { print $1; exit }' /proc/kallsyms); \
+case $S in ''|0000000000000000) echo \"kcycle: /proc/kallsyms gives no address for _end (is kptr_restrict set?): the sweep cannot tell module code from the kernel's\" >&2; exit 1;; esac; \
 for F in failslab fail_page_alloc; do \
 [ -d $D/$F ] || { echo \"kcycle: $D/$F is missing: the kernel needs CONFIG_FAULT_INJECTION_DEBUG_FS, CONFIG_FAILSLAB, CONFIG_FAIL_PAGE_ALLOC\" >&2; exit 1; }; \
+[ -e $D/$F/require-start ] || { echo \"kcycle: $D/$F/require-start is missing: the kernel needs CONFIG_FAULT_INJECTION_STACKTRACE_FILTER\" >&2; exit 1; }; \
 echo N > $D/$F/ignore-gfp-wait && echo 2 > $D/$F/verbose && \
-echo 0 > $D/$F/verbose_ratelimit_interval_ms || exit 1; \
+echo 0 > $D/$F/verbose_ratelimit_interval_ms && echo 32 > $D/$F/stacktrace-depth && \
+echo 0x$S > $D/$F/require-start && echo 0xffffffffffffffff > $D/$F/require-end || exit 1; \
 done; echo 0 > $D/fail_page_alloc/min-order";
 
 /// The `times` budget each point starts with: an injection spends one.
@@ -99,8 +110,9 @@ pub fn point(
     match method {
         SweepMethod::FailNth => {
             let n = index.checked_add(1).filter(|n| *n <= limit)?;
-            // insmod, not modprobe: fewer faultable calls before the module's
-            // own load (modprobe maps its libraries and reads its indexes).
+            // kmod's insmod: busybox's retries a failed finit_module (see
+            // the module comment); insmod, not modprobe, as `setup` loaded
+            // the dependencies.
             let path = match sources.file(module) {
                 Some(file) => format!("P={}", quote(file)),
                 None => format!("P=$(modinfo -n {})", quote(module)),
@@ -111,7 +123,7 @@ pub fn point(
                 inject: counted(&format!(
                     "sh -c {}",
                     quote(&format!(
-                        "{path} && echo {n} > /proc/self/fail-nth && exec {load}"
+                        "{path} && echo {n} > /proc/self/fail-nth && exec kmod {load}"
                     ))
                 )),
             })
@@ -313,6 +325,25 @@ mod tests {
     use super::*;
     use crate::suite::ParamValue;
 
+    #[test]
+    fn setup_counts_only_module_code_and_is_valid_shell() {
+        let script = setup("kcycle_leaks", &ModuleSources::default());
+        for knob in ["require-start", "require-end", "stacktrace-depth"] {
+            assert!(script.contains(&format!("> $D/$F/{knob}")), "{script}");
+        }
+        assert!(script.contains("CONFIG_FAULT_INJECTION_STACKTRACE_FILTER"));
+        // The guest runs it with bash: it must parse.
+        let parsed = std::process::Command::new("bash")
+            .args(["-n", "-c", &script])
+            .output()
+            .unwrap();
+        assert!(
+            parsed.status.success(),
+            "{}\n{script}",
+            String::from_utf8_lossy(&parsed.stderr)
+        );
+    }
+
     /// What 6.12 prints for a failslab fault in a module's init with verbose=2.
     const FAILSLAB: &str = "\
 [   12.000001] FAULT_INJECTION: forcing a failure.
@@ -434,7 +465,7 @@ Call Trace:
         assert_eq!(p.name, "fail-nth-2");
         assert!(
             p.inject.contains(
-                r#"sh -c 'P=$(modinfo -n '\''kcycle_leaks'\'') && echo 2 > /proc/self/fail-nth && exec insmod "$P" '\''leak=x'\'''"#
+                r#"sh -c 'P=$(modinfo -n '\''kcycle_leaks'\'') && echo 2 > /proc/self/fail-nth && exec kmod insmod "$P" '\''leak=x'\'''"#
             ),
             "{}",
             p.inject
@@ -457,7 +488,7 @@ Call Trace:
         )
         .unwrap();
         assert!(p.inject.contains(
-            r#"sh -c 'P='\''/tmp/kcycle-modules/my_drv.ko'\'' && echo 1 > /proc/self/fail-nth && exec insmod "$P"'"#
+            r#"sh -c 'P='\''/tmp/kcycle-modules/my_drv.ko'\'' && echo 1 > /proc/self/fail-nth && exec kmod insmod "$P"'"#
         ));
         assert!(setup("kcycle_leaks", &sources).contains("modprobe -D 'kcycle_leaks'"));
         assert!(!setup("my_drv", &files).contains("modprobe -D"));
