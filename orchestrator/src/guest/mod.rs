@@ -586,6 +586,9 @@ impl Guest {
             // loses its network seconds before its panic line reaches the
             // serial console, and that line tells a crash from a lost guest.
             SshError::Io { .. } | SshError::Gone => DYING_GRACE,
+            // The same death, seen by libssh2 mid-exec (seen: "close the
+            // channel: [Session(-43)] error receiving on socket").
+            SshError::Exec { ref source, .. } if ssh::is_transport(source) => DYING_GRACE,
             // A command over its deadline: most likely hung, not dying.
             SshError::Deadline { .. } => Duration::from_millis(500),
             _ => return GuestError::Ssh(err),

@@ -44,6 +44,13 @@ pub enum SshError {
     Gone,
 }
 
+/// Whether a libssh2 error is the socket failing (the peer is gone), not
+/// something the live session refused: LIBSSH2_ERROR_SOCKET_SEND (-7),
+/// SOCKET_DISCONNECT (-13), SOCKET_RECV (-43).
+pub fn is_transport(err: &ssh2::Error) -> bool {
+    matches!(err.code(), ssh2::ErrorCode::Session(-7 | -13 | -43))
+}
+
 /// Where and as whom to log in.
 #[derive(Debug, Clone)]
 pub struct SshTarget {
@@ -396,5 +403,19 @@ fn wait_readable(session: &ssh2::Session, timeout: Duration) {
     // SAFETY: one valid pollfd, a bounded timeout.
     unsafe {
         libc::poll(&mut poll, 1, timeout.as_millis() as i32);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn socket_failures_are_transport_and_refusals_are_not() {
+        let code = |n| ssh2::Error::new(ssh2::ErrorCode::Session(n), "x");
+        assert!(is_transport(&code(-43)));
+        assert!(is_transport(&code(-7)));
+        assert!(!is_transport(&code(-22))); // CHANNEL_REQUEST_DENIED
+        assert!(!is_transport(&code(-37))); // EAGAIN
     }
 }
