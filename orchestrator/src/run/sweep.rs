@@ -110,7 +110,7 @@ pub fn point(
     match method {
         SweepMethod::FailNth => {
             let n = index.checked_add(1).filter(|n| *n <= limit)?;
-            // kmod's insmod: busybox's retries a failed finit_module (see
+            // kmod's insmod (/sbin/insmod is kmod; busybox's retries a failed finit_module, see
             // the module comment); insmod, not modprobe, as `setup` loaded
             // the dependencies.
             let path = match sources.file(module) {
@@ -123,7 +123,7 @@ pub fn point(
                 inject: counted(&format!(
                     "sh -c {}",
                     quote(&format!(
-                        "{path} && echo {n} > /proc/self/fail-nth && exec kmod {load}"
+                        "{path} && echo {n} > /proc/self/fail-nth && exec /sbin/{load}"
                     ))
                 )),
             })
@@ -465,7 +465,7 @@ Call Trace:
         assert_eq!(p.name, "fail-nth-2");
         assert!(
             p.inject.contains(
-                r#"sh -c 'P=$(modinfo -n '\''kcycle_leaks'\'') && echo 2 > /proc/self/fail-nth && exec kmod insmod "$P" '\''leak=x'\'''"#
+                r#"sh -c 'P=$(modinfo -n '\''kcycle_leaks'\'') && echo 2 > /proc/self/fail-nth && exec /sbin/insmod "$P" '\''leak=x'\'''"#
             ),
             "{}",
             p.inject
@@ -488,7 +488,7 @@ Call Trace:
         )
         .unwrap();
         assert!(p.inject.contains(
-            r#"sh -c 'P='\''/tmp/kcycle-modules/my_drv.ko'\'' && echo 1 > /proc/self/fail-nth && exec kmod insmod "$P"'"#
+            r#"sh -c 'P='\''/tmp/kcycle-modules/my_drv.ko'\'' && echo 1 > /proc/self/fail-nth && exec /sbin/insmod "$P"'"#
         ));
         assert!(setup("kcycle_leaks", &sources).contains("modprobe -D 'kcycle_leaks'"));
         assert!(!setup("my_drv", &files).contains("modprobe -D"));
