@@ -110,9 +110,10 @@ pub fn point(
     match method {
         SweepMethod::FailNth => {
             let n = index.checked_add(1).filter(|n| *n <= limit)?;
-            // kmod's insmod (/sbin/insmod is kmod; busybox's retries a failed finit_module, see
-            // the module comment); insmod, not modprobe, as `setup` loaded
-            // the dependencies.
+            // `/sbin/insmod` is kmod's (the image links it); a bare `insmod`
+            // under busybox sh would be busybox's, which retries a failed
+            // finit_module (see the module comment). insmod, not modprobe:
+            // `setup` loaded the dependencies.
             let path = match sources.file(module) {
                 Some(file) => format!("P={}", quote(file)),
                 None => format!("P=$(modinfo -n {})", quote(module)),
