@@ -6,8 +6,8 @@
 
 use std::sync::LazyLock;
 
-use aho_corasick::AhoCorasick;
-use regex::{Regex, RegexSet};
+use aho_corasick::{AhoCorasick, AhoCorasickKind};
+use regex::{Regex, RegexSet, RegexSetBuilder};
 
 use super::stack;
 use super::Kind;
@@ -1109,6 +1109,9 @@ pub struct Table {
     unless: Vec<Option<Regex>>,
 }
 
+/// Bytes of lazy DFA cache the rule set may use (regex's default is 2 MiB).
+const DFA_CACHE: usize = 64 << 20;
+
 /// The start regex of a rule: its keywords, then its `start`.
 fn start_regex(rule: &Rule) -> String {
     let keywords: Vec<String> = rule.keywords.iter().map(|k| regex::escape(k)).collect();
@@ -1118,7 +1121,12 @@ fn start_regex(rule: &Rule) -> String {
 /// The compiled [`RULES`].
 pub static TABLE: LazyLock<Table> = LazyLock::new(|| {
     let sources: Vec<String> = RULES.iter().map(start_regex).collect();
-    let set = RegexSet::new(&sources).expect("static regex set");
+    // The set's lazy DFA has hundreds of rules to track: with the default
+    // cache it keeps throwing its states away and rebuilding them.
+    let set = RegexSetBuilder::new(&sources)
+        .dfa_size_limit(DFA_CACHE)
+        .build()
+        .expect("static regex set");
     let starts = sources
         .iter()
         .map(|s| Regex::new(s).expect("static regex"))
@@ -1133,7 +1141,11 @@ pub static TABLE: LazyLock<Table> = LazyLock::new(|| {
         .collect();
     keywords.sort_unstable();
     keywords.dedup();
-    let keywords = AhoCorasick::new(keywords).expect("static keywords");
+    // A full DFA: every line of a log goes through it.
+    let keywords = AhoCorasick::builder()
+        .kind(Some(AhoCorasickKind::DFA))
+        .build(keywords)
+        .expect("static keywords");
     Table {
         keywords,
         set,
