@@ -1,5 +1,5 @@
-//! The guest initramfs: busybox, dropbear sshd, kmod and the kernel's
-//! modules, with the init from `images/`.
+//! The guest initramfs: busybox, dropbear sshd, kmod, kcycle's snapshot
+//! reader and the kernel's modules, with the init from `images/`.
 //!
 //! The recipe (`images/init`, `images/files.txt`, `images/etc/*`) is compiled
 //! into the binary, so a kcycle built anywhere builds the same image. The
@@ -19,6 +19,7 @@ use std::time::Duration;
 use sha2::{Digest, Sha256};
 
 use crate::kernel::Artifacts;
+use crate::snapshot;
 use crate::sys::child::{self, ChildError};
 use crate::sys::fs::write_atomic;
 use crate::sys::shell;
@@ -152,6 +153,12 @@ pub fn build_with(
         hasher.update(format!("{path} {mode:o} {}\n", text.len()));
         hasher.update(text);
     }
+    hasher.update(format!(
+        "{} {}\n",
+        snapshot::HELPER_PATH,
+        snapshot::HELPER.len()
+    ));
+    hasher.update(snapshot::HELPER);
     for (file, data) in files.iter().zip(&contents) {
         hasher.update(format!("{} {}\n", file.guest, data.len()));
         hasher.update(Sha256::digest(data));
@@ -203,6 +210,8 @@ fn base_archive() -> Archive {
     for (path, mode, text) in RECIPE {
         archive.file(path, *mode, text.as_bytes().to_vec());
     }
+    let helper = snapshot::HELPER_PATH.trim_start_matches('/');
+    archive.file(helper, 0o755, snapshot::HELPER.to_vec());
     archive
 }
 

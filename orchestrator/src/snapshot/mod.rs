@@ -1,17 +1,17 @@
 //! Snapshots of guest kernel state, taken around each step: slab caches,
 //! taint, loaded modules with their addresses, memory counters, and the names
-//! in every namespace a driver registers in ([`namespace`]). Pure: the runner
-//! fetches the text in one SSH round trip ([`command`]) and these functions
-//! parse and compare it.
+//! in every namespace a driver registers in ([`namespace`]). Pure but for
+//! [`walk`], the guest side: the runner fetches the text in one SSH round
+//! trip ([`command`]) and these functions parse and compare it.
 
 mod memory;
 mod modules;
 pub mod namespace;
 mod slab;
 mod taint;
+pub mod walk;
 
 use std::collections::BTreeMap;
-use std::sync::LazyLock;
 
 pub use memory::{Counters, MEMINFO_FIELDS};
 pub use modules::{loaded_modules, module_ranges, ModuleRange};
@@ -19,30 +19,17 @@ pub use namespace::{Namespace, Namespaces};
 pub use slab::{SlabCache, SlabCaches};
 pub use taint::{Taint, TaintFlag};
 
-/// One shell command that prints everything [`Snapshot::parse`] reads, in
-/// `@@<section>` sections.
-///
-/// Slab names are the real cache directories of /sys/kernel/slab: SLUB
-/// leaves the symlink of a merged alias behind when the alias is destroyed,
-/// so symlinks say nothing about leaks (kcycle boots with `slab_nomerge`).
-///
-/// Unused dentries and inodes are dropped first (`drop_caches=2`, `+4` keeps it out of
-/// the kernel log): the
-/// snapshot's own walk of /sys and /proc fills those caches a little more on
-/// every cycle, which would read as steady growth. A driver's leak is not
-/// reclaimable and stays counted.
+/// Where the guest image keeps [`HELPER`].
+pub const HELPER_PATH: &str = "/bin/kcycle-snapshot";
+
+/// `kcycle-snapshot`, the static binary that prints everything
+/// [`Snapshot::parse`] reads in one process ([`walk`]; built by build.rs).
+pub const HELPER: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/kcycle-snapshot"));
+
+/// The guest command that prints everything [`Snapshot::parse`] reads, in
+/// `@@<section>` sections (see [`walk::SECTIONS`]).
 pub fn command() -> &'static str {
-    static COMMAND: LazyLock<String> = LazyLock::new(|| {
-        format!(
-            "echo 6 > /proc/sys/vm/drop_caches 2>/dev/null; echo @@slab; for d in /sys/kernel/slab/*; do [ -L \"$d\" ] || echo \"${{d##*/}}\"; done; \
-echo @@slabinfo; cat /proc/slabinfo 2>/dev/null; \
-echo @@taint; cat /proc/sys/kernel/tainted; \
-echo @@modules; cat /proc/modules; \
-echo @@meminfo; cat /proc/meminfo; {}",
-            namespace::command()
-        )
-    });
-    &COMMAND
+    HELPER_PATH
 }
 
 /// Guest kernel state at one moment.

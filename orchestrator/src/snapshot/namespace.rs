@@ -7,8 +7,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-/// Most lines one namespace section may print; more is reported as truncated.
-pub const MAX_ENTRIES: usize = 20_000;
+pub use super::walk::MAX_ENTRIES;
 
 /// Where a name lives. The order is the order of findings and reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -159,49 +158,6 @@ impl Namespace {
             _ => trimmed(text).map(str::to_string).collect(),
         }
     }
-}
-
-/// The shell command printing every namespace section (bash in the guest;
-/// busybox find). Each section is cut at [`MAX_ENTRIES`] + 1 lines, so a
-/// huge tree is reported as truncated rather than read forever; errors
-/// (a tree missing from this kernel's config) go to /dev/null and leave the
-/// section empty.
-pub fn command() -> String {
-    let limit = MAX_ENTRIES + 1;
-    let sections: [(&str, &str); 12] = [
-        ("debugfs", "find /sys/kernel/debug -xdev -mindepth 1 -maxdepth 6"),
-        (
-            "sysfs",
-            "find /sys/class -mindepth 1 -maxdepth 2; \
-             find /sys/bus -mindepth 3 -maxdepth 3 \\( -path '/sys/bus/*/drivers/*' -o -path '/sys/bus/*/devices/*' \\); \
-             find /sys/kernel /sys/fs /sys/module /sys/devices/platform -mindepth 1 -maxdepth 1; \
-             find /sys/devices/virtual -mindepth 1 -maxdepth 3 -type d",
-        ),
-        (
-            "proc",
-            "ls -1 /proc; find /proc/driver /proc/self/net/ -mindepth 1 -maxdepth 2",
-        ),
-        ("sysctl", "find /proc/sys -mindepth 1"),
-        ("devices", "cat /proc/devices"),
-        ("misc", "cat /proc/misc"),
-        (
-            "dev",
-            "find /dev -mindepth 1 -maxdepth 2 ! -path '/dev/pts/*' ! -path '/dev/shm/*'",
-        ),
-        ("filesystems", "cat /proc/filesystems"),
-        ("stat", "cat /proc/[0-9]*/stat"),
-        ("workqueues", "ls -1 /sys/bus/workqueue/devices"),
-        ("irq", "find /proc/irq -mindepth 2 -maxdepth 2 -type d"),
-        (
-            "ioregions",
-            "sed 's/^/iomem /' /proc/iomem; sed 's/^/ioports /' /proc/ioports",
-        ),
-    ];
-    sections
-        .iter()
-        .map(|(name, shell)| format!("echo @@{name}; {{ {shell}; }} 2>/dev/null | head -n {limit}"))
-        .collect::<Vec<_>>()
-        .join("; ")
 }
 
 /// Names in every namespace at one moment.
@@ -439,11 +395,13 @@ mod tests {
     }
 
     #[test]
-    fn command_has_one_bounded_section_per_namespace() {
-        let cmd = command();
-        for ns in Namespace::ALL {
-            assert!(cmd.contains(&format!("echo @@{};", ns.section())), "{ns:?}");
-        }
-        assert_eq!(cmd.matches("| head -n 20001").count(), Namespace::ALL.len());
+    fn the_helper_prints_one_bounded_section_per_namespace() {
+        let bounded: Vec<&str> = super::super::walk::SECTIONS
+            .iter()
+            .filter(|s| s.bounded)
+            .map(|s| s.name)
+            .collect();
+        let namespaces: Vec<&str> = Namespace::ALL.iter().map(|ns| ns.section()).collect();
+        assert_eq!(bounded, namespaces);
     }
 }
