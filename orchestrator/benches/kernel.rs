@@ -59,6 +59,7 @@ fn request(modules: Vec<PathBuf>) -> BuildRequest {
         source: SourceSpec::from_option(std::env::var_os("KCYCLE_KERNEL_SRC").map(PathBuf::from)),
         project: Project::discover().expect("run inside the kcycle clone"),
         external_modules: modules,
+        extra_fragments: Vec::new(),
         cache: Cache::from_env().expect("cache dir"),
         force: false,
         out: None,

@@ -190,6 +190,7 @@ fn request(modules: Vec<PathBuf>) -> BuildRequest {
         source: SourceSpec::from_option(std::env::var_os("KCYCLE_KERNEL_SRC").map(PathBuf::from)),
         project: Project::discover().unwrap(),
         external_modules: modules,
+        extra_fragments: Vec::new(),
         cache: Cache::from_env().unwrap(),
         force: false,
         out: None,

@@ -76,7 +76,7 @@ pub(super) fn cycle(args: &CycleArgs, progress: ProgressMode) -> Result<ExitStat
     }
 
     let artifacts = match &args.source {
-        Some(source) => build_kernel(Some(source.clone()), false, None, progress)?.artifacts,
+        Some(source) => build_kernel(Some(source.clone()), false, None, &[], progress)?.artifacts,
         None => guest_kernel(args.guest.kernel.as_deref())?,
     };
     let scratch = tempfile::tempdir().infrastructure()?;
@@ -148,7 +148,7 @@ fn run_args(
         passthrough: None,
         bisect: Default::default(),
         no_restore: false,
-        retry: Default::default(),
+        retry: args.retry,
     }
 }
 

@@ -29,7 +29,7 @@ pub(super) fn kernel_build(
     args: KernelBuildArgs,
     progress: ProgressMode,
 ) -> Result<ExitStatus, Failure> {
-    let built = build_kernel(args.source, args.force, args.out, progress)?;
+    let built = build_kernel(args.source, args.force, args.out, &args.fragments, progress)?;
     if args.json {
         let mut value = serde_json::to_value(&built.artifacts.manifest).infrastructure()?;
         if let Some(object) = value.as_object_mut() {
@@ -52,6 +52,7 @@ pub(super) fn build_kernel(
     source: Option<PathBuf>,
     force: bool,
     out: Option<PathBuf>,
+    fragments: &[PathBuf],
     progress: ProgressMode,
 ) -> Result<kcycle::kernel::Built, Failure> {
     use kcycle::kernel::source::{SourceError, SourceSpec, DEBIAN_PACKAGE};
@@ -66,6 +67,7 @@ pub(super) fn build_kernel(
     let request = BuildRequest {
         source: SourceSpec::from_option(source),
         external_modules: project.default_modules(),
+        extra_fragments: fragments.to_vec(),
         project,
         cache,
         force,

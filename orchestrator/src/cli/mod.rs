@@ -190,6 +190,11 @@ pub struct KernelBuildArgs {
     /// Rebuild even when the cache has a complete entry.
     #[arg(long)]
     pub force: bool,
+    /// A config fragment merged after the project's (repeat for more), e.g. a
+    /// profile for a benchmark; it is part of the cache key, and the build
+    /// gets a build directory of its own.
+    #[arg(long = "fragment", value_name = "FILE")]
+    pub fragments: Vec<PathBuf>,
     /// Print the manifest as JSON instead of the artifact directory.
     #[arg(long)]
     pub json: bool,
@@ -325,6 +330,8 @@ pub struct CycleArgs {
     /// Print the suite as TOML (a suite file to keep) and exit without running it.
     #[arg(long)]
     pub print_suite: bool,
+    #[command(flatten)]
+    pub retry: RetryArgs,
     #[command(flatten)]
     pub bisect: BisectArgs,
 }

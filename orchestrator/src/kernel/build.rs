@@ -44,6 +44,8 @@ pub struct BuildRequest {
     pub project: Project,
     /// Directories to build with `make M=`; one without Kbuild/Makefile is skipped with a warning.
     pub external_modules: Vec<PathBuf>,
+    /// Config fragments merged after the project's, in this order (`--fragment`).
+    pub extra_fragments: Vec<PathBuf>,
     pub cache: Cache,
     /// Rebuild even when the cache holds a complete entry.
     pub force: bool,
@@ -94,7 +96,17 @@ pub fn build(
     let started = Instant::now();
     let (src_dir, version) = prepare_source(request, &plan.identified, observe)?;
     let source_id = plan.identified.cache_id(&version);
-    let build_dir = request.cache.build_dir(&source_id);
+    // Extra fragments make another configuration: a build dir of its own,
+    // so switching between the two does not rebuild either from scratch.
+    let build_id = if request.extra_fragments.is_empty() {
+        source_id.clone()
+    } else {
+        format!(
+            "{source_id}-{}",
+            &plan.kernel_key[..12.min(plan.kernel_key.len())]
+        )
+    };
+    let build_dir = request.cache.build_dir(&build_id);
     let lock = lock_build_dir(request, &build_dir, &source_id, observe)?;
     // Another kcycle may have finished this very entry while we waited.
     if let Some(hit) = cached(request, &plan.key, observe)? {
@@ -149,7 +161,12 @@ pub fn build(
 
 /// Read the project's inputs, identify the source and compute the keys.
 fn plan(request: &BuildRequest, observe: &mut dyn FnMut(BuildEvent)) -> Result<Plan, BuildError> {
-    let inputs = read_inputs(&request.project, &request.external_modules, observe)?;
+    let inputs = read_inputs(
+        &request.project,
+        &request.extra_fragments,
+        &request.external_modules,
+        observe,
+    )?;
     let identified = source::identify(&request.source, &request.cache)?;
     let toolchain = Toolchain::discover();
     let versions = toolchain.versions();

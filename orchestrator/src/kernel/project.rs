@@ -69,10 +69,12 @@ pub struct Inputs {
     pub modules: Vec<ModuleSource>,
 }
 
-/// Fragments, patches and the buildable ones of `external_modules`;
+/// Fragments (the project's, then `extra_fragments`), patches and the
+/// buildable ones of `external_modules`;
 /// skipped modules are told to `observe`.
 pub fn read_inputs(
     project: &Project,
+    extra_fragments: &[PathBuf],
     external_modules: &[PathBuf],
     observe: &mut dyn FnMut(BuildEvent),
 ) -> Result<Inputs, BuildError> {
@@ -96,6 +98,10 @@ pub fn read_inputs(
     fragments.sort();
     if fragments.is_empty() {
         return Err(BuildError::NoFragments { dir });
+    }
+    for path in extra_fragments {
+        let bytes = std::fs::read(path).map_err(read_err(path))?;
+        fragments.push((path.clone(), bytes));
     }
     let mut requested = Vec::new();
     for (path, bytes) in &fragments {
@@ -130,4 +136,42 @@ pub fn read_inputs(
         patches,
         modules,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn extra_fragments_merge_after_the_projects_and_win() {
+        let tmp = tempfile::tempdir().unwrap();
+        let project = Project {
+            root: tmp.path().to_path_buf(),
+        };
+        std::fs::create_dir_all(project.configs_dir()).unwrap();
+        std::fs::create_dir_all(project.patches_dir()).unwrap();
+        std::fs::write(
+            project.configs_dir().join("10-a.config"),
+            "CONFIG_A=y\nCONFIG_B=y\n",
+        )
+        .unwrap();
+        let extra = tmp.path().join("bench.config");
+        std::fs::write(&extra, "CONFIG_B=n\nCONFIG_C=m\n").unwrap();
+        let inputs = read_inputs(&project, &[extra.clone()], &[], &mut |_| {}).unwrap();
+        let names: Vec<_> = inputs.fragments.iter().map(|(p, _)| p.clone()).collect();
+        assert_eq!(names, [project.configs_dir().join("10-a.config"), extra]);
+        let wanted: Vec<_> = inputs
+            .requested
+            .iter()
+            .map(|r| format!("{}={}", r.name, r.value))
+            .collect();
+        assert!(wanted.contains(&"B=n".to_string()), "{wanted:?}");
+        assert!(wanted.contains(&"C=m".to_string()), "{wanted:?}");
+
+        let missing = tmp.path().join("nope.config");
+        let error = read_inputs(&project, &[missing], &[], &mut |_| {})
+            .err()
+            .unwrap();
+        assert!(error.to_string().contains("nope.config"), "{error}");
+    }
 }

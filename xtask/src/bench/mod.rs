@@ -10,7 +10,9 @@
 mod doc;
 mod kconfig;
 mod parse;
+mod profile;
 mod stats;
+mod sweep;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -31,7 +33,7 @@ const USAGE: &str = "usage: cargo xtask bench [--runs K] [--cycles N] [--long-cy
   --accel A        QEMU accelerator for every guest, kcycle's and virtme-ng's (default tcg)
   --kernel DIR     kernel artifact directory (default: KCYCLE_KERNEL, else `kcycle kernel build`)
   --out FILE       where the document goes (default docs/benchmarks.md)
-  --skip LIST      leave out sections, comma-separated: cache,boot,cycles,classifier
+  --skip LIST      leave out sections, comma-separated: cache,boot,cycles,classifier,sweep
                    (the document says they were skipped)";
 
 /// The module the per-cycle figures cycle.
@@ -52,7 +54,7 @@ struct Options {
 }
 
 /// Sections `--skip` knows.
-const SECTIONS: &[&str] = &["cache", "boot", "cycles", "classifier"];
+const SECTIONS: &[&str] = &["cache", "boot", "cycles", "classifier", "sweep"];
 
 impl Options {
     fn runs_section(&self, name: &str) -> bool {
@@ -276,7 +278,7 @@ pub fn main(args: &[String]) -> Result<(), Failure> {
             }
             write(&sections, false)?;
             sections.push(if options.runs_section("boot") {
-                boot_section(&kcycle, artifacts, &options)
+                boot_section(&kcycle, artifacts, &options, scratch.path())
             } else {
                 skipped("Boot")
             });
@@ -294,10 +296,12 @@ pub fn main(args: &[String]) -> Result<(), Failure> {
         None => skipped("Kernel cache"),
     };
     sections.push(cache);
-    sections.push(Section {
-        title: "Sweep".into(),
-        notes: vec!["Slot for the sweep's cost (`kcycle sweep`, issue 15's parallel/sweep work): measured by that work, not by this harness yet.".into()],
-        ..Section::default()
+    write(&sections, false)?;
+    sections.push(match &artifacts {
+        Some(artifacts) if options.runs_section("sweep") => {
+            sweep::section(&kcycle, artifacts, &options, scratch.path())
+        }
+        _ => skipped("Sweep"),
     });
     let text = write(&sections, true)?;
     println!("{text}");
@@ -441,7 +445,16 @@ fn cache_section(kcycle: &Path, options: &Options) -> (Section, Option<PathBuf>)
 
 // ---- boot: kcycle exec vs virtme-ng -------------------------------------------
 
-fn boot_section(kcycle: &Path, artifacts: &Artifacts, options: &Options) -> Section {
+fn boot_section(kcycle: &Path, guest: &Artifacts, options: &Options, scratch: &Path) -> Section {
+    // Both boot the same bzImage: one that has what vng needs as well.
+    let (bench, kernel_note) = match profile::vng_kernel(kcycle, guest, scratch) {
+        Ok((artifacts, note)) => (artifacts, note),
+        Err(why) => (
+            guest.clone(),
+            format!("Boot figures use the guest kernel as it is: the bench kernel with virtme-ng's options could not be had ({why}), so the vng figure is vng on a kernel it was not configured for."),
+        ),
+    };
+    let artifacts = &bench;
     let mut exec = Command::new(kcycle);
     exec.args([
         "--progress",
@@ -502,7 +515,8 @@ fn boot_section(kcycle: &Path, artifacts: &Artifacts, options: &Options) -> Sect
     ];
     let (vng, vng_notes) = vng_figure(artifacts, options);
     figures.push(vng);
-    let mut notes = vng_notes;
+    let mut notes = vec![kernel_note];
+    notes.extend(vng_notes);
     if let Some(f) = failure {
         notes.push(format!("A `kcycle exec` run failed: {f}"));
     }
@@ -527,54 +541,6 @@ fn boot_section(kcycle: &Path, artifacts: &Artifacts, options: &Options) -> Sect
     }
 }
 
-/// The kernel options virtme-ng's `--kconfig` requires, and which of them this kernel lacks.
-fn vng_options_note(artifacts: &Artifacts) -> String {
-    let source = child::capture(
-        Command::new("python3").args([
-            "-c",
-            "import virtme.commands.configkernel as c; print(c.__file__)",
-        ]),
-        Duration::from_secs(30),
-    );
-    let path = match source {
-        Ok(out) if out.status.success() => PathBuf::from(out.stdout.trim()),
-        _ => return "virtme-ng's kconfig list was not found (`python3 -c 'import virtme.commands.configkernel'` failed).".into(),
-    };
-    let (py, config) = match (
-        std::fs::read_to_string(&path),
-        std::fs::read_to_string(artifacts.dir.join("config")),
-    ) {
-        (Ok(py), Ok(config)) => (py, config),
-        (Err(e), _) => return format!("failed to read {}: {e}", path.display()),
-        (_, Err(e)) => {
-            return format!(
-                "failed to read the kernel's config in {}: {e}",
-                artifacts.dir.display()
-            )
-        }
-    };
-    let required = kconfig::vng_required(&py);
-    let missing = kconfig::missing(&config, &required);
-    let listed: Vec<String> = missing
-        .iter()
-        .map(|o| {
-            format!(
-                "`{o}` (ours: {})",
-                kconfig::value(&config, o).unwrap_or("not set")
-            )
-        })
-        .collect();
-    format!(
-        "virtme-ng's required options (`_GENERIC_CONFIG` in {}, what `vng --kconfig` adds): {} options; \
-         this kernel builds in all but {}: {}. A fair vng run needs a bench profile with these merged \
-         (guest-kernel/configs is not this harness's to change).",
-        path.display(),
-        required.len(),
-        missing.len(),
-        if listed.is_empty() { "none".to_string() } else { listed.join(", ") }
-    )
-}
-
 /// virtme-ng-init's line when the `--exec` command ended well; in its console
 /// fallback vng itself exits 255 even then, so this line is the criterion.
 const VNG_SCRIPT_OK: &str = "virtme-ng-init: script exited with code 0";
@@ -594,7 +560,7 @@ fn vng_figure(artifacts: &Artifacts, options: &Options) -> (Figure, Vec<String>)
         Unit::Seconds,
         format!("{line}  (done when vng exits and its console says \"{VNG_SCRIPT_OK}\")"),
     );
-    let mut notes = vec![vng_options_note(artifacts)];
+    let mut notes = Vec::new();
     let mut samples = Vec::new();
     let mut exits = Vec::new();
     // A guest that panics in its timer check (host starvation under TCG) is
@@ -1201,7 +1167,7 @@ mod tests {
             (&["--fast"][..], "unknown option `--fast`"),
             (
                 &["--skip", "boot,vng"][..],
-                "--skip takes cache,boot,cycles,classifier, not `vng`",
+                "--skip takes cache,boot,cycles,classifier,sweep, not `vng`",
             ),
         ] {
             match parse_options(&args(bad)) {

@@ -115,3 +115,37 @@ mod tests {
         assert_eq!(tail("a", 5), "a");
     }
 }
+
+/// A sweep's points in results.json: how many subtests of `test` are sweep
+/// points, and how many times its output says the guest was restarted.
+pub fn sweep_points(results_json: &str, test: &str) -> Result<(usize, usize), String> {
+    let value: serde_json::Value =
+        serde_json::from_str(results_json).map_err(|e| format!("results.json: {e}"))?;
+    let tests = value
+        .get("tests")
+        .and_then(|t| t.as_object())
+        .ok_or("results.json has no tests")?;
+    let prefix = format!("{test}@sweep@");
+    let points = tests.keys().filter(|k| k.starts_with(&prefix)).count();
+    let restarts = tests
+        .get(test)
+        .and_then(|t| t.get("out"))
+        .and_then(|o| o.as_str())
+        .map_or(0, |out| out.matches("# restart the guest").count());
+    Ok((points, restarts))
+}
+
+#[cfg(test)]
+mod sweep_tests {
+    use super::*;
+
+    #[test]
+    fn counts_the_points_of_one_sweep_and_its_restarts() {
+        let json = r##"{"tests": {
+            "k@c@m-sweep": {"out": "x\n# restart the guest: sweep point fail-nth-3 left it unfit\n"},
+            "k@c@m-sweep@sweep@fail-nth-1": {}, "k@c@m-sweep@sweep@fail-nth-2": {},
+            "k@c@other@sweep@fail-nth-1": {}, "k@c@m": {}}}"##;
+        assert_eq!(sweep_points(json, "k@c@m-sweep"), Ok((2, 1)));
+        assert!(sweep_points("{", "x").is_err());
+    }
+}
