@@ -54,6 +54,8 @@ pub struct ResultsWriter {
     dir: PathBuf,
     run: RunInfo,
     results: Vec<TestResult>,
+    /// Results kept since the reports were last written.
+    pending: bool,
 }
 
 impl ResultsWriter {
@@ -65,6 +67,7 @@ impl ResultsWriter {
             dir: dir.to_path_buf(),
             run,
             results: Vec::new(),
+            pending: false,
         };
         writer.flush()?;
         Ok(writer)
@@ -90,17 +93,29 @@ impl ResultsWriter {
 
     /// Add a finished test (replacing an earlier result of the same name) and rewrite the reports.
     pub fn record(&mut self, result: TestResult) -> Result<(), ResultsError> {
-        match self.results.iter_mut().find(|r| r.name == result.name) {
-            Some(existing) => *existing = result,
-            None => self.results.push(result),
+        self.keep(result);
+        self.flush_pending()
+    }
+
+    /// Add a finished test without writing yet ([`ResultsWriter::flush_pending`] writes).
+    pub fn keep(&mut self, result: TestResult) {
+        super::sink::keep(&mut self.results, result);
+        self.pending = true;
+    }
+
+    /// Rewrite the reports if a result was kept since they were last written.
+    pub fn flush_pending(&mut self) -> Result<(), ResultsError> {
+        if std::mem::take(&mut self.pending) {
+            self.flush()?;
         }
-        self.flush()
+        Ok(())
     }
 
     /// Rewrite the reports once more at the end of the run: the guests'
     /// console logs are copied in when they shut down, after the last test,
     /// and index.html links them.
-    pub fn finish(&self) -> Result<(), ResultsError> {
+    pub fn finish(&mut self) -> Result<(), ResultsError> {
+        self.pending = false;
         self.flush()
     }
 

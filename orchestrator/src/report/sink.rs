@@ -34,6 +34,11 @@ pub trait Reporter: Send {
     /// Short name for messages: "terminal", "results", "github".
     fn name(&self) -> &'static str;
     fn report(&mut self, event: &Stamped) -> Result<(), ReporterError>;
+    /// No event is waiting: the moment to write what a burst of events
+    /// changed once, rather than once per event.
+    fn idle(&mut self) -> Result<(), ReporterError> {
+        Ok(())
+    }
 }
 
 /// Every event to every working reporter, in the order they were given.
@@ -52,15 +57,26 @@ impl<'a> FanOut<'a> {
     }
 
     pub fn report(&mut self, event: &Stamped) {
+        self.each(|reporter| reporter.report(event));
+    }
+
+    /// Tell every reporter that no event is waiting.
+    pub fn idle(&mut self) {
+        self.each(|reporter| reporter.idle());
+    }
+
+    fn each(
+        &mut self,
+        mut call: impl FnMut(&mut Box<dyn Reporter + 'a>) -> Result<(), ReporterError>,
+    ) {
         let mut failed = Vec::new();
-        self.reporters
-            .retain_mut(|reporter| match reporter.report(event) {
-                Ok(()) => true,
-                Err(error) => {
-                    failed.push(error);
-                    false
-                }
-            });
+        self.reporters.retain_mut(|reporter| match call(reporter) {
+            Ok(()) => true,
+            Err(error) => {
+                failed.push(error);
+                false
+            }
+        });
         for error in failed {
             // Its earlier output stays valid; it just stops here. Say so.
             let message = format!(
@@ -100,9 +116,13 @@ impl Reporter for ResultsWriter {
 
     fn report(&mut self, event: &Stamped) -> Result<(), ReporterError> {
         match &event.event {
-            Event::TestFinished { result, .. } => self
-                .record(result.clone())
-                .map_err(|error| ReporterError::new("results", error)),
+            // Written when the burst is over (`idle`): a test ends with its
+            // result and every subtest's (a sweep's hundreds), and rewriting
+            // every report per result would make that burst quadratic.
+            Event::TestFinished { result, .. } => {
+                self.keep(result.clone());
+                Ok(())
+            }
             // Once more at the end: the guests' consoles are in the directory
             // now, so the HTML report can link them.
             Event::RunFinished => self
@@ -110,6 +130,11 @@ impl Reporter for ResultsWriter {
                 .map_err(|error| ReporterError::new("results", error)),
             _ => Ok(()),
         }
+    }
+
+    fn idle(&mut self) -> Result<(), ReporterError> {
+        self.flush_pending()
+            .map_err(|error| ReporterError::new("results", error))
     }
 }
 

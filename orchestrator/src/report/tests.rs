@@ -320,3 +320,31 @@ fn results_json_with_a_kind_from_another_version_parses_and_keeps_it() {
         "leaked-bpf-prog"
     );
 }
+
+#[test]
+fn the_writer_writes_a_burst_of_results_once_when_events_stop() {
+    use crate::report::sink::Reporter;
+    use crate::run::event::{Event, Stamped};
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("results");
+    let mut writer = results_dir::ResultsWriter::create(&out, run_info()).unwrap();
+    let read_json = || igt_json::parse(&std::fs::read_to_string(out.join("results.json")).unwrap());
+    for r in sample() {
+        let finished = Event::TestFinished {
+            guest: 0,
+            result: r,
+        };
+        writer.report(&Stamped::now(finished)).unwrap();
+    }
+    // Not written per result...
+    assert_eq!(read_json().unwrap().1.len(), 0);
+    // ...but once the burst is over, all of it.
+    writer.idle().unwrap();
+    assert_eq!(read_json().unwrap().1.len(), sample().len());
+    std::fs::remove_file(out.join("results.json")).unwrap();
+    writer.idle().unwrap();
+    assert!(
+        !out.join("results.json").exists(),
+        "an idle with nothing new rewrote the reports"
+    );
+}

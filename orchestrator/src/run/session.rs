@@ -93,12 +93,24 @@ fn report_all(
     mut fan: FanOut<'_>,
 ) -> (Vec<TestResult>, Vec<ReporterError>) {
     let mut results = Vec::new();
-    for event in events {
+    loop {
+        let event = match events.try_recv() {
+            Ok(event) => event,
+            Err(mpsc::TryRecvError::Empty) => {
+                fan.idle();
+                match events.recv() {
+                    Ok(event) => event,
+                    Err(_) => break,
+                }
+            }
+            Err(mpsc::TryRecvError::Disconnected) => break,
+        };
         if let Event::TestFinished { result, .. } = &event.event {
             sink::keep(&mut results, result.clone());
         }
         fan.report(&event);
     }
+    fan.idle();
     (results, fan.into_failures())
 }
 
@@ -141,4 +153,41 @@ fn git_commit() -> String {
         .filter(|o| o.status.success())
         .map(|o| o.stdout.trim().to_string())
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::{Arc, Mutex};
+
+    /// Counts events and idles, in order.
+    struct Counter(Arc<Mutex<Vec<&'static str>>>);
+
+    impl Reporter for Counter {
+        fn name(&self) -> &'static str {
+            "counter"
+        }
+        fn report(&mut self, _: &Stamped) -> Result<(), ReporterError> {
+            self.0.lock().unwrap().push("event");
+            Ok(())
+        }
+        fn idle(&mut self) -> Result<(), ReporterError> {
+            self.0.lock().unwrap().push("idle");
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn reporters_hear_of_idleness_once_a_burst_is_drained() {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let (send, receive) = mpsc::channel();
+        for _ in 0..3 {
+            send.send(Stamped::now(Event::RunFinished)).unwrap();
+        }
+        drop(send);
+        let fan = FanOut::new(vec![Box::new(Counter(Arc::clone(&seen)))]);
+        report_all(receive, fan);
+        // Queued events come one after another; the end is an idle too.
+        assert_eq!(*seen.lock().unwrap(), ["event", "event", "event", "idle"]);
+    }
 }
