@@ -157,7 +157,7 @@ mod tests {
         .unwrap();
         let extra = tmp.path().join("bench.config");
         std::fs::write(&extra, "CONFIG_B=n\nCONFIG_C=m\n").unwrap();
-        let inputs = read_inputs(&project, &[extra.clone()], &[], &mut |_| {}).unwrap();
+        let inputs = read_inputs(&project, std::slice::from_ref(&extra), &[], &mut |_| {}).unwrap();
         let names: Vec<_> = inputs.fragments.iter().map(|(p, _)| p.clone()).collect();
         assert_eq!(names, [project.configs_dir().join("10-a.config"), extra]);
         let wanted: Vec<_> = inputs
