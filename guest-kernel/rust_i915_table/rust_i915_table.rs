@@ -16,7 +16,8 @@
 //! Fault injection for kcycle's tests: `fail_at=<step>` (-ENOMEM), `hang_at=<step>` (wait for a
 //! signal, then -EINTR), `panic_at=<step>` (kernel panic), `leak_objects=1` (selftests keep one
 //! object), `st_fail=<test>` (that mock selftest fails with -EINVAL), `legacy_exit=1` (the
-//! pre-patch exit that leaks after an early exit).
+//! pre-patch exit that leaks after an early exit), `unwind_leak=<step>` (a failed init's unwind
+//! skips that owning step's teardown: the error-path bug a sweep must find).
 
 use core::cell::UnsafeCell;
 use core::mem::MaybeUninit;
@@ -149,6 +150,7 @@ static LEAK_OBJECTS: AtomicBool = AtomicBool::new(false);
 /// Step names for fault injection (`charp`: the kernel owns and frees the strings).
 static FAIL_AT: AtomicPtr<c_char> = AtomicPtr::new(ptr::null_mut());
 static HANG_AT: AtomicPtr<c_char> = AtomicPtr::new(ptr::null_mut());
+static UNWIND_LEAK: AtomicPtr<c_char> = AtomicPtr::new(ptr::null_mut());
 static PANIC_AT: AtomicPtr<c_char> = AtomicPtr::new(ptr::null_mut());
 /// Name of a mock selftest (a cache name, e.g. `rust_i915_vma`) whose check fails with -EINVAL,
 /// so the -errno result path of `mock_selftests` can be tested.
@@ -187,6 +189,15 @@ module_param!(
     0o444,
     0,
     "Step whose init fails with -ENOMEM (nomodeset, globals, mock_selftests, pci, sysctl)"
+);
+module_param!(
+    unwind_leak,
+    UNWIND_LEAK,
+    param_ops_charp,
+    "charp",
+    0o444,
+    0,
+    "Owning step whose teardown a failed init's unwind skips (globals, pci); a normal exit still runs it"
 );
 module_param!(
     hang_at,
@@ -330,6 +341,8 @@ struct Globals {
     debugfs: *mut bindings::dentry,
     sysctl: *mut bindings::ctl_table_header,
     pci_registered: bool,
+    /// `TABLE.init` is running: an exit called now is a failed init's unwind.
+    in_init: bool,
 }
 
 impl Globals {
@@ -339,7 +352,18 @@ impl Globals {
             debugfs: ptr::null_mut(),
             sysctl: ptr::null_mut(),
             pci_registered: false,
+            in_init: false,
         }
+    }
+
+    /// `unwind_leak=<step>`: the unwind of a failed init forgets `step`'s teardown.
+    fn unwind_skips(&self, step: &'static str) -> bool {
+        let skips = self.in_init
+            && step_param(&UNWIND_LEAK).is_some_and(|name| name.as_bytes() == step.as_bytes());
+        if skips {
+            pr_warn!("{}: unwind_leak: the failed init's unwind skips this teardown\n", step);
+        }
+        skips
     }
 }
 
@@ -386,7 +410,8 @@ fn globals_init(globals: &mut Globals) -> Result {
         };
         if cache.is_null() {
             pr_err!("globals: failed to create slab cache {}\n", name);
-            globals_exit(globals);
+            // The step's own cleanup of what it half did: not the table's unwind.
+            globals_release(globals);
             return Err(code::ENOMEM);
         }
         globals.caches[i] = cache;
@@ -400,6 +425,13 @@ fn globals_init(globals: &mut Globals) -> Result {
 }
 
 fn globals_exit(globals: &mut Globals) {
+    if !globals.unwind_skips("globals") {
+        globals_release(globals);
+    }
+}
+
+/// Destroys the caches and the debugfs dir `globals_init` made (all or some of them).
+fn globals_release(globals: &mut Globals) {
     for cache in globals.caches.iter_mut().rev() {
         if !cache.is_null() {
             // SAFETY: `cache` came from `__kmem_cache_create_args` and is destroyed once: the
@@ -630,6 +662,9 @@ fn pci_register(globals: &mut Globals) -> Result {
 }
 
 fn pci_unregister(globals: &mut Globals) {
+    if globals.unwind_skips("pci") {
+        return;
+    }
     // SAFETY: registered by `pci_register` (this exit only runs after that init succeeded).
     unsafe { bindings::pci_unregister_driver(PCI_DRIVER.get()) };
     globals.pci_registered = false;
@@ -996,6 +1031,7 @@ impl kernel::Module for RustI915Table {
         check_step_param("fail_at", &FAIL_AT)?;
         check_step_param("hang_at", &HANG_AT)?;
         check_step_param("panic_at", &PANIC_AT)?;
+        check_step_param("unwind_leak", &UNWIND_LEAK)?;
         check_name_param("remove_leak", &REMOVE_LEAK, &REMOVE_LEAKS)?;
         check_name_param("probe_fail_at", &PROBE_FAIL_AT, &STAGES)?;
         if let Some(test) = step_param(&ST_FAIL) {
@@ -1012,9 +1048,11 @@ impl kernel::Module for RustI915Table {
         }
 
         let mut globals = Globals::new();
+        globals.in_init = true;
         let progress = TABLE.init(&mut globals).inspect_err(|err| {
             pr_info!("init failed with error {}; unwound\n", err.to_errno());
         })?;
+        globals.in_init = false;
         match progress.end() {
             End::Completed => pr_info!("init: all {} steps done\n", progress.steps_done()),
             End::StoppedAt(gate) => pr_info!(

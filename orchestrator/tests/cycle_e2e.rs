@@ -225,3 +225,94 @@ fn sweep_names_the_error_paths_that_forget_a_teardown() {
     }
     assert_eq!(code, 1, "{stderr}");
 }
+
+/// The sweep's subtests of `results`, in point order.
+fn points(results: &[TestResult]) -> Vec<&TestResult> {
+    let mut points: Vec<&TestResult> = results
+        .iter()
+        .filter(|r| r.name.contains("-sweep@sweep@fail-nth-"))
+        .collect();
+    points.sort_by_key(|r| r.name.rsplit('-').next().unwrap().parse::<u32>().unwrap());
+    points
+}
+
+#[test]
+fn sweep_of_rust_i915_table_is_clean_and_its_control_names_the_one_leaking_path() {
+    let tmp = tempfile::tempdir().unwrap();
+    let fixed = tmp.path().join("fixed");
+    std::fs::create_dir(&fixed).unwrap();
+    let Some((code, stderr, results)) = cycle(
+        &fixed,
+        &["rust_i915_table", "--cycles", "1", "--sweep"],
+        Duration::from_secs(1800),
+    ) else {
+        return;
+    };
+    let walked = points(&results);
+    assert!(
+        walked.iter().any(|r| r.out.contains("fault injected in")),
+        "no fault hit rust_i915_table's init:\n{}",
+        describe(&results)
+    );
+    let last = walked.last().unwrap();
+    assert!(
+        last.out
+            .contains("the load succeeded with nothing injected"),
+        "{}",
+        describe(&results)
+    );
+    for r in &results {
+        assert!(
+            matches!(r.status, Status::Pass | Status::Skip),
+            "{}\n{stderr}",
+            describe(&results)
+        );
+    }
+    assert_eq!(code, 0, "{stderr}");
+
+    // The control: a failed init's unwind forgets the globals step (its
+    // slab caches and debugfs dir). Only a fault after that step has
+    // succeeded takes that path: in the pci or the sysctl step.
+    let control = tmp.path().join("control");
+    std::fs::create_dir(&control).unwrap();
+    let (code, stderr, results) = cycle(
+        &control,
+        &[
+            "rust_i915_table",
+            "--cycles",
+            "1",
+            "--sweep",
+            "--params",
+            "unwind_leak=globals",
+            "--no-retry",
+        ],
+        Duration::from_secs(1800),
+    )
+    .unwrap();
+    let walked = points(&results);
+    let failing: Vec<&&TestResult> = walked.iter().filter(|r| r.status > Status::Pass).collect();
+    assert!(!failing.is_empty(), "{}", describe(&results));
+    for r in &failing {
+        let leak = r
+            .findings
+            .iter()
+            .find(|f| f.kind == "leaked-slab-cache" || f.kind == "leaked-debugfs-entry")
+            .unwrap_or_else(|| panic!("{}", describe(&results)));
+        let attribution = leak.attribution.as_deref().unwrap_or_default();
+        assert!(attribution.contains("fault injected in"), "{attribution}");
+        assert!(!attribution.contains("globals_init"), "{attribution}");
+    }
+    // Faults inside the globals step itself unwind nothing of it: clean.
+    let in_globals: Vec<&&TestResult> = walked
+        .iter()
+        .filter(|r| {
+            r.out
+                .contains("fault injected in rust_i915_table::globals_init")
+        })
+        .collect();
+    assert!(!in_globals.is_empty(), "{}", describe(&results));
+    for r in in_globals {
+        assert_eq!(r.status, Status::Pass, "{}", describe(&results));
+    }
+    assert_eq!(code, 1, "{stderr}");
+}
