@@ -43,6 +43,12 @@ pub fn classify_bytes(bytes: &[u8]) -> Vec<Finding> {
     classify(&String::from_utf8_lossy(bytes))
 }
 
+/// Rust symbols in `text` read as Rust paths (`_RNvCs…_15rust_i915_table12globals_init`
+/// becomes `rust_i915_table::globals_init`), as titles have them.
+pub fn demangle(text: &str) -> String {
+    title::demangle_rust(text)
+}
+
 /// The subtest an i915 selftest progress line announces
 /// (`i915: Running i915_vma_mock_selftests/igt_vma_create` gives
 /// `i915_vma_mock_selftests/igt_vma_create`). Progress lines are not

@@ -206,7 +206,7 @@ pub fn injection(log: &str, module: &str) -> Option<Injection> {
     skip.extend(SKIP_INJECTION);
     let call_site = in_module
         .or_else(|| stack::first_unskipped(frames.iter().copied(), &skip))
-        .map(str::to_string);
+        .map(dmesg::demangle);
     let in_load = frames.iter().any(|f| LOAD_FRAMES.contains(f));
     Some(Injection {
         attr,
@@ -375,6 +375,19 @@ mod tests {
         assert_eq!(
             injection("[ 1.0] kcycle_leaks: loaded\n", "kcycle_leaks"),
             None
+        );
+    }
+
+    #[test]
+    fn a_rust_call_site_reads_as_its_path() {
+        let log = FAILSLAB.replace(
+            "kmalloc_init+0x1e/0x60 [kcycle_leaks]",
+            "_RNvCskUQIOShT3pq_15rust_i915_table12pci_register+0x1e/0x60 [rust_i915_table]",
+        );
+        let found = injection(&log, "rust_i915_table").unwrap();
+        assert_eq!(
+            found.call_site.as_deref(),
+            Some("rust_i915_table::pci_register")
         );
     }
 
