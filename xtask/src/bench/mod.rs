@@ -390,9 +390,9 @@ fn cache_section(kcycle: &Path, options: &Options) -> (Section, Option<PathBuf>)
     let line = format!("{} --progress never kernel build", kcycle.display());
     let figure = Figure::new("cache-hit", "no-op cache hit", Unit::Seconds, line.clone());
     let mut notes = vec![
-        "Not measured here on purpose: the module-only rebuild and the cold build (40+ min on this machine). \
-         Figures from the issue notes (`issues all`): cold build 113 min wall under heavy contention \
-         (user 90m45s CPU), 31 min under load in another run, 14 min on an idle machine (DESIGN.md). \
+        "Not measured here on purpose: the module-only rebuild and the cold build. The boot section's bench kernel \
+         says how long its cold build took; on this project's 2-core machines a cold build of the guest kernel took \
+         809 s idle and 1326 s beside other work, a module-only rebuild 5 s (issue notes, `issues all`). \
          `cargo bench -p kcycle --bench kernel` measures the module-only rebuild (and a cold build with KCYCLE_BENCH_COLD=1)."
             .to_string(),
     ];
@@ -590,10 +590,9 @@ fn vng_figure(artifacts: &Artifacts, options: &Options) -> (Figure, Vec<String>)
                         })
                         .collect();
                     notes.push(format!(
-                        "vng ran the command (its console says \"{VNG_SCRIPT_OK}\") but exits {}: on this kernel \
-                         virtme-ng-init falls back to running the script on the console and cannot mount its overlays. \
-                         Its console lines that say why (first run):\n\n```\n{}\n```\n\nThe vng figure is therefore vng on a \
-                         kernel it was not configured for (its overlay mounts fail one by one under TCG), not vng at its best.",
+                        "vng ran the command (its console says \"{VNG_SCRIPT_OK}\") but exits {}: virtme-ng-init fell back \
+                         to running the script on the console. Its console lines that say why (first run):\n\n```\n{}\n```\n\n\
+                         The vng figure is vng's time to run the command in that fallback.",
                         out.status,
                         reasons.join("\n")
                     ));

@@ -105,11 +105,12 @@ pub fn vng_kernel(
             let note = format!(
                 "Boot figures use a bench kernel, the same bzImage for kcycle and vng: the project's fragments plus `{FRAGMENT}` \
                  with the {} options of virtme-ng's required list (`_GENERIC_CONFIG` in {}, what `vng --kconfig` adds) that the \
-                 guest kernel lacks: {}; built by `kcycle kernel build --fragment {FRAGMENT}` ({}).{}",
+                 guest kernel lacks: {}; built by `kcycle kernel build --fragment {FRAGMENT}` ({}; its cold build took {:.0} s).{}",
                 wanted.len(),
                 source.display(),
                 wanted.iter().map(|o| format!("`{o}`")).collect::<Vec<_>>().join(", "),
                 artifacts.dir.display(),
+                artifacts.manifest.build_seconds,
                 if dropped.is_empty() { String::new() } else { format!(" Left out: {}.", dropped.join("; ")) }
             );
             return Ok((artifacts, note));
