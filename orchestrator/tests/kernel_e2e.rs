@@ -191,6 +191,7 @@ fn request(modules: Vec<PathBuf>) -> BuildRequest {
         project: Project::discover().unwrap(),
         external_modules: modules,
         extra_fragments: Vec::new(),
+        profile: kernel::Profile::Full,
         cache: Cache::from_env().unwrap(),
         force: false,
         out: None,

@@ -76,7 +76,17 @@ pub(super) fn cycle(args: &CycleArgs, progress: ProgressMode) -> Result<ExitStat
     }
 
     let artifacts = match &args.source {
-        Some(source) => build_kernel(Some(source.clone()), false, None, &[], progress)?.artifacts,
+        Some(source) => {
+            build_kernel(
+                Some(source.clone()),
+                false,
+                None,
+                &[],
+                Default::default(),
+                progress,
+            )?
+            .artifacts
+        }
         None => guest_kernel(args.guest.kernel.as_deref())?,
     };
     let scratch = tempfile::tempdir().infrastructure()?;

@@ -23,7 +23,15 @@ pub(super) fn guest_kernel(kernel: Option<&Path>) -> Result<Artifacts, Failure> 
                 None => {
                     // What `--kernel`'s help promises: build it, or take it from the cache.
                     eprintln!("kcycle: no --kernel or KCYCLE_KERNEL: building or reusing the guest kernel");
-                    return Ok(build_kernel(None, false, None, &[], ProgressMode::Auto)?.artifacts);
+                    return Ok(build_kernel(
+                        None,
+                        false,
+                        None,
+                        &[],
+                        Default::default(),
+                        ProgressMode::Auto,
+                    )?
+                    .artifacts);
                 }
             }
         }

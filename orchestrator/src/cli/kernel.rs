@@ -29,7 +29,14 @@ pub(super) fn kernel_build(
     args: KernelBuildArgs,
     progress: ProgressMode,
 ) -> Result<ExitStatus, Failure> {
-    let built = build_kernel(args.source, args.force, args.out, &args.fragments, progress)?;
+    let built = build_kernel(
+        args.source,
+        args.force,
+        args.out,
+        &args.fragments,
+        args.profile,
+        progress,
+    )?;
     if args.json {
         let mut value = serde_json::to_value(&built.artifacts.manifest).infrastructure()?;
         if let Some(object) = value.as_object_mut() {
@@ -53,6 +60,7 @@ pub(super) fn build_kernel(
     force: bool,
     out: Option<PathBuf>,
     fragments: &[PathBuf],
+    profile: kcycle::kernel::Profile,
     progress: ProgressMode,
 ) -> Result<kcycle::kernel::Built, Failure> {
     use kcycle::kernel::source::{SourceError, SourceSpec, DEBIAN_PACKAGE};
@@ -68,6 +76,7 @@ pub(super) fn build_kernel(
         source: SourceSpec::from_option(source),
         external_modules: project.default_modules(),
         extra_fragments: fragments.to_vec(),
+        profile,
         project,
         cache,
         force,

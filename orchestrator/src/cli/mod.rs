@@ -195,6 +195,11 @@ pub struct KernelBuildArgs {
     /// gets a build directory of its own.
     #[arg(long = "fragment", value_name = "FILE")]
     pub fragments: Vec<PathBuf>,
+    /// The base config: `full` starts from x86_64_defconfig (what every suite
+    /// runs on); `minimal` from allnoconfig plus guest-kernel/profiles/minimal.config,
+    /// a fraction of the build. Boot the result with KCYCLE_KERNEL=<dir>.
+    #[arg(long, value_enum, default_value_t, env = "KCYCLE_KERNEL_PROFILE")]
+    pub profile: kcycle::kernel::Profile,
     /// Print the manifest as JSON instead of the artifact directory.
     #[arg(long)]
     pub json: bool,

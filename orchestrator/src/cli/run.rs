@@ -29,7 +29,14 @@ pub(super) fn ci(args: &CiArgs, progress: ProgressMode) -> Result<ExitStatus, Fa
     }
     eprintln!("kcycle ci: 2/3 guest kernel");
     let kernel_source = args.kernel_source.clone().or(config.kernel_source.clone());
-    let built = build_kernel(kernel_source, false, None, &[], progress)?;
+    let built = build_kernel(
+        kernel_source,
+        false,
+        None,
+        &[],
+        Default::default(),
+        progress,
+    )?;
     eprintln!("kcycle ci: kernel {}", built.artifacts.dir.display());
     eprintln!("kcycle ci: 3/3 suites");
     run_suites(&ci_run_args(config, args, built.artifacts.dir), progress)

@@ -20,6 +20,7 @@ use super::error::{io_err, process_error, BuildError};
 use super::external::ModuleSource;
 use super::make;
 use super::patches::{self, PatchError};
+use super::profile::Profile;
 use super::progress::BuildEvent;
 use super::project::{read_inputs, Inputs, Project};
 use super::source::{self, Identified, SourceOrigin, SourceSpec};
@@ -46,6 +47,8 @@ pub struct BuildRequest {
     pub external_modules: Vec<PathBuf>,
     /// Config fragments merged after the project's, in this order (`--fragment`).
     pub extra_fragments: Vec<PathBuf>,
+    /// The base config the fragments go onto (`--profile`).
+    pub profile: Profile,
     pub cache: Cache,
     /// Rebuild even when the cache holds a complete entry.
     pub force: bool,
@@ -96,9 +99,9 @@ pub fn build(
     let started = Instant::now();
     let (src_dir, version) = prepare_source(request, &plan.identified, observe)?;
     let source_id = plan.identified.cache_id(&version);
-    // Extra fragments make another configuration: a build dir of its own,
-    // so switching between the two does not rebuild either from scratch.
-    let build_id = if request.extra_fragments.is_empty() {
+    // Extra fragments or another profile make another configuration: a build
+    // dir of its own, so switching between them rebuilds none from scratch.
+    let build_id = if request.extra_fragments.is_empty() && request.profile == Profile::Full {
         source_id.clone()
     } else {
         format!(
@@ -163,6 +166,7 @@ pub fn build(
 fn plan(request: &BuildRequest, observe: &mut dyn FnMut(BuildEvent)) -> Result<Plan, BuildError> {
     let inputs = read_inputs(
         &request.project,
+        request.profile,
         &request.extra_fragments,
         &request.external_modules,
         observe,
@@ -189,6 +193,7 @@ fn plan(request: &BuildRequest, observe: &mut dyn FnMut(BuildEvent)) -> Result<P
             .map(|p| (p.name.clone(), p.bytes.clone()))
             .collect(),
         toolchain: versions.clone(),
+        profile: request.profile.key_part(),
     });
     let module_parts: Vec<_> = inputs.modules.iter().map(ModuleSource::key_part).collect();
     let key = cache::entry_key(&kernel_key, &module_parts);
@@ -224,11 +229,12 @@ fn lock_build_dir(
     source_id: &str,
     observe: &mut dyn FnMut(BuildEvent),
 ) -> Result<BuildLock, BuildError> {
-    // Not with_extension: the id holds dots (linux-6.12.117-…).
+    // One lock per source, not per build dir: every configuration of a
+    // source shares its (patched) tree. Not with_extension: the id holds dots.
     let lock_path = build_dir.with_file_name(format!("{source_id}.lock"));
     BuildLock::acquire(&lock_path, LOCK_WAIT_LIMIT, &request.cancel, || {
         observe(BuildEvent::Note(format!(
-            "waiting for another kcycle kernel build that uses {}",
+            "waiting for another kcycle kernel build of {source_id} (builds of one source share its tree; this one goes to {})",
             build_dir.display()
         )))
     })
@@ -265,7 +271,7 @@ fn make_kernel(
     // Before touching the build dir, so a broken toolchain or a rejected
     // fragment leaves it (and its stamp) as it was.
     runner.check_rust()?;
-    runner.configure(&plan.inputs)?;
+    runner.configure(&plan.inputs, request.profile)?;
     // Until make succeeds, the build dir matches no key.
     let _ = std::fs::remove_file(&stamp_path);
     runner.make(

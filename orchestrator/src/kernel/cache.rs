@@ -287,6 +287,8 @@ pub struct KeyInputs {
     pub patches: Vec<(String, Vec<u8>)>,
     /// Tool name to `--version` output.
     pub toolchain: BTreeMap<String, String>,
+    /// The base config's part of the key (none for the full profile).
+    pub profile: Option<&'static str>,
 }
 
 /// Key of the kernel proper (bzImage + in-tree modules).
@@ -294,6 +296,10 @@ pub fn kernel_key(inputs: &KeyInputs) -> String {
     let mut hasher = Framed::new("kernel");
     hasher.field(&RECIPE_VERSION.to_le_bytes());
     hasher.field(inputs.source.as_bytes());
+    if let Some(base) = inputs.profile {
+        hasher.field(b"base");
+        hasher.field(base.as_bytes());
+    }
     for (name, contents) in &inputs.fragments {
         hasher.field(b"fragment");
         hasher.field(name.as_bytes());
@@ -373,6 +379,7 @@ mod tests {
             fragments: vec![("10-rust.config".into(), b"CONFIG_RUST=y\n".to_vec())],
             patches: vec![],
             toolchain: [("rustc".to_string(), "rustc 1.85.0".to_string())].into(),
+            profile: None,
         }
     }
 
@@ -400,6 +407,10 @@ mod tests {
         changed
             .toolchain
             .insert("rustc".into(), "rustc 1.96.0".into());
+        assert_ne!(kernel_key(&changed), base);
+
+        let mut changed = inputs();
+        changed.profile = super::super::Profile::Minimal.key_part();
         assert_ne!(kernel_key(&changed), base);
     }
 

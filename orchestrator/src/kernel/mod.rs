@@ -4,7 +4,7 @@
 //! or builds against a kernel: one directory with a fixed layout. `build`
 //! produces it; the other modules are its parts:
 //!
-//! - pure: `config` (fragments, `.config`, verification), `kconfig` (why an
+//! - pure: `config` (fragments, `.config`, verification), `profile` (the base config), `kconfig` (why an
 //!   option was dropped), `make` (reading kbuild output), key computation in `cache`;
 //! - shells: `project` (reading fragments, patches, module sources), `source`
 //!   (identity, tarball), `patches`, `external` (M= modules), `toolchain`,
@@ -26,6 +26,7 @@ pub(crate) mod external;
 pub mod kconfig;
 pub(crate) mod make;
 pub mod patches;
+pub mod profile;
 pub(crate) mod progress;
 pub(crate) mod project;
 pub mod source;
@@ -36,6 +37,7 @@ pub use artifacts::{Artifacts, ArtifactsError, KernelModules, Manifest};
 pub use build::{build, BuildRequest, Built};
 pub use error::BuildError;
 pub use external::{vermagic, ExternalError};
+pub use profile::Profile;
 pub use progress::BuildEvent;
 pub use project::Project;
 pub use steps::{build_module, default_jobs};

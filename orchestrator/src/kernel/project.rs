@@ -7,6 +7,7 @@ use super::config::{self, Requested};
 use super::error::BuildError;
 use super::external::ModuleSource;
 use super::patches::{self, Patch};
+use super::profile::Profile;
 use super::progress::BuildEvent;
 
 /// The kcycle project: where fragments, patches and the Rust module live.
@@ -69,11 +70,12 @@ pub struct Inputs {
     pub modules: Vec<ModuleSource>,
 }
 
-/// Fragments (the project's, then `extra_fragments`), patches and the
-/// buildable ones of `external_modules`;
+/// Fragments (the profile's base, the project's, then `extra_fragments`),
+/// patches and the buildable ones of `external_modules`;
 /// skipped modules are told to `observe`.
 pub fn read_inputs(
     project: &Project,
+    profile: Profile,
     extra_fragments: &[PathBuf],
     external_modules: &[PathBuf],
     observe: &mut dyn FnMut(BuildEvent),
@@ -98,6 +100,10 @@ pub fn read_inputs(
     fragments.sort();
     if fragments.is_empty() {
         return Err(BuildError::NoFragments { dir });
+    }
+    if let Some(base) = profile.base_fragment(&project.root) {
+        let bytes = std::fs::read(&base).map_err(read_err(&base))?;
+        fragments.insert(0, (base, bytes));
     }
     for path in extra_fragments {
         let bytes = std::fs::read(path).map_err(read_err(path))?;
@@ -157,7 +163,14 @@ mod tests {
         .unwrap();
         let extra = tmp.path().join("bench.config");
         std::fs::write(&extra, "CONFIG_B=n\nCONFIG_C=m\n").unwrap();
-        let inputs = read_inputs(&project, std::slice::from_ref(&extra), &[], &mut |_| {}).unwrap();
+        let inputs = read_inputs(
+            &project,
+            Profile::Full,
+            std::slice::from_ref(&extra),
+            &[],
+            &mut |_| {},
+        )
+        .unwrap();
         let names: Vec<_> = inputs.fragments.iter().map(|(p, _)| p.clone()).collect();
         assert_eq!(names, [project.configs_dir().join("10-a.config"), extra]);
         let wanted: Vec<_> = inputs
@@ -169,9 +182,37 @@ mod tests {
         assert!(wanted.contains(&"C=m".to_string()), "{wanted:?}");
 
         let missing = tmp.path().join("nope.config");
-        let error = read_inputs(&project, &[missing], &[], &mut |_| {})
+        let error = read_inputs(&project, Profile::Full, &[missing], &[], &mut |_| {})
             .err()
             .unwrap();
         assert!(error.to_string().contains("nope.config"), "{error}");
+    }
+
+    #[test]
+    fn the_minimal_profile_merges_its_base_fragment_first() {
+        let tmp = tempfile::tempdir().unwrap();
+        let project = Project {
+            root: tmp.path().to_path_buf(),
+        };
+        std::fs::create_dir_all(project.configs_dir()).unwrap();
+        std::fs::create_dir_all(project.patches_dir()).unwrap();
+        std::fs::write(project.configs_dir().join("10-a.config"), "CONFIG_A=n\n").unwrap();
+        let error = read_inputs(&project, Profile::Minimal, &[], &[], &mut |_| {})
+            .err()
+            .unwrap();
+        assert!(error.to_string().contains("minimal.config"), "{error}");
+        let base = Profile::Minimal.base_fragment(&project.root).unwrap();
+        std::fs::create_dir_all(base.parent().unwrap()).unwrap();
+        std::fs::write(&base, "CONFIG_A=y\nCONFIG_64BIT=y\n").unwrap();
+        let inputs = read_inputs(&project, Profile::Minimal, &[], &[], &mut |_| {}).unwrap();
+        assert_eq!(inputs.fragments[0].0, base);
+        let wanted: Vec<_> = inputs
+            .requested
+            .iter()
+            .map(|r| format!("{}={}", r.name, r.value))
+            .collect();
+        // The project's fragments still win over the base.
+        assert!(wanted.contains(&"A=n".to_string()), "{wanted:?}");
+        assert!(wanted.contains(&"64BIT=y".to_string()), "{wanted:?}");
     }
 }
