@@ -148,14 +148,29 @@ pub fn read_inputs(
 mod tests {
     use super::*;
 
-    #[test]
-    fn extra_fragments_merge_after_the_projects_and_win() {
+    /// A project with empty configs and patches dirs.
+    fn fake_project() -> (tempfile::TempDir, Project) {
         let tmp = tempfile::tempdir().unwrap();
         let project = Project {
             root: tmp.path().to_path_buf(),
         };
         std::fs::create_dir_all(project.configs_dir()).unwrap();
         std::fs::create_dir_all(project.patches_dir()).unwrap();
+        (tmp, project)
+    }
+
+    /// Each requested option as `NAME=value`.
+    fn wanted(inputs: &Inputs) -> Vec<String> {
+        inputs
+            .requested
+            .iter()
+            .map(|r| format!("{}={}", r.name, r.value))
+            .collect()
+    }
+
+    #[test]
+    fn extra_fragments_merge_after_the_projects_and_win() {
+        let (tmp, project) = fake_project();
         std::fs::write(
             project.configs_dir().join("10-a.config"),
             "CONFIG_A=y\nCONFIG_B=y\n",
@@ -173,11 +188,7 @@ mod tests {
         .unwrap();
         let names: Vec<_> = inputs.fragments.iter().map(|(p, _)| p.clone()).collect();
         assert_eq!(names, [project.configs_dir().join("10-a.config"), extra]);
-        let wanted: Vec<_> = inputs
-            .requested
-            .iter()
-            .map(|r| format!("{}={}", r.name, r.value))
-            .collect();
+        let wanted = wanted(&inputs);
         assert!(wanted.contains(&"B=n".to_string()), "{wanted:?}");
         assert!(wanted.contains(&"C=m".to_string()), "{wanted:?}");
 
@@ -190,12 +201,7 @@ mod tests {
 
     #[test]
     fn the_minimal_profile_merges_its_base_fragment_first() {
-        let tmp = tempfile::tempdir().unwrap();
-        let project = Project {
-            root: tmp.path().to_path_buf(),
-        };
-        std::fs::create_dir_all(project.configs_dir()).unwrap();
-        std::fs::create_dir_all(project.patches_dir()).unwrap();
+        let (_tmp, project) = fake_project();
         std::fs::write(project.configs_dir().join("10-a.config"), "CONFIG_A=n\n").unwrap();
         let error = read_inputs(&project, Profile::Minimal, &[], &[], &mut |_| {})
             .err()
@@ -206,11 +212,7 @@ mod tests {
         std::fs::write(&base, "CONFIG_A=y\nCONFIG_64BIT=y\n").unwrap();
         let inputs = read_inputs(&project, Profile::Minimal, &[], &[], &mut |_| {}).unwrap();
         assert_eq!(inputs.fragments[0].0, base);
-        let wanted: Vec<_> = inputs
-            .requested
-            .iter()
-            .map(|r| format!("{}={}", r.name, r.value))
-            .collect();
+        let wanted = wanted(&inputs);
         // The project's fragments still win over the base.
         assert!(wanted.contains(&"A=n".to_string()), "{wanted:?}");
         assert!(wanted.contains(&"64BIT=y".to_string()), "{wanted:?}");
