@@ -197,7 +197,7 @@ pub struct KernelBuildArgs {
     pub fragments: Vec<PathBuf>,
     /// The base config: `full` starts from x86_64_defconfig (what every suite
     /// runs on); `minimal` from allnoconfig plus guest-kernel/profiles/minimal.config,
-    /// a fraction of the build. Boot the result with KCYCLE_KERNEL=<dir>.
+    /// about half the options. Boot the result with KCYCLE_KERNEL=<dir>.
     #[arg(long, value_enum, default_value_t, env = "KCYCLE_KERNEL_PROFILE")]
     pub profile: kcycle::kernel::Profile,
     /// Print the manifest as JSON instead of the artifact directory.
