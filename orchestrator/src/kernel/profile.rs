@@ -42,13 +42,6 @@ impl Profile {
             Profile::Minimal => Some(self.base_target()),
         }
     }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Profile::Full => "full",
-            Profile::Minimal => "minimal",
-        }
-    }
 }
 
 #[cfg(test)]
