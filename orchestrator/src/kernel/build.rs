@@ -193,7 +193,7 @@ fn plan(request: &BuildRequest, observe: &mut dyn FnMut(BuildEvent)) -> Result<P
             .map(|p| (p.name.clone(), p.bytes.clone()))
             .collect(),
         toolchain: versions.clone(),
-        profile: request.profile.key_part(),
+        profile: inputs.profile.key_part(),
     });
     let module_parts: Vec<_> = inputs.modules.iter().map(ModuleSource::key_part).collect();
     let key = cache::entry_key(&kernel_key, &module_parts);
@@ -271,7 +271,7 @@ fn make_kernel(
     // Before touching the build dir, so a broken toolchain or a rejected
     // fragment leaves it (and its stamp) as it was.
     runner.check_rust()?;
-    runner.configure(&plan.inputs, request.profile)?;
+    runner.configure(&plan.inputs)?;
     // Until make succeeds, the build dir matches no key.
     let _ = std::fs::remove_file(&stamp_path);
     runner.make(

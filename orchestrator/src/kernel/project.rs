@@ -61,6 +61,8 @@ impl Project {
 /// Everything a build reads from the project, read once: the same bytes go
 /// into the cache key and into the build.
 pub struct Inputs {
+    /// The base config the fragments go onto.
+    pub profile: Profile,
     /// Config fragments in merge order: (path, contents).
     pub fragments: Vec<(PathBuf, Vec<u8>)>,
     /// The options they request, last request per symbol winning.
@@ -137,6 +139,7 @@ pub fn read_inputs(
         }
     }
     Ok(Inputs {
+        profile,
         fragments,
         requested: config::effective(requested),
         patches,

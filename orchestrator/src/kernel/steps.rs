@@ -15,7 +15,6 @@ use super::error::{explain_text, io_err, process_error, BuildError};
 use super::external::{ExternalError, ModuleSource};
 use super::kconfig::KconfigFiles;
 use super::make;
-use super::profile::Profile;
 use super::progress::BuildEvent;
 use super::project::Inputs;
 use super::toolchain::{self, Toolchain, ToolchainError};
@@ -175,13 +174,9 @@ impl Runner<'_> {
     /// The profile's base + kvm_guest.config + our fragments into a candidate
     /// file, check every requested value, and only then let it become `.config`
     /// (untouched when equal): a rejected fragment leaves the build dir as it was.
-    pub(super) fn configure(
-        &mut self,
-        inputs: &Inputs,
-        profile: Profile,
-    ) -> Result<(), BuildError> {
+    pub(super) fn configure(&mut self, inputs: &Inputs) -> Result<(), BuildError> {
         let candidate = self.build_dir.join(".config.kcycle");
-        let target = profile.base_target();
+        let target = inputs.profile.base_target();
         let mut base = self.make_command(&[target]);
         base.env("KCONFIG_CONFIG", &candidate);
         self.run(
