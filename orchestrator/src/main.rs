@@ -7,6 +7,8 @@ mod cli;
 use clap::Parser;
 
 fn main() -> std::process::ExitCode {
+    // Before anything reads PATH: a QEMU `kcycle setup` unpacked is found like an installed one.
+    kcycle::host::unpacked::add_to_path();
     let args = cli::Cli::parse();
     match cli::run(args) {
         Ok(status) => status.into(),

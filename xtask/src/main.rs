@@ -15,6 +15,8 @@ const USAGE: &str = "usage: cargo xtask test|unit|bench
         (`cargo xtask bench --help` for its options)";
 
 fn main() -> ExitCode {
+    // The tests and benches it starts find a QEMU `kcycle setup` unpacked, as kcycle does.
+    kcycle::host::unpacked::add_to_path();
     let task = std::env::args().nth(1).unwrap_or_default();
     let result = match task.as_str() {
         "test" => test(),

@@ -77,8 +77,9 @@ pub(super) fn boot_spec(
         std::fs::create_dir_all(&probe_dir).infrastructure()?;
         image::write_run_initrd(&image.path, "", &probe_initrd).infrastructure()?;
     }
+    let qemu = vm::qemu_binary();
     let probe = vm::accel::ProbeGuest {
-        qemu: Path::new("qemu-system-x86_64"),
+        qemu: &qemu,
         kernel: &artifacts.bzimage(),
         initrd: &probe_initrd,
         run_dir: &probe_dir,

@@ -270,7 +270,7 @@ pub struct BootSpec {
 impl BootSpec {
     pub fn new(kernel: PathBuf, image: PathBuf, accel: Accel) -> Self {
         BootSpec {
-            qemu: PathBuf::from("qemu-system-x86_64"),
+            qemu: crate::vm::qemu_binary(),
             kernel,
             image,
             accel,

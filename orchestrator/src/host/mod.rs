@@ -11,6 +11,7 @@
 pub mod apt;
 pub mod packages;
 pub mod qemu;
+pub mod unpacked;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -168,7 +169,14 @@ pub fn check() -> Result<Report, HostError> {
         report.needs = packages::missing(PACKAGES, &installed, &available);
         report.warnings = packages::version_warnings(PACKAGES, &installed);
     }
-    if let Some(found) = which(qemu::BINARY).and_then(|path| qemu::probe(&path)) {
+    // KCYCLE_QEMU names a QEMU outright; else the one PATH finds.
+    let qemu = crate::vm::qemu_binary();
+    let qemu = if qemu.components().count() > 1 {
+        Some(qemu)
+    } else {
+        which(qemu::BINARY)
+    };
+    if let Some(found) = qemu.and_then(|path| qemu::probe(&path)) {
         if found.usable() {
             // A newer QEMU (backports, a source build) will do: do not force bookworm's.
             report.needs.retain(|n| n.package.name != "qemu-system-x86");
@@ -316,6 +324,9 @@ pub fn apt_install_allowing(apt_args: &[String], allow_remove: bool) -> Result<(
     let sudo = if is_root() { "" } else { "sudo " };
     if let Some(message) = apt::refusal(&plan, &rest, sudo) {
         if !allow_remove {
+            if unpack_qemu_instead(&rest)? {
+                return Ok(());
+            }
             return Err(HostError::WouldRemove(message));
         }
         let names: Vec<&str> = plan.removals.iter().map(|r| r.name.as_str()).collect();
@@ -383,6 +394,53 @@ fn qemu_from_its_release(
     Ok(Some(
         apt_args.iter().filter(|a| *a != QEMU).cloned().collect(),
     ))
+}
+
+/// When only bookworm's QEMU packages conflict with what the host has:
+/// install the rest and QEMU's libraries (if that removes nothing), and unpack
+/// QEMU itself into the cache ([`unpacked`]) where dpkg does not see it.
+/// Returns whether it did.
+fn unpack_qemu_instead(apt_args: &[String]) -> Result<bool, HostError> {
+    const QEMU: &str = "qemu-system-x86";
+    if !apt_args.iter().any(|a| a == QEMU) {
+        return Ok(false);
+    }
+    let Some(dest) = unpacked::dir() else {
+        return Ok(false);
+    };
+    let mut packages: Vec<String> = apt_args.iter().filter(|a| *a != QEMU).cloned().collect();
+    for library in unpacked::libraries()? {
+        if !packages.contains(&library) {
+            packages.push(library);
+        }
+    }
+    let plan = simulate(&[], &packages)?;
+    if !plan.removals.is_empty() || !plan.errors.is_empty() {
+        return Ok(false);
+    }
+    eprintln!(
+        "kcycle: installing {QEMU} would remove packages you have; installing the rest, \
+         and unpacking Debian's QEMU into {} instead (dpkg does not see it)",
+        dest.display()
+    );
+    install(&[], &packages)?;
+    let wrapper = unpacked::unpack(&dest)?;
+    match qemu::probe(&wrapper) {
+        Some(found) if found.usable() => {
+            eprintln!(
+                "kcycle: QEMU {} unpacked; kcycle runs {}",
+                found.version_text(),
+                wrapper.display()
+            );
+            unpacked::add_to_path();
+            Ok(true)
+        }
+        found => Err(HostError::Failed {
+            step: "run the unpacked QEMU".into(),
+            command: format!("{} --version", wrapper.display()),
+            status: found.map_or("no answer".into(), |f| unusable_reason(&f)),
+        }),
+    }
 }
 
 /// `apt-get -s install`: what apt would do, changing nothing (no root needed).

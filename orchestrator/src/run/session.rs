@@ -3,7 +3,6 @@
 //! one reporter thread feeds the [`FanOut`], so a guest never waits for a
 //! reporter's fsync.
 
-use std::path::Path;
 use std::process::Command;
 use std::sync::mpsc;
 use std::time::Duration;
@@ -137,7 +136,7 @@ pub fn run_info(name: String, kernel: &Manifest, accel: &str, shard: Option<Stri
 
 /// `qemu-system-x86_64 --version`'s first line, or empty.
 fn qemu_version() -> String {
-    crate::vm::qemu_version(Path::new("qemu-system-x86_64"))
+    crate::vm::qemu_version(&crate::vm::qemu_binary())
         .ok()
         .and_then(|text| text.lines().next().map(str::to_string))
         .unwrap_or_default()

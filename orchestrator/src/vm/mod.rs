@@ -334,6 +334,15 @@ pub fn parse_qemu_version(text: &str) -> Option<(u32, u32)> {
     Some((parts.next()?.parse().ok()?, parts.next()?.parse().ok()?))
 }
 
+/// The QEMU kcycle runs: `KCYCLE_QEMU` (a self-built QEMU, or a wrapper)
+/// when set, else `qemu-system-x86_64` from PATH.
+pub fn qemu_binary() -> PathBuf {
+    std::env::var_os("KCYCLE_QEMU")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(crate::host::qemu::BINARY))
+}
+
 /// `qemu --version`'s output, with a deadline.
 pub fn qemu_version(qemu: &Path) -> Result<String, VmError> {
     let captured = child::capture(Command::new(qemu).arg("--version"), VERSION_LIMIT)

@@ -43,7 +43,12 @@ pub fn qemus_mentioning(needle: &str) -> Vec<u32> {
         let zombie = stat
             .rsplit_once(") ")
             .is_some_and(|(_, rest)| rest.starts_with('Z'));
-        if cmdline.starts_with("qemu-system") && cmdline.contains(needle) && !zombie {
+        // By argv[0]'s name: an unpacked or self-built QEMU runs by its full path.
+        let program = cmdline.split('\0').next().unwrap_or_default();
+        let qemu = Path::new(program)
+            .file_name()
+            .is_some_and(|name| name.to_string_lossy().starts_with("qemu-system"));
+        if qemu && cmdline.contains(needle) && !zombie {
             found.push(pid);
         }
     }

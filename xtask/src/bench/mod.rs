@@ -353,7 +353,7 @@ fn machine(options: &Options, artifacts: Option<&Artifacts>) -> Vec<(String, Str
         ("accel (every guest)".into(), options.accel.to_string()),
         (
             "QEMU".into(),
-            first_line("qemu-system-x86_64", &["--version"]),
+            first_line(&kcycle::vm::qemu_binary().to_string_lossy(), &["--version"]),
         ),
         ("virtme-ng".into(), first_line("vng", &["--version"])),
         (
