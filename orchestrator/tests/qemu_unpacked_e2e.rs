@@ -18,7 +18,10 @@ fn unpacked_qemu_probes_usable_and_boots_a_guest() {
         .output()
         .is_err()
     {
-        assert!(std::env::var_os("CI").is_none(), "CI runs on Debian: apt-get is missing");
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI runs on Debian: apt-get is missing"
+        );
         eprintln!("skipping: no apt-get here");
         return;
     }
@@ -28,7 +31,10 @@ fn unpacked_qemu_probes_usable_and_boots_a_guest() {
     assert_eq!(wrapper, dest.join("bin/qemu-system-x86_64"));
     let script = std::fs::read_to_string(&wrapper).unwrap();
     assert!(
-        script.contains(&format!("{}/root/usr/bin/qemu-system-x86_64", dest.display())),
+        script.contains(&format!(
+            "{}/root/usr/bin/qemu-system-x86_64",
+            dest.display()
+        )),
         "the wrapper runs the unpacked binary, not the host's:\n{script}"
     );
     assert!(
@@ -58,11 +64,23 @@ fn unpacked_qemu_probes_usable_and_boots_a_guest() {
     std::fs::set_permissions(&spy, std::fs::Permissions::from_mode(0o755)).unwrap();
     let out = kcycle(tmp.path(), &kernel)
         .env("KCYCLE_QEMU", &spy)
-        .args(["--progress", "never", "exec", "--accel", "tcg", "--", "uname", "-r"])
+        .args([
+            "--progress",
+            "never",
+            "exec",
+            "--accel",
+            "tcg",
+            "--",
+            "uname",
+            "-r",
+        ])
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "kcycle exec on the unpacked QEMU: {stderr}");
+    assert!(
+        out.status.success(),
+        "kcycle exec on the unpacked QEMU: {stderr}"
+    );
     assert_eq!(
         String::from_utf8_lossy(&out.stdout).trim(),
         kernel.manifest.kernel_release

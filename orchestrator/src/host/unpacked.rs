@@ -163,9 +163,11 @@ pub fn unpack(dest: &Path) -> Result<PathBuf, HostError> {
             status: "no such directory (is qemu-system-common among the downloads?)".into(),
         })?;
     if final_root.exists() {
-        std::fs::remove_dir_all(&final_root).map_err(|e| failed("remove the old unpacked QEMU", e))?;
+        std::fs::remove_dir_all(&final_root)
+            .map_err(|e| failed("remove the old unpacked QEMU", e))?;
     }
-    std::fs::rename(&root, &final_root).map_err(|e| failed("move the unpacked QEMU into place", e))?;
+    std::fs::rename(&root, &final_root)
+        .map_err(|e| failed("move the unpacked QEMU into place", e))?;
     let bin = dest.join("bin");
     std::fs::create_dir_all(&bin).map_err(|e| failed("create the wrapper's directory", e))?;
     let script = bin.join(super::qemu::BINARY);

@@ -15,6 +15,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use super::collect;
 use super::command::{self, ModuleSources};
 use super::event::{Event, Unfit};
 use super::ledger::{self, Ledger};
@@ -32,12 +33,11 @@ use crate::status::Status;
 use crate::suite::{Action, SelftestKind, Suite, SweepMethod, Test};
 use crate::symbols::Symbolizer;
 
+/// What a collect read: the kernel log since the last one, and the snapshot after it.
+type Collected = (String, Snapshot);
+
 /// Deadline for the runner's own bookkeeping commands (log, snapshot).
 const COLLECT_TIMEOUT: Duration = Duration::from_secs(60);
-/// Marks the end of the kernel log in the collect command's output.
-const SNAPSHOT_MARK: &str = "@@kcycle-snapshot";
-/// Starts a loaded module's section addresses in the collect command's output.
-const SECTIONS_MARK: &str = "@@kcycle-sections";
 
 /// Everything one test produced.
 #[derive(Debug)]
@@ -415,14 +415,19 @@ impl<'a> Recorder<'a> {
 
         self.console_mark = machine.console_mark();
         self.unloading = module.clone().filter(|_| unloads).map(|m| (m, cycle));
-        let (shell, output) = self.act(machine, &label, shell, timeout, device)?;
+        let loading = module.as_deref().filter(|_| loads);
+        let (shell, output, collected) =
+            self.act(machine, &label, shell, timeout, device, loading)?;
         let succeeded = output.status == 0;
         if let (true, Some(module)) = (succeeded && unloads, &module) {
-            // Before the collect: a callback left armed may fire during it.
+            // Before its log is read: a callback left armed may fire during the collect.
             self.ledger.removed(module, cycle);
         }
-        let loaded_now = module.as_deref().filter(|_| loads && succeeded);
-        let (log, after) = self.collect(machine, loaded_now)?;
+        let loaded_now = loading.filter(|_| succeeded);
+        let (log, after) = match collected {
+            Some(collected) => collected,
+            None => self.collect(machine, loaded_now)?,
+        };
         // A load or a bind that found its names taken tripped over a leftover.
         let prober = match device {
             Some(Action::Bind { driver }) => Some(command::canonical(driver)),
@@ -533,7 +538,8 @@ impl<'a> Recorder<'a> {
 
     /// Do a step's action: a guest command, or for hotplug steps the QMP exchange between the
     /// guest commands that record and check the guest's view. Returns what to show as the
-    /// command and the combined output.
+    /// command, the combined output, and for a plain command the collect that ran in the
+    /// same round trip (`loads`: the module whose sections to read if it loaded).
     fn act(
         &mut self,
         machine: &mut dyn Machine,
@@ -541,23 +547,24 @@ impl<'a> Recorder<'a> {
         shell: String,
         timeout: Duration,
         device: Option<&Action>,
-    ) -> Result<(String, Output), MachineError> {
+        loads: Option<&str>,
+    ) -> Result<(String, Output, Option<Collected>), MachineError> {
         match device {
             Some(Action::Hotunplug { device }) => {
                 let record = self.exec_logged(machine, label, &shell, COLLECT_TIMEOUT)?;
                 if record.status != 0 {
-                    return Ok((shell, record));
+                    return Ok((shell, record, None));
                 }
                 let unplugged = self.qmp_logged(
                     &format!("device_del {device}; wait for DEVICE_DELETED"),
                     machine.unplug(device, timeout),
                 )?;
                 if unplugged.status != 0 {
-                    return Ok((format!("QMP device_del {device}"), unplugged));
+                    return Ok((format!("QMP device_del {device}"), unplugged, None));
                 }
                 let report = command::unplug_report(device);
                 let gone = self.exec_logged(machine, label, &report, COLLECT_TIMEOUT)?;
-                Ok((report, gone))
+                Ok((report, gone, None))
             }
             Some(Action::Hotplug { device }) => {
                 let plugged = self.qmp_logged(
@@ -565,18 +572,56 @@ impl<'a> Recorder<'a> {
                     machine.plug(device, timeout),
                 )?;
                 if plugged.status != 0 {
-                    return Ok((format!("QMP device_add {device}"), plugged));
+                    return Ok((format!("QMP device_add {device}"), plugged, None));
                 }
                 let wait = command::plug_await(device, timeout.as_secs());
                 let back =
                     self.exec_logged(machine, label, &wait, timeout + Duration::from_secs(10))?;
-                Ok((wait, back))
+                Ok((wait, back, None))
             }
             _ => {
-                let output = self.exec_logged(machine, label, &shell, timeout)?;
-                Ok((shell, output))
+                let (output, collected) =
+                    self.exec_collecting(machine, label, &shell, timeout, loads)?;
+                Ok((shell, output, collected))
             }
         }
+    }
+
+    /// A step's command and the collect after it in one round trip
+    /// ([`collect::after`]). The step keeps its own deadline in what is
+    /// reported; the collect's is added to the wait. Without the status
+    /// mark in its output (the shell died first) the collect is `None` and
+    /// runs on its own.
+    fn exec_collecting(
+        &mut self,
+        machine: &mut dyn Machine,
+        label: &str,
+        shell: &str,
+        timeout: Duration,
+        loads: Option<&str>,
+    ) -> Result<(Output, Option<Collected>), MachineError> {
+        let merged = collect::after(shell, loads);
+        let result = match machine.exec(&merged, timeout + COLLECT_TIMEOUT) {
+            Err(MachineError::Timeout(_)) => Err(MachineError::Timeout(timeout)),
+            other => other,
+        };
+        let (output, collected) = match result {
+            Ok(output) => match collect::split_output(&output.stdout) {
+                Some((stdout, status, collected)) => {
+                    let collected = self.absorb(collected);
+                    let step = Output {
+                        status,
+                        stdout: stdout.to_string(),
+                        stderr: output.stderr,
+                    };
+                    (Ok(step), Some(collected))
+                }
+                None => (Ok(output), None),
+            },
+            Err(error) => (Err(error), None),
+        };
+        self.log_exec(label, shell, &output);
+        output.map(|output| (output, collected))
     }
 
     fn qmp_logged(
@@ -602,9 +647,15 @@ impl<'a> Recorder<'a> {
         shell: &str,
         timeout: Duration,
     ) -> Result<Output, MachineError> {
-        self.out.push_str(&format!("# {label}\n$ {shell}\n"));
         let result = machine.exec(shell, timeout);
-        match &result {
+        self.log_exec(label, shell, &result);
+        result
+    }
+
+    /// A guest command and what it gave, in the test's own log.
+    fn log_exec(&mut self, label: &str, shell: &str, result: &Result<Output, MachineError>) {
+        self.out.push_str(&format!("# {label}\n$ {shell}\n"));
+        match result {
             Ok(output) => {
                 self.out.push_str(&output.stdout);
                 self.out.push_str(&output.stderr);
@@ -612,7 +663,6 @@ impl<'a> Recorder<'a> {
             }
             Err(error) => self.err.push_str(&format!("{label}: {error}\n")),
         }
-        result
     }
 
     /// Take the kernel log since the last call, and a snapshot; after a
@@ -622,26 +672,14 @@ impl<'a> Recorder<'a> {
         &mut self,
         machine: &mut dyn Machine,
         loaded: Option<&str>,
-    ) -> Result<(String, Snapshot), MachineError> {
-        let mut shell = format!(
-            "{}; echo {SNAPSHOT_MARK}; {}",
-            command::TAKE_DMESG,
-            snapshot::command()
-        );
-        if let Some(module) = loaded {
-            shell.push_str(&format!(
-                "; echo {SECTIONS_MARK}; {}",
-                ledger::sections_command(module)
-            ));
-        }
-        let output = machine.exec(&shell, COLLECT_TIMEOUT)?;
-        let (log, rest) = output
-            .stdout
-            .split_once(&format!("{SNAPSHOT_MARK}\n"))
-            .unwrap_or((output.stdout.as_str(), ""));
-        let (snap, sections) = rest
-            .split_once(&format!("{SECTIONS_MARK}\n"))
-            .unwrap_or((rest, ""));
+    ) -> Result<Collected, MachineError> {
+        let output = machine.exec(&collect::command(loaded), COLLECT_TIMEOUT)?;
+        Ok(self.absorb(&output.stdout))
+    }
+
+    /// A collect's output read: the log kept for the test, the snapshot parsed.
+    fn absorb(&mut self, stdout: &str) -> Collected {
+        let (log, snap, sections) = collect::parts(stdout);
         self.dmesg.push_str(log);
         if log.len() >= super::qemu::LOG_BUF_FULL {
             self.err.push_str(&format!(
@@ -652,7 +690,7 @@ impl<'a> Recorder<'a> {
         }
         let mut snapshot = Snapshot::parse(snap);
         snapshot.module_sections = ledger::parse_sections(sections);
-        Ok((log.to_string(), snapshot))
+        (log.to_string(), snapshot)
     }
 
     /// Classify a step's kernel log and charge each finding: a report that

@@ -5,6 +5,7 @@
 //! shell commands. Guests are reached through the [`Machine`] trait, so the
 //! same code drives QEMU over SSH and the scripted fakes of unit tests.
 
+pub mod collect;
 pub mod command;
 pub mod event;
 pub mod executor;

@@ -200,6 +200,23 @@ impl FakeKernel {
 
 impl Machine for FakeKernel {
     fn exec(&mut self, command: &str, timeout: Duration) -> Result<Output, MachineError> {
+        // A step with its collect (one round trip): the fake shell runs the
+        // two parts and prints what the real one would.
+        if let Some((step, _)) = super::collect::split_after(command) {
+            let done = self.exec(step, timeout)?;
+            let collected = self.exec(&super::collect::command(None), timeout)?;
+            return Ok(Output {
+                status: done.status,
+                stdout: format!(
+                    "{}\n{} {}\n{}",
+                    done.stdout,
+                    super::collect::STEP_MARK,
+                    done.status,
+                    collected.stdout
+                ),
+                stderr: done.stderr,
+            });
+        }
         if self.hang_on.is_some_and(|h| command.contains(h)) {
             return Err(MachineError::Timeout(timeout));
         }
