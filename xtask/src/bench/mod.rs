@@ -879,8 +879,9 @@ fn cycle_sections(
     notes.push(format!(
         "Each check's own cost is its command timed from the host over kcycle's persistent SSH session \
          in a guest booted with the same cmdline ({CMDLINE_ALL:?}), `{MODULE}` not loaded; each includes \
-         one SSH round trip (`ssh-true`). Per cycle kcycle runs two steps (load, unload), each one command \
-         plus one collect round trip (dmesg -c and the snapshot), and a kmemleak scan after the unload. \
+         one SSH round trip (`ssh-true`). Per cycle kcycle runs two steps (load, unload), each one SSH round trip \
+         holding the step's command and the collect after it (dmesg -c and the snapshot), and a kmemleak \
+         scan after the unload. \
          The kmemleak scan holds `sleep 5` (kmemleak reports only objects older than its 5 s minimum age), \
          so a kmemleak cycle cannot come near the floor; the no-kmemleak figure is the one the target is about."
     ));

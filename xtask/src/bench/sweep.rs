@@ -118,8 +118,8 @@ pub fn section(kcycle: &Path, artifacts: &Artifacts, options: &Options, scratch:
         0,
         format!(
             "The fixed kcycle_leaks, so every point is a clean failure and none should restart the guest \
-             (restarts seen: {restarts:?}). Each point is three steps, each one SSH command plus one collect \
-             round trip (kernel log and ledger snapshot): the load with fail-nth set, then a clean load and an unload."
+             (restarts seen: {restarts:?}). Each point is three steps, each one SSH round trip holding \
+             the command and its collect (kernel log and ledger snapshot): the load with fail-nth set, then a clean load and an unload."
         ),
     );
     Section {
