@@ -164,7 +164,7 @@ pub fn check() -> Result<Report, HostError> {
         ..Report::default()
     };
     if debian {
-        let installed = installed_packages()?;
+        let installed = installed_packages(PACKAGES.iter().map(|p| p.name))?;
         let available = pinned_availability(&installed)?;
         report.needs = packages::missing(PACKAGES, &installed, &available);
         report.warnings = packages::version_warnings(PACKAGES, &installed);
@@ -215,12 +215,15 @@ fn unusable_reason(found: &qemu::Found) -> String {
     }
 }
 
-fn installed_packages() -> Result<BTreeMap<String, String>, HostError> {
+/// Which of `names` dpkg has installed, with their versions.
+fn installed_packages<'a>(
+    names: impl IntoIterator<Item = &'a str>,
+) -> Result<BTreeMap<String, String>, HostError> {
     let out = child::capture(
         Command::new("dpkg-query")
             .arg("-W")
             .arg("-f=${Package}\t${db:Status-Abbrev}\t${Version}\n")
-            .args(PACKAGES.iter().map(|p| p.name)),
+            .args(names),
         QUERY_LIMIT,
     )
     .map_err(|source| HostError::Process {
@@ -409,8 +412,11 @@ fn unpack_qemu_instead(apt_args: &[String]) -> Result<bool, HostError> {
         return Ok(false);
     };
     let mut packages: Vec<String> = apt_args.iter().filter(|a| *a != QEMU).cloned().collect();
-    for library in unpacked::libraries()? {
-        if !packages.contains(&library) {
+    // Only the missing ones: naming an installed library to apt upgrades it.
+    let libraries = unpacked::libraries()?;
+    let installed = installed_packages(libraries.iter().map(String::as_str))?;
+    for library in libraries {
+        if !installed.contains_key(&library) && !packages.contains(&library) {
             packages.push(library);
         }
     }

@@ -133,14 +133,14 @@ pub fn unpack(dest: &Path) -> Result<PathBuf, HostError> {
     for dir in [&debs, &root] {
         std::fs::create_dir_all(dir).map_err(|e| failed("create a scratch directory", e))?;
     }
-    super::run_visible(
-        "apt-get download QEMU",
-        Command::new("apt-get")
-            .arg("download")
-            .args(UNPACKED)
-            .current_dir(&debs),
-        LIMIT,
-    )?;
+    let mut download = Command::new("apt-get");
+    if super::is_root() {
+        // Root's apt hands downloads to the `_apt` user, who cannot enter
+        // this private directory: it warns, then downloads as root anyway.
+        download.args(["-o", "APT::Sandbox::User=root"]);
+    }
+    download.arg("download").args(UNPACKED).current_dir(&debs);
+    super::run_visible("apt-get download QEMU", &mut download, LIMIT)?;
     let mut packages: Vec<PathBuf> = std::fs::read_dir(&debs)
         .map_err(|e| failed("list the downloaded packages", e))?
         .filter_map(|entry| entry.ok().map(|e| e.path()))
