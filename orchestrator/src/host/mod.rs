@@ -556,10 +556,16 @@ fn print_report(report: &Report) {
         );
     }
     if let Some(found) = &report.qemu {
+        let unpacked = unpacked::dir().is_some_and(|dir| found.path.starts_with(dir));
         eprintln!(
-            "kcycle: QEMU {} at {} (used instead of Debian's qemu-system-x86)",
+            "kcycle: QEMU {} at {} ({})",
             found.version_text(),
-            found.path.display()
+            found.path.display(),
+            if unpacked {
+                "Debian's, unpacked by `kcycle setup` where installing it would remove your packages"
+            } else {
+                "used instead of Debian's qemu-system-x86"
+            }
         );
     }
     match &report.bindgen {
