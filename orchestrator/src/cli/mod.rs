@@ -195,9 +195,9 @@ pub struct KernelBuildArgs {
     /// gets a build directory of its own.
     #[arg(long = "fragment", value_name = "FILE")]
     pub fragments: Vec<PathBuf>,
-    /// The base config: `full` starts from x86_64_defconfig (what every suite
-    /// runs on); `minimal` from allnoconfig plus guest-kernel/profiles/minimal.config,
-    /// about half the options. Boot the result with KCYCLE_KERNEL=<dir>.
+    /// The base config: `minimal` (the default) starts from allnoconfig plus
+    /// guest-kernel/profiles/minimal.config, about half the options; `full` from
+    /// x86_64_defconfig. Boot the result with KCYCLE_KERNEL=<dir>.
     #[arg(long, value_enum, default_value_t, env = "KCYCLE_KERNEL_PROFILE")]
     pub profile: kcycle::kernel::Profile,
     /// Print the manifest as JSON instead of the artifact directory.
