@@ -12,7 +12,7 @@ pub enum Profile {
     /// `make allnoconfig` plus `guest-kernel/profiles/minimal.config`: only
     /// what the guest (initramfs, virtio-net, serial, ACPI, PCIe hotplug)
     /// needs; the fragments add i915, Rust, KUnit and the debug options.
-    /// The default: every suite passes on it.
+    /// The default: the guest e2e suites passed on it.
     #[default]
     Minimal,
 }
