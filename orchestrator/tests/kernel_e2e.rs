@@ -244,7 +244,7 @@ fn changing_an_external_module_rebuilds_only_that_module() {
 fn project_with_smoke_module(parent: &Path, build_dir: &Path) -> PathBuf {
     let root = parent.join("project");
     let real = Path::new(env!("CARGO_MANIFEST_DIR")).join("../guest-kernel");
-    for dir in ["configs", "patches"] {
+    for dir in ["configs", "patches", "profiles"] {
         let target = root.join("guest-kernel").join(dir);
         std::fs::create_dir_all(&target).unwrap();
         if let Ok(read) = std::fs::read_dir(real.join(dir)) {
