@@ -435,6 +435,13 @@ impl Job {
     }
 }
 
+/// A step's outputs, a job's environment: names to values.
+pub type Vars = BTreeMap<String, String>;
+
+/// Stands in for a `uses:` step: the action's name, its evaluated `with:`
+/// and the job log to write to; returns the step's outputs.
+pub type Uses<'a> = dyn FnMut(&str, &Vars, &mut String) -> Result<Vars, String> + 'a;
+
 /// Where the job runs.
 pub struct Runner {
     /// The action's checkout (GITHUB_ACTION_PATH).
@@ -456,11 +463,7 @@ impl Runner {
         &self,
         action: &Action,
         given: &BTreeMap<&str, &str>,
-        uses: &mut dyn FnMut(
-            &str,
-            &BTreeMap<String, String>,
-            &mut String,
-        ) -> Result<BTreeMap<String, String>, String>,
+        uses: &mut Uses,
     ) -> Result<Job, String> {
         for name in given.keys() {
             if !action.inputs.contains_key(*name) {
