@@ -73,25 +73,52 @@ impl<'a> Strip<'a> {
 /// A prefix stripper: the rest of the line when its prefix is at the start.
 type Stripper = for<'a> fn(&'a str) -> Option<Strip<'a>>;
 
+/// The first bytes a stripper's prefix can start with: a test of one byte
+/// that spares the line the calls of the strippers that cannot match.
+type First = fn(u8) -> bool;
+
 /// Every prefix family, each anchored at the start of the line. [`parse`]
 /// applies them until none matches, so stacked prefixes come off one by one.
-const STRIPPERS: &[(&str, Stripper)] = &[
-    ("quote marker", quote),
-    ("indentation before a prefix", indent),
-    ("/dev/kmsg record", kmsg_record),
-    ("dmesg -x facility", facility),
-    ("dmesg --time-format iso", dmesg_iso),
-    ("Go logger time", tool_time),
-    ("syslog/journalctl", syslog),
-    ("dmesg timestamp", timestamp),
-    ("raw level", level),
-    ("printk caller id", caller_id),
-    ("kunit.py time", kunit_time),
-    ("console multiplexer tag", console_tag),
-    ("login prompt glued in front", login),
-    ("LAVA job log", lava),
-    ("columns before a kernel prefix", columns),
+const STRIPPERS: &[(&str, Stripper, First)] = &[
+    ("quote marker", quote, |b| b == b'>'),
+    ("indentation before a prefix", indent, |b| {
+        matches!(b, b' ' | b'\t')
+    }),
+    ("/dev/kmsg record", kmsg_record, |b| b.is_ascii_digit()),
+    ("dmesg -x facility", facility, |b| b.is_ascii_lowercase()),
+    ("dmesg --time-format iso", dmesg_iso, |b| b.is_ascii_digit()),
+    // The regex's `\d` takes other scripts' digits.
+    ("Go logger time", tool_time, |b| {
+        b.is_ascii_digit() || !b.is_ascii()
+    }),
+    ("syslog/journalctl", syslog, |b| {
+        b.is_ascii_alphanumeric() || !b.is_ascii()
+    }),
+    ("dmesg timestamp", timestamp, |b| matches!(b, b'[' | b'<')),
+    ("raw level", level, |b| b == b'<'),
+    ("printk caller id", caller_id, |b| b == b'['),
+    ("kunit.py time", kunit_time, |b| b == b'['),
+    ("console multiplexer tag", console_tag, |b| b == b'['),
+    ("login prompt glued in front", login, |_| true),
+    ("LAVA job log", lava, |b| b == b'-'),
+    ("columns before a kernel prefix", columns, |b| {
+        !matches!(b, b'[' | b'<' | b' ' | b'\t')
+    }),
 ];
+
+/// For each first byte, the strippers that may match (bit `i`: `STRIPPERS[i]`).
+static GATES: LazyLock<[u16; 256]> = LazyLock::new(|| {
+    let mut gates = [0; 256];
+    for (b, gate) in (0..=u8::MAX).zip(gates.iter_mut()) {
+        for (i, (_, _, may)) in STRIPPERS.iter().enumerate() {
+            *gate |= u16::from(may(b)) << i;
+        }
+    }
+    gates
+});
+
+/// The index of [`login`] in [`STRIPPERS`].
+const LOGIN_STRIPPER: usize = 12;
 
 /// At most this many prefixes come off one line (bounds the work).
 const MAX_PREFIXES: usize = 8;
@@ -104,25 +131,41 @@ pub const MAX_LINE: usize = 4096;
 pub fn parse(raw: &str) -> Line<'_> {
     let mut text = cut(raw);
     // Serial consoles end lines with `\r\r\n` (or a pasted `^M`) and may
-    // start them with `\r`.
-    loop {
-        let mut trimmed = text.trim_end_matches('\r');
-        while let Some(rest) = trimmed.strip_suffix("^M") {
-            trimmed = rest;
+    // start them with `\r` (or a byte order mark, `\u{feff}`).
+    let (first, last) = (text.as_bytes().first(), text.as_bytes().last());
+    let ragged = matches!(first, Some(b'\r' | 0xef)) || matches!(last, Some(b'\r' | b'M'));
+    if ragged {
+        loop {
+            let mut trimmed = text.trim_end_matches('\r');
+            while let Some(rest) = trimmed.strip_suffix("^M") {
+                trimmed = rest;
+            }
+            let trimmed = trimmed.trim_start_matches(['\r', '\u{feff}']);
+            if trimmed.len() == text.len() {
+                break;
+            }
+            text = trimmed;
         }
-        let trimmed = trimmed.trim_start_matches(['\r', '\u{feff}']);
-        if trimmed.len() == text.len() {
-            break;
-        }
-        text = trimmed;
     }
     let mut line = Line {
         text,
         caller: None,
         origin: Origin::Unknown,
     };
+    // Each pass strips a part of the last pass's text: without ` login: `
+    // in the line, no pass needs to look for it.
+    let mut skip = 0u16;
+    if LOGIN_FINDER.find(text.as_bytes()).is_none() {
+        skip |= 1 << LOGIN_STRIPPER;
+    }
     'again: for _ in 0..MAX_PREFIXES {
-        for (_, strip) in STRIPPERS {
+        let Some(&first) = line.text.as_bytes().first() else {
+            break;
+        };
+        let mut may = GATES[usize::from(first)] & !skip;
+        while may != 0 {
+            let (_, strip, _) = STRIPPERS[may.trailing_zeros() as usize];
+            may &= may - 1;
             let Some(s) = strip(line.text) else {
                 continue;
             };
@@ -148,7 +191,7 @@ pub fn parse(raw: &str) -> Line<'_> {
 
 /// The names of the prefix families [`parse`] strips, in the order tried.
 pub fn prefix_families() -> impl Iterator<Item = &'static str> {
-    STRIPPERS.iter().map(|(name, _)| *name)
+    STRIPPERS.iter().map(|(name, _, _)| *name)
 }
 
 /// Logs quoted in mails (`> > [  12.3] ...`); KASAN's `>ffff...` shadow line
@@ -170,17 +213,17 @@ fn indent(text: &str) -> Option<Strip<'_>> {
     if trimmed.len() == text.len() {
         return None;
     }
-    let kernel_prefix = [
-        quote,
-        kmsg_record,
-        facility,
-        dmesg_iso,
-        syslog,
-        timestamp,
-        level,
-    ]
-    .iter()
-    .any(|strip| strip(trimmed).is_some());
+    // Those of the kernel's prefixes that can start with this byte.
+    let t = trimmed;
+    let kernel_prefix = match *t.as_bytes().first()? {
+        b'>' => quote(t).is_some(),
+        b'[' => timestamp(t).is_some(),
+        b'<' => timestamp(t).is_some() || level(t).is_some(),
+        b'0'..=b'9' => kmsg_record(t).is_some() || dmesg_iso(t).is_some() || syslog(t).is_some(),
+        b'a'..=b'z' => facility(t).is_some() || syslog(t).is_some(),
+        b if b.is_ascii_alphanumeric() || !b.is_ascii() => syslog(t).is_some(),
+        _ => false,
+    };
     kernel_prefix.then(|| Strip::unknown(trimmed))
 }
 
@@ -193,9 +236,15 @@ fn kmsg_record(text: &str) -> Option<Strip<'_>> {
     {
         return None;
     }
-    let c = KMSG.captures(text)?;
-    let mut s = Strip::kernel(&text[c.get(0)?.end()..]);
-    s.caller = c.get(1).map(|m| m.as_str());
+    let m = KMSG.find(text)?;
+    let mut s = Strip::kernel(&text[m.end()..]);
+    // Captures cost more than the match: only a record with a caller needs them.
+    if memchr::memmem::find(m.as_str().as_bytes(), b",caller=").is_some() {
+        s.caller = KMSG
+            .captures(text)
+            .and_then(|c| c.get(1))
+            .map(|m| m.as_str());
+    }
     Some(s)
 }
 
@@ -215,9 +264,10 @@ fn facility(text: &str) -> Option<Strip<'_>> {
     if b[word..].iter().find(|&&c| c != b' ') != Some(&b':') {
         return None;
     }
-    let c = FACILITY.captures(text)?;
-    let rest = &text[c.get(0)?.end()..];
-    if c.get(1).is_some_and(|m| m.as_str() == "kern") {
+    let m = FACILITY.find(text)?;
+    let rest = &text[m.end()..];
+    // The facility is the word before the blanks and the colon.
+    if b.starts_with(b"kern") && matches!(b.get(4), Some(b' ' | b':')) {
         Some(Strip::kernel(rest))
     } else {
         Some(Strip::userspace(rest))
@@ -269,24 +319,26 @@ static TOOL_TIME: LazyLock<Regex> = LazyLock::new(|| {
 /// only the `kernel` tag counts: `<time> debugfs: ...` is a kernel line.
 fn syslog(text: &str) -> Option<Strip<'_>> {
     let first = *text.as_bytes().first()?;
-    let maybe = (first.is_ascii_alphanumeric() || !first.is_ascii())
-        && text.as_bytes().iter().take(48).any(|&b| b == b':');
-    if !maybe {
+    if !first.is_ascii_alphanumeric() && first.is_ascii() {
         return None;
     }
-    // The first colon of a syslog line is the one in its time.
-    let colon = text.find(':')?;
+    // The first colon of a syslog line is the one in its time, within its
+    // first bytes.
+    let colon = memchr::memchr(b':', &text.as_bytes()[..text.len().min(48)])?;
     if !ascii_shape(&text[colon..], b":dd:") {
         return None;
     }
-    let c = SYSLOG.captures(text)?;
-    let tag = c.name("tag").map_or("", |m| m.as_str());
+    let m = SYSLOG.find(text)?;
+    // The tag is the word before the final `: ` (it has no blanks, and a
+    // blank is before it): no captures needed to read it.
+    let head = &text[..m.end() - 2];
+    let tag = &head[head.rfind(' ').map_or(0, |at| at + 1)..];
     // klogd forwards kernel lines as `kernel[<pid>]:`.
     let kernel = tag == "kernel" || tag.starts_with("kernel[");
-    if c.name("host").is_none() && !kernel {
+    if !kernel && SYSLOG.captures(text)?.name("host").is_none() {
         return None;
     }
-    let rest = &text[c.get(0)?.end()..];
+    let rest = &text[m.end()..];
     if kernel {
         Some(Strip::kernel(rest))
     } else {
@@ -326,9 +378,16 @@ fn timestamp(text: &str) -> Option<Strip<'_>> {
         }
         Plain::Not => return None,
         Plain::Maybe => {
-            let c = TIMESTAMP.captures(text)?;
-            let mut s = Strip::kernel(&text[c.get(0)?.end()..]);
-            s.caller = c.get(1).map(|m| m.as_str());
+            let m = TIMESTAMP.find(text)?;
+            let mut s = Strip::kernel(&text[m.end()..]);
+            // Only the caller id puts a `][` in a match that has one
+            // (captures cost more than the match).
+            if memchr::memmem::find(m.as_str().as_bytes(), b"][").is_some() {
+                s.caller = TIMESTAMP
+                    .captures(text)
+                    .and_then(|c| c.get(1))
+                    .map(|m| m.as_str());
+            }
             s
         }
     };
@@ -418,12 +477,26 @@ fn plain_timestamp(text: &str) -> Plain<'_> {
             None => Plain::Maybe,
         },
         Some(b'(' | b'@') => Plain::Maybe,
-        // `] [  T123]`: the caller id stripper takes that later; Android's
-        // `] [3:  kworker...]` is the regex's.
-        Some(b' ') if b.get(i + 1) == Some(&b'[') => match plain_caller(&b[i + 1..]) {
-            Some(_) => Plain::Is(i + 1),
-            None => Plain::Maybe,
-        },
+        // `] [  T123]` and `] [drm:...]`: the next stripper's or the
+        // message's (the caller id stripper takes the id later); Android's
+        // `] [3:  kworker...]`, a digit after the `[`, is the regex's.
+        Some(b' ') if b.get(i + 1) == Some(&b'[') => {
+            let mut j = i + 2;
+            while matches!(b.get(j), Some(b' ' | b'\t')) {
+                j += 1;
+            }
+            match b.get(j) {
+                // `\s` and `\d` as the regex has them.
+                Some(c)
+                    if c.is_ascii()
+                        && !c.is_ascii_digit()
+                        && !matches!(c, b'\t' | b'\n' | b'\x0b' | b'\x0c' | b'\r' | b' ') =>
+                {
+                    Plain::Is(i + 1)
+                }
+                _ => Plain::Maybe,
+            }
+        }
         Some(b' ') => Plain::Is(i + 1),
         _ => Plain::Is(i),
     }
@@ -546,12 +619,13 @@ fn console_tag(text: &str) -> Option<Strip<'_>> {
     timestamp(after).map(|_| Strip::unknown(after))
 }
 
+const LOGIN: &str = " login: ";
+static LOGIN_FINDER: LazyLock<memchr::memmem::Finder<'static>> =
+    LazyLock::new(|| memchr::memmem::Finder::new(LOGIN));
+
 /// Consoles print `host login: ` and the next kernel line on one line.
 fn login(text: &str) -> Option<Strip<'_>> {
-    const LOGIN: &str = " login: ";
-    static FINDER: LazyLock<memchr::memmem::Finder<'static>> =
-        LazyLock::new(|| memchr::memmem::Finder::new(LOGIN));
-    let pos = FINDER.find(text.as_bytes())?;
+    let pos = LOGIN_FINDER.find(text.as_bytes())?;
     let after = &text[pos + LOGIN.len()..];
     timestamp(after).map(|_| Strip::unknown(after))
 }
@@ -574,8 +648,8 @@ fn columns(text: &str) -> Option<Strip<'_>> {
         return None;
     }
     let head = &text.as_bytes()[..text.len().min(WITHIN)];
-    (1..head.len())
-        .filter(|&i| head[i] == b'[' && matches!(head[i - 1], b' ' | b'"' | b'|' | b'\t'))
+    memchr::memchr_iter(b'[', head)
+        .filter(|&i| i > 0 && matches!(head[i - 1], b' ' | b'"' | b'|' | b'\t'))
         .map(|i| &text[i..])
         .find(|rest| timestamp(rest).is_some() || caller_id(rest).is_some())
         .map(Strip::unknown)
@@ -797,6 +871,9 @@ mod tests {
     #[test]
     fn every_family_has_a_name() {
         assert!(prefix_families().count() >= 10);
+        // One bit per stripper in the gates.
+        assert!(STRIPPERS.len() <= 16);
+        assert_eq!(STRIPPERS[LOGIN_STRIPPER].0, "login prompt glued in front");
     }
 
     #[test]

@@ -4,10 +4,12 @@
 //! so specific formats (lockdep's `WARNING: possible circular locking ...`)
 //! come before general ones (`WARNING: CPU: ...`).
 
+use std::cell::Cell;
 use std::sync::LazyLock;
 
-use aho_corasick::{AhoCorasick, AhoCorasickKind};
+use aho_corasick::{packed, AhoCorasick, AhoCorasickKind};
 use regex::{Regex, RegexSet, RegexSetBuilder};
+use regex_automata::{meta, Anchored, Input};
 
 use super::stack;
 use super::Kind;
@@ -1100,14 +1102,32 @@ pub static RULES: &[Rule] = &[
 pub const MAX_CANDIDATES: usize = 8;
 
 /// The compiled table: the keywords find where a start line may begin, one
-/// pass of a [`RegexSet`] there finds the candidates, and the first
-/// candidate in table order whose `unless` does not match wins.
+/// search of the start regexes of the rules the keyword found there can
+/// start (its family) finds the first of them in table order that matches,
+/// and it wins unless its `unless` matches too (then a [`RegexSet`] finds
+/// the next candidates).
 pub struct Table {
     keywords: AhoCorasick,
+    /// The keywords' first [`PREFILTER_PREFIX`] bytes for one SIMD pass over
+    /// a whole log (see [`Hints`]); `None` where the CPU has no SIMD for it.
+    prefilter: Option<packed::Searcher>,
+    /// Keywords too short for that pass, looked for one by one.
+    short: Vec<memchr::memmem::Finder<'static>>,
+    /// For each keyword (by its index in `keywords`), its family in `families`.
+    family_of: Vec<usize>,
+    /// The rules a keyword can start, as one multi-pattern regex each.
+    families: Vec<Family>,
     set: RegexSet,
     starts: Vec<Regex>,
     unless: Vec<Option<Regex>>,
 }
+
+/// Keywords shorter than this are left out of the SIMD prefilter: the
+/// shorter its patterns, the more places it stops at.
+const PREFILTER_MIN: usize = 4;
+/// The bytes of each keyword the prefilter looks for: the SIMD searcher
+/// takes at most 64 patterns, and the keywords' prefixes are fewer.
+const PREFILTER_PREFIX: usize = 8;
 
 /// Bytes of lazy DFA cache the rule set may use (regex's default is 2 MiB).
 const DFA_CACHE: usize = 64 << 20;
@@ -1116,6 +1136,46 @@ const DFA_CACHE: usize = 64 << 20;
 fn start_regex(rule: &Rule) -> String {
     let keywords: Vec<String> = rule.keywords.iter().map(|k| regex::escape(k)).collect();
     format!("^(?:{}){}", keywords.join("|"), rule.start)
+}
+
+/// The rules a header with some keyword may be of: those with a keyword
+/// that the keyword starts with or that starts with it (another keyword at
+/// the same place is one or the other), in table order.
+struct Family {
+    rules: Vec<usize>,
+    /// Their start regexes as the patterns of one regex: its leftmost-first
+    /// match (all are anchored) is the first of them in table order that
+    /// matches, found without the overlapping search of a set.
+    starts: meta::Regex,
+}
+
+/// Each keyword's family, and the families (keywords that have the same
+/// rules share one).
+fn families(keywords: &[&str], sources: &[String]) -> (Vec<usize>, Vec<Family>) {
+    let mut families: Vec<Family> = Vec::new();
+    let family_of = keywords
+        .iter()
+        .map(|keyword| {
+            let rules: Vec<usize> = (0..RULES.len())
+                .filter(|&i| {
+                    RULES[i]
+                        .keywords
+                        .iter()
+                        .any(|k| k.starts_with(keyword) || keyword.starts_with(k))
+                })
+                .collect();
+            if let Some(known) = families.iter().position(|f| f.rules == rules) {
+                return known;
+            }
+            let starts = meta::Regex::builder()
+                .configure(meta::Regex::config().hybrid_cache_capacity(DFA_CACHE))
+                .build_many(&rules.iter().map(|&i| &sources[i]).collect::<Vec<_>>())
+                .expect("static regexes");
+            families.push(Family { rules, starts });
+            families.len() - 1
+        })
+        .collect();
+    (family_of, families)
 }
 
 /// The compiled [`RULES`].
@@ -1141,6 +1201,20 @@ pub static TABLE: LazyLock<Table> = LazyLock::new(|| {
         .collect();
     keywords.sort_unstable();
     keywords.dedup();
+    let (family_of, families) = families(&keywords, &sources);
+    let (short, long): (Vec<&str>, Vec<&str>) =
+        keywords.iter().partition(|k| k.len() < PREFILTER_MIN);
+    // Sorted keywords give sorted prefixes.
+    let mut prefixes: Vec<&str> = long
+        .iter()
+        .map(|k| k.get(..PREFILTER_PREFIX).unwrap_or(k))
+        .collect();
+    prefixes.dedup();
+    let prefilter = packed::Config::new().builder().extend(&prefixes).build();
+    let short = short
+        .iter()
+        .map(|k| memchr::memmem::Finder::new(*k))
+        .collect();
     // A full DFA: every line of a log goes through it.
     let keywords = AhoCorasick::builder()
         .kind(Some(AhoCorasickKind::DFA))
@@ -1148,6 +1222,10 @@ pub static TABLE: LazyLock<Table> = LazyLock::new(|| {
         .expect("static keywords");
     Table {
         keywords,
+        prefilter,
+        short,
+        family_of,
+        families,
         set,
         starts,
         unless,
@@ -1181,7 +1259,7 @@ impl Table {
             if !boundary {
                 continue;
             }
-            if let Some(index) = self.at(&text[at..]) {
+            if let Some(index) = self.at(&text[at..], m.pattern().as_usize()) {
                 return Some((at, index));
             }
             candidates += 1;
@@ -1192,8 +1270,70 @@ impl Table {
         None
     }
 
-    /// The rule whose header `text` begins with.
-    fn at(&self, text: &str) -> Option<usize> {
+    /// The places in `log` where a keyword may be, for [`Table::find_hinted`].
+    pub(super) fn hints<'l>(&self, log: &'l str) -> Hints<'l> {
+        let Some(prefilter) = &self.prefilter else {
+            return Hints {
+                log,
+                spans: None,
+                next: Cell::new(0),
+            };
+        };
+        // From the first keyword in a line to the line's end: one range per
+        // line with keywords, however many it has (the rest of the line is
+        // then skipped), found in order.
+        let bytes = log.as_bytes();
+        let long = |at: usize| {
+            prefilter
+                .find_in(bytes, aho_corasick::Span::from(at..bytes.len()))
+                .map(|m| m.start())
+        };
+        let short = |i: usize, at: usize| self.short[i].find(&bytes[at..]).map(|found| at + found);
+        // The next place of each searcher: searched again only once passed,
+        // so that each one reads the log once.
+        let mut next: Vec<Option<usize>> = std::iter::once(long(0))
+            .chain((0..self.short.len()).map(|i| short(i, 0)))
+            .collect();
+        let mut merged: Vec<(usize, usize)> = Vec::new();
+        while let Some(from) = next.iter().flatten().copied().min() {
+            let to = memchr::memchr(b'\n', &bytes[from..]).map_or(bytes.len(), |end| from + end);
+            merged.push((from, to.max(from + 1)));
+            let at = (to + 1).min(bytes.len());
+            for (i, place) in next.iter_mut().enumerate() {
+                if place.is_some_and(|p| p < at) {
+                    *place = if i == 0 { long(at) } else { short(i - 1, at) };
+                }
+            }
+        }
+        Hints {
+            log,
+            spans: Some(merged),
+            next: Cell::new(0),
+        }
+    }
+
+    /// [`Table::find`], told by `hints` of the log `text` is part of: most
+    /// lines have no keyword, and one pass over the whole log says which.
+    pub(super) fn find_hinted(&self, hints: &Hints<'_>, text: &str) -> Option<(usize, usize)> {
+        if hints.may_hold(text) {
+            self.find(text)
+        } else {
+            None
+        }
+    }
+
+    /// The rule whose header `text` begins with, given the keyword (by its
+    /// index) found at its start.
+    fn at(&self, text: &str, keyword: usize) -> Option<usize> {
+        let family = &self.families[self.family_of[keyword]];
+        let found = family
+            .starts
+            .find(Input::new(text).anchored(Anchored::Yes))?;
+        let first = family.rules[found.pattern().as_usize()];
+        if self.unless[first].is_none() {
+            return Some(first);
+        }
+        // Its `unless` matched: the next rules that match, from the set.
         self.set.matches(text).into_iter().find(|&i| {
             self.unless[i]
                 .as_ref()
@@ -1207,9 +1347,65 @@ impl Table {
     }
 }
 
+/// Where a log may have keywords: from each place where the prefilter
+/// matched (a keyword's prefix) to the end of its line.
+pub(super) struct Hints<'l> {
+    log: &'l str,
+    /// Byte ranges in `log`, sorted and disjoint; `None`: anywhere.
+    spans: Option<Vec<(usize, usize)>>,
+    /// The first range that ends after the last text asked about: lines
+    /// come in order, so most questions start there.
+    next: Cell<usize>,
+}
+
+impl Hints<'_> {
+    /// May `text` hold a keyword? A keyword in it starts at or after the
+    /// first prefix the prefilter found in its line (keywords have no
+    /// newline), so a found range meets `text`. Text that is not part of
+    /// the log may.
+    fn may_hold(&self, text: &str) -> bool {
+        let Some(spans) = &self.spans else {
+            return true;
+        };
+        let start = (text.as_ptr() as usize).wrapping_sub(self.log.as_ptr() as usize);
+        if start > self.log.len() || self.log.len() - start < text.len() {
+            return true;
+        }
+        let end = start + text.len();
+        let mut first = self.next.get();
+        if first > 0 && spans[first - 1].1 > start {
+            // An earlier text than the last one.
+            first = spans.partition_point(|&(_, to)| to <= start);
+        }
+        while spans.get(first).is_some_and(|&(_, to)| to <= start) {
+            first += 1;
+        }
+        self.next.set(first);
+        spans.get(first).is_some_and(|&(from, _)| from < end)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_prefilter_takes_every_keyword() {
+        // The SIMD searcher's limit: more prefixes and it is not built.
+        #[cfg(target_arch = "x86_64")]
+        assert!(TABLE.prefilter.is_some());
+        let log = "a\n# Subtest: x\n[ 1.0] WARNING: CPU: 0 PID: 1 at a.c:1 f+0x1/0x2\nb";
+        let hints = TABLE.hints(log);
+        for line in log.lines() {
+            assert_eq!(
+                TABLE.find_hinted(&hints, line),
+                TABLE.find(line),
+                "{line:?}"
+            );
+        }
+        assert!(!hints.may_hold(&log[..1]));
+        assert!(hints.may_hold("WARNING: not part of the log"));
+    }
 
     #[test]
     fn every_rule_compiles() {

@@ -389,18 +389,29 @@ static PC: LazyLock<Regex> = LazyLock::new(|| {
 });
 
 /// Can `text` be a frame at all? Every [`FRAME`] shape has an offset
-/// (`+0x`), a `file:line` or an ARM ` from `: most lines have none of them,
-/// and this byte scan spares them the regex.
+/// (`+0x`), a `file:line` (a colon, then a digit) or an ARM ` from `: most
+/// lines have none of them (register dumps have colons, then blanks), and
+/// this byte scan spares them the regex.
 fn may_be_frame(text: &str) -> bool {
+    static FROM: LazyLock<memchr::memmem::Finder<'static>> =
+        LazyLock::new(|| memchr::memmem::Finder::new(" from "));
     let b = text.as_bytes();
-    memchr::memchr2(b'+', b':', b).is_some() || memchr::memmem::find(b, b" from ").is_some()
+    // The regex's `\d` takes other scripts' digits: any non-ASCII byte may be one.
+    let marked = memchr::memchr2_iter(b'+', b':', b).any(|at| match b[at] {
+        b'+' => b[at + 1..].starts_with(b"0x"),
+        _ => b
+            .get(at + 1)
+            .is_some_and(|c| c.is_ascii_digit() || !c.is_ascii()),
+    });
+    marked || FROM.find(b).is_some()
 }
 
 /// The most common frame, `  func+0x12/0x34` or `  ? func+0x12/0x34`
-/// (blanks, an optional `? `, a name, an offset), read without [`FRAME`]:
-/// whether it is unreliable, and the name. Where this answers, it is the
-/// regex's answer (its first-preferred path is this one); any other shape
-/// gives `None` and goes to the regex, whose captures cost microseconds.
+/// (blanks, up to two `[<addr>]`, an optional `? `, a name, an offset), read
+/// without [`FRAME`]: whether it is unreliable, and the name. Where this
+/// answers, it is the regex's answer (its first-preferred path is this one);
+/// any other shape gives `None` and goes to the regex, whose captures cost
+/// microseconds.
 fn plain_frame(text: &str) -> Option<(bool, &str)> {
     let b = text.as_bytes();
     let blanks = |from: usize| {
@@ -416,6 +427,27 @@ fn plain_frame(text: &str) -> Option<(bool, &str)> {
             .count()
     };
     let mut i = blanks(0);
+    // `[<ffffffff81000000>] `, `[ffff8880]`, `[<0x1234>]`, at most twice.
+    for _ in 0..2 {
+        if b.get(i) != Some(&b'[') {
+            break;
+        }
+        i += 1;
+        i += usize::from(b.get(i) == Some(&b'<'));
+        if b[i..].starts_with(b"0x") {
+            i += 2;
+        }
+        let digits = hex(i);
+        if digits == 0 {
+            return None;
+        }
+        i += digits;
+        i += usize::from(b.get(i) == Some(&b'>'));
+        if b.get(i) != Some(&b']') {
+            return None;
+        }
+        i += 1 + blanks(i + 1);
+    }
     let unreliable = b.get(i) == Some(&b'?');
     if unreliable {
         let after = blanks(i + 1);

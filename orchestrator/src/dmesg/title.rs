@@ -1,7 +1,7 @@
 //! A finding's title: the rule's template filled from the report's lines,
 //! syzkaller-style (`WARNING in <func>`), stable across runs and kernels.
 
-use std::cell::LazyCell;
+use std::cell::OnceCell;
 use std::sync::LazyLock;
 
 use regex::Regex;
@@ -25,23 +25,45 @@ static ACCESS: LazyLock<Regex> =
 static NUMBER: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"\b(?:0x[0-9a-fA-F]+|\d+)\b").expect("static regex"));
 
+/// The captures of a report's start line by its rule's start regex, taken
+/// once for its title and subject, and only if one uses them: most
+/// templates have no `{1}`, and capturing costs more than matching.
+pub(super) struct Start<'l> {
+    index: usize,
+    first: &'l str,
+    captures: OnceCell<Option<regex::Captures<'l>>>,
+}
+
+impl<'l> Start<'l> {
+    /// The start line of the report of rule `index` with these lines.
+    pub(super) fn new(index: usize, lines: &[&'l str]) -> Self {
+        Start {
+            index,
+            first: lines.first().copied().unwrap_or(""),
+            captures: OnceCell::new(),
+        }
+    }
+
+    fn captures(&self) -> Option<&regex::Captures<'l>> {
+        self.captures
+            .get_or_init(|| TABLE.captures(self.index, self.first))
+            .as_ref()
+    }
+}
+
 /// Build the title of the report of rule `index` from its lines.
-pub(super) fn build(index: usize, lines: &[&str]) -> String {
+pub(super) fn build(index: usize, lines: &[&str], start: &Start<'_>) -> String {
     let rule = &RULES[index];
-    let first = lines.first().copied().unwrap_or("");
-    // The captures only when the title uses them: most templates have no
-    // `{1}`, and capturing costs more than matching.
-    let captures = LazyCell::new(|| TABLE.captures(index, first));
     let fill = |template: &str| {
         if has_slots(template) {
-            fill(template, captures.as_ref())
+            fill(template, start.captures())
         } else {
             template.to_string()
         }
     };
     let start_func = || {
-        captures
-            .as_ref()
+        start
+            .captures()
             .and_then(|c| c.name("func"))
             .map(|m| stack::clean(m.as_str()))
     };
@@ -49,12 +71,12 @@ pub(super) fn build(index: usize, lines: &[&str]) -> String {
         Title::Text(template) => fill(template),
         Title::Numbers(template) => NUMBER.replace_all(&fill(template), "NUM").into_owned(),
         Title::In { fmt, from, skip } => {
-            let start = if from == From::Start {
+            let named = if from == From::Start {
                 start_func()
             } else {
                 None
             };
-            let func = function(from, start, lines, skip);
+            let func = function(from, named, lines, skip);
             with_func(&fill(fmt), func)
         }
         // Named in `Walk::finish_ktap`, which knows the enclosing suite.
@@ -68,8 +90,8 @@ pub(super) fn build(index: usize, lines: &[&str]) -> String {
             None => fallback.to_string(),
         },
         Title::Kasan => {
-            let kind = captures
-                .as_ref()
+            let kind = start
+                .captures()
                 .and_then(|c| c.get(1))
                 .map_or(String::new(), |m| kasan_bug(m.as_str()));
             let func = function(From::Start, start_func(), lines, &[]);
@@ -153,10 +175,9 @@ static FOUND: LazyLock<Vec<(&'static str, Regex)>> = LazyLock::new(|| {
 
 /// The name the report of rule `index` is about (see `Finding::subject`):
 /// debugfs paths lose the root's `/`.
-pub(super) fn subject(index: usize, lines: &[&str]) -> Option<String> {
-    let first = lines.first().copied().unwrap_or("");
+pub(super) fn subject(index: usize, lines: &[&str], start: &Start<'_>) -> Option<String> {
     let raw = match RULES[index].subject? {
-        Subject::Start(template) => fill(template, TABLE.captures(index, first).as_ref()),
+        Subject::Start(template) => fill(template, start.captures()),
         Subject::Find(regex, template) => fill(template, Some(&find_line(regex, lines)?)),
     };
     let name = if RULES[index].kind == Kind::DebugfsDuplicate {
