@@ -60,7 +60,7 @@ fn request(modules: Vec<PathBuf>) -> BuildRequest {
         project: Project::discover().expect("run inside the kcycle clone"),
         external_modules: modules,
         extra_fragments: Vec::new(),
-        profile: kernel::Profile::Full,
+        profile: kernel::Profile::default(),
         cache: Cache::from_env().expect("cache dir"),
         force: false,
         out: None,

@@ -191,7 +191,7 @@ fn request(modules: Vec<PathBuf>) -> BuildRequest {
         project: Project::discover().unwrap(),
         external_modules: modules,
         extra_fragments: Vec::new(),
-        profile: kernel::Profile::Full,
+        profile: kernel::Profile::default(),
         cache: Cache::from_env().unwrap(),
         force: false,
         out: None,
@@ -206,7 +206,7 @@ fn changing_an_external_module_rebuilds_only_that_module() {
         return;
     }
     let scratch = tempfile::tempdir().unwrap();
-    // The kernel itself (a hit, or the one full build of this run).
+    // The default kernel itself (a hit, or the one whole build of this run).
     let base = kernel::build(&request(Vec::new()), &mut show).unwrap();
     let build_dir = base.artifacts.manifest.build_dir.clone();
 
