@@ -215,7 +215,9 @@ pub fn main(args: &[String]) -> Result<(), Failure> {
     let kernel_dir = options
         .kernel
         .clone()
-        .or_else(|| cache.as_ref().and_then(|(_, dir)| dir.clone()));
+        .or_else(|| cache.as_ref().and_then(|(_, dir)| dir.clone()))
+        // `--skip cache`: the guests still need the default kernel.
+        .or_else(|| cache.is_none().then(|| default_kernel(&kcycle)).flatten());
     let artifacts = match &kernel_dir {
         Some(dir) => Some(Artifacts::open(dir).map_err(|e| {
             usage(format!(
@@ -381,6 +383,20 @@ fn machine(options: &Options, artifacts: Option<&Artifacts>) -> Vec<(String, Str
 // ---- kernel cache ----------------------------------------------------------
 
 /// A warm `kcycle kernel build` is a cache hit; returns the artifact directory too.
+/// The default kernel's artifact directory: `kcycle kernel build`, a hit or
+/// a whole build (hence the long deadline).
+fn default_kernel(kcycle: &Path) -> Option<PathBuf> {
+    progress("kernel: `kcycle kernel build` for the guests");
+    let mut build = Command::new(kcycle);
+    build.args(["--progress", "never", "kernel", "build"]);
+    match timed(&mut build, Duration::from_secs(2 * 3600)) {
+        Ok((_, out)) if out.status.success() => {
+            out.stdout.lines().last().map(|l| PathBuf::from(l.trim()))
+        }
+        _ => None,
+    }
+}
+
 fn cache_section(kcycle: &Path, options: &Options) -> (Section, Option<PathBuf>) {
     let command = || {
         let mut c = Command::new(kcycle);
@@ -391,8 +407,9 @@ fn cache_section(kcycle: &Path, options: &Options) -> (Section, Option<PathBuf>)
     let figure = Figure::new("cache-hit", "no-op cache hit", Unit::Seconds, line.clone());
     let mut notes = vec![
         "Not measured here on purpose: the module-only rebuild and the cold build. The boot section's bench kernel \
-         says how long its cold build took; on this project's 2-core machines a cold build of the guest kernel took \
-         809 s idle and 1326 s beside other work, a module-only rebuild 5 s (issue notes, `issues all`). \
+         says how long its cold build took; on this project's 2-core machines a cold build of the default (minimal) guest kernel took \
+         1285 s and 1568 s beside other work (1860 s of CPU), the full profile about 3100 s of CPU, \
+         a module-only rebuild 5 s (issue notes, `issues all`). \
          `cargo bench -p kcycle --bench kernel` measures the module-only rebuild (and a cold build with KCYCLE_BENCH_COLD=1)."
             .to_string(),
     ];
