@@ -17,12 +17,11 @@
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
-use std::io::Read;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use kcycle::sys::child::{Child, Spawn};
 use serde::Deserialize;
 
 #[derive(Debug, Deserialize)]
@@ -79,7 +78,7 @@ pub struct Step {
     pub run: Option<String>,
     pub shell: Option<String>,
     #[serde(default)]
-    pub env: BTreeMap<String, String>,
+    pub env: Vars,
     #[serde(default)]
     pub with: BTreeMap<String, serde_yaml::Value>,
 }
@@ -135,8 +134,8 @@ impl Value {
 
 /// What expressions can read.
 pub struct Context<'a> {
-    pub inputs: &'a BTreeMap<String, String>,
-    pub steps: &'a BTreeMap<String, BTreeMap<String, String>>,
+    pub inputs: &'a Vars,
+    pub steps: &'a BTreeMap<String, Vars>,
     /// An earlier step failed.
     pub failed: bool,
 }
@@ -403,7 +402,7 @@ pub enum Outcome {
 pub struct StepRecord {
     pub label: String,
     pub outcome: Outcome,
-    pub outputs: BTreeMap<String, String>,
+    pub outputs: Vars,
 }
 
 /// A whole run of the action.
@@ -416,7 +415,7 @@ pub struct Job {
     /// The job summary: every step's GITHUB_STEP_SUMMARY, in order.
     pub summary: String,
     /// The action's `outputs:`.
-    pub outputs: BTreeMap<String, String>,
+    pub outputs: Vars,
 }
 
 impl Job {
@@ -451,7 +450,7 @@ pub struct Runner {
     /// RUNNER_TEMP; also holds the per-step files.
     pub temp: PathBuf,
     /// The job's environment before any step (HOME, PATH, …).
-    pub env: BTreeMap<String, String>,
+    pub env: Vars,
     /// Longest any one step may take; it is killed (with its process group) after.
     pub step_limit: Duration,
 }
@@ -470,7 +469,7 @@ impl Runner {
                 return Err(format!("`{name}` is not an input of the action"));
             }
         }
-        let inputs: BTreeMap<String, String> = action
+        let inputs: Vars = action
             .inputs
             .iter()
             .map(|(name, input)| {
@@ -482,8 +481,8 @@ impl Runner {
                 (name.clone(), value)
             })
             .collect();
-        let mut step_outputs: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
-        let mut job_env: BTreeMap<String, String> = BTreeMap::new();
+        let mut step_outputs: BTreeMap<String, Vars> = BTreeMap::new();
+        let mut job_env: Vars = BTreeMap::new();
         let mut job_path: Vec<String> = Vec::new();
         let mut job = Job {
             steps: Vec::new(),
@@ -551,9 +550,7 @@ impl Runner {
                             interpolate(v, &cx).map_err(|e| format!("{label}: env.{k}: {e}"))?,
                         );
                     }
-                    let (outcome, outputs) =
-                        self.shell(index, &script, env, &job_path, &mut job, &mut job_env)?;
-                    (outcome, outputs)
+                    self.shell(index, &script, env, &mut job_path, &mut job, &mut job_env)?
                 }
                 _ => {
                     return Err(format!(
@@ -569,13 +566,6 @@ impl Runner {
                 outcome,
                 outputs,
             });
-            // GITHUB_PATH lines reach the steps after this one.
-            let path_file = self.temp.join(format!("path-{index}"));
-            if let Ok(text) = std::fs::read_to_string(&path_file) {
-                for line in text.lines().filter(|l| !l.is_empty()) {
-                    job_path.insert(0, line.to_string());
-                }
-            }
         }
         let cx = Context {
             inputs: &inputs,
@@ -594,11 +584,11 @@ impl Runner {
         &self,
         index: usize,
         script: &str,
-        mut env: BTreeMap<String, String>,
-        job_path: &[String],
+        mut env: Vars,
+        job_path: &mut Vec<String>,
         job: &mut Job,
-        job_env: &mut BTreeMap<String, String>,
-    ) -> Result<(Outcome, BTreeMap<String, String>), String> {
+        job_env: &mut Vars,
+    ) -> Result<(Outcome, Vars), String> {
         let file = |kind: &str| self.temp.join(format!("{kind}-{index}"));
         let script_file = file("step");
         std::fs::write(&script_file, script).map_err(|e| e.to_string())?;
@@ -638,36 +628,21 @@ impl Runner {
 
         let log_file = file("log");
         let log = std::fs::File::create(&log_file).map_err(|e| e.to_string())?;
-        let mut child = Command::new("bash")
-            .args(["--noprofile", "--norc", "-eo", "pipefail"])
+        let mut bash = Command::new("bash");
+        bash.args(["--noprofile", "--norc", "-eo", "pipefail"])
             .arg(&script_file)
             .current_dir(&self.workspace)
             .env_clear()
             .envs(&env)
             .stdin(Stdio::null())
             .stdout(log.try_clone().map_err(|e| e.to_string())?)
-            .stderr(log)
-            .process_group(0)
-            .spawn()
-            .map_err(|e| format!("failed to run bash: {e}"))?;
-        let deadline = Instant::now() + self.step_limit;
-        let status = loop {
-            if let Some(status) = child.try_wait().map_err(|e| e.to_string())? {
-                break Some(status);
-            }
-            if Instant::now() > deadline {
-                // SAFETY: signalling the process group our own child leads.
-                unsafe { libc::kill(-(child.id() as i32), libc::SIGKILL) };
-                let _ = child.wait();
-                break None;
-            }
-            std::thread::sleep(Duration::from_millis(200));
-        };
-        let mut printed = String::new();
-        std::fs::File::open(&log_file)
-            .and_then(|mut f| f.read_to_string(&mut printed))
-            .map_err(|e| e.to_string())?;
-        job.log.push_str(&printed);
+            .stderr(log);
+        // kcycle's own child: its process group goes with it, on the limit or a panic.
+        let mut child = Child::spawn(&mut bash, Spawn::default()).map_err(|e| e.to_string())?;
+        let status = child.wait_timeout(self.step_limit);
+        child.kill();
+        job.log
+            .push_str(&std::fs::read_to_string(&log_file).map_err(|e| e.to_string())?);
         let outcome = match status {
             Some(s) if s.success() => Outcome::Success,
             Some(s) => Outcome::Failure(s.code().unwrap_or(128)),
@@ -682,6 +657,10 @@ impl Runner {
         let read = |kind: &str| std::fs::read_to_string(file(kind)).unwrap_or_default();
         let outputs = parse_commands_file(&read("output"))?.into_iter().collect();
         job_env.extend(parse_commands_file(&read("env"))?);
+        // GITHUB_PATH lines reach the steps after this one, the last first.
+        for line in read("path").lines().filter(|l| !l.is_empty()) {
+            job_path.insert(0, line.to_string());
+        }
         job.summary.push_str(&read("summary"));
         Ok((outcome, outputs))
     }
@@ -691,11 +670,7 @@ impl Runner {
 mod tests {
     use super::*;
 
-    fn cx<'a>(
-        inputs: &'a BTreeMap<String, String>,
-        steps: &'a BTreeMap<String, BTreeMap<String, String>>,
-        failed: bool,
-    ) -> Context<'a> {
+    fn cx<'a>(inputs: &'a Vars, steps: &'a BTreeMap<String, Vars>, failed: bool) -> Context<'a> {
         Context {
             inputs,
             steps,
