@@ -387,22 +387,26 @@ fn machine(options: &Options, artifacts: Option<&Artifacts>) -> Vec<(String, Str
 /// a whole build (hence the long deadline).
 fn default_kernel(kcycle: &Path) -> Option<PathBuf> {
     progress("kernel: `kcycle kernel build` for the guests");
-    let mut build = Command::new(kcycle);
-    build.args(["--progress", "never", "kernel", "build"]);
-    match timed(&mut build, Duration::from_secs(2 * 3600)) {
-        Ok((_, out)) if out.status.success() => {
-            out.stdout.lines().last().map(|l| PathBuf::from(l.trim()))
-        }
+    match timed(&mut kernel_build(kcycle), Duration::from_secs(2 * 3600)) {
+        Ok((_, out)) if out.status.success() => artifact_dir(&out.stdout),
         _ => None,
     }
 }
 
+/// `kcycle kernel build` of the default kernel.
+fn kernel_build(kcycle: &Path) -> Command {
+    let mut build = Command::new(kcycle);
+    build.args(["--progress", "never", "kernel", "build"]);
+    build
+}
+
+/// The artifact directory `kcycle kernel build` printed: its last line.
+fn artifact_dir(stdout: &str) -> Option<PathBuf> {
+    stdout.lines().last().map(|l| PathBuf::from(l.trim()))
+}
+
 fn cache_section(kcycle: &Path, options: &Options) -> (Section, Option<PathBuf>) {
-    let command = || {
-        let mut c = Command::new(kcycle);
-        c.args(["--progress", "never", "kernel", "build"]);
-        c
-    };
+    let command = || kernel_build(kcycle);
     let line = format!("{} --progress never kernel build", kcycle.display());
     let figure = Figure::new("cache-hit", "no-op cache hit", Unit::Seconds, line.clone());
     let mut notes = vec![
@@ -417,9 +421,7 @@ fn cache_section(kcycle: &Path, options: &Options) -> (Section, Option<PathBuf>)
     progress("kernel cache: warm-up `kcycle kernel build` (must be a hit)");
     let warm = timed(&mut command(), Duration::from_secs(180));
     let dir = match &warm {
-        Ok((_, out)) if out.status.success() => {
-            out.stdout.lines().last().map(|l| PathBuf::from(l.trim()))
-        }
+        Ok((_, out)) if out.status.success() => artifact_dir(&out.stdout),
         _ => None,
     };
     let figure = match warm {
