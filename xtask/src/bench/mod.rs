@@ -230,8 +230,11 @@ pub fn main(args: &[String]) -> Result<(), Failure> {
     let out = root.join(&options.out);
     // The document is written after every section, so a run cut short keeps
     // what it measured (and says it is partial).
+    // Read before the first section is written: the document itself would
+    // make the tree look dirty afterwards.
+    let machine_at_start = machine(&options, artifacts.as_ref());
     let write = |sections: &[Section], done: bool| -> Result<String, Failure> {
-        let mut machine = machine(&options, artifacts.as_ref());
+        let mut machine = machine_at_start.clone();
         machine.push((
             "load average (1, 5, 15 min) at start".into(),
             load_start.clone(),
@@ -871,33 +874,37 @@ fn cycle_sections(
         &mut notes,
     );
     let mut figures = vec![all, no_kmemleak, long];
-    let floor = floor_figures(artifacts, options);
-    let mut ratios = vec![
-        Ratio::new(
-            "kcycle cycle (every check) / in-guest loop",
-            "kcycle-cycle-all",
-            "floor-cycle",
-            Some("≤ 1.10×"),
-        ),
+    let ratios = vec![
         Ratio::new(
             "kcycle cycle (no kmemleak) / in-guest loop",
             "kcycle-cycle-no-kmemleak",
             "floor-cycle",
+            Some("≤ 1.10×"),
+        ),
+        Ratio::new(
+            "kcycle cycle (every check) / in-guest loop with kmemleak on",
+            "kcycle-cycle-all",
+            "floor-cycle-kmemleak",
             None,
         ),
     ];
-    match floor {
-        Ok(mut f) => figures.append(&mut f),
-        Err(why) => {
-            figures.push(
-                Figure::new("floor-cycle", "in-guest floor", Unit::Millis, "").not_measured(why),
-            );
-            ratios.truncate(2);
+    for (kind, key) in [
+        (FloorGuest::Plain, "floor-cycle"),
+        (FloorGuest::Kmemleak, "floor-cycle-kmemleak"),
+    ] {
+        match floor_figures(artifacts, options, kind) {
+            Ok(mut f) => figures.append(&mut f),
+            Err(why) => {
+                figures.push(Figure::new(key, "in-guest floor", Unit::Millis, "").not_measured(why))
+            }
         }
     }
+    let runner = kcycle::run::qemu::RUNNER_CMDLINE;
     notes.push(format!(
-        "Each check's own cost is its command timed from the host over kcycle's persistent SSH session \
-         in a guest booted with the same cmdline ({CMDLINE_ALL:?}), `{MODULE}` not loaded; each includes \
+        "Each floor is measured in a guest booted as the kcycle runs it is compared with: kcycle's own \
+         arguments ({runner:?}) and the suite's. Each check's own cost is its command timed from the host \
+         over kcycle's persistent SSH session in the floor guest without kmemleak (the kmemleak scan in \
+         the one with it), `{MODULE}` not loaded; each includes \
          one SSH round trip (`ssh-true`). Per cycle kcycle runs two steps (load, unload), each one SSH round trip \
          holding the step's command and the collect after it (dmesg -c and the snapshot), and a kmemleak \
          scan after the unload. \
@@ -940,15 +947,30 @@ fn cycle_sections(
     )
 }
 
-/// Boot one guest with the suite's cmdline and time, from the host: the
-/// modprobe/rmmod loop as one shell command (the floor), and each check.
-fn floor_figures(artifacts: &Artifacts, options: &Options) -> Result<Vec<Figure>, String> {
+/// Which guest a floor is measured in: one booted as the kcycle runs it is
+/// compared with, so that both pay for the same kernel arguments.
+#[derive(Clone, Copy, PartialEq)]
+enum FloorGuest {
+    /// [`CMDLINE_NO_KMEMLEAK`]: the floor, the SSH round trip, the log read, the snapshot.
+    Plain,
+    /// [`CMDLINE_ALL`]: the floor with kmemleak tracking every allocation, and its scan.
+    Kmemleak,
+}
+
+/// Boot one guest as a `kcycle run` guest of the bench suite and time,
+/// from the host: the modprobe/rmmod loop as one shell command (the
+/// floor), and each check.
+fn floor_figures(
+    artifacts: &Artifacts,
+    options: &Options,
+    kind: FloorGuest,
+) -> Result<Vec<Figure>, String> {
     progress("floor: booting a guest for the in-guest loop and the checks");
     let cache = kcycle::sys::dirs::cache_root().ok_or("no cache dir (set HOME or KCYCLE_CACHE)")?;
     let image = kcycle::image::build(artifacts, &cache)
         .map_err(|e| format!("failed to build the image: {e}"))?;
     let mut spec = BootSpec::new(artifacts.bzimage(), image.path, options.accel);
-    spec.cmdline = CMDLINE_ALL.iter().map(|s| s.to_string()).collect();
+    spec.cmdline = floor_cmdline(kind);
     // One retry: under heavy host load a TCG guest can panic in its timer check.
     let mut failures = Vec::new();
     let mut booted = None;
@@ -965,12 +987,27 @@ fn floor_figures(artifacts: &Artifacts, options: &Options) -> Result<Vec<Figure>
     let Some((mut guest, _run_dir)) = booted else {
         return Err(failures.join("\n\nthen, retried:\n"));
     };
-    let result = floor_in(&mut guest, options);
+    let result = floor_in(&mut guest, options, kind);
     guest.shutdown(Duration::from_secs(10));
     result
 }
 
-fn floor_in(guest: &mut Guest, options: &Options) -> Result<Vec<Figure>, String> {
+/// A floor guest's kernel arguments: kcycle's own for every runner guest
+/// (`loglevel=5` keeps a module's chatter off the emulated UART), then the
+/// bench suite's.
+fn floor_cmdline(kind: FloorGuest) -> Vec<String> {
+    let suite = match kind {
+        FloorGuest::Plain => CMDLINE_NO_KMEMLEAK,
+        FloorGuest::Kmemleak => CMDLINE_ALL,
+    };
+    kcycle::run::qemu::RUNNER_CMDLINE
+        .iter()
+        .chain(suite)
+        .map(|s| s.to_string())
+        .collect()
+}
+
+fn floor_in(guest: &mut Guest, options: &Options, kind: FloorGuest) -> Result<Vec<Figure>, String> {
     let n = options.cycles;
     let floor = format!(
         "i=0; while [ $i -lt {n} ]; do modprobe {MODULE} && modprobe -r {MODULE} || exit 1; i=$((i+1)); done"
@@ -1005,22 +1042,41 @@ fn floor_in(guest: &mut Guest, options: &Options) -> Result<Vec<Figure>, String>
     )?;
     let loops = time(&floor, options.runs, "in-guest loop")?;
     let per_cycle: Vec<f64> = loops.iter().map(|ms| ms / n as f64).collect();
+    let via = "Guest::exec over kcycle's SSH session, host wall time";
+    let cmdline = floor_cmdline(kind);
+    if kind == FloorGuest::Kmemleak {
+        let kmemleak = time(
+            kcycle::run::command::KMEMLEAK_SCAN,
+            options.runs,
+            "kmemleak scan",
+        )?;
+        return Ok(vec![
+            Figure::new(
+                "floor-cycle-kmemleak",
+                "in-guest floor with kmemleak on, in a guest booted as `kcycle-cycle-all`'s",
+                Unit::Millis,
+                format!("{floor}  (one command; its host wall time / {n}; cmdline {cmdline:?})"),
+            )
+            .samples(per_cycle),
+            Figure::new(
+                "check-kmemleak",
+                "check: kmemleak scan (scan, sleep 5, scan, read, clear)",
+                Unit::Millis,
+                format!("{}  ({via})", kcycle::run::command::KMEMLEAK_SCAN),
+            )
+            .samples(kmemleak),
+        ]);
+    }
     let reps = options.runs.max(3) * 3;
     let ssh = time("true", reps, "ssh round trip")?;
     let dmesg = time(kcycle::run::command::TAKE_DMESG, reps, "kernel log read")?;
     let snapshot = time(kcycle::snapshot::command(), reps, "ledger snapshot")?;
-    let kmemleak = time(
-        kcycle::run::command::KMEMLEAK_SCAN,
-        options.runs,
-        "kmemleak scan",
-    )?;
-    let via = "Guest::exec over kcycle's SSH session, host wall time";
     Ok(vec![
         Figure::new(
             "floor-cycle",
-            "in-guest floor: one modprobe + modprobe -r cycle, the whole loop as one shell command",
+            "in-guest floor: one modprobe + modprobe -r cycle, the whole loop as one shell command, in a guest booted as `kcycle-cycle-no-kmemleak`'s",
             Unit::Millis,
-            format!("{floor}  (one command; its host wall time / {n})"),
+            format!("{floor}  (one command; its host wall time / {n}; cmdline {cmdline:?})"),
         )
         .samples(per_cycle),
         Figure::new(
@@ -1044,13 +1100,6 @@ fn floor_in(guest: &mut Guest, options: &Options) -> Result<Vec<Figure>, String>
             format!("kcycle::snapshot::command()  ({via})"),
         )
         .samples(snapshot),
-        Figure::new(
-            "check-kmemleak",
-            "check: kmemleak scan (scan, sleep 5, scan, read, clear)",
-            Unit::Millis,
-            format!("{}  ({via})", kcycle::run::command::KMEMLEAK_SCAN),
-        )
-        .samples(kmemleak),
     ])
 }
 
@@ -1206,6 +1255,21 @@ mod tests {
         assert_eq!(suite.cmdline, ["slub_debug=U,rust_i915_*", "kmemleak=on"]);
         assert_eq!(suite.tests[0].cycles, 4);
         assert_eq!(suite.tests[0].steps.len(), 2);
+    }
+
+    #[test]
+    fn a_floor_guest_boots_as_the_runs_it_is_compared_with() {
+        let plain = floor_cmdline(FloorGuest::Plain);
+        let leak = floor_cmdline(FloorGuest::Kmemleak);
+        for args in [&plain, &leak] {
+            assert!(args.iter().any(|a| a == "loglevel=5"), "{args:?}");
+            assert!(
+                args.iter().any(|a| a == "slub_debug=U,rust_i915_*"),
+                "{args:?}"
+            );
+        }
+        assert!(!plain.iter().any(|a| a == "kmemleak=on"), "{plain:?}");
+        assert!(leak.iter().any(|a| a == "kmemleak=on"), "{leak:?}");
     }
 
     #[test]
