@@ -228,11 +228,11 @@ pub fn main(args: &[String]) -> Result<(), Failure> {
         None => None,
     };
     let out = root.join(&options.out);
-    // The document is written after every section, so a run cut short keeps
-    // what it measured (and says it is partial).
     // Read before the first section is written: the document itself would
     // make the tree look dirty afterwards.
     let machine_at_start = machine(&options, artifacts.as_ref());
+    // The document is written after every section, so a run cut short keeps
+    // what it measured (and says it is partial).
     let write = |sections: &[Section], done: bool| -> Result<String, Failure> {
         let mut machine = machine_at_start.clone();
         machine.push((
@@ -971,6 +971,7 @@ fn floor_figures(
         .map_err(|e| format!("failed to build the image: {e}"))?;
     let mut spec = BootSpec::new(artifacts.bzimage(), image.path, options.accel);
     spec.cmdline = floor_cmdline(kind);
+    let cmdline = spec.cmdline.clone();
     // One retry: under heavy host load a TCG guest can panic in its timer check.
     let mut failures = Vec::new();
     let mut booted = None;
@@ -987,7 +988,7 @@ fn floor_figures(
     let Some((mut guest, _run_dir)) = booted else {
         return Err(failures.join("\n\nthen, retried:\n"));
     };
-    let result = floor_in(&mut guest, options, kind);
+    let result = floor_in(&mut guest, options, kind, &cmdline);
     guest.shutdown(Duration::from_secs(10));
     result
 }
@@ -1007,7 +1008,12 @@ fn floor_cmdline(kind: FloorGuest) -> Vec<String> {
         .collect()
 }
 
-fn floor_in(guest: &mut Guest, options: &Options, kind: FloorGuest) -> Result<Vec<Figure>, String> {
+fn floor_in(
+    guest: &mut Guest,
+    options: &Options,
+    kind: FloorGuest,
+    cmdline: &[String],
+) -> Result<Vec<Figure>, String> {
     let n = options.cycles;
     let floor = format!(
         "i=0; while [ $i -lt {n} ]; do modprobe {MODULE} && modprobe -r {MODULE} || exit 1; i=$((i+1)); done"
@@ -1043,7 +1049,6 @@ fn floor_in(guest: &mut Guest, options: &Options, kind: FloorGuest) -> Result<Ve
     let loops = time(&floor, options.runs, "in-guest loop")?;
     let per_cycle: Vec<f64> = loops.iter().map(|ms| ms / n as f64).collect();
     let via = "Guest::exec over kcycle's SSH session, host wall time";
-    let cmdline = floor_cmdline(kind);
     if kind == FloorGuest::Kmemleak {
         let kmemleak = time(
             kcycle::run::command::KMEMLEAK_SCAN,
