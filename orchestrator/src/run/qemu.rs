@@ -42,6 +42,17 @@ pub const RUNNER_CMDLINE: [&str; 4] = [
     "oops=panic",
 ];
 
+/// The kernel arguments a runner guest of a suite with `suite` adds:
+/// [`RUNNER_CMDLINE`], then the suite's own.
+pub fn guest_cmdline<S: AsRef<str>>(suite: &[S]) -> Vec<String> {
+    RUNNER_CMDLINE
+        .iter()
+        .copied()
+        .chain(suite.iter().map(AsRef::as_ref))
+        .map(str::to_string)
+        .collect()
+}
+
 /// Bytes of kernel log in one step that mean the ring buffer may have wrapped.
 pub const LOG_BUF_FULL: usize = 15 << 20;
 
@@ -136,9 +147,7 @@ impl MachineFactory for QemuFactory {
     fn boot(&self, suite: &Suite, guest: usize) -> Result<Box<dyn Machine>, MachineError> {
         let run_dir = RunDir::temporary().map_err(|e| MachineError::Boot(error_chain(&e)))?;
         let mut spec = self.spec.clone();
-        spec.cmdline
-            .extend(RUNNER_CMDLINE.iter().map(|a| a.to_string()));
-        spec.cmdline.extend(suite.cmdline.iter().cloned());
+        spec.cmdline.extend(guest_cmdline(&suite.cmdline));
         let booted = Guest::boot(spec, run_dir.path());
         let console_name = format!("console-{}-guest{guest}", suite.name);
         let first_boot = self.boots.take(&console_name);

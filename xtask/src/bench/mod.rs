@@ -888,15 +888,12 @@ fn cycle_sections(
             None,
         ),
     ];
-    for (kind, key) in [
-        (FloorGuest::Plain, "floor-cycle"),
-        (FloorGuest::Kmemleak, "floor-cycle-kmemleak"),
-    ] {
+    for kind in [FloorGuest::Plain, FloorGuest::Kmemleak] {
         match floor_figures(artifacts, options, kind) {
             Ok(mut f) => figures.append(&mut f),
-            Err(why) => {
-                figures.push(Figure::new(key, "in-guest floor", Unit::Millis, "").not_measured(why))
-            }
+            Err(why) => figures.push(
+                Figure::new(kind.key(), "in-guest floor", Unit::Millis, "").not_measured(why),
+            ),
         }
     }
     let runner = kcycle::run::qemu::RUNNER_CMDLINE;
@@ -957,6 +954,31 @@ enum FloorGuest {
     Kmemleak,
 }
 
+impl FloorGuest {
+    /// The floor figure's name, as the ratios name it.
+    fn key(self) -> &'static str {
+        match self {
+            FloorGuest::Plain => "floor-cycle",
+            FloorGuest::Kmemleak => "floor-cycle-kmemleak",
+        }
+    }
+
+    fn description(self) -> &'static str {
+        match self {
+            FloorGuest::Plain => "in-guest floor: one modprobe + modprobe -r cycle, the whole loop as one shell command, in a guest booted as `kcycle-cycle-no-kmemleak`'s",
+            FloorGuest::Kmemleak => "in-guest floor with kmemleak on, in a guest booted as `kcycle-cycle-all`'s",
+        }
+    }
+
+    /// What a `kcycle run` guest of the bench suite is booted with.
+    fn cmdline(self) -> Vec<String> {
+        kcycle::run::qemu::guest_cmdline(match self {
+            FloorGuest::Plain => CMDLINE_NO_KMEMLEAK,
+            FloorGuest::Kmemleak => CMDLINE_ALL,
+        })
+    }
+}
+
 /// Boot one guest as a `kcycle run` guest of the bench suite and time,
 /// from the host: the modprobe/rmmod loop as one shell command (the
 /// floor), and each check.
@@ -970,8 +992,7 @@ fn floor_figures(
     let image = kcycle::image::build(artifacts, &cache)
         .map_err(|e| format!("failed to build the image: {e}"))?;
     let mut spec = BootSpec::new(artifacts.bzimage(), image.path, options.accel);
-    spec.cmdline = floor_cmdline(kind);
-    let cmdline = spec.cmdline.clone();
+    spec.cmdline = kind.cmdline();
     // One retry: under heavy host load a TCG guest can panic in its timer check.
     let mut failures = Vec::new();
     let mut booted = None;
@@ -988,32 +1009,12 @@ fn floor_figures(
     let Some((mut guest, _run_dir)) = booted else {
         return Err(failures.join("\n\nthen, retried:\n"));
     };
-    let result = floor_in(&mut guest, options, kind, &cmdline);
+    let result = floor_in(&mut guest, options, kind);
     guest.shutdown(Duration::from_secs(10));
     result
 }
 
-/// A floor guest's kernel arguments: kcycle's own for every runner guest
-/// (`loglevel=5` keeps a module's chatter off the emulated UART), then the
-/// bench suite's.
-fn floor_cmdline(kind: FloorGuest) -> Vec<String> {
-    let suite = match kind {
-        FloorGuest::Plain => CMDLINE_NO_KMEMLEAK,
-        FloorGuest::Kmemleak => CMDLINE_ALL,
-    };
-    kcycle::run::qemu::RUNNER_CMDLINE
-        .iter()
-        .chain(suite)
-        .map(|s| s.to_string())
-        .collect()
-}
-
-fn floor_in(
-    guest: &mut Guest,
-    options: &Options,
-    kind: FloorGuest,
-    cmdline: &[String],
-) -> Result<Vec<Figure>, String> {
+fn floor_in(guest: &mut Guest, options: &Options, kind: FloorGuest) -> Result<Vec<Figure>, String> {
     let n = options.cycles;
     let floor = format!(
         "i=0; while [ $i -lt {n} ]; do modprobe {MODULE} && modprobe -r {MODULE} || exit 1; i=$((i+1)); done"
@@ -1049,6 +1050,16 @@ fn floor_in(
     let loops = time(&floor, options.runs, "in-guest loop")?;
     let per_cycle: Vec<f64> = loops.iter().map(|ms| ms / n as f64).collect();
     let via = "Guest::exec over kcycle's SSH session, host wall time";
+    let floor_figure = Figure::new(
+        kind.key(),
+        kind.description(),
+        Unit::Millis,
+        format!(
+            "{floor}  (one command; its host wall time / {n}; cmdline {:?})",
+            kind.cmdline()
+        ),
+    )
+    .samples(per_cycle);
     if kind == FloorGuest::Kmemleak {
         let kmemleak = time(
             kcycle::run::command::KMEMLEAK_SCAN,
@@ -1056,13 +1067,7 @@ fn floor_in(
             "kmemleak scan",
         )?;
         return Ok(vec![
-            Figure::new(
-                "floor-cycle-kmemleak",
-                "in-guest floor with kmemleak on, in a guest booted as `kcycle-cycle-all`'s",
-                Unit::Millis,
-                format!("{floor}  (one command; its host wall time / {n}; cmdline {cmdline:?})"),
-            )
-            .samples(per_cycle),
+            floor_figure,
             Figure::new(
                 "check-kmemleak",
                 "check: kmemleak scan (scan, sleep 5, scan, read, clear)",
@@ -1077,13 +1082,7 @@ fn floor_in(
     let dmesg = time(kcycle::run::command::TAKE_DMESG, reps, "kernel log read")?;
     let snapshot = time(kcycle::snapshot::command(), reps, "ledger snapshot")?;
     Ok(vec![
-        Figure::new(
-            "floor-cycle",
-            "in-guest floor: one modprobe + modprobe -r cycle, the whole loop as one shell command, in a guest booted as `kcycle-cycle-no-kmemleak`'s",
-            Unit::Millis,
-            format!("{floor}  (one command; its host wall time / {n}; cmdline {cmdline:?})"),
-        )
-        .samples(per_cycle),
+        floor_figure,
         Figure::new(
             "ssh-true",
             "SSH round trip (`true`)",
@@ -1264,8 +1263,8 @@ mod tests {
 
     #[test]
     fn a_floor_guest_boots_as_the_runs_it_is_compared_with() {
-        let plain = floor_cmdline(FloorGuest::Plain);
-        let leak = floor_cmdline(FloorGuest::Kmemleak);
+        let plain = FloorGuest::Plain.cmdline();
+        let leak = FloorGuest::Kmemleak.cmdline();
         for args in [&plain, &leak] {
             assert!(args.iter().any(|a| a == "loglevel=5"), "{args:?}");
             assert!(
