@@ -259,6 +259,13 @@ fn guest_api_exec_copy_qmp_restart_shutdown() {
         .exec(ExecRequest::new("sleep 20").inactivity(Duration::from_secs(1)))
         .unwrap_err();
     assert!(err.to_string().contains("inactivity"), "{err}");
+    // The quiet command died with its channel, and sshd lived on (bookworm's
+    // dropbear can abort a connection when a channel starts as another's
+    // process exits).
+    let out = guest.run("ps -o args; cat /run/dropbear.log").unwrap();
+    let seen = out.stdout_text();
+    assert!(!seen.lines().any(|l| l.starts_with("sleep 20")), "{seen}");
+    assert!(!seen.contains("Failed assertion"), "{seen}");
 
     // A deadline closes the session; the next exec logs in again by itself.
     let err = guest

@@ -33,6 +33,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod serve;
 pub mod ssh;
 
 use std::net::{Ipv4Addr, SocketAddr};

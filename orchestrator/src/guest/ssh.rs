@@ -10,6 +10,9 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::time::{Duration, Instant};
 
+use super::serve;
+use crate::snapshot;
+
 #[derive(Debug, thiserror::Error)]
 pub enum SshError {
     #[error("failed to connect to the guest's sshd at {addr}: {step}")]
@@ -165,7 +168,13 @@ fn public_key_path(key: &Path) -> PathBuf {
 }
 
 enum Request {
-    Exec(ExecRequest, Sender<Result<ExecOutput, SshError>>),
+    Exec(ExecRequest, Sender<Reply>),
+}
+
+/// A command's result, and whether the session went down with it.
+struct Reply {
+    result: Result<ExecOutput, SshError>,
+    session_lost: bool,
 }
 
 /// A connected session, owned by its worker thread.
@@ -215,8 +224,11 @@ impl Ssh {
         // The worker enforces the deadline itself; this is the backstop for a
         // worker stuck inside libssh2.
         match answer.recv_timeout(deadline + Duration::from_secs(2)) {
-            Ok(result) => {
-                if matches!(result, Err(SshError::Io { .. } | SshError::Deadline { .. })) {
+            Ok(Reply {
+                result,
+                session_lost,
+            }) => {
+                if session_lost {
                     self.close();
                 }
                 result
@@ -257,19 +269,241 @@ impl Drop for Ssh {
     }
 }
 
+/// The persistent session's channel: a `kcycle-snapshot serve` that runs
+/// each command without stdin (see [`super::serve`]).
+enum Server {
+    /// Not started yet, or closed after a command failed on it.
+    Closed,
+    Open(ssh2::Channel, serve::Decoder),
+    /// The guest cannot serve (an image without the helper): a channel per
+    /// command for the rest of this session.
+    Unavailable,
+}
+
 fn worker(session: ssh2::Session, inbox: Receiver<Request>) {
+    let mut server = Server::Closed;
     while let Ok(Request::Exec(request, reply)) = inbox.recv() {
-        let result = run(&session, &request);
-        let lost = matches!(result, Err(SshError::Io { .. } | SshError::Deadline { .. }));
-        let _ = reply.send(result);
-        if lost {
+        let (result, mut session_lost) = if request.stdin.is_some() {
+            (run(&session, &request), false)
+        } else {
+            run_served(&session, &mut server, &request)
+        };
+        session_lost |= matches!(result, Err(SshError::Io { .. } | SshError::Deadline { .. }));
+        let _ = reply.send(Reply {
+            result,
+            session_lost,
+        });
+        if session_lost {
             break;
         }
     }
 }
 
-/// Run one command: stdin written blocking, then stdout and stderr read
-/// non-blocking side by side so a chatty stderr can never stall stdout.
+/// Run a command on the persistent channel, starting it first when needed;
+/// a command that fails on it takes the channel down with it, and the next
+/// one starts a fresh server. Also says whether the session must go: when
+/// a quiet command's channel would not close.
+fn run_served(
+    session: &ssh2::Session,
+    server: &mut Server,
+    request: &ExecRequest,
+) -> (Result<ExecOutput, SshError>, bool) {
+    let started = Instant::now();
+    if matches!(server, Server::Closed) {
+        match start_server(session, request, started) {
+            Ok(started) => *server = started,
+            Err(err) => return (Err(err), false),
+        }
+    }
+    let Server::Open(channel, frames) = server else {
+        return (run(session, request), false);
+    };
+    let result = exec_served(session, channel, frames, request, started);
+    let mut session_lost = false;
+    if result.is_err() {
+        if matches!(result, Err(SshError::Inactive { .. })) {
+            session_lost = !retire(session, channel);
+        }
+        *server = Server::Closed;
+    }
+    (result, session_lost)
+}
+
+/// How long closing a server's channel may take (its command is killed).
+const RETIRE_WAIT: Duration = Duration::from_secs(5);
+
+/// End a server's channel and wait until the guest has closed its side,
+/// which dropbear does once the server has exited. The next channel must
+/// not start before that: dropbear 2022.83 (bookworm's) kills the whole
+/// connection on a failed assertion when a child of one channel exits
+/// while the next channel's exec is starting (seen here; mkj/dropbear#321,
+/// fixed in 2024.86). False if it did not close in time.
+fn retire(session: &ssh2::Session, channel: &mut ssh2::Channel) -> bool {
+    session.set_blocking(true);
+    session.set_timeout(RETIRE_WAIT.as_millis() as u32);
+    channel
+        .send_eof()
+        .and_then(|()| channel.close())
+        .and_then(|()| channel.wait_close())
+        .is_ok()
+}
+
+/// Open the server's channel and wait for its greeting. A guest that
+/// answers anything else (no helper, an older one) is [`Server::Unavailable`].
+fn start_server(
+    session: &ssh2::Session,
+    request: &ExecRequest,
+    started: Instant,
+) -> Result<Server, SshError> {
+    let command = format!("exec {} {}", snapshot::HELPER_PATH, serve::SERVE_ARG);
+    session.set_blocking(true);
+    session.set_timeout(request.inactivity.as_millis().min(u32::MAX as u128) as u32);
+    let mut channel = session
+        .channel_session()
+        .map_err(map_lost(&command, "open a channel"))?;
+    channel.exec(&command).map_err(|source| SshError::Exec {
+        command: command.clone(),
+        step: "exec",
+        source,
+    })?;
+    let mut frames = serve::Decoder::default();
+    let mut greeting = None;
+    session.set_blocking(false);
+    let pumped = pump(session, &mut channel, request, started, |stream, bytes| {
+        if stream == Stream::Stdout {
+            frames.push(bytes);
+            greeting = Some(frames.next_frame());
+        }
+        matches!(greeting, Some(Ok(Some(_)) | Err(_)))
+    });
+    session.set_blocking(true);
+    match (pumped, greeting) {
+        (Pumped::Stopped, Some(Ok(Some(serve::Frame::Hello(1))))) => {
+            Ok(Server::Open(channel, frames))
+        }
+        (Pumped::Stopped | Pumped::Ended, _) => {
+            let _ = channel.close();
+            Ok(Server::Unavailable)
+        }
+        (Pumped::Failed(source), _) => Err(SshError::Io { command, source }),
+        (Pumped::Deadline, _) => Err(SshError::Deadline {
+            command: request.command.clone(),
+            after: request.deadline,
+        }),
+        (Pumped::Quiet, _) if retire(session, &mut channel) => Err(SshError::Inactive {
+            command: format!("{command} (starting the session for `{}`)", request.command),
+            after: request.inactivity,
+            stdout_tail: String::new(),
+        }),
+        (Pumped::Quiet, _) => Err(SshError::Io {
+            command: request.command.clone(),
+            source: std::io::Error::other(format!(
+                "`{command}` neither greeted nor closed within {:?}",
+                request.inactivity + RETIRE_WAIT
+            )),
+        }),
+    }
+}
+
+/// Send one request to the server and collect its frames until its end.
+fn exec_served(
+    session: &ssh2::Session,
+    channel: &mut ssh2::Channel,
+    frames: &mut serve::Decoder,
+    request: &ExecRequest,
+    started: Instant,
+) -> Result<ExecOutput, SshError> {
+    let command = &request.command;
+    let lost = |detail: String| SshError::Io {
+        command: command.clone(),
+        source: std::io::Error::other(detail),
+    };
+    session.set_blocking(true);
+    session.set_timeout(request.inactivity.as_millis().min(u32::MAX as u128) as u32);
+    channel
+        .write_all(&serve::request(command))
+        .and_then(|()| channel.flush())
+        .map_err(|source| SshError::Io {
+            command: command.clone(),
+            source,
+        })?;
+    let (mut stdout, mut stderr, mut server_said) = (Vec::new(), Vec::new(), Vec::new());
+    let mut ending = None;
+    let mut broken = None;
+    session.set_blocking(false);
+    let pumped = pump(session, channel, request, started, |stream, bytes| {
+        if stream == Stream::Stderr {
+            server_said.extend_from_slice(bytes);
+            return false;
+        }
+        frames.push(bytes);
+        loop {
+            match frames.next_frame() {
+                Ok(None) => return false,
+                Ok(Some(serve::Frame::Stdout(data))) => stdout.extend(data),
+                Ok(Some(serve::Frame::Stderr(data))) => stderr.extend(data),
+                Ok(Some(serve::Frame::End(end))) => {
+                    ending = Some(end);
+                    return true;
+                }
+                Ok(Some(serve::Frame::Hello(_))) => {
+                    broken = Some("a second greeting".to_string());
+                    return true;
+                }
+                Err(detail) => {
+                    broken = Some(detail);
+                    return true;
+                }
+            }
+        }
+    });
+    session.set_blocking(true);
+    let said = String::from_utf8_lossy(&server_said).trim().to_string();
+    match (pumped, ending) {
+        (Pumped::Stopped, Some(serve::Ending::Exited(status))) => Ok(ExecOutput {
+            status,
+            signal: None,
+            stdout,
+            stderr,
+        }),
+        (Pumped::Stopped, Some(serve::Ending::Killed(signal))) => Ok(ExecOutput {
+            status: -1,
+            signal: Some(serve::signal_name(signal)),
+            stdout,
+            stderr,
+        }),
+        (Pumped::Stopped, None) => Err(lost(format!(
+            "the guest's command server sent {}",
+            broken.unwrap_or_default()
+        ))),
+        (Pumped::Failed(source), _) => Err(SshError::Io {
+            command: command.clone(),
+            source,
+        }),
+        // The server went away mid-command: the guest is resetting or dying.
+        (Pumped::Ended, _) => Err(lost(format!(
+            "the guest's command server ended before the command did{}",
+            if said.is_empty() {
+                String::new()
+            } else {
+                format!(" ({said})")
+            }
+        ))),
+        (Pumped::Deadline, _) => Err(SshError::Deadline {
+            command: command.clone(),
+            after: request.deadline,
+        }),
+        (Pumped::Quiet, _) => Err(SshError::Inactive {
+            command: command.clone(),
+            after: request.inactivity,
+            stdout_tail: tail(&stdout),
+        }),
+    }
+}
+
+/// Run one command on a channel of its own: stdin written blocking, then
+/// stdout and stderr read side by side so a chatty stderr can never stall
+/// stdout.
 fn run(session: &ssh2::Session, request: &ExecRequest) -> Result<ExecOutput, SshError> {
     let command = &request.command;
     let started = Instant::now();
@@ -294,10 +528,39 @@ fn run(session: &ssh2::Session, request: &ExecRequest) -> Result<ExecOutput, Ssh
     }
     channel.send_eof().map_err(exec_err("send EOF"))?;
 
+    let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
     session.set_blocking(false);
-    let drained = drain(session, &mut channel, request, started);
+    let pumped = pump(session, &mut channel, request, started, |stream, bytes| {
+        match stream {
+            Stream::Stdout => stdout.extend_from_slice(bytes),
+            Stream::Stderr => stderr.extend_from_slice(bytes),
+        }
+        false
+    });
     session.set_blocking(true);
-    let (stdout, stderr) = drained?;
+    match pumped {
+        Pumped::Ended | Pumped::Stopped => {}
+        Pumped::Failed(source) => {
+            return Err(SshError::Io {
+                command: command.clone(),
+                source,
+            })
+        }
+        Pumped::Deadline => {
+            return Err(SshError::Deadline {
+                command: command.clone(),
+                after: request.deadline,
+            })
+        }
+        Pumped::Quiet => {
+            let _ = channel.close();
+            return Err(SshError::Inactive {
+                command: command.clone(),
+                after: request.inactivity,
+                stdout_tail: tail(&stdout),
+            });
+        }
+    }
     channel
         .wait_close()
         .map_err(exec_err("close the channel"))?;
@@ -320,23 +583,51 @@ fn run(session: &ssh2::Session, request: &ExecRequest) -> Result<ExecOutput, Ssh
     })
 }
 
-/// Read stdout and stderr side by side (the session is non-blocking) until
-/// both end, the deadline passes or the command goes quiet for too long.
-fn drain(
+/// The last 200 bytes of a command's stdout, for an inactivity error.
+fn tail(stdout: &[u8]) -> String {
+    String::from_utf8_lossy(&stdout[stdout.len().saturating_sub(200)..]).into_owned()
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stream {
+    Stdout,
+    Stderr,
+}
+
+/// Why [`pump`] returned.
+#[derive(Debug)]
+enum Pumped {
+    /// Reading failed: the connection is gone.
+    Failed(std::io::Error),
+    /// The taker had what it wanted.
+    Stopped,
+    /// Both streams ended.
+    Ended,
+    /// The request's deadline passed (the session must go).
+    Deadline,
+    /// Nothing arrived for the request's inactivity limit.
+    Quiet,
+}
+
+/// Read a channel's stdout and stderr side by side (the session is
+/// non-blocking), giving every piece to `take`, until `take` returns true,
+/// both streams end, reading fails, or the request's deadline or
+/// inactivity limit passes.
+fn pump(
     session: &ssh2::Session,
     channel: &mut ssh2::Channel,
     request: &ExecRequest,
     started: Instant,
-) -> Result<(Vec<u8>, Vec<u8>), SshError> {
-    let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
+    mut take: impl FnMut(Stream, &[u8]) -> bool,
+) -> Pumped {
     let (mut out_done, mut err_done) = (false, false);
     let mut last_data = Instant::now();
     let mut buf = vec![0u8; 64 * 1024];
     while !(out_done && err_done) {
         let mut progressed = false;
-        for (done, sink, stream_id) in [
-            (&mut out_done, &mut stdout, 0),
-            (&mut err_done, &mut stderr, 1),
+        for (done, stream, stream_id) in [
+            (&mut out_done, Stream::Stdout, 0),
+            (&mut err_done, Stream::Stderr, 1),
         ] {
             if *done {
                 continue;
@@ -344,16 +635,13 @@ fn drain(
             match channel.stream(stream_id).read(&mut buf) {
                 Ok(0) => *done = true,
                 Ok(n) => {
-                    sink.extend_from_slice(&buf[..n]);
                     progressed = true;
+                    if take(stream, &buf[..n]) {
+                        return Pumped::Stopped;
+                    }
                 }
                 Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => {}
-                Err(source) => {
-                    return Err(SshError::Io {
-                        command: request.command.clone(),
-                        source,
-                    });
-                }
+                Err(err) => return Pumped::Failed(err),
             }
         }
         if progressed {
@@ -361,23 +649,14 @@ fn drain(
             continue;
         }
         if started.elapsed() >= request.deadline {
-            return Err(SshError::Deadline {
-                command: request.command.clone(),
-                after: request.deadline,
-            });
+            return Pumped::Deadline;
         }
         if last_data.elapsed() >= request.inactivity {
-            let _ = channel.close();
-            let tail = String::from_utf8_lossy(&stdout[stdout.len().saturating_sub(200)..]);
-            return Err(SshError::Inactive {
-                command: request.command.clone(),
-                after: request.inactivity,
-                stdout_tail: tail.into_owned(),
-            });
+            return Pumped::Quiet;
         }
         wait_readable(session, Duration::from_millis(50));
     }
-    Ok((stdout, stderr))
+    Pumped::Ended
 }
 
 /// libssh2 errors on opening a channel mostly mean the transport is gone.
