@@ -1,7 +1,8 @@
-//! Builds `kcycle-snapshot` (guest/kcycle_snapshot.rs), the one-process
-//! snapshot reader every guest image carries, with the same rustc that
-//! builds kcycle: std only, statically linked, so it needs no library in
-//! the guest. kcycle embeds the binary (`snapshot::HELPER`).
+//! Builds `kcycle-snapshot` (guest/kcycle_snapshot.rs), the helper every
+//! guest image carries (the one-process snapshot reader, and the persistent
+//! session's command server), with the same rustc that builds kcycle: std
+//! only, statically linked, so it needs no library in the guest. kcycle
+//! embeds the binary (`snapshot::HELPER`).
 
 use std::path::PathBuf;
 use std::process::Command;
