@@ -54,6 +54,7 @@ pub const PACKAGES: &[Package] = &[
     package("kmod", "depmod/modprobe"),
     package("busybox-static", "guest userland"),
     package("dropbear-bin", "guest sshd"),
+    package("bash-static", "guest login shell (fast to start)"),
     package("xz-utils", "kernel tarball"),
     package("zstd", "initramfs compression"),
     package("pkg-config", "building ssh2/openssl for kcycle"),
