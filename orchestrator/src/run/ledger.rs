@@ -466,12 +466,14 @@ pub fn parse_sections(text: &str) -> BTreeMap<String, u64> {
 }
 
 /// The shell that prints a module's sections (root only can read them).
+/// `read`, a builtin: `$(cat ...)` forked and exec'd per section, 46 ms a
+/// load step under TCG against 3 ms.
 pub fn sections_command(module: &str) -> String {
     format!(
         "for f in /sys/module/{module}/sections/.text* /sys/module/{module}/sections/.exit.text \
          /sys/module/{module}/sections/.rodata* \
          /sys/module/{module}/sections/.data /sys/module/{module}/sections/.bss; do \
-         [ -r \"$f\" ] && echo \"$f $(cat \"$f\")\"; done 2>/dev/null"
+         [ -r \"$f\" ] && read -r a < \"$f\" && echo \"$f $a\"; done 2>/dev/null"
     )
 }
 

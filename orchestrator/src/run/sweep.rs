@@ -67,12 +67,14 @@ const BUDGET: u32 = 1000;
 /// `times` left of failslab and fail_page_alloc.
 const FAULTS_LEFT: &str = "kcycle-sweep: faults left";
 
-/// Sets the budget, loads with fail-nth, logs what is left of the budget;
+/// Sets the budget, loads with fail-nth, logs what is left of the budget
+/// (read with the `read` builtin: a `$(cat)` forks and execs under TCG);
 /// exits with the load's status.
 fn counted(load: &str) -> String {
     format!(
         "D=/sys/kernel/debug; for F in failslab fail_page_alloc; do echo {BUDGET} > $D/$F/times; done; \
-{load}; R=$?; echo \"{FAULTS_LEFT} $(cat $D/failslab/times) $(cat $D/fail_page_alloc/times)\" > /dev/kmsg; exit $R"
+{load}; R=$?; read -r A < $D/failslab/times; read -r B < $D/fail_page_alloc/times; \
+echo \"{FAULTS_LEFT} $A $B\" > /dev/kmsg; exit $R"
     )
 }
 
@@ -487,7 +489,7 @@ Call Trace:
         assert!(p.inject.contains("echo 1000 > $D/$F/times"), "{}", p.inject);
         assert!(p
             .inject
-            .ends_with(r#"$(cat $D/fail_page_alloc/times)" > /dev/kmsg; exit $R"#));
+            .ends_with(r#"read -r B < $D/fail_page_alloc/times; echo "kcycle-sweep: faults left $A $B" > /dev/kmsg; exit $R"#));
         let mut files = ModuleSources::default();
         files
             .files
