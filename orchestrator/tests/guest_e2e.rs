@@ -221,6 +221,55 @@ fn port_in_use_is_named() {
     assert!(err.to_string().contains(&format!("127.0.0.1:{port}")));
 }
 
+/// Commands without stdin run on one persistent channel, each a child of
+/// the guest's `kcycle-snapshot serve`; a guest without that server (an
+/// older image) gets a channel per command, each a child of dropbear, with
+/// the same results.
+#[test]
+fn commands_share_one_server_and_fall_back_to_a_channel_each() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(kernel) = kernel() else { return };
+    let run_dir = RunDir::temporary().unwrap();
+    let spec = BootSpec::new(
+        kernel.bzimage(),
+        base_image(&kernel, &kcycle::sys::dirs::cache_root().unwrap()),
+        Accel::Tcg,
+    );
+    let mut guest = Guest::boot(spec, run_dir.path()).unwrap();
+    let parent = |guest: &mut Guest| {
+        let out = guest
+            .run("echo $PPID $(cat /proc/$PPID/comm); echo err >&2; exit 4")
+            .unwrap();
+        assert_eq!(
+            (out.status, out.stderr_text().as_str()),
+            (4, "err\n"),
+            "{out:?}"
+        );
+        out.stdout_text().trim().to_string()
+    };
+    let first = parent(&mut guest);
+    assert!(first.ends_with(" kcycle-snapshot"), "{first}");
+    assert_eq!(parent(&mut guest), first, "one server for every command");
+
+    let helper = kcycle::snapshot::HELPER_PATH;
+    let moved = guest.run(&format!("mv {helper} {helper}.away")).unwrap();
+    assert!(moved.success(), "{moved:?}");
+    guest.reconnect(Duration::from_secs(60)).unwrap();
+    let fallback = parent(&mut guest);
+    assert!(fallback.ends_with(" dropbear"), "{fallback}");
+    let big = guest.run("head -c 200000 /dev/zero | tr '\\0' x").unwrap();
+    assert_eq!(big.stdout.len(), 200_000);
+
+    let back = guest.run(&format!("mv {helper}.away {helper}")).unwrap();
+    assert!(back.success(), "{back:?}");
+    guest.reconnect(Duration::from_secs(60)).unwrap();
+    assert!(parent(&mut guest).ends_with(" kcycle-snapshot"));
+    assert_eq!(
+        guest.shutdown(Duration::from_secs(30)),
+        vm::Shutdown::PoweredOff
+    );
+}
+
 /// The runner's path: boot once, several commands, copy a file in, QMP
 /// status, restart after a reset, clean shutdown through the power button.
 #[test]

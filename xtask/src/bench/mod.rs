@@ -900,7 +900,7 @@ fn cycle_sections(
     notes.push(format!(
         "Each floor is measured in a guest booted as the kcycle runs it is compared with: kcycle's own \
          arguments ({runner:?}) and the suite's. Each check's own cost is its command timed from the host \
-         over kcycle's persistent SSH session in the floor guest without kmemleak (the kmemleak scan in \
+         over kcycle's SSH session (one persistent channel: `kcycle-snapshot serve` runs each command) in the floor guest without kmemleak (the kmemleak scan in \
          the one with it), `{MODULE}` not loaded; each includes \
          one SSH round trip (`ssh-true`). Per cycle kcycle runs two steps (load, unload), each one SSH round trip \
          holding the step's command and the collect after it (dmesg -c and the snapshot), and a kmemleak \
