@@ -139,6 +139,20 @@ fn base_image(kernel: &Artifacts, cache: &Path) -> PathBuf {
     image::build(kernel, cache).unwrap().path
 }
 
+/// The runner's base image on this kernel, under TCG.
+fn base_spec(kernel: &Artifacts) -> BootSpec {
+    BootSpec::new(
+        kernel.bzimage(),
+        base_image(kernel, &kcycle::sys::dirs::cache_root().unwrap()),
+        Accel::Tcg,
+    )
+}
+
+/// A guest of [`base_spec`], booted in `run_dir`.
+fn boot_tcg(kernel: &Artifacts, run_dir: &RunDir) -> Guest {
+    Guest::boot(base_spec(kernel), run_dir.path()).unwrap()
+}
+
 /// A kernel that cannot find init panics; the boot fails at once with the
 /// panic in the error, not after the boot deadline.
 #[test]
@@ -146,11 +160,7 @@ fn boot_panic_is_reported_with_console_lines() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let Some(kernel) = kernel() else { return };
     let run_dir = RunDir::temporary().unwrap();
-    let mut spec = BootSpec::new(
-        kernel.bzimage(),
-        base_image(&kernel, &kcycle::sys::dirs::cache_root().unwrap()),
-        Accel::Tcg,
-    );
+    let mut spec = base_spec(&kernel);
     spec.cmdline = vec!["rdinit=/nonexistent".into(), "root=/dev/nonexistent".into()];
     spec.memory_mib = 512;
     let started = std::time::Instant::now();
@@ -230,12 +240,7 @@ fn commands_share_one_server_and_fall_back_to_a_channel_each() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let Some(kernel) = kernel() else { return };
     let run_dir = RunDir::temporary().unwrap();
-    let spec = BootSpec::new(
-        kernel.bzimage(),
-        base_image(&kernel, &kcycle::sys::dirs::cache_root().unwrap()),
-        Accel::Tcg,
-    );
-    let mut guest = Guest::boot(spec, run_dir.path()).unwrap();
+    let mut guest = boot_tcg(&kernel, &run_dir);
     let parent = |guest: &mut Guest| {
         let out = guest
             .run("echo $PPID $(cat /proc/$PPID/comm); echo err >&2; exit 4")
@@ -277,12 +282,7 @@ fn guest_api_exec_copy_qmp_restart_shutdown() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let Some(kernel) = kernel() else { return };
     let run_dir = RunDir::temporary().unwrap();
-    let spec = BootSpec::new(
-        kernel.bzimage(),
-        base_image(&kernel, &kcycle::sys::dirs::cache_root().unwrap()),
-        Accel::Tcg,
-    );
-    let mut guest = Guest::boot(spec, run_dir.path()).unwrap();
+    let mut guest = boot_tcg(&kernel, &run_dir);
 
     let out = guest
         .run("cat /proc/modules | wc -l; ls /lib/modules")
@@ -353,12 +353,7 @@ fn panic_during_exec_is_reported() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let Some(kernel) = kernel() else { return };
     let run_dir = RunDir::temporary().unwrap();
-    let spec = BootSpec::new(
-        kernel.bzimage(),
-        base_image(&kernel, &kcycle::sys::dirs::cache_root().unwrap()),
-        Accel::Tcg,
-    );
-    let mut guest = Guest::boot(spec, run_dir.path()).unwrap();
+    let mut guest = boot_tcg(&kernel, &run_dir);
     let err = guest
         .exec(ExecRequest::new("echo c > /proc/sysrq-trigger").deadline(Duration::from_secs(60)))
         .unwrap_err();
