@@ -381,8 +381,9 @@ fn start_server(
         (Pumped::Stopped, Some(Ok(Some(serve::Frame::Hello(1))))) => {
             Ok(Server::Open(channel, frames))
         }
+        // Whatever answered must be gone before the next channel starts.
         (Pumped::Stopped | Pumped::Ended, _) => {
-            let _ = channel.close();
+            retire(session, &mut channel);
             Ok(Server::Unavailable)
         }
         (Pumped::Failed(source), _) => Err(SshError::Io { command, source }),
