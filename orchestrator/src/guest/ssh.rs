@@ -2,6 +2,10 @@
 //! session; callers send it commands over a channel and wait for the reply
 //! with a deadline. When the deadline passes the TCP socket is shut down
 //! from the caller's side, which unblocks the worker wherever it is stuck.
+//!
+//! A command without stdin goes to the guest's command server on one
+//! persistent channel ([`super::serve`]); one with stdin, or any command on
+//! a guest without the server, gets a channel of its own.
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
@@ -66,7 +70,8 @@ pub struct SshTarget {
 /// One command to run.
 #[derive(Debug, Clone)]
 pub struct ExecRequest {
-    /// Run by the guest's `/bin/sh -c`.
+    /// Run by root's login shell in the guest (`$SHELL -c`: bash in
+    /// kcycle's image), as sshd runs an exec request.
     pub command: String,
     /// Written to the command's stdin, then EOF.
     pub stdin: Option<Vec<u8>>,
