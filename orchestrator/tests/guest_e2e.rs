@@ -255,6 +255,11 @@ fn commands_share_one_server_and_fall_back_to_a_channel_each() {
     let first = parent(&mut guest);
     assert!(first.ends_with(" kcycle-snapshot"), "{first}");
     assert_eq!(parent(&mut guest), first, "one server for every command");
+    // Longer than dropbear takes in an exec request (MAX_CMD_LEN, 9000).
+    let long = guest
+        .run(&format!(": {}; echo ok", "x".repeat(20_000)))
+        .unwrap();
+    assert_eq!(long.stdout_text(), "ok\n", "{long:?}");
 
     let helper = kcycle::snapshot::HELPER_PATH;
     let moved = guest.run(&format!("mv {helper} {helper}.away")).unwrap();

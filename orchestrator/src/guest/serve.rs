@@ -35,6 +35,9 @@ pub const SERVE_ARG: &str = "serve";
 const MAX_HEADER: usize = 32;
 /// Most bytes in one output frame.
 const CHUNK: usize = 64 * 1024;
+/// Longest command a request may carry (a header that claims more is not
+/// one of ours).
+const MAX_COMMAND: usize = 16 << 20;
 
 /// How a command ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -205,6 +208,7 @@ fn read_request(input: &mut impl BufRead) -> io::Result<Option<String>> {
         .ok()
         .and_then(|line| line.trim_end().strip_prefix("r "))
         .and_then(|len| len.parse().ok())
+        .filter(|&len| len <= MAX_COMMAND)
         .ok_or_else(invalid)?;
     let mut command = vec![0; len];
     input.read_exact(&mut command)?;
@@ -363,6 +367,7 @@ mod tests {
         assert_eq!(read_request(&mut reader).unwrap().as_deref(), Some(""));
         assert_eq!(read_request(&mut reader).unwrap(), None);
         assert!(read_request(&mut &b"r x\n"[..]).is_err());
+        assert!(read_request(&mut &b"r 99999999999\n"[..]).is_err());
     }
 
     #[test]
