@@ -60,14 +60,7 @@ impl Trend {
     /// Growth per cycle of the running maximum over the first and the
     /// second half of the cycles.
     pub fn pace(&self) -> (f64, f64) {
-        let envelope: Vec<f64> = self
-            .values
-            .iter()
-            .scan(f64::MIN, |max, &v| {
-                *max = max.max(v);
-                Some(*max)
-            })
-            .collect();
+        let envelope = running_max(&self.values);
         if envelope.len() < 3 {
             return (0.0, 0.0);
         }
@@ -142,14 +135,7 @@ pub fn trends(samples: &[CycleSample]) -> Vec<Trend> {
         let Some(values) = values else { continue };
         // The fit runs over the running maximum: a slab freed by another
         // user of the cache and refilled a cycle later is a dip, not a bend.
-        let envelope: Vec<f64> = values
-            .iter()
-            .scan(f64::MIN, |max, &v| {
-                *max = max.max(v);
-                Some(*max)
-            })
-            .collect();
-        let Some(fit) = Fit::of(&envelope) else {
+        let Some(fit) = Fit::of(&running_max(&values)) else {
             continue;
         };
         let drops = values
@@ -250,6 +236,17 @@ fn finding(t: &Trend) -> Finding {
         }),
         known_issue: None,
     }
+}
+
+/// Each value replaced by the largest so far.
+fn running_max(values: &[f64]) -> Vec<f64> {
+    values
+        .iter()
+        .scan(f64::MIN, |max, &v| {
+            *max = max.max(v);
+            Some(*max)
+        })
+        .collect()
 }
 
 /// Least-squares line through (i, value).
