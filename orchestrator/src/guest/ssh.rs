@@ -106,6 +106,25 @@ impl ExecRequest {
         self.deadline = limit;
         self
     }
+
+    /// The error for this command still running at its deadline.
+    fn past_deadline(&self) -> SshError {
+        SshError::Deadline {
+            command: self.command.clone(),
+            after: self.deadline,
+        }
+    }
+
+    /// The error for this command going quiet, with the last 200 bytes of
+    /// what it printed.
+    fn went_quiet(&self, stdout: &[u8]) -> SshError {
+        SshError::Inactive {
+            command: self.command.clone(),
+            after: self.inactivity,
+            stdout_tail: String::from_utf8_lossy(&stdout[stdout.len().saturating_sub(200)..])
+                .into_owned(),
+        }
+    }
 }
 
 /// What a finished command left.
@@ -392,10 +411,7 @@ fn start_server(
             Ok(Server::Unavailable)
         }
         (Pumped::Failed(source), _) => Err(SshError::Io { command, source }),
-        (Pumped::Deadline, _) => Err(SshError::Deadline {
-            command: request.command.clone(),
-            after: request.deadline,
-        }),
+        (Pumped::Deadline, _) => Err(request.past_deadline()),
         (Pumped::Quiet, _) if retire(session, &mut channel) => Err(SshError::Inactive {
             command: format!("{command} (starting the session for `{}`)", request.command),
             after: request.inactivity,
@@ -495,15 +511,8 @@ fn exec_served(
                 format!(" ({said})")
             }
         ))),
-        (Pumped::Deadline, _) => Err(SshError::Deadline {
-            command: command.clone(),
-            after: request.deadline,
-        }),
-        (Pumped::Quiet, _) => Err(SshError::Inactive {
-            command: command.clone(),
-            after: request.inactivity,
-            stdout_tail: tail(&stdout),
-        }),
+        (Pumped::Deadline, _) => Err(request.past_deadline()),
+        (Pumped::Quiet, _) => Err(request.went_quiet(&stdout)),
     }
 }
 
@@ -552,19 +561,10 @@ fn run(session: &ssh2::Session, request: &ExecRequest) -> Result<ExecOutput, Ssh
                 source,
             })
         }
-        Pumped::Deadline => {
-            return Err(SshError::Deadline {
-                command: command.clone(),
-                after: request.deadline,
-            })
-        }
+        Pumped::Deadline => return Err(request.past_deadline()),
         Pumped::Quiet => {
             let _ = channel.close();
-            return Err(SshError::Inactive {
-                command: command.clone(),
-                after: request.inactivity,
-                stdout_tail: tail(&stdout),
-            });
+            return Err(request.went_quiet(&stdout));
         }
     }
     channel
@@ -587,11 +587,6 @@ fn run(session: &ssh2::Session, request: &ExecRequest) -> Result<ExecOutput, Ssh
         stdout,
         stderr,
     })
-}
-
-/// The last 200 bytes of a command's stdout, for an inactivity error.
-fn tail(stdout: &[u8]) -> String {
-    String::from_utf8_lossy(&stdout[stdout.len().saturating_sub(200)..]).into_owned()
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
