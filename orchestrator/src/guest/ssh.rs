@@ -170,7 +170,7 @@ pub fn connect_once(
         .map_err(|err| fail(format!("clone socket: {err}"), None))?;
     let mut session =
         ssh2::Session::new().map_err(|err| fail("create session".into(), Some(err)))?;
-    session.set_timeout(timeout.as_millis().min(u32::MAX as u128) as u32);
+    blocking(&session, timeout);
     session.set_tcp_stream(tcp);
     session
         .handshake()
@@ -363,8 +363,7 @@ const RETIRE_WAIT: Duration = Duration::from_secs(5);
 /// while the next channel's exec is starting (seen here; mkj/dropbear#321,
 /// fixed in 2024.86). False if it did not close in time.
 fn retire(session: &ssh2::Session, channel: &mut ssh2::Channel) -> bool {
-    session.set_blocking(true);
-    session.set_timeout(RETIRE_WAIT.as_millis() as u32);
+    blocking(session, RETIRE_WAIT);
     channel
         .send_eof()
         .and_then(|()| channel.close())
@@ -380,8 +379,7 @@ fn start_server(
     started: Instant,
 ) -> Result<Server, SshError> {
     let command = format!("exec {} {}", snapshot::HELPER_PATH, serve::SERVE_ARG);
-    session.set_blocking(true);
-    session.set_timeout(request.inactivity.as_millis().min(u32::MAX as u128) as u32);
+    blocking(session, request.inactivity);
     let mut channel = session
         .channel_session()
         .map_err(map_lost(&command, "open a channel"))?;
@@ -392,7 +390,6 @@ fn start_server(
     })?;
     let mut frames = serve::Decoder::default();
     let mut greeting = None;
-    session.set_blocking(false);
     let pumped = pump(session, &mut channel, request, started, |stream, bytes| {
         if stream == Stream::Stdout {
             frames.push(bytes);
@@ -400,7 +397,6 @@ fn start_server(
         }
         matches!(greeting, Some(Ok(Some(_)) | Err(_)))
     });
-    session.set_blocking(true);
     match (pumped, greeting) {
         (Pumped::Stopped, Some(Ok(Some(serve::Frame::Hello(1))))) => {
             Ok(Server::Open(channel, frames))
@@ -440,8 +436,7 @@ fn exec_served(
         command: command.clone(),
         source: std::io::Error::other(detail),
     };
-    session.set_blocking(true);
-    session.set_timeout(request.inactivity.as_millis().min(u32::MAX as u128) as u32);
+    blocking(session, request.inactivity);
     channel
         .write_all(&serve::request(command))
         .and_then(|()| channel.flush())
@@ -452,7 +447,6 @@ fn exec_served(
     let (mut stdout, mut stderr, mut server_said) = (Vec::new(), Vec::new(), Vec::new());
     let mut ending = None;
     let mut broken = None;
-    session.set_blocking(false);
     let pumped = pump(session, channel, request, started, |stream, bytes| {
         if stream == Stream::Stderr {
             server_said.extend_from_slice(bytes);
@@ -479,7 +473,6 @@ fn exec_served(
             }
         }
     });
-    session.set_blocking(true);
     let said = String::from_utf8_lossy(&server_said).trim().to_string();
     match (pumped, ending) {
         (Pumped::Stopped, Some(serve::Ending::Exited(status))) => Ok(ExecOutput {
@@ -529,8 +522,7 @@ fn run(session: &ssh2::Session, request: &ExecRequest) -> Result<ExecOutput, Ssh
             source,
         }
     };
-    session.set_blocking(true);
-    session.set_timeout(request.inactivity.as_millis().min(u32::MAX as u128) as u32);
+    blocking(session, request.inactivity);
     let mut channel = session
         .channel_session()
         .map_err(map_lost(command, "open a channel"))?;
@@ -544,7 +536,6 @@ fn run(session: &ssh2::Session, request: &ExecRequest) -> Result<ExecOutput, Ssh
     channel.send_eof().map_err(exec_err("send EOF"))?;
 
     let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
-    session.set_blocking(false);
     let pumped = pump(session, &mut channel, request, started, |stream, bytes| {
         match stream {
             Stream::Stdout => stdout.extend_from_slice(bytes),
@@ -552,7 +543,6 @@ fn run(session: &ssh2::Session, request: &ExecRequest) -> Result<ExecOutput, Ssh
         }
         false
     });
-    session.set_blocking(true);
     match pumped {
         Pumped::Ended | Pumped::Stopped => {}
         Pumped::Failed(source) => {
@@ -610,8 +600,8 @@ enum Pumped {
     Quiet,
 }
 
-/// Read a channel's stdout and stderr side by side (the session is
-/// non-blocking), giving every piece to `take`, until `take` returns true,
+/// Read a channel's stdout and stderr side by side (the session is made
+/// non-blocking meanwhile, blocking again after), giving every piece to `take`, until `take` returns true,
 /// both streams end, reading fails, or the request's deadline or
 /// inactivity limit passes.
 fn pump(
@@ -620,6 +610,19 @@ fn pump(
     request: &ExecRequest,
     started: Instant,
     mut take: impl FnMut(Stream, &[u8]) -> bool,
+) -> Pumped {
+    session.set_blocking(false);
+    let pumped = pump_nonblocking(session, channel, request, started, &mut take);
+    session.set_blocking(true);
+    pumped
+}
+
+fn pump_nonblocking(
+    session: &ssh2::Session,
+    channel: &mut ssh2::Channel,
+    request: &ExecRequest,
+    started: Instant,
+    take: &mut impl FnMut(Stream, &[u8]) -> bool,
 ) -> Pumped {
     let (mut out_done, mut err_done) = (false, false);
     let mut last_data = Instant::now();
@@ -666,6 +669,12 @@ fn map_lost<'a>(command: &'a str, step: &'static str) -> impl Fn(ssh2::Error) ->
         command: command.to_string(),
         source: std::io::Error::other(format!("{step}: {source}")),
     }
+}
+
+/// Make the session blocking, each call bounded by `limit`.
+fn blocking(session: &ssh2::Session, limit: Duration) {
+    session.set_blocking(true);
+    session.set_timeout(limit.as_millis().min(u32::MAX as u128) as u32);
 }
 
 /// Sleep until the session's socket is readable or `timeout` passes.
