@@ -285,10 +285,11 @@ fn read(root: &Path, source: &Source, lines: &mut Lines) -> io::Result<()> {
             }
         }
         Source::RealNames(dir) => {
-            let dir = guest(root, dir);
-            for name in names(&dir) {
-                let real = fs::symlink_metadata(dir.join(&name)).is_ok_and(|m| !m.is_symlink());
-                if real && !lines.line(name.as_bytes())? {
+            for (name, kind) in entries(&guest(root, dir)) {
+                if name.starts_with('.') || kind.is_symlink() {
+                    continue;
+                }
+                if !lines.line(name.as_bytes())? {
                     return Ok(());
                 }
             }
@@ -306,16 +307,33 @@ fn read(root: &Path, source: &Source, lines: &mut Lines) -> io::Result<()> {
 /// The entries of `dir` except `.`-names, in byte order (as `ls` and a
 /// glob give them); none if it cannot be read.
 fn names(dir: &Path) -> Vec<String> {
+    entries(dir)
+        .into_iter()
+        .map(|(name, _)| name)
+        .filter(|n| !n.starts_with('.'))
+        .collect()
+}
+
+/// Every entry of `dir` (dot-names too) with its type, in byte order; none
+/// if it cannot be read. The type comes from the directory listing itself
+/// (`d_type`), not from a stat of each entry: on sysfs, proc and debugfs a
+/// stat is a lookup that builds a dentry and an inode: a quarter of a
+/// snapshot's time under TCG (72 ms to 54, 2026-12-04).
+fn entries(dir: &Path) -> Vec<(String, fs::FileType)> {
     let Ok(entries) = fs::read_dir(dir) else {
         return Vec::new();
     };
-    let mut names: Vec<String> = entries
+    let mut entries: Vec<(String, fs::FileType)> = entries
         .filter_map(|e| e.ok())
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| !n.starts_with('.'))
+        .filter_map(|e| {
+            Some((
+                e.file_name().to_string_lossy().into_owned(),
+                e.file_type().ok()?,
+            ))
+        })
         .collect();
-    names.sort_unstable();
-    names
+    entries.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    entries
 }
 
 /// Print the entries of `dir` (shown as `shown`) at `depth` and below;
@@ -329,20 +347,14 @@ fn walk(
     lines: &mut Lines,
 ) -> io::Result<bool> {
     // `find` lists dot-names too; only `.` and `..` are not entries.
-    let Ok(entries) = fs::read_dir(dir) else {
-        return Ok(true);
-    };
-    let mut entries: Vec<(String, PathBuf)> = entries
-        .filter_map(|e| e.ok())
-        .map(|e| (e.file_name().to_string_lossy().into_owned(), e.path()))
-        .collect();
-    entries.sort_unstable();
-    for (name, path) in entries {
-        let Ok(meta) = fs::symlink_metadata(&path) else {
-            continue;
-        };
-        let is_dir = meta.is_dir();
-        if is_dir && find.same_fs && device.is_some_and(|d| d != meta.dev()) {
+    for (name, kind) in entries(dir) {
+        let path = dir.join(&name);
+        let is_dir = kind.is_dir();
+        // Only a directory can be another filesystem's mount point.
+        if is_dir
+            && find.same_fs
+            && device.is_some_and(|d| fs::symlink_metadata(&path).map_or(true, |m| m.dev() != d))
+        {
             continue;
         }
         let shown = format!("{shown}/{name}");
