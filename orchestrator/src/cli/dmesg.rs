@@ -11,7 +11,8 @@ use super::{DmesgArgs, ExitOnError, Failure};
 pub(super) fn dmesg(args: &DmesgArgs) -> Result<ExitStatus, Failure> {
     use std::io::Write;
 
-    let mut out = std::io::stdout().lock();
+    // Stdout is line-buffered: a write per line of a big log's findings.
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     let mut found = false;
     let mut unreadable = Vec::new();
     for path in &args.files {
@@ -43,6 +44,10 @@ pub(super) fn dmesg(args: &DmesgArgs) -> Result<ExitStatus, Failure> {
                     .infrastructure()?;
             }
         }
+        // Each file's findings as soon as it is classified.
+        out.flush()
+            .context("failed to write to stdout")
+            .infrastructure()?;
     }
     out.flush()
         .context("failed to write to stdout")

@@ -5,10 +5,10 @@
 //! come before general ones (`WARNING: CPU: ...`).
 
 use std::cell::Cell;
-use std::sync::LazyLock;
+use std::sync::{LazyLock, OnceLock};
 
 use aho_corasick::{packed, AhoCorasick, AhoCorasickKind};
-use regex::{Regex, RegexSet, RegexSetBuilder};
+use regex::Regex;
 use regex_automata::{meta, Anchored, Input};
 
 use super::stack;
@@ -1104,8 +1104,10 @@ pub const MAX_CANDIDATES: usize = 8;
 /// The compiled table: the keywords find where a start line may begin, one
 /// search of the start regexes of the rules the keyword found there can
 /// start (its family) finds the first of them in table order that matches,
-/// and it wins unless its `unless` matches too (then a [`RegexSet`] finds
-/// the next candidates).
+/// and it wins unless its `unless` matches too (then the family's next
+/// rules are tried one by one). A rule's own start regex, with its captures,
+/// is compiled the first time a report of it needs one: most rules never
+/// fire in a log, and compiling all of them was most of a short log's time.
 pub struct Table {
     keywords: AhoCorasick,
     /// The keywords' first [`PREFILTER_PREFIX`] bytes for one SIMD pass over
@@ -1117,8 +1119,8 @@ pub struct Table {
     family_of: Vec<usize>,
     /// The rules a keyword can start, as one multi-pattern regex each.
     families: Vec<Family>,
-    set: RegexSet,
-    starts: Vec<Regex>,
+    sources: Vec<String>,
+    starts: Vec<OnceLock<Regex>>,
     unless: Vec<Option<Regex>>,
 }
 
@@ -1129,7 +1131,8 @@ const PREFILTER_MIN: usize = 4;
 /// takes at most 64 patterns, and the keywords' prefixes are fewer.
 const PREFILTER_PREFIX: usize = 8;
 
-/// Bytes of lazy DFA cache the rule set may use (regex's default is 2 MiB).
+/// Bytes of lazy DFA cache a family's regex may use (regex's default is 2 MiB):
+/// the largest families have dozens of rules to track.
 const DFA_CACHE: usize = 64 << 20;
 
 /// The start regex of a rule: its keywords, then its `start`.
@@ -1181,16 +1184,7 @@ fn families(keywords: &[&str], sources: &[String]) -> (Vec<usize>, Vec<Family>) 
 /// The compiled [`RULES`].
 pub static TABLE: LazyLock<Table> = LazyLock::new(|| {
     let sources: Vec<String> = RULES.iter().map(start_regex).collect();
-    // The set's lazy DFA has hundreds of rules to track: with the default
-    // cache it keeps throwing its states away and rebuilding them.
-    let set = RegexSetBuilder::new(&sources)
-        .dfa_size_limit(DFA_CACHE)
-        .build()
-        .expect("static regex set");
-    let starts = sources
-        .iter()
-        .map(|s| Regex::new(s).expect("static regex"))
-        .collect();
+    let starts = sources.iter().map(|_| OnceLock::new()).collect();
     let unless = RULES
         .iter()
         .map(|r| r.unless.map(|u| Regex::new(u).expect("static regex")))
@@ -1226,7 +1220,7 @@ pub static TABLE: LazyLock<Table> = LazyLock::new(|| {
         short,
         family_of,
         families,
-        set,
+        sources,
         starts,
         unless,
     }
@@ -1329,21 +1323,28 @@ impl Table {
         let found = family
             .starts
             .find(Input::new(text).anchored(Anchored::Yes))?;
-        let first = family.rules[found.pattern().as_usize()];
-        if self.unless[first].is_none() {
+        let place = found.pattern().as_usize();
+        let unless = |i: usize| self.unless[i].as_ref().is_some_and(|u| u.is_match(text));
+        let first = family.rules[place];
+        if !unless(first) {
             return Some(first);
         }
-        // Its `unless` matched: the next rules that match, from the set.
-        self.set.matches(text).into_iter().find(|&i| {
-            self.unless[i]
-                .as_ref()
-                .is_none_or(|unless| !unless.is_match(text))
-        })
+        // Its `unless` matched: the family's later rules (only they can
+        // start at this keyword, and the earlier ones did not match).
+        family.rules[place + 1..]
+            .iter()
+            .copied()
+            .find(|&i| self.start_regex(i).is_match(text) && !unless(i))
+    }
+
+    /// The start regex of rule `index`, compiled on first use.
+    fn start_regex(&self, index: usize) -> &Regex {
+        self.starts[index].get_or_init(|| Regex::new(&self.sources[index]).expect("static regex"))
     }
 
     /// The captures of rule `index` on its start line.
     pub fn captures<'t>(&self, index: usize, text: &'t str) -> Option<regex::Captures<'t>> {
-        self.starts[index].captures(text)
+        self.start_regex(index).captures(text)
     }
 }
 
@@ -1410,6 +1411,9 @@ mod tests {
     #[test]
     fn every_rule_compiles() {
         assert_eq!(TABLE.starts.len(), RULES.len());
+        for i in 0..RULES.len() {
+            TABLE.start_regex(i);
+        }
     }
 
     #[test]
@@ -1452,7 +1456,7 @@ mod tests {
                         .any(|m| m.start() == 0 && m.end() == keyword.len()),
                     "rule {i}: keyword {keyword:?} is not in the prefilter"
                 );
-                let source = TABLE.starts[i].as_str();
+                let source = TABLE.start_regex(i).as_str();
                 assert!(
                     source.starts_with("^(?:") && source.contains(&regex::escape(keyword)),
                     "rule {i}: start regex {source:?} does not begin with {keyword:?}"

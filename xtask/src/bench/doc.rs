@@ -6,6 +6,7 @@ use super::stats::{ratio, Summary};
 pub enum Unit {
     Seconds,
     Millis,
+    Micros,
     KiB,
     Count,
     MegabytesPerSecond,
@@ -16,6 +17,7 @@ impl Unit {
         match self {
             Unit::Seconds => "s",
             Unit::Millis => "ms",
+            Unit::Micros => "µs",
             Unit::KiB => "KiB",
             Unit::Count => "",
             Unit::MegabytesPerSecond => "MB/s",
@@ -26,6 +28,7 @@ impl Unit {
         let number = match self {
             Unit::Seconds if value < 10.0 => format!("{value:.3}"),
             Unit::Seconds | Unit::Millis | Unit::MegabytesPerSecond => format!("{value:.1}"),
+            Unit::Micros => format!("{value:.2}"),
             Unit::KiB | Unit::Count => format!("{value:.0}"),
         };
         match self.suffix() {

@@ -7,6 +7,7 @@
 //! (processes, guests, files) is this module; statistics and the markdown are
 //! pure (`stats`, `doc`, `kconfig`, `parse`).
 
+mod classifier;
 mod doc;
 mod kconfig;
 mod parse;
@@ -56,7 +57,16 @@ struct Options {
 /// Sections `--skip` knows.
 const SECTIONS: &[&str] = &["cache", "boot", "cycles", "classifier", "sweep"];
 
+/// Sections that boot guests.
+const GUEST_SECTIONS: &[&str] = &["boot", "cycles", "sweep"];
+
 impl Options {
+    fn needs_guests(&self) -> bool {
+        GUEST_SECTIONS
+            .iter()
+            .any(|g| !self.skip.iter().any(|s| s == g))
+    }
+
     fn runs_section(&self, name: &str) -> bool {
         let run = !self.skip.iter().any(|s| s == name);
         if !run {
@@ -217,7 +227,11 @@ pub fn main(args: &[String]) -> Result<(), Failure> {
         .clone()
         .or_else(|| cache.as_ref().and_then(|(_, dir)| dir.clone()))
         // `--skip cache`: the guests still need the default kernel.
-        .or_else(|| cache.is_none().then(|| default_kernel(&kcycle)).flatten());
+        .or_else(|| {
+            (cache.is_none() && options.needs_guests())
+                .then(|| default_kernel(&kcycle))
+                .flatten()
+        });
     let artifacts = match &kernel_dir {
         Some(dir) => Some(Artifacts::open(dir).map_err(|e| {
             usage(format!(
@@ -266,9 +280,9 @@ pub fn main(args: &[String]) -> Result<(), Failure> {
     let mut sections = Vec::new();
     // Cheapest first; the virtme-ng boots (minutes each under TCG) late.
     sections.push(if options.runs_section("classifier") {
-        classifier_section(&kcycle, &options, scratch.path())
+        classifier::section(&kcycle, &options, scratch.path())
     } else {
-        skipped("dmesg classifier")
+        skipped(classifier::TITLE)
     });
     write(&sections, false)?;
     match &artifacts {
@@ -288,6 +302,10 @@ pub fn main(args: &[String]) -> Result<(), Failure> {
                 skipped("Boot")
             });
             write(&sections, false)?;
+        }
+        None if !options.needs_guests() => {
+            sections.push(skipped("Per-cycle overhead"));
+            sections.push(skipped("Boot"));
         }
         None => sections.push(Section {
             title: "Guests".into(),
@@ -1107,110 +1125,6 @@ fn floor_in(guest: &mut Guest, options: &Options, kind: FloorGuest) -> Result<Ve
     ])
 }
 
-// ---- dmesg classifier ----------------------------------------------------------
-
-/// The fixtures' logs concatenated, repeated to at least `bytes`.
-fn big_log(bytes: usize) -> Result<String, String> {
-    let dir = root().join("orchestrator/tests/fixtures/dmesg");
-    let mut paths: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .map_err(|e| format!("failed to read {}: {e}", dir.display()))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|e| e == "log"))
-        .collect();
-    paths.sort();
-    let mut one = String::new();
-    for p in &paths {
-        let bytes = std::fs::read(p).map_err(|e| format!("failed to read {}: {e}", p.display()))?;
-        one.push_str(&String::from_utf8_lossy(&bytes));
-        if !one.ends_with('\n') {
-            one.push('\n');
-        }
-    }
-    if one.is_empty() {
-        return Err(format!("no .log files in {}", dir.display()));
-    }
-    Ok(one.repeat(bytes.div_ceil(one.len())))
-}
-
-fn classifier_section(kcycle: &Path, options: &Options, scratch: &Path) -> Section {
-    let target = 8_000_000;
-    let figure = |line: String| {
-        Figure::new(
-            "classifier",
-            "`kcycle dmesg --json` over the dmesg fixtures concatenated (process start, read, classify, JSON out)",
-            Unit::MegabytesPerSecond,
-            line,
-        )
-    };
-    let log = match big_log(target) {
-        Ok(log) => log,
-        Err(e) => {
-            return Section {
-                title: "dmesg classifier".into(),
-                figures: vec![figure(String::new()).not_measured(e)],
-                ..Section::default()
-            }
-        }
-    };
-    let path = scratch.join("big-dmesg.log");
-    let mut command = Command::new(kcycle);
-    command
-        .args(["--progress", "never", "dmesg", "--json"])
-        .arg(&path);
-    let line = format!(
-        "{} > /dev/null  ({:.1} MB, {} lines)",
-        shell_line(&command),
-        log.len() as f64 / 1e6,
-        log.lines().count()
-    );
-    if let Err(e) = std::fs::write(&path, &log) {
-        return Section {
-            title: "dmesg classifier".into(),
-            figures: vec![
-                figure(line).not_measured(format!("failed to write {}: {e}", path.display()))
-            ],
-            ..Section::default()
-        };
-    }
-    let mut samples = Vec::new();
-    let mut failure = None;
-    for i in 0..options.runs.max(5) {
-        progress(&format!(
-            "classifier: run {}/{}",
-            i + 1,
-            options.runs.max(5)
-        ));
-        match timed(&mut command, Duration::from_secs(600)) {
-            // Exit 1 is "found something", as grep's.
-            Ok((t, out)) if matches!(out.status.code(), Some(0 | 1)) => {
-                samples.push(log.len() as f64 / 1e6 / t)
-            }
-            Ok((_, out)) => {
-                failure = Some(format!(
-                    "exited {}: {}",
-                    out.status,
-                    parse::tail(&out.stderr, 3)
-                ))
-            }
-            Err(e) => failure = Some(e),
-        }
-    }
-    let figure = match failure {
-        Some(why) if samples.is_empty() => figure(line).not_measured(why),
-        _ => figure(line).samples(samples),
-    };
-    Section {
-        title: "dmesg classifier".into(),
-        figures: vec![figure],
-        ratios: Vec::new(),
-        notes: vec![
-            "Target (issue 15): at least 200 MB/s on one core (the classifier is single-threaded; this is wall time \
-             of the whole command on the shared machine). The worst-case time per line is the classifier work's figure."
-                .into(),
-        ],
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1274,12 +1188,5 @@ mod tests {
         }
         assert!(!plain.iter().any(|a| a == "kmemleak=on"), "{plain:?}");
         assert!(leak.iter().any(|a| a == "kmemleak=on"), "{leak:?}");
-    }
-
-    #[test]
-    fn the_big_log_is_the_fixtures_repeated() {
-        let log = big_log(1_000_000).unwrap();
-        assert!(log.len() >= 1_000_000);
-        assert!(log.contains("WARNING") || log.contains("BUG"));
     }
 }
