@@ -14,6 +14,7 @@ mod parse;
 mod profile;
 mod stats;
 mod sweep;
+mod vng;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -378,7 +379,18 @@ fn machine(options: &Options, artifacts: Option<&Artifacts>) -> Vec<(String, Str
             "QEMU".into(),
             first_line(&kcycle::vm::qemu_binary().to_string_lossy(), &["--version"]),
         ),
-        ("virtme-ng".into(), first_line("vng", &["--version"])),
+        (
+            "virtme-ng".into(),
+            if options.skip.iter().any(|s| s == "boot") {
+                "not used (boot skipped)".into()
+            } else {
+                // Installed here if missing: the row says which one ran.
+                match vng::program() {
+                    Ok(program) => vng::version(&program),
+                    Err(why) => format!("unavailable ({why})"),
+                }
+            },
+        ),
         (
             "kcycle commit".into(),
             format!(
@@ -587,7 +599,8 @@ const VNG_SCRIPT_OK: &str = "virtme-ng-init: script exited with code 0";
 
 fn vng_figure(artifacts: &Artifacts, options: &Options) -> (Figure, Vec<String>) {
     // --verbose: in the console fallback (below) the script's end shows only there.
-    let mut vng = Command::new("vng");
+    let program = vng::program();
+    let mut vng = Command::new(program.clone().unwrap_or_else(|_| PathBuf::from("vng")));
     vng.args(["--verbose", "--run"]).arg(artifacts.bzimage());
     if options.accel == Accel::Tcg {
         vng.arg("--disable-kvm");
@@ -601,6 +614,9 @@ fn vng_figure(artifacts: &Artifacts, options: &Options) -> (Figure, Vec<String>)
         format!("{line}  (done when vng exits and its console says \"{VNG_SCRIPT_OK}\")"),
     );
     let mut notes = Vec::new();
+    if let Err(why) = program {
+        return (figure.not_measured(why), notes);
+    }
     let mut samples = Vec::new();
     let mut exits = Vec::new();
     // A guest that panics in its timer check (host starvation under TCG) is
