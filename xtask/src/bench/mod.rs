@@ -717,6 +717,8 @@ fn suite_text(cycles: usize, cmdline: &[&str]) -> String {
 #[derive(Default)]
 struct Sampled {
     hwm_kib: u64,
+    /// kcycle's own user+system CPU in clock ticks, at the last sample.
+    cpu_ticks: u64,
     max_fds: u64,
     first_fds: Option<u64>,
     last_fds: u64,
@@ -728,6 +730,12 @@ impl Sampled {
             if let Some(hwm) = parse::status_kib(&status, "VmHWM") {
                 self.hwm_kib = self.hwm_kib.max(hwm);
             }
+        }
+        if let Some(ticks) = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .and_then(|stat| parse::stat_cpu_ticks(&stat))
+        {
+            self.cpu_ticks = ticks;
         }
         if let Ok(entries) = std::fs::read_dir(format!("/proc/{pid}/fd")) {
             let fds = entries.count() as u64;
@@ -829,7 +837,9 @@ fn cycle_sections(
     scratch: &Path,
 ) -> (Section, Section) {
     let mut notes = Vec::new();
-    let (mut hwm, mut fds) = (Vec::new(), Vec::new());
+    let (mut hwm, mut fds, mut cpu) = (Vec::new(), Vec::new(), Vec::new());
+    // SAFETY: sysconf has no preconditions.
+    let ticks_per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
     let mut series = |key: &str,
                       what: &str,
                       cmdline: &[&str],
@@ -852,6 +862,11 @@ fn cycle_sections(
                     samples.push(per_cycle * 1000.0);
                     hwm.push(sampled.hwm_kib as f64);
                     fds.push(sampled.max_fds as f64);
+                    if sampled.cpu_ticks > 0 {
+                        cpu.push(
+                            sampled.cpu_ticks as f64 / ticks_per_second / cycles as f64 * 1000.0,
+                        );
+                    }
                     if let Some(first) = sampled.first_fds {
                         if sampled.last_fds > first {
                             notes.push(format!(
@@ -943,8 +958,15 @@ fn cycle_sections(
          so a kmemleak cycle cannot come near the floor; the no-kmemleak figure is the one the target is about."
     ));
     let memory = Section {
-        title: "kcycle's own memory and file descriptors".into(),
+        title: "kcycle's own memory, CPU and file descriptors".into(),
         figures: vec![
+            Figure::new(
+                "kcycle-host-cpu",
+                "kcycle's own CPU (user + system, host) per cycle of a `kcycle run`: boot, steps, checks, reports",
+                Unit::Millis,
+                "/proc/<kcycle pid>/stat utime + stime at its last sample (every 200 ms) / the run's cycles, every run above",
+            )
+            .samples(cpu),
             Figure::new(
                 "kcycle-peak-rss",
                 "kcycle peak RSS (VmHWM) per `kcycle run`",
@@ -963,6 +985,8 @@ fn cycle_sections(
         ratios: Vec::new(),
         notes: vec![format!(
             "Sampled over every `kcycle run` of the per-cycle section, the longest being {} cycles. \
+             The CPU figure is kcycle alone (QEMU is another process): what the host side of a cycle costs, \
+             its start and boot spread over the run's cycles. \
              A growing fd count within a run is listed under the per-cycle section. docs/soak.md (`just soak`) is the 200-cycle run.",
             options.long_cycles
         )],

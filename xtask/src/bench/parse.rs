@@ -18,6 +18,16 @@ pub fn status_kib(status: &str, field: &str) -> Option<u64> {
     })
 }
 
+/// User plus system CPU in clock ticks from a `/proc/<pid>/stat` line
+/// (fields 14 and 15; the command name in parentheses may hold blanks).
+pub fn stat_cpu_ticks(stat: &str) -> Option<u64> {
+    let (_, rest) = stat.rsplit_once(") ")?;
+    let mut fields = rest.split_whitespace().skip(11);
+    let utime: u64 = fields.next()?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    Some(utime + stime)
+}
+
 /// One test of an IGT-style results.json: (result, seconds from start to end).
 pub fn test_time(results_json: &str, test: &str) -> Result<(String, f64), String> {
     let value: serde_json::Value =
@@ -82,6 +92,14 @@ mod tests {
         assert_eq!(status_kib(status, "VmHWM"), Some(21872));
         assert_eq!(status_kib(status, "VmRSS"), Some(20000));
         assert_eq!(status_kib(status, "VmSwap"), None);
+    }
+
+    #[test]
+    fn proc_stat_cpu() {
+        // A real line (from `cat /proc/self/stat`), its name given a blank and a `)`.
+        let stat = "4242 (kcy cle)) S 1 4242 4242 0 -1 4194560 120 0 0 0 37 5 0 0 20 0 1 0 100 1000 200 18446744073709551615";
+        assert_eq!(stat_cpu_ticks(stat), Some(42));
+        assert_eq!(stat_cpu_ticks("4242 (kcycle) S 1"), None);
     }
 
     #[test]
