@@ -97,7 +97,7 @@ fn boot_guest(args: &GuestArgs, run_dir: &RunDir) -> Result<Guest, Failure> {
     let spec = boot_spec(args, &artifacts, run_dir.path())?;
     let guest = Guest::boot(spec, run_dir.path()).infrastructure()?;
     eprintln!(
-        "kcycle: guest {} ready in {:.1} s (console: {})",
+        "kcycle: guest {} ready in {:.2} s (console: {})",
         artifacts.manifest.kernel_release,
         guest.boot_time().as_secs_f64(),
         guest.console().path().display()

@@ -62,14 +62,16 @@ const SECTIONS: &[&str] = &["cache", "boot", "cycles", "classifier", "sweep"];
 const GUEST_SECTIONS: &[&str] = &["boot", "cycles", "sweep"];
 
 impl Options {
+    fn skips(&self, name: &str) -> bool {
+        self.skip.iter().any(|s| s == name)
+    }
+
     fn needs_guests(&self) -> bool {
-        GUEST_SECTIONS
-            .iter()
-            .any(|g| !self.skip.iter().any(|s| s == g))
+        GUEST_SECTIONS.iter().any(|g| !self.skips(g))
     }
 
     fn runs_section(&self, name: &str) -> bool {
-        let run = !self.skip.iter().any(|s| s == name);
+        let run = !self.skips(name);
         if !run {
             progress(&format!("{name}: skipped (--skip)"));
         }
@@ -381,7 +383,7 @@ fn machine(options: &Options, artifacts: Option<&Artifacts>) -> Vec<(String, Str
         ),
         (
             "virtme-ng".into(),
-            if options.skip.iter().any(|s| s == "boot") {
+            if options.skips("boot") {
                 "not used (boot skipped)".into()
             } else {
                 // Installed here if missing: the row says which one ran.
@@ -497,6 +499,12 @@ fn cache_section(kcycle: &Path, options: &Options) -> (Section, Option<PathBuf>)
 
 // ---- boot: kcycle exec vs virtme-ng -------------------------------------------
 
+/// Runs of each boot figure: a boot is seconds, and its spread under TCG
+/// on a shared host is a tenth of it, so three medians decide too little.
+fn boot_runs(options: &Options) -> usize {
+    options.runs.max(5)
+}
+
 fn boot_section(kcycle: &Path, guest: &Artifacts, options: &Options, scratch: &Path) -> Section {
     // Both boot the same bzImage: one that has what vng needs as well.
     let (bench, kernel_note) = match profile::vng_kernel(kcycle, guest, scratch) {
@@ -520,12 +528,9 @@ fn boot_section(kcycle: &Path, guest: &Artifacts, options: &Options, scratch: &P
     .args(["--", "true"]);
     let exec_line = shell_line(&exec);
     let (mut ready, mut whole, mut failure) = (Vec::new(), Vec::new(), None);
-    for i in 0..options.runs {
-        progress(&format!(
-            "boot: kcycle exec -- true {}/{}",
-            i + 1,
-            options.runs
-        ));
+    let runs = boot_runs(options);
+    for i in 0..runs {
+        progress(&format!("boot: kcycle exec -- true {}/{runs}", i + 1));
         match timed(&mut exec, Duration::from_secs(600)) {
             Ok((t, out)) if out.status.success() => {
                 whole.push(t);
@@ -623,8 +628,9 @@ fn vng_figure(artifacts: &Artifacts, options: &Options) -> (Figure, Vec<String>)
     // retried, up to `runs` times in all, and each one is written down.
     let mut panics = 0;
     let mut i = 0;
-    while samples.len() < options.runs {
-        progress(&format!("boot: vng --exec true {}/{}", i + 1, options.runs));
+    let runs = boot_runs(options);
+    while samples.len() < runs {
+        progress(&format!("boot: vng --exec true {}/{runs}", i + 1));
         i += 1;
         match timed(&mut vng, Duration::from_secs(600)) {
             Ok((t, out))
@@ -655,7 +661,7 @@ fn vng_figure(artifacts: &Artifacts, options: &Options) -> (Figure, Vec<String>)
                 }
             }
             Ok((t, out))
-                if panics < options.runs
+                if panics < runs
                     && format!("{}{}", out.stdout, out.stderr).contains("Kernel panic") =>
             {
                 panics += 1;
