@@ -630,7 +630,11 @@ fn vng_figure(artifacts: &Artifacts, options: &Options) -> (Figure, Vec<String>)
     let mut i = 0;
     let runs = boot_runs(options);
     while samples.len() < runs {
-        progress(&format!("boot: vng --exec true {}/{runs}", i + 1));
+        progress(&format!(
+            "boot: vng --exec true, attempt {} ({}/{runs} counted)",
+            i + 1,
+            samples.len()
+        ));
         i += 1;
         match timed(&mut vng, Duration::from_secs(600)) {
             Ok((t, out))
