@@ -1105,9 +1105,10 @@ pub const MAX_CANDIDATES: usize = 8;
 /// search of the start regexes of the rules the keyword found there can
 /// start (its family) finds the first of them in table order that matches,
 /// and it wins unless its `unless` matches too (then the family's next
-/// rules are tried one by one). A rule's own start regex, with its captures,
-/// is compiled the first time a report of it needs one: most rules never
-/// fire in a log, and compiling all of them was most of a short log's time.
+/// rules are tried one by one). Regexes are compiled on first use: a
+/// family's the first time its keyword is in a log, a rule's own (with its
+/// captures) the first time a report of it needs one. Most rules never fire
+/// in a log, and compiling all of them was most of a short log's time.
 pub struct Table {
     keywords: AhoCorasick,
     /// The keywords' first [`PREFILTER_PREFIX`] bytes for one SIMD pass over
@@ -1148,13 +1149,26 @@ struct Family {
     rules: Vec<usize>,
     /// Their start regexes as the patterns of one regex: its leftmost-first
     /// match (all are anchored) is the first of them in table order that
-    /// matches, found without the overlapping search of a set.
-    starts: meta::Regex,
+    /// matches, found without the overlapping search of a set. Compiled the
+    /// first time a log has one of the family's keywords: compiling every
+    /// family was nearly all of what classifying a short log cost.
+    starts: OnceLock<meta::Regex>,
+}
+
+impl Family {
+    fn starts(&self, sources: &[String]) -> &meta::Regex {
+        self.starts.get_or_init(|| {
+            meta::Regex::builder()
+                .configure(meta::Regex::config().hybrid_cache_capacity(DFA_CACHE))
+                .build_many(&self.rules.iter().map(|&i| &sources[i]).collect::<Vec<_>>())
+                .expect("static regexes")
+        })
+    }
 }
 
 /// Each keyword's family, and the families (keywords that have the same
 /// rules share one).
-fn families(keywords: &[&str], sources: &[String]) -> (Vec<usize>, Vec<Family>) {
+fn families(keywords: &[&str]) -> (Vec<usize>, Vec<Family>) {
     let mut families: Vec<Family> = Vec::new();
     let family_of = keywords
         .iter()
@@ -1170,11 +1184,10 @@ fn families(keywords: &[&str], sources: &[String]) -> (Vec<usize>, Vec<Family>) 
             if let Some(known) = families.iter().position(|f| f.rules == rules) {
                 return known;
             }
-            let starts = meta::Regex::builder()
-                .configure(meta::Regex::config().hybrid_cache_capacity(DFA_CACHE))
-                .build_many(&rules.iter().map(|&i| &sources[i]).collect::<Vec<_>>())
-                .expect("static regexes");
-            families.push(Family { rules, starts });
+            families.push(Family {
+                rules,
+                starts: OnceLock::new(),
+            });
             families.len() - 1
         })
         .collect();
@@ -1195,7 +1208,7 @@ pub static TABLE: LazyLock<Table> = LazyLock::new(|| {
         .collect();
     keywords.sort_unstable();
     keywords.dedup();
-    let (family_of, families) = families(&keywords, &sources);
+    let (family_of, families) = families(&keywords);
     let (short, long): (Vec<&str>, Vec<&str>) =
         keywords.iter().partition(|k| k.len() < PREFILTER_MIN);
     // Sorted keywords give sorted prefixes.
@@ -1321,7 +1334,7 @@ impl Table {
     fn at(&self, text: &str, keyword: usize) -> Option<usize> {
         let family = &self.families[self.family_of[keyword]];
         let found = family
-            .starts
+            .starts(&self.sources)
             .find(Input::new(text).anchored(Anchored::Yes))?;
         let place = found.pattern().as_usize();
         let unless = |i: usize| self.unless[i].as_ref().is_some_and(|u| u.is_match(text));
@@ -1413,6 +1426,9 @@ mod tests {
         assert_eq!(TABLE.starts.len(), RULES.len());
         for i in 0..RULES.len() {
             TABLE.start_regex(i);
+        }
+        for family in &TABLE.families {
+            family.starts(&TABLE.sources);
         }
     }
 
