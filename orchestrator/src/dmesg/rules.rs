@@ -1120,7 +1120,6 @@ pub struct Table {
     family_of: Vec<usize>,
     /// The rules a keyword can start, as one multi-pattern regex each.
     families: Vec<Family>,
-    sources: Vec<String>,
     starts: Vec<OnceLock<Regex>>,
     unless: Vec<Option<Regex>>,
 }
@@ -1136,8 +1135,8 @@ const PREFILTER_PREFIX: usize = 8;
 /// the largest families have dozens of rules to track.
 const DFA_CACHE: usize = 64 << 20;
 
-/// The start regex of a rule: its keywords, then its `start`.
-fn start_regex(rule: &Rule) -> String {
+/// The source of a rule's start regex: its keywords, then its `start`.
+fn start_source(rule: &Rule) -> String {
     let keywords: Vec<String> = rule.keywords.iter().map(|k| regex::escape(k)).collect();
     format!("^(?:{}){}", keywords.join("|"), rule.start)
 }
@@ -1156,11 +1155,16 @@ struct Family {
 }
 
 impl Family {
-    fn starts(&self, sources: &[String]) -> &meta::Regex {
+    fn starts(&self) -> &meta::Regex {
         self.starts.get_or_init(|| {
+            let sources: Vec<String> = self
+                .rules
+                .iter()
+                .map(|&i| start_source(&RULES[i]))
+                .collect();
             meta::Regex::builder()
                 .configure(meta::Regex::config().hybrid_cache_capacity(DFA_CACHE))
-                .build_many(&self.rules.iter().map(|&i| &sources[i]).collect::<Vec<_>>())
+                .build_many(&sources)
                 .expect("static regexes")
         })
     }
@@ -1196,8 +1200,7 @@ fn families(keywords: &[&str]) -> (Vec<usize>, Vec<Family>) {
 
 /// The compiled [`RULES`].
 pub static TABLE: LazyLock<Table> = LazyLock::new(|| {
-    let sources: Vec<String> = RULES.iter().map(start_regex).collect();
-    let starts = sources.iter().map(|_| OnceLock::new()).collect();
+    let starts = RULES.iter().map(|_| OnceLock::new()).collect();
     let unless = RULES
         .iter()
         .map(|r| r.unless.map(|u| Regex::new(u).expect("static regex")))
@@ -1233,7 +1236,6 @@ pub static TABLE: LazyLock<Table> = LazyLock::new(|| {
         short,
         family_of,
         families,
-        sources,
         starts,
         unless,
     }
@@ -1334,7 +1336,7 @@ impl Table {
     fn at(&self, text: &str, keyword: usize) -> Option<usize> {
         let family = &self.families[self.family_of[keyword]];
         let found = family
-            .starts(&self.sources)
+            .starts()
             .find(Input::new(text).anchored(Anchored::Yes))?;
         let place = found.pattern().as_usize();
         let unless = |i: usize| self.unless[i].as_ref().is_some_and(|u| u.is_match(text));
@@ -1352,7 +1354,8 @@ impl Table {
 
     /// The start regex of rule `index`, compiled on first use.
     fn start_regex(&self, index: usize) -> &Regex {
-        self.starts[index].get_or_init(|| Regex::new(&self.sources[index]).expect("static regex"))
+        self.starts[index]
+            .get_or_init(|| Regex::new(&start_source(&RULES[index])).expect("static regex"))
     }
 
     /// The captures of rule `index` on its start line.
@@ -1428,7 +1431,7 @@ mod tests {
             TABLE.start_regex(i);
         }
         for family in &TABLE.families {
-            family.starts(&TABLE.sources);
+            family.starts();
         }
     }
 
