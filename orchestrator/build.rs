@@ -10,6 +10,7 @@ use std::process::Command;
 fn main() {
     println!("cargo:rerun-if-changed=guest/kcycle_snapshot.rs");
     println!("cargo:rerun-if-changed=src/snapshot/walk.rs");
+    println!("cargo:rerun-if-changed=src/snapshot/klog.rs");
     println!("cargo:rerun-if-changed=src/guest/serve.rs");
     let out = PathBuf::from(std::env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
     let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());

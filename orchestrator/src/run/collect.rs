@@ -4,24 +4,20 @@
 //! the step's own command so that a step costs one SSH round trip. Pure:
 //! commands out, text in.
 
-use super::{command, ledger};
-use crate::snapshot;
+use super::ledger;
+use crate::snapshot::{self, SlabCounts};
 
 /// Ends the step's own output in a merged command's stdout; its exit
 /// status follows on the same line.
 pub const STEP_MARK: &str = "@@kcycle-step-status";
 /// Marks the end of the kernel log.
-pub const SNAPSHOT_MARK: &str = "@@kcycle-snapshot";
+pub const SNAPSHOT_MARK: &str = snapshot::klog::LOG_END;
 /// Starts a loaded module's section addresses.
 pub const SECTIONS_MARK: &str = "@@kcycle-sections";
 
 /// The collect alone; with `loaded`, also that module's sections.
-pub fn command(loaded: Option<&str>) -> String {
-    let mut shell = format!(
-        "{}; echo {SNAPSHOT_MARK}; {}",
-        command::TAKE_DMESG,
-        snapshot::command()
-    );
+pub fn command(loaded: Option<&str>, counts: SlabCounts) -> String {
+    let mut shell = snapshot::with_log_command(counts);
     if let Some(module) = loaded {
         shell.push_str(&format!(
             "; echo {SECTIONS_MARK}; {}",
@@ -37,7 +33,7 @@ pub fn command(loaded: Option<&str>) -> String {
 /// names the module a successful step loaded: its sections are read only
 /// when the step succeeded. The collect's own stderr is dropped, as a
 /// separate collect's is.
-pub fn after(step: &str, loads: Option<&str>) -> String {
+pub fn after(step: &str, loads: Option<&str>, counts: SlabCounts) -> String {
     let sections = loads
         .map(|module| {
             format!(
@@ -48,9 +44,8 @@ pub fn after(step: &str, loads: Option<&str>) -> String {
         .unwrap_or_default();
     format!(
         "(\n{step}\n); kcycle_rc=$?; printf '\\n{STEP_MARK} %d\\n' $kcycle_rc; \
-         {{ {}; echo {SNAPSHOT_MARK}; {}{sections}; }} 2>/dev/null; exit $kcycle_rc",
-        command::TAKE_DMESG,
-        snapshot::command()
+         {{ {}{sections}; }} 2>/dev/null; exit $kcycle_rc",
+        snapshot::with_log_command(counts)
     )
 }
 
@@ -90,7 +85,7 @@ mod tests {
 
     #[test]
     fn a_merged_command_runs_the_step_in_a_subshell_then_the_collect() {
-        let merged = after("modprobe 'drv'\nexit 3", Some("drv"));
+        let merged = after("modprobe 'drv'\nexit 3", Some("drv"), SlabCounts::Listed);
         assert!(
             merged.starts_with("(\nmodprobe 'drv'\nexit 3\n); kcycle_rc=$?;"),
             "{merged}"
@@ -105,8 +100,13 @@ mod tests {
                 merged.split_once("\n); kcycle_rc=$?; ").unwrap().1
             ))
         );
-        assert!(!after("modprobe -r 'drv'", None).contains(SECTIONS_MARK));
-        assert_eq!(split_after(&command(None)), None);
+        let unload = after("modprobe -r 'drv'", None, SlabCounts::Exact);
+        assert!(!unload.contains(SECTIONS_MARK));
+        assert!(
+            unload.contains("/bin/kcycle-snapshot --exact-slabs --take-log;"),
+            "{unload}"
+        );
+        assert_eq!(split_after(&command(None, SlabCounts::Listed)), None);
     }
 
     #[test]

@@ -3,7 +3,8 @@
 //! every step.
 //!
 //! Per step: run the action; take the kernel log printed since the previous
-//! step (`dmesg -c`) and a snapshot; classify the log; after an unload,
+//! step (read and cleared, as `dmesg -c`) and a snapshot, both from one
+//! `kcycle-snapshot --take-log` in the guest; classify the log; after an unload,
 //! compare against the snapshot from before the module's load, so what the
 //! module created and left behind is named and charged to the cycle whose
 //! unload left it ("left behind by unload in cycle N"). A later load that
@@ -28,7 +29,7 @@ use crate::dmesg;
 use crate::kind::{Fault, FindingKind};
 use crate::outcome::{CycleSample, Finding, Severity, TestResult};
 use crate::selftest::{self, Subtest, SubtestOutcome};
-use crate::snapshot::{self, Snapshot};
+use crate::snapshot::{self, SlabCounts, Snapshot};
 use crate::status::Status;
 use crate::suite::{Action, SelftestKind, Suite, SweepMethod, Test};
 use crate::symbols::Symbolizer;
@@ -87,6 +88,9 @@ struct Planned<'s> {
     /// `Some(false)`: must succeed; `Some(true)`: must fail; `None`: either.
     expect_failure: Option<bool>,
     selftest: Option<(&'s str, SelftestKind)>,
+    /// How the snapshot after it counts slab objects: exactly when it is a
+    /// cycle's sample for the trends.
+    counts: SlabCounts,
 }
 
 /// The test being run: its accumulating log and findings.
@@ -315,7 +319,7 @@ impl<'a> Recorder<'a> {
         // Start from a clean log and a baseline snapshot. What the kernel
         // printed before (boot, an earlier test) is not this test's; it is in
         // the console log.
-        let (_, baseline) = self.collect(machine, None)?;
+        let (_, baseline) = self.collect(machine, None, SlabCounts::Listed)?;
         self.dmesg.clear();
         self.baseline = baseline.clone();
         self.current = baseline;
@@ -324,9 +328,21 @@ impl<'a> Recorder<'a> {
         }
 
         let test = self.ctx.test;
+        // The snapshot after a cycle's last step is the cycle's sample:
+        // counted exactly when the test has enough cycles for a trend.
+        let sampled = if test.cycles as usize >= trend::MIN_CYCLES {
+            SlabCounts::Exact
+        } else {
+            SlabCounts::Listed
+        };
         for cycle in 1..=test.cycles {
-            for step in &test.steps {
-                self.run_step(machine, emit, step, cycle)?;
+            for (i, step) in test.steps.iter().enumerate() {
+                let counts = if i + 1 == test.steps.len() {
+                    sampled
+                } else {
+                    SlabCounts::Listed
+                };
+                self.run_step(machine, emit, step, cycle, counts)?;
             }
             self.cycles.push(CycleSample {
                 cycle,
@@ -343,6 +359,7 @@ impl<'a> Recorder<'a> {
         emit: &mut dyn FnMut(Event),
         step: &crate::suite::Step,
         cycle: u32,
+        counts: SlabCounts,
     ) -> Result<(), MachineError> {
         if let Action::Sweep { .. } = &step.action {
             return self.run_sweep(machine, emit, step, cycle);
@@ -377,6 +394,7 @@ impl<'a> Recorder<'a> {
                 Action::Selftest { module, kind, .. } => Some((module.as_str(), *kind)),
                 _ => None,
             },
+            counts,
         };
         self.run_planned(machine, emit, planned, cycle).map(|_| ())
     }
@@ -401,6 +419,7 @@ impl<'a> Recorder<'a> {
             timeout,
             expect_failure,
             selftest,
+            counts,
         } = planned;
         let unloads = module.is_some() && !loads && device.is_none();
         emit(Event::StepStarted {
@@ -417,7 +436,7 @@ impl<'a> Recorder<'a> {
         self.unloading = module.clone().filter(|_| unloads).map(|m| (m, cycle));
         let loading = module.as_deref().filter(|_| loads);
         let (shell, output, collected) =
-            self.act(machine, &label, shell, timeout, device, loading)?;
+            self.act(machine, &label, shell, timeout, device, (loading, counts))?;
         let succeeded = output.status == 0;
         if let (true, Some(module)) = (succeeded && unloads, &module) {
             // Before its log is read: a callback left armed may fire during the collect.
@@ -426,7 +445,7 @@ impl<'a> Recorder<'a> {
         let loaded_now = loading.filter(|_| succeeded);
         let (log, after) = match collected {
             Some(collected) => collected,
-            None => self.collect(machine, loaded_now)?,
+            None => self.collect(machine, loaded_now, counts)?,
         };
         // A load or a bind that found its names taken tripped over a leftover.
         let prober = match device {
@@ -539,7 +558,8 @@ impl<'a> Recorder<'a> {
     /// Do a step's action: a guest command, or for hotplug steps the QMP exchange between the
     /// guest commands that record and check the guest's view. Returns what to show as the
     /// command, the combined output, and for a plain command the collect that ran in the
-    /// same round trip (`loads`: the module whose sections to read if it loaded).
+    /// same round trip (`loads`: the module whose sections to read if it loaded, and how
+    /// its snapshot counts slabs).
     fn act(
         &mut self,
         machine: &mut dyn Machine,
@@ -547,7 +567,7 @@ impl<'a> Recorder<'a> {
         shell: String,
         timeout: Duration,
         device: Option<&Action>,
-        loads: Option<&str>,
+        collect: (Option<&str>, SlabCounts),
     ) -> Result<(String, Output, Option<Collected>), MachineError> {
         match device {
             Some(Action::Hotunplug { device }) => {
@@ -581,7 +601,7 @@ impl<'a> Recorder<'a> {
             }
             _ => {
                 let (output, collected) =
-                    self.exec_collecting(machine, label, &shell, timeout, loads)?;
+                    self.exec_collecting(machine, label, &shell, timeout, collect)?;
                 Ok((shell, output, collected))
             }
         }
@@ -598,9 +618,9 @@ impl<'a> Recorder<'a> {
         label: &str,
         shell: &str,
         timeout: Duration,
-        loads: Option<&str>,
+        (loads, counts): (Option<&str>, SlabCounts),
     ) -> Result<(Output, Option<Collected>), MachineError> {
-        let merged = collect::after(shell, loads);
+        let merged = collect::after(shell, loads, counts);
         let result = match machine.exec(&merged, timeout + COLLECT_TIMEOUT) {
             Err(MachineError::Timeout(_)) => Err(MachineError::Timeout(timeout)),
             other => other,
@@ -672,8 +692,9 @@ impl<'a> Recorder<'a> {
         &mut self,
         machine: &mut dyn Machine,
         loaded: Option<&str>,
+        counts: SlabCounts,
     ) -> Result<Collected, MachineError> {
-        let output = machine.exec(&collect::command(loaded), COLLECT_TIMEOUT)?;
+        let output = machine.exec(&collect::command(loaded, counts), COLLECT_TIMEOUT)?;
         Ok(self.absorb(&output.stdout))
     }
 
@@ -987,6 +1008,7 @@ impl<'a> Recorder<'a> {
             timeout: step.timeout,
             expect_failure: expect,
             selftest: None,
+            counts: SlabCounts::Listed,
         };
         let unload = command::for_action(
             &Action::Unload {
@@ -1087,7 +1109,7 @@ impl<'a> Recorder<'a> {
         self.restarted = true;
         self.ledger = Ledger::default();
         self.before_load.clear();
-        let (_, fresh) = self.collect(machine, None)?;
+        let (_, fresh) = self.collect(machine, None, SlabCounts::Listed)?;
         self.baseline = fresh.clone();
         self.current = fresh;
         if self.kmemleak {

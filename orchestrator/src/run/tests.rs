@@ -51,6 +51,8 @@ struct FakeKernel {
     /// The fail-nth point whose call asks for __GFP_NOWARN and has a
     /// fallback: injected without a stack, and the load survives.
     silent_on_nth: Option<u32>,
+    /// Every collect the runner asked for (alone or after a step), in order.
+    collects: Vec<String>,
 }
 
 const DEVICE_DIR: &str = "drv/0000:01:00.0";
@@ -181,6 +183,16 @@ impl FakeKernel {
         }
     }
 
+    /// What a collect prints: the log since the last one, then the snapshot.
+    fn take_collect(&mut self) -> Output {
+        let log = std::mem::take(&mut self.log);
+        Output {
+            status: 0,
+            stdout: format!("{log}@@kcycle-snapshot\n{}", self.snapshot()),
+            stderr: String::new(),
+        }
+    }
+
     fn unload(&mut self) -> Output {
         if self.bound == Some(true) {
             self.unbind();
@@ -202,9 +214,10 @@ impl Machine for FakeKernel {
     fn exec(&mut self, command: &str, timeout: Duration) -> Result<Output, MachineError> {
         // A step with its collect (one round trip): the fake shell runs the
         // two parts and prints what the real one would.
-        if let Some((step, _)) = super::collect::split_after(command) {
+        if let Some((step, collect)) = super::collect::split_after(command) {
+            self.collects.push(collect.to_string());
             let done = self.exec(step, timeout)?;
-            let collected = self.exec(&super::collect::command(None), timeout)?;
+            let collected = self.take_collect();
             return Ok(Output {
                 status: done.status,
                 stdout: format!(
@@ -242,13 +255,11 @@ impl Machine for FakeKernel {
                 ..Output::default()
             });
         }
-        if command.starts_with("dmesg -c") {
-            let log = std::mem::take(&mut self.log);
-            return Ok(Output {
-                status: 0,
-                stdout: format!("{log}@@kcycle-snapshot\n{}", self.snapshot()),
-                stderr: String::new(),
-            });
+        if command.starts_with(crate::snapshot::HELPER_PATH)
+            && command.contains(crate::snapshot::klog::TAKE_ARG)
+        {
+            self.collects.push(command.to_string());
+            return Ok(self.take_collect());
         }
         if command.contains("\"$d/unbind\"") {
             return Ok(self.unbind());
@@ -339,6 +350,38 @@ fn fixed_driver_cycles_clean() {
     );
     assert!(restart.is_none());
     assert_eq!(results[0].out.matches("modprobe -r 'drv'").count(), 3);
+}
+
+#[test]
+fn each_cycles_sample_counts_slabs_exactly_when_a_trend_is_judged() {
+    let exact = |collect: &String| collect.contains("--exact-slabs");
+    let steps = "steps = [{ load = \"drv\" }, { reload = \"drv\" }, { unload = \"drv\" }]\n";
+    let cycles = crate::run::trend::MIN_CYCLES;
+    let long = suite(&format!(
+        "[[test]]\nname = \"long\"\ncycles = {cycles}\n{steps}"
+    ));
+    let mut kernel = FakeKernel::default();
+    run_one(&mut kernel, &long);
+    // The baseline, then three steps a cycle: only each cycle's last is its sample.
+    assert_eq!(
+        kernel.collects.len(),
+        1 + 3 * cycles,
+        "{:#?}",
+        kernel.collects
+    );
+    assert!(!exact(&kernel.collects[0]));
+    for (i, collect) in kernel.collects[1..].iter().enumerate() {
+        assert_eq!(exact(collect), i % 3 == 2, "collect {i}: {collect}");
+    }
+
+    let short = suite(&format!(
+        "[[test]]\nname = \"short\"\ncycles = {}\n{steps}",
+        cycles - 1
+    ));
+    let mut kernel = FakeKernel::default();
+    run_one(&mut kernel, &short);
+    assert!(!kernel.collects.is_empty());
+    assert!(!kernel.collects.iter().any(exact), "no trend, no shrinking");
 }
 
 #[test]

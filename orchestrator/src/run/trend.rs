@@ -2,14 +2,18 @@
 //! even when nothing is left by name (kmalloc without kfree) and kmemleak is
 //! off.
 //!
-//! The rule is a line fit over the samples after the first cycle (which pays
-//! one-time costs), taken over their running maximum: the counter must have grown in total by at least
+//! The samples of a test with [`MIN_CYCLES`] or more count slab objects
+//! exactly (every cache shrunk first: [`crate::snapshot::SlabCounts`]), so a
+//! leak of one object a cycle is a step of one. The rule is a line fit over
+//! the samples after the first cycle (which pays one-time costs), taken over
+//! their running maximum: the counter must have grown in total by at least
 //! [`MIN_SLOPE`] a cycle, follow a straight line closely (R² ≥ [`MIN_FIT`]),
 //! and its drops together must stay below [`MAX_DROP_SHARE`] of its growth.
-//! SLUB counts a CPU's whole slab as in use, so a steady leak shows as a
-//! staircase, not as equal steps, and another user of the same cache can free
-//! a slab's worth in between: the rule accepts both, while a counter that
-//! jumped once or wanders up and down does not fit a line.
+//! Another user of the same cache can free objects in between, and the
+//! meminfo counters (kB) move by pages: the rule accepts both, while a
+//! counter that jumped once or wanders up and down does not fit a line.
+//! The tolerances below were measured on unshrunk slabinfo counts, which
+//! creep up by whole slabs; they still hold for the noise that is left.
 
 use crate::outcome::{CycleSample, Finding, Severity};
 

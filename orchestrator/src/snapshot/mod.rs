@@ -4,6 +4,7 @@
 //! [`walk`], the guest side: the runner fetches the text in one SSH round
 //! trip ([`command`]) and these functions parse and compare it.
 
+pub mod klog;
 mod memory;
 mod modules;
 pub mod namespace;
@@ -18,6 +19,7 @@ pub use modules::{loaded_modules, module_ranges, ModuleRange};
 pub use namespace::{Namespace, Namespaces};
 pub use slab::{SlabCache, SlabCaches};
 pub use taint::{Taint, TaintFlag};
+pub use walk::SlabCounts;
 
 /// Where the guest image keeps [`HELPER`].
 pub const HELPER_PATH: &str = "/bin/kcycle-snapshot";
@@ -28,8 +30,17 @@ pub const HELPER: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/kcycle-snaps
 
 /// The guest command that prints everything [`Snapshot::parse`] reads, in
 /// `@@<section>` sections (see [`walk::SECTIONS`]).
-pub fn command() -> &'static str {
-    HELPER_PATH
+pub fn command(counts: SlabCounts) -> String {
+    match counts {
+        SlabCounts::Listed => HELPER_PATH.to_string(),
+        SlabCounts::Exact => format!("{HELPER_PATH} {}", walk::EXACT_ARG),
+    }
+}
+
+/// [`command`] after the kernel log since the last read (which it clears,
+/// as `dmesg -c`) and [`klog::LOG_END`], in one guest process.
+pub fn with_log_command(counts: SlabCounts) -> String {
+    format!("{} {}", command(counts), klog::TAKE_ARG)
 }
 
 /// Guest kernel state at one moment.

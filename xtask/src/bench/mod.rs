@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 
 use kcycle::guest::{BootSpec, ExecRequest, Guest, RunDir};
 use kcycle::kernel::Artifacts;
+use kcycle::snapshot::SlabCounts;
 use kcycle::sys::child::{self, Child, Spawn};
 use kcycle::vm::Accel;
 
@@ -962,7 +963,8 @@ fn cycle_sections(
          over kcycle's SSH session (one persistent channel: `kcycle-snapshot serve` runs each command) in the floor guest without kmemleak (the kmemleak scan in \
          the one with it), `{MODULE}` not loaded; each includes \
          one SSH round trip (`ssh-true`). Per cycle kcycle runs two steps (load, unload), each one SSH round trip \
-         holding the step's command and the collect after it (dmesg -c and the snapshot), and a kmemleak \
+         holding the step's command and the collect after it (`check-collect`: the kernel log read and the snapshot in one \
+         guest process; in a test of 8 cycles or more the last step's snapshot is `check-snapshot-exact`), and a kmemleak \
          scan after the unload. \
          The kmemleak scan holds `sleep 5` (kmemleak reports only objects older than its 5 s minimum age), \
          so a kmemleak cycle cannot come near the floor; the no-kmemleak figure is the one the target is about."
@@ -1147,8 +1149,12 @@ fn floor_in(guest: &mut Guest, options: &Options, kind: FloorGuest) -> Result<Ve
     }
     let reps = options.runs.max(3) * 3;
     let ssh = time("true", reps, "ssh round trip")?;
-    let dmesg = time(kcycle::run::command::TAKE_DMESG, reps, "kernel log read")?;
-    let snapshot = time(kcycle::snapshot::command(), reps, "ledger snapshot")?;
+    let listed = kcycle::snapshot::command(SlabCounts::Listed);
+    let exact = kcycle::snapshot::command(SlabCounts::Exact);
+    let collect = kcycle::snapshot::with_log_command(SlabCounts::Listed);
+    let snapshot = time(&listed, reps, "ledger snapshot")?;
+    let sample = time(&exact, reps, "ledger snapshot, exact slab counts")?;
+    let collected = time(&collect, reps, "kernel log read and snapshot")?;
     Ok(vec![
         floor_figure,
         Figure::new(
@@ -1159,19 +1165,26 @@ fn floor_in(guest: &mut Guest, options: &Options, kind: FloorGuest) -> Result<Ve
         )
         .samples(ssh),
         Figure::new(
-            "check-dmesg",
-            "check: kernel log read",
-            Unit::Millis,
-            format!("{}  ({via})", kcycle::run::command::TAKE_DMESG),
-        )
-        .samples(dmesg),
-        Figure::new(
             "check-snapshot",
             "check: ledger snapshot (slab, taint, modules, debugfs, sysfs, procfs, …)",
             Unit::Millis,
-            format!("kcycle::snapshot::command()  ({via})"),
+            format!("{listed}  ({via})"),
         )
         .samples(snapshot),
+        Figure::new(
+            "check-snapshot-exact",
+            "check: a cycle's sample, the snapshot with every slab cache shrunk first (tests of 8 cycles or more)",
+            Unit::Millis,
+            format!("{exact}  ({via})"),
+        )
+        .samples(sample),
+        Figure::new(
+            "check-collect",
+            "check: the kernel log read and cleared, then the snapshot (every step's collect)",
+            Unit::Millis,
+            format!("{collect}  ({via})"),
+        )
+        .samples(collected),
     ])
 }
 
