@@ -627,6 +627,7 @@ fn launch(
             cmdline: spec.cmdline.clone(),
             vfio: spec.vfio.clone(),
             incoming,
+            firmware: vm::fast_firmware(&spec.qemu),
             ..QemuConfig::new(
                 spec.kernel.clone(),
                 initrd.to_path_buf(),
