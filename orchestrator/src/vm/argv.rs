@@ -123,13 +123,6 @@ pub const SUN_PATH_MAX: usize = 107;
 /// (KVM guests skip the check on their own).
 pub const BASE_CMDLINE: &[&str] = &["console=ttyS0", "panic=-1", "no_timer_check"];
 
-/// Kernel parameters of TCG guests. TCG's CPU has no TSC-deadline timer, so
-/// without this every boot calibrates the local APIC timer against the PIT
-/// for a tenth of a second (LAPIC_CAL_LOOPS): 1.33 s to sshd became 1.09 s
-/// (2026-12-04, medians of 5). The HPET then ticks for every CPU (a
-/// broadcast), as on hardware whose APIC timer stops in deep idle.
-pub const TCG_CMDLINE: &[&str] = &["nolapic_timer"];
-
 impl QemuConfig {
     /// Defaults for everything but the files and the port.
     pub fn new(kernel: PathBuf, initrd: PathBuf, qmp_socket: PathBuf, ssh_port: u16) -> Self {
@@ -158,13 +151,8 @@ impl QemuConfig {
 
     /// The full kernel command line.
     pub fn kernel_cmdline(&self) -> String {
-        let accel: &[&str] = match self.accel {
-            Accel::Tcg => TCG_CMDLINE,
-            Accel::Kvm => &[],
-        };
         BASE_CMDLINE
             .iter()
-            .chain(accel)
             .copied()
             .chain(self.cmdline.iter().map(String::as_str))
             .collect::<Vec<_>>()
