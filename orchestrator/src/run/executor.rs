@@ -558,7 +558,7 @@ impl<'a> Recorder<'a> {
     /// Do a step's action: a guest command, or for hotplug steps the QMP exchange between the
     /// guest commands that record and check the guest's view. Returns what to show as the
     /// command, the combined output, and for a plain command the collect that ran in the
-    /// same round trip (`loads`: the module whose sections to read if it loaded, and how
+    /// same round trip (`collect`: the module whose sections to read if it loaded, and how
     /// its snapshot counts slabs).
     fn act(
         &mut self,
