@@ -186,18 +186,12 @@ fn show(event: kernel::BuildEvent) {
 }
 
 fn request(modules: Vec<PathBuf>) -> BuildRequest {
-    BuildRequest {
-        source: SourceSpec::from_option(std::env::var_os("KCYCLE_KERNEL_SRC").map(PathBuf::from)),
-        project: Project::discover().unwrap(),
-        external_modules: modules,
-        extra_fragments: Vec::new(),
-        profile: kernel::Profile::default(),
-        cache: Cache::from_env().unwrap(),
-        force: false,
-        out: None,
-        jobs: kernel::default_jobs(),
-        cancel: kcycle::sys::Cancel::process(),
-    }
+    BuildRequest::new(
+        SourceSpec::from_option(std::env::var_os("KCYCLE_KERNEL_SRC").map(PathBuf::from)),
+        Project::discover().unwrap(),
+        Cache::from_env().unwrap(),
+        modules,
+    )
 }
 
 #[test]

@@ -3,7 +3,6 @@
 use std::path::PathBuf;
 
 use kcycle::exit::ExitStatus;
-use kcycle::sys::Cancel;
 
 use super::build_view::BuildView;
 use super::{draws_progress, ExitOnError, Failure, KernelBuildArgs, ProgressMode, SetupArgs};
@@ -72,17 +71,14 @@ pub(super) fn build_kernel(
         .ok()
         .and_then(|j| j.parse().ok())
         .unwrap_or_else(kernel::default_jobs);
+    let modules = project.default_modules();
     let request = BuildRequest {
-        source: SourceSpec::from_option(source),
-        external_modules: project.default_modules(),
         extra_fragments: fragments.to_vec(),
         profile,
-        project,
-        cache,
         force,
         out,
         jobs,
-        cancel: Cancel::process(),
+        ..BuildRequest::new(SourceSpec::from_option(source), project, cache, modules)
     };
     let mut view = BuildView::new(draws_progress(progress));
     let mut observe = |event| view.show(event);

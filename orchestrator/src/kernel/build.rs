@@ -60,6 +60,31 @@ pub struct BuildRequest {
     pub cancel: Cancel,
 }
 
+impl BuildRequest {
+    /// A build of `source` with the project's configuration as it is: the
+    /// default profile, no extra fragment, no `--force` or `--out`, `make
+    /// -j` [`super::default_jobs`], stopped when the process is interrupted.
+    pub fn new(
+        source: SourceSpec,
+        project: Project,
+        cache: Cache,
+        external_modules: Vec<PathBuf>,
+    ) -> Self {
+        BuildRequest {
+            source,
+            project,
+            external_modules,
+            extra_fragments: Vec::new(),
+            profile: Profile::default(),
+            cache,
+            force: false,
+            out: None,
+            jobs: super::default_jobs(),
+            cancel: Cancel::process(),
+        }
+    }
+}
+
 /// What a build produced and how much work it took.
 #[derive(Debug)]
 pub struct Built {

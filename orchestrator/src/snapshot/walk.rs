@@ -294,9 +294,7 @@ fn read(root: &Path, source: &Source, counts: SlabCounts, lines: &mut Lines) -> 
             if counts == SlabCounts::Exact {
                 shrink(&guest(root, caches));
             }
-            if let Ok(text) = fs::read(guest(root, path)) {
-                lines.text(&text, None)?;
-            }
+            read(root, &Source::Cat(path), counts, lines)?;
         }
         Source::Tagged { tag, path } => {
             if let Ok(text) = fs::read(guest(root, path)) {

@@ -489,7 +489,7 @@ fn cache_section(kcycle: &Path, options: &Options) -> (Section, Option<PathBuf>)
     let mut figures = vec![figure];
     match &dir {
         Some(dir) => {
-            figures.push(rebuild::module_only(options.runs));
+            figures.push(rebuild::module_only(dir, options.runs));
             figures.push(rebuild::cold(dir));
         }
         None => {

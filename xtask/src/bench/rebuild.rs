@@ -20,28 +20,31 @@ const REBUILD_COMMAND: &str =
     "kcycle::kernel::build of the default kernel with one external Rust module \
      changed (a copy of samples/rust/rust_minimal with a fresh comment)";
 
-/// `runs` module-only rebuilds of the default kernel, after one warm-up.
-pub fn module_only(runs: usize) -> Figure {
+/// `runs` module-only rebuilds of the default kernel (the entry in `dir`), after one warm-up.
+pub fn module_only(dir: &Path, runs: usize) -> Figure {
     let figure = Figure::new(
         "module-rebuild",
         "module-only rebuild (make M=, modules_install, depmod)",
         Unit::Seconds,
         REBUILD_COMMAND,
     );
-    match rebuilds(runs) {
+    match rebuilds(dir, runs) {
         Ok(samples) => figure.samples(samples),
         Err(why) => figure.not_measured(why),
     }
 }
 
-fn rebuilds(runs: usize) -> Result<Vec<f64>, String> {
+fn rebuilds(dir: &Path, runs: usize) -> Result<Vec<f64>, String> {
     let scratch = tempfile::tempdir().map_err(|e| format!("no scratch directory: {e}"))?;
-    let base = build(Vec::new())?;
-    let build_dir = base.manifest.build_dir.clone();
+    let build_dir = open(dir)?.manifest.build_dir;
     // The first module brings the shared build directory to this kernel (a
     // hit does not look at it, and another checkout may have moved it).
     progress("kernel cache: module-only rebuild warm-up");
-    build(vec![module(scratch.path(), &build_dir)?])?;
+    kernel::build(
+        &request(vec![module(scratch.path(), &build_dir)?])?,
+        &mut |_| {},
+    )
+    .map_err(|e| format!("the warm-up failed: {}", kcycle::sys::error::chain(&e)))?;
     let mut samples = Vec::new();
     for i in 0..runs {
         progress(&format!(
@@ -68,45 +71,30 @@ pub fn cold(dir: &Path) -> Figure {
         Unit::Seconds,
         format!("build_seconds in {}/manifest.json", dir.display()),
     );
-    match Artifacts::open(dir) {
+    match open(dir) {
         Ok(artifacts) if artifacts.manifest.build_seconds > 0.0 => {
             figure.samples(vec![artifacts.manifest.build_seconds])
         }
         Ok(_) => figure.not_measured("the manifest records no build time"),
-        Err(e) => figure.not_measured(format!(
-            "no cache entry to read: {}",
-            kcycle::sys::error::chain(&e)
-        )),
+        Err(why) => figure.not_measured(why),
     }
 }
 
-fn build(modules: Vec<PathBuf>) -> Result<Artifacts, String> {
-    kernel::build(&request(modules)?, &mut |_| {})
-        .map(|built| built.artifacts)
-        .map_err(|e| {
-            format!(
-                "failed to build the kernel: {}",
-                kcycle::sys::error::chain(&e)
-            )
-        })
+/// The cache entry in `dir`.
+fn open(dir: &Path) -> Result<Artifacts, String> {
+    Artifacts::open(dir)
+        .map_err(|e| format!("no cache entry to read: {}", kcycle::sys::error::chain(&e)))
 }
 
-/// The default kernel's build request (as `kcycle kernel build` makes it) with `modules`.
+/// The default kernel's build request with `modules` as its only external ones.
 fn request(modules: Vec<PathBuf>) -> Result<BuildRequest, String> {
     let chain = |e: &dyn std::error::Error| kcycle::sys::error::chain(e);
-    Ok(BuildRequest {
-        source: SourceSpec::from_option(std::env::var_os("KCYCLE_KERNEL_SRC").map(PathBuf::from)),
-        project: Project::discover()
-            .map_err(|e| format!("no kcycle checkout here: {}", chain(&e)))?,
-        external_modules: modules,
-        extra_fragments: Vec::new(),
-        profile: kernel::Profile::default(),
-        cache: Cache::from_env().map_err(|e| format!("no kernel cache: {}", chain(&e)))?,
-        force: false,
-        out: None,
-        jobs: kernel::default_jobs(),
-        cancel: kcycle::sys::Cancel::process(),
-    })
+    Ok(BuildRequest::new(
+        SourceSpec::from_option(std::env::var_os("KCYCLE_KERNEL_SRC").map(PathBuf::from)),
+        Project::discover().map_err(|e| format!("no kcycle checkout here: {}", chain(&e)))?,
+        Cache::from_env().map_err(|e| format!("no kernel cache: {}", chain(&e)))?,
+        modules,
+    ))
 }
 
 /// A copy of the rust_minimal sample, renamed, with a fresh comment.
